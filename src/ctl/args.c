@@ -1,0 +1,145 @@
+#include "ctl/args.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char run_usage[] =
+	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
+	"                 [--vcpus N] [--disk PATH[,ro]]... [--on-reboot restart|exit]\n"
+	"                 [--console serial|virtio] [--verbose]\n";
+
+static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* A decimal number with nothing around it, within [min, max]. */
+static int parse_number(const char *s, unsigned long long min, unsigned long long max,
+			unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen)
+{
+	const char *comma = strrchr(arg, ',');
+
+	d->readonly = false;
+	d->path = arg;
+	if (comma) {
+		if (!strcmp(comma + 1, "ro"))
+			d->readonly = true;
+		else if (strcmp(comma + 1, "rw"))
+			return bad(err, errlen, "--disk %s: unknown option '%s' (expected ro or rw)",
+				   arg, comma + 1);
+		/* The path is the part before the comma; keep a copy that outlives argv parsing. */
+		d->path = strndup(arg, (size_t)(comma - arg));
+		if (!d->path)
+			return -ENOMEM;
+	}
+	if (!d->path[0])
+		return bad(err, errlen, "--disk %s: empty path", arg);
+	return 0;
+}
+
+int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+{
+	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE };
+	static const struct option opts[] = {
+		{"kernel", required_argument, NULL, 'k'},
+		{"initrd", required_argument, NULL, 'i'},
+		{"cmdline", required_argument, NULL, 'c'},
+		{"memory", required_argument, NULL, 'm'},
+		{"vcpus", required_argument, NULL, 'n'},
+		{"disk", required_argument, NULL, 'd'},
+		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
+		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	unsigned long long v;
+	int c, ret;
+
+	vm_config_defaults(cfg);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":k:i:c:m:n:d:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': cfg->kernel = optarg; break;
+		case 'i': cfg->initrd = optarg; break;
+		case 'c': cfg->cmdline = optarg; break;
+		case 'm':
+			if (parse_number(optarg, 1, VM_MAX_MEMORY_MIB, &v) < 0)
+				return bad(err, errlen,
+					   "--memory '%s': expected a size in MiB from 1 to %llu",
+					   optarg, (unsigned long long)VM_MAX_MEMORY_MIB);
+			cfg->memory_mib = v;
+			break;
+		case 'n':
+			if (parse_number(optarg, 1, VM_MAX_VCPUS, &v) < 0)
+				return bad(err, errlen, "--vcpus '%s': expected a number from 1 to %u",
+					   optarg, VM_MAX_VCPUS);
+			cfg->vcpus = (unsigned)v;
+			break;
+		case 'd':
+			if (cfg->ndisks == VM_MAX_DISKS)
+				return bad(err, errlen, "too many disks: at most %u", VM_MAX_DISKS);
+			ret = disk_arg_parse(optarg, &cfg->disks[cfg->ndisks], err, errlen);
+			if (ret < 0)
+				return ret;
+			cfg->ndisks++;
+			break;
+		case OPT_ON_REBOOT:
+			if (!strcmp(optarg, "restart"))
+				cfg->on_reboot = ON_REBOOT_RESTART;
+			else if (!strcmp(optarg, "exit"))
+				cfg->on_reboot = ON_REBOOT_EXIT;
+			else
+				return bad(err, errlen,
+					   "--on-reboot '%s': expected restart or exit", optarg);
+			break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "serial"))
+				cfg->console = CONSOLE_SERIAL;
+			else if (!strcmp(optarg, "virtio"))
+				cfg->console = CONSOLE_VIRTIO;
+			else
+				return bad(err, errlen, "--console '%s': expected serial or virtio",
+					   optarg);
+			break;
+		case 'v': cfg->verbose++; break;
+		case 'h': return 1;
+		case ':':
+			return bad(err, errlen, "option %s needs an argument", argv[optind - 1]);
+		default:
+			return bad(err, errlen, "unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad(err, errlen, "unexpected argument '%s'", argv[optind]);
+	if (!cfg->kernel)
+		return bad(err, errlen, "--kernel FILE is required");
+	return 0;
+}

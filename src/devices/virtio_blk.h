@@ -1,0 +1,21 @@
+#ifndef DOMUS_VIRTIO_BLK_H
+#define DOMUS_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/virtio_pci.h"
+
+struct virtio_blk {
+	struct virtio_dev vdev;
+	int fd;
+	bool readonly;
+	uint64_t sectors;
+	char serial[24];
+};
+
+/* Adds a virtio-blk device serving the image open on fd. Returns 0 or -errno. */
+int virtio_blk_add(struct vm *vm, struct virtio_blk *blk, int fd, bool readonly, unsigned index)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,404 @@
+#include "devices/virtio_pci.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "vmm/vm.h"
+
+#define BAR_SIZE 0x8000
+#define COMMON_OFF 0x0000
+#define ISR_OFF 0x1000
+#define DEVICE_OFF 0x2000
+#define NOTIFY_OFF 0x3000
+#define MSIX_TABLE_OFF 0x4000
+#define MSIX_PBA_OFF 0x5000
+#define NOTIFY_MULTIPLIER 4
+
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG 3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_MASKALL 0x4000
+
+struct __attribute__((packed)) virtio_pci_cap {
+	uint8_t cap_vndr;
+	uint8_t cap_next;
+	uint8_t cap_len;
+	uint8_t cfg_type;
+	uint8_t bar;
+	uint8_t id;
+	uint8_t padding[2];
+	uint32_t offset;
+	uint32_t length;
+	uint32_t notify_off_multiplier; /* notify capability only */
+};
+
+struct __attribute__((packed)) msix_cap {
+	uint8_t id;
+	uint8_t next;
+	uint16_t ctrl;
+	uint32_t table;
+	uint32_t pba;
+};
+
+int virtio_driver_ready(const struct virtio_dev *vd)
+{
+	return (vd->status & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static uint16_t msix_ctrl(const struct virtio_dev *vd)
+{
+	uint16_t c;
+	memcpy(&c, vd->pdev.config + vd->msix_cap + 2, 2);
+	return c;
+}
+
+static void msix_fire(struct virtio_dev *vd, uint16_t vector)
+{
+	struct msix_entry *e;
+	uint16_t ctrl = msix_ctrl(vd);
+
+	if (vector >= VIRTIO_MSIX_VECTORS || !(ctrl & MSIX_CTRL_ENABLE))
+		return;
+	e = &vd->msix[vector];
+	if ((ctrl & MSIX_CTRL_MASKALL) || (e->ctrl & 1)) {
+		vd->msix_pending |= 1ULL << vector;
+		return;
+	}
+	vd->msix_pending &= ~(1ULL << vector);
+	vm_signal_msi(vd->vm, ((uint64_t)e->addr_hi << 32) | e->addr_lo, e->data);
+}
+
+/* Delivers interrupts that were held while their vector or the function was masked. */
+static void msix_flush_pending(struct virtio_dev *vd)
+{
+	for (uint16_t v = 0; v < VIRTIO_MSIX_VECTORS; v++)
+		if (vd->msix_pending & (1ULL << v))
+			msix_fire(vd, v);
+}
+
+void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
+{
+	struct virtq *vq = &vd->vqs[q];
+
+	if (!virtq_should_notify(vq))
+		return;
+	vd->isr |= 1;
+	msix_fire(vd, vq->msix_vector);
+}
+
+void virtio_needs_reset(struct virtio_dev *vd, const char *why)
+{
+	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
+		return;
+	log_warnx("%s: driver error (%s); device needs reset", vd->ops->name, why);
+	vd->status |= VIRTIO_STATUS_NEEDS_RESET;
+	vd->config_generation++;
+	vd->isr |= 2;
+	msix_fire(vd, vd->config_msix_vector);
+}
+
+static void device_reset(struct virtio_dev *vd)
+{
+	for (unsigned i = 0; i < vd->ops->nqueues; i++)
+		virtq_reset(&vd->vqs[i]);
+	vd->driver_features = 0;
+	vd->device_feature_select = 0;
+	vd->driver_feature_select = 0;
+	vd->status = 0;
+	vd->isr = 0;
+	vd->config_msix_vector = VIRTIO_NO_VECTOR;
+	vd->queue_select = 0;
+	vd->msix_pending = 0;
+	if (vd->ops->reset)
+		vd->ops->reset(vd);
+}
+
+static struct virtq *selected_queue(struct virtio_dev *vd)
+{
+	return vd->queue_select < vd->ops->nqueues ? &vd->vqs[vd->queue_select] : NULL;
+}
+
+static uint64_t common_read(struct virtio_dev *vd, unsigned off)
+{
+	struct virtq *vq = selected_queue(vd);
+
+	switch (off) {
+	case 0x00: return vd->device_feature_select;
+	case 0x04:
+		return vd->device_feature_select < 2
+			       ? (uint32_t)(vd->device_features >> (32 * vd->device_feature_select))
+			       : 0;
+	case 0x08: return vd->driver_feature_select;
+	case 0x0c:
+		return vd->driver_feature_select < 2
+			       ? (uint32_t)(vd->driver_features >> (32 * vd->driver_feature_select))
+			       : 0;
+	case 0x10: return vd->config_msix_vector;
+	case 0x12: return vd->ops->nqueues;
+	case 0x14: return vd->status;
+	case 0x15: return vd->config_generation;
+	case 0x16: return vd->queue_select;
+	case 0x18: return vq ? vq->size : 0;
+	case 0x1a: return vq ? vq->msix_vector : VIRTIO_NO_VECTOR;
+	case 0x1c: return vq ? vq->enabled : 0;
+	case 0x1e: return vq ? vd->queue_select : 0; /* queue_notify_off */
+	case 0x20: return vq ? (uint32_t)vq->desc_gpa : 0;
+	case 0x24: return vq ? (uint32_t)(vq->desc_gpa >> 32) : 0;
+	case 0x28: return vq ? (uint32_t)vq->avail_gpa : 0;
+	case 0x2c: return vq ? (uint32_t)(vq->avail_gpa >> 32) : 0;
+	case 0x30: return vq ? (uint32_t)vq->used_gpa : 0;
+	case 0x34: return vq ? (uint32_t)(vq->used_gpa >> 32) : 0;
+	default: return 0;
+	}
+}
+
+static void set_half(uint64_t *v, bool high, uint32_t val)
+{
+	if (high)
+		*v = (*v & 0xffffffffULL) | ((uint64_t)val << 32);
+	else
+		*v = (*v & ~0xffffffffULL) | val;
+}
+
+static void status_write(struct virtio_dev *vd, uint8_t val)
+{
+	if (val == 0) {
+		device_reset(vd);
+		return;
+	}
+	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(vd->status & VIRTIO_STATUS_FEATURES_OK)) {
+		/* Accept only what we offered, and only the modern interface. */
+		if ((vd->driver_features & ~vd->device_features) ||
+		    !(vd->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	}
+	vd->status = (uint8_t)(val | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
+}
+
+static void queue_enable(struct virtio_dev *vd, struct virtq *vq)
+{
+	vq->event_idx = vd->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	vq->indirect = vd->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	if (virtq_enable(vq) < 0)
+		virtio_needs_reset(vd, "queue rings outside guest memory or bad size");
+}
+
+static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
+{
+	struct virtq *vq = selected_queue(vd);
+	/* Queue registers are frozen once the queue is enabled. */
+	bool qw = vq && !vq->enabled;
+
+	switch (off) {
+	case 0x00: vd->device_feature_select = val; break;
+	case 0x08: vd->driver_feature_select = val; break;
+	case 0x0c:
+		if (vd->driver_feature_select < 2 && !(vd->status & VIRTIO_STATUS_FEATURES_OK))
+			set_half(&vd->driver_features, vd->driver_feature_select == 1, val);
+		break;
+	case 0x10:
+		vd->config_msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+		break;
+	case 0x14: status_write(vd, (uint8_t)val); break;
+	case 0x16: vd->queue_select = (uint16_t)val; break;
+	case 0x18:
+		if (qw)
+			vq->size = (uint16_t)val;
+		break;
+	case 0x1a:
+		if (vq)
+			vq->msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+		break;
+	case 0x1c:
+		if (qw && val == 1)
+			queue_enable(vd, vq);
+		break;
+	case 0x20: if (qw) set_half(&vq->desc_gpa, false, val); break;
+	case 0x24: if (qw) set_half(&vq->desc_gpa, true, val); break;
+	case 0x28: if (qw) set_half(&vq->avail_gpa, false, val); break;
+	case 0x2c: if (qw) set_half(&vq->avail_gpa, true, val); break;
+	case 0x30: if (qw) set_half(&vq->used_gpa, false, val); break;
+	case 0x34: if (qw) set_half(&vq->used_gpa, true, val); break;
+	default: break;
+	}
+}
+
+/* Register width in the common config, by offset (0 = not a register start). */
+static unsigned common_width(unsigned off)
+{
+	switch (off) {
+	case 0x00: case 0x04: case 0x08: case 0x0c:
+	case 0x20: case 0x24: case 0x28: case 0x2c: case 0x30: case 0x34:
+		return 4;
+	case 0x10: case 0x12: case 0x16: case 0x18: case 0x1a: case 0x1c: case 0x1e:
+		return 2;
+	case 0x14: case 0x15:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static void notify(struct virtio_dev *vd, unsigned q)
+{
+	if (q >= vd->ops->nqueues || !vd->vqs[q].enabled || !virtio_driver_ready(vd))
+		return;
+	vd->ops->queue_notify(vd, q);
+	if (vd->vqs[q].broken)
+		virtio_needs_reset(vd, "malformed descriptor chain");
+}
+
+static void msix_table_access(struct virtio_dev *vd, uint64_t off, void *data, unsigned len,
+			      bool write)
+{
+	unsigned idx = (unsigned)(off / 16), word = (unsigned)(off % 16) / 4;
+	uint32_t *w;
+
+	if (idx >= VIRTIO_MSIX_VECTORS || len != 4 || (off & 3)) {
+		if (!write)
+			memset(data, 0, len);
+		return;
+	}
+	w = &((uint32_t *)&vd->msix[idx])[word];
+	if (!write) {
+		memcpy(data, w, 4);
+		return;
+	}
+	memcpy(w, data, 4);
+	if (word == 3 && !(vd->msix[idx].ctrl & 1) && (vd->msix_pending & (1ULL << idx)))
+		msix_fire(vd, (uint16_t)idx);
+}
+
+static void bar_read(struct pci_device *pdev, int bar, uint64_t off, void *data, unsigned len)
+{
+	struct virtio_dev *vd = pdev->opaque;
+	uint64_t v = 0;
+
+	memset(data, 0, len);
+	pthread_mutex_lock(&vd->lock);
+	if (off < ISR_OFF) {
+		if (common_width((unsigned)off) == len) {
+			v = common_read(vd, (unsigned)off);
+			memcpy(data, &v, len);
+		}
+	} else if (off == ISR_OFF) {
+		/* Reading the ISR acknowledges it. */
+		*(uint8_t *)data = vd->isr;
+		vd->isr = 0;
+	} else if (off >= DEVICE_OFF && off < NOTIFY_OFF) {
+		unsigned o = (unsigned)(off - DEVICE_OFF);
+		if (o < vd->ops->config_size && len <= vd->ops->config_size - o && vd->ops->config_read)
+			vd->ops->config_read(vd, o, data, len);
+	} else if (off >= MSIX_TABLE_OFF && off < MSIX_PBA_OFF) {
+		msix_table_access(vd, off - MSIX_TABLE_OFF, data, len, false);
+	} else if (off >= MSIX_PBA_OFF && off < MSIX_PBA_OFF + 8) {
+		unsigned o = (unsigned)(off - MSIX_PBA_OFF);
+		if (len <= 8 - o)
+			memcpy(data, (uint8_t *)&vd->msix_pending + o, len);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static void bar_write(struct pci_device *pdev, int bar, uint64_t off, const void *data,
+		      unsigned len)
+{
+	struct virtio_dev *vd = pdev->opaque;
+	uint32_t v = 0;
+
+	if (len <= 4)
+		memcpy(&v, data, len);
+	pthread_mutex_lock(&vd->lock);
+	if (off < ISR_OFF) {
+		if (common_width((unsigned)off) == len)
+			common_write(vd, (unsigned)off, v);
+	} else if (off >= DEVICE_OFF && off < NOTIFY_OFF) {
+		unsigned o = (unsigned)(off - DEVICE_OFF);
+		if (o < vd->ops->config_size && len <= vd->ops->config_size - o &&
+		    vd->ops->config_write)
+			vd->ops->config_write(vd, o, data, len);
+	} else if (off >= NOTIFY_OFF && off < MSIX_TABLE_OFF) {
+		notify(vd, (unsigned)(off - NOTIFY_OFF) / NOTIFY_MULTIPLIER);
+	} else if (off >= MSIX_TABLE_OFF && off < MSIX_PBA_OFF) {
+		msix_table_access(vd, off - MSIX_TABLE_OFF, (void *)data, len, true);
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static void config_written(struct pci_device *pdev, unsigned offset, unsigned len)
+{
+	struct virtio_dev *vd = pdev->opaque;
+
+	/* The MSI-X enable or function-mask bits may have changed. */
+	pthread_mutex_lock(&vd->lock);
+	msix_flush_pending(vd);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static const struct pci_device_ops virtio_pci_ops = {
+	.bar_read = bar_read,
+	.bar_write = bar_write,
+	.config_written = config_written,
+};
+
+static void add_virtio_cap(struct pci_device *pdev, uint8_t type, uint32_t off, uint32_t len)
+{
+	struct virtio_pci_cap cap = {
+		.cap_vndr = PCI_CAP_ID_VNDR,
+		.cap_len = type == VIRTIO_PCI_CAP_NOTIFY_CFG ? 20 : 16,
+		.cfg_type = type,
+		.bar = 0,
+		.offset = off,
+		.length = len,
+		.notify_off_multiplier = NOTIFY_MULTIPLIER,
+	};
+	pci_add_capability(pdev, &cap, cap.cap_len);
+}
+
+int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
+		   void *priv, uint64_t features)
+{
+	struct msix_cap mc = {
+		.id = PCI_CAP_ID_MSIX,
+		.ctrl = VIRTIO_MSIX_VECTORS - 1,
+		.table = MSIX_TABLE_OFF, /* BIR 0 */
+		.pba = MSIX_PBA_OFF,
+	};
+
+	if (ops->nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
+		return -EINVAL;
+	memset(vd, 0, sizeof(*vd));
+	vd->ops = ops;
+	vd->priv = priv;
+	vd->vm = vm;
+	pthread_mutex_init(&vd->lock, NULL);
+	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1) |
+			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	for (unsigned i = 0; i < ops->nqueues; i++)
+		virtq_init(&vd->vqs[i], &vm->mem, ops->queue_size);
+	for (unsigned i = 0; i < VIRTIO_MSIX_VECTORS; i++)
+		vd->msix[i].ctrl = 1; /* vectors start masked */
+	vd->config_msix_vector = VIRTIO_NO_VECTOR;
+
+	vd->pdev.ops = &virtio_pci_ops;
+	vd->pdev.opaque = vd;
+	vd->pdev.bars[0] = (struct pci_bar){.size = BAR_SIZE, .is_64 = true};
+	vd->pdev.config[PCI_REVISION_ID] = 1; /* modern device */
+	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_COMMON_CFG, COMMON_OFF, 0x38);
+	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_ISR_CFG, ISR_OFF, 1);
+	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_DEVICE_CFG, DEVICE_OFF,
+		       ops->config_size ? ops->config_size : 4);
+	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_NOTIFY_CFG, NOTIFY_OFF,
+		       NOTIFY_MULTIPLIER * ops->nqueues);
+	vd->msix_cap = pci_add_capability(&vd->pdev, &mc, sizeof(mc));
+	if (!vd->msix_cap)
+		return -ENOSPC;
+	/* The guest may set MSI-X enable and function mask, nothing else in the capability. */
+	vd->pdev.wmask[vd->msix_cap + 3] = 0xc0;
+	return pci_device_add(vm->pci, &vd->pdev, 0x1af4, (uint16_t)(0x1040 + ops->device_id),
+			      ops->pci_class, 0x1af4, 0x1100);
+}

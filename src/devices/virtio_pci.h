@@ -1,0 +1,97 @@
+/*
+ * The modern virtio-over-PCI transport (virtio 1.2, section 4.1), with MSI-X.
+ * A device supplies a const ops table; the transport owns feature
+ * negotiation, the queues' registers, interrupts and the device status.
+ *
+ * BAR0 (64-bit memory, 32 KiB) is laid out as:
+ *   0x0000 common configuration    0x1000 ISR status
+ *   0x2000 device configuration    0x3000 queue notify, 4 bytes per queue
+ *   0x4000 MSI-X table             0x5000 MSI-X pending bits
+ */
+#ifndef DOMUS_VIRTIO_PCI_H
+#define DOMUS_VIRTIO_PCI_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "devices/virtq.h"
+#include "vmm/pci.h"
+
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MSIX_VECTORS (VIRTIO_MAX_QUEUES + 1)
+#define VIRTIO_NO_VECTOR 0xffff
+
+#define VIRTIO_F_VERSION_1 32
+
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER 2
+#define VIRTIO_STATUS_DRIVER_OK 4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED 0x80
+
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG 4
+
+struct vm;
+struct virtio_dev;
+
+struct virtio_device_ops {
+	const char *name;
+	uint16_t device_id;
+	uint32_t pci_class;
+	unsigned nqueues;
+	uint16_t queue_size;
+	unsigned config_size;
+	/* Device config space; offsets are checked against config_size by the transport. */
+	void (*config_read)(struct virtio_dev *vd, unsigned offset, void *data, unsigned len);
+	void (*config_write)(struct virtio_dev *vd, unsigned offset, const void *data, unsigned len);
+	/* The driver kicked queue q; called with vd->lock held. */
+	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
+	/* The driver reset the device; called with vd->lock held. */
+	void (*reset)(struct virtio_dev *vd);
+};
+
+struct msix_entry {
+	uint32_t addr_lo;
+	uint32_t addr_hi;
+	uint32_t data;
+	uint32_t ctrl; /* bit 0: masked */
+};
+
+struct virtio_dev {
+	const struct virtio_device_ops *ops;
+	void *priv;
+	struct vm *vm;
+	struct pci_device pdev;
+	pthread_mutex_t lock;
+	uint64_t device_features;
+	uint64_t driver_features;
+	uint32_t device_feature_select;
+	uint32_t driver_feature_select;
+	uint8_t status;
+	uint8_t config_generation;
+	uint8_t isr;
+	uint16_t config_msix_vector;
+	uint16_t queue_select;
+	unsigned msix_cap;
+	struct virtq vqs[VIRTIO_MAX_QUEUES];
+	struct msix_entry msix[VIRTIO_MSIX_VECTORS];
+	uint64_t msix_pending;
+};
+
+/*
+ * Adds a virtio device to the VM's PCI bus, offering `features` (device
+ * specific bits; the transport adds VERSION_1 and the ring features).
+ */
+int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
+		   void *priv, uint64_t features) __attribute__((warn_unused_result));
+/* Interrupts the driver for queue q if it wants one. Called with vd->lock held. */
+void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+/* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
+void virtio_needs_reset(struct virtio_dev *vd, const char *why);
+/* Whether the driver has set DRIVER_OK and the device is usable. */
+int virtio_driver_ready(const struct virtio_dev *vd);
+
+#endif

@@ -1,0 +1,37 @@
+/* What a domain is made of: filled by the CLI or the config parser, checked by vm_config_check(). */
+#ifndef DOMUS_CONFIG_H
+#define DOMUS_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VM_MAX_VCPUS 64
+#define VM_MAX_DISKS 16
+#define VM_MAX_MEMORY_MIB (1024ULL * 1024) /* 1 TiB */
+#define VM_DEFAULT_MEMORY_MIB 512
+#define VM_DEFAULT_CMDLINE "console=ttyS0"
+
+enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
+enum console_input { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+
+struct disk_config {
+	const char *path;
+	bool readonly;
+};
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t memory_mib;
+	unsigned vcpus;
+	struct disk_config disks[VM_MAX_DISKS];
+	unsigned ndisks;
+	enum on_reboot on_reboot;
+	enum console_input console;
+	int verbose;
+};
+
+void vm_config_defaults(struct vm_config *cfg);
+
+#endif

@@ -1,0 +1,197 @@
+/*
+ * `domus run`: check the user's input before touching KVM, then boot the
+ * domain, and boot it again after a guest reboot if asked to.
+ */
+#include "vmm/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "vmm/boot.h"
+#include "vmm/vm.h"
+
+void vm_config_defaults(struct vm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->memory_mib = VM_DEFAULT_MEMORY_MIB;
+	cfg->vcpus = 1;
+	cfg->cmdline = VM_DEFAULT_CMDLINE;
+	cfg->on_reboot = ON_REBOOT_RESTART;
+	cfg->console = CONSOLE_SERIAL;
+}
+
+static int read_initrd(const char *path, uint8_t **data, uint64_t *size, uint64_t mem_bytes)
+{
+	struct stat st;
+	uint64_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_warn("cannot open initrd %s", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_warnx("initrd %s is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if ((uint64_t)st.st_size >= mem_bytes) {
+		log_warnx("initrd %s (%llu MiB) is larger than the domain's memory (%llu MiB)", path,
+			  (unsigned long long)st.st_size >> 20, (unsigned long long)mem_bytes >> 20);
+		close(fd);
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	*data = malloc(*size ? *size : 1);
+	if (!*data) {
+		log_warnx("initrd %s: out of memory", path);
+		close(fd);
+		return -1;
+	}
+	while (got < *size) {
+		ssize_t n = read(fd, *data + got, *size - got);
+		if (n <= 0) {
+			log_warnx("reading initrd %s failed", path);
+			close(fd);
+			return -1;
+		}
+		got += (uint64_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+static int open_disk(const struct disk_config *d)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0) {
+		if (!d->readonly && (errno == EACCES || errno == EROFS || errno == EPERM))
+			log_warn("disk %s cannot be opened for writing (add ,ro to attach it read-only)",
+				 d->path);
+		else
+			log_warn("cannot open disk %s", d->path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		log_warnx("disk %s is not a regular file or block device", d->path);
+		close(fd);
+		return -1;
+	}
+	/*
+	 * Root may open a file nobody may write; a user who marked an image
+	 * read-only meant it, so refuse rather than write through.
+	 */
+	if (!d->readonly && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
+		log_warnx("disk %s is read-only (mode %04o); add ,ro to attach it read-only", d->path,
+			  st.st_mode & 07777);
+		close(fd);
+		return -1;
+	}
+	if (S_ISREG(st.st_mode) && st.st_size < 512) {
+		log_warnx("disk %s is smaller than one 512-byte sector", d->path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int check_config(const struct vm_config *cfg)
+{
+	if (!cfg->kernel) {
+		log_warnx("no kernel given (--kernel FILE)");
+		return -1;
+	}
+	if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS) {
+		log_warnx("vcpus %u is out of range: 1 to %u", cfg->vcpus, VM_MAX_VCPUS);
+		return -1;
+	}
+	if (cfg->memory_mib < 1 || cfg->memory_mib > VM_MAX_MEMORY_MIB) {
+		log_warnx("memory %llu MiB is out of range: 1 to %llu MiB",
+			  (unsigned long long)cfg->memory_mib, (unsigned long long)VM_MAX_MEMORY_MIB);
+		return -1;
+	}
+	return 0;
+}
+
+static int exit_status(enum vm_stop reason, const char *detail)
+{
+	switch (reason) {
+	case VM_POWEROFF:
+		log_debug("%s", detail);
+		return RUN_EXIT_OK;
+	case VM_REBOOT:
+		log_info("%s; exiting (--on-reboot exit)", detail);
+		return RUN_EXIT_OK;
+	case VM_PANIC:
+		log_warnx("%s", detail);
+		return RUN_EXIT_PANIC;
+	case VM_TRIPLE_FAULT:
+		log_warnx("%s", detail);
+		return RUN_EXIT_TRIPLE_FAULT;
+	default:
+		log_warnx("%s", detail[0] ? detail : "domain stopped");
+		return RUN_EXIT_ERROR;
+	}
+}
+
+int vmm_run(const struct vm_config *cfg)
+{
+	struct kernel_image kernel;
+	struct vm_resources res;
+	uint8_t *initrd = NULL;
+	char err[512], detail[256];
+	enum vm_stop reason;
+	int status = RUN_EXIT_BAD_INPUT;
+	unsigned boots = 0;
+
+	memset(&res, 0, sizeof(res));
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		res.disk_fds[i] = -1;
+	if (check_config(cfg) < 0)
+		return RUN_EXIT_BAD_INPUT;
+	if (kernel_load_file(cfg->kernel, &kernel, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return RUN_EXIT_BAD_INPUT;
+	}
+	res.kernel = &kernel;
+	if (cfg->initrd && read_initrd(cfg->initrd, &initrd, &res.initrd_size, cfg->memory_mib << 20) < 0)
+		goto out;
+	res.initrd = initrd;
+	if (boot_check_fit(&kernel, res.initrd_size, cfg->cmdline, cfg->memory_mib << 20, err,
+			   sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		res.disk_fds[i] = open_disk(&cfg->disks[i]);
+		if (res.disk_fds[i] < 0)
+			goto out;
+	}
+	for (;;) {
+		detail[0] = 0;
+		reason = vm_run_once(cfg, &res, detail, sizeof(detail));
+		boots++;
+		if (reason == VM_REBOOT && cfg->on_reboot == ON_REBOOT_RESTART) {
+			log_info("%s; restarting the domain (boot %u)", detail, boots + 1);
+			continue;
+		}
+		status = exit_status(reason, detail);
+		break;
+	}
+out:
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if (res.disk_fds[i] >= 0)
+			close(res.disk_fds[i]);
+	free(initrd);
+	kernel_free(&kernel);
+	return status;
+}

@@ -1,0 +1,437 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "devices/platform.h"
+#include "devices/serial.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_rng.h"
+#include "lib/log.h"
+#include "vmm/acpi.h"
+#include "vmm/cpu.h"
+#include "vmm/pci.h"
+
+/* Addresses KVM needs for its own use on Intel hosts, above the PCI window. */
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define KVM_TSS_ADDR 0xfffbd000ULL
+#define CONSOLE_ESCAPE 0x1d /* Ctrl-] */
+
+/* Everything one boot of a domain allocates, freed together. */
+struct domain {
+	struct vm vm;
+	struct pci_bus pci;
+	struct serial serial;
+	struct rtc rtc;
+	struct pvpanic pvpanic;
+	struct virtio_dev rng;
+	struct virtio_console console;
+	struct virtio_blk disks[VM_MAX_DISKS];
+};
+
+void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail)
+{
+	int expected = VM_RUNNING;
+	uint64_t one = 1;
+
+	if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
+		return;
+	snprintf(vm->stop_detail, sizeof(vm->stop_detail), "%s", detail);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		/* immediate_exit closes the window between our check and KVM_RUN. */
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, SIGUSR1);
+	}
+	if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
+		log_warn("stop eventfd");
+}
+
+void vm_irq_line(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_warn("KVM_IRQ_LINE %u", gsi);
+}
+
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr,
+		.address_hi = (uint32_t)(addr >> 32),
+		.data = data,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		return -errno;
+	return 0;
+}
+
+static void handle_io(struct vm *vm, struct kvm_run *run)
+{
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	for (uint32_t i = 0; i < run->io.count; i++) {
+		bus_dispatch(&vm->pio, run->io.port, data, run->io.size, write);
+		data += run->io.size;
+	}
+}
+
+static void handle_system_event(struct vm *vm, struct kvm_run *run)
+{
+	switch (run->system_event.type) {
+	case KVM_SYSTEM_EVENT_SHUTDOWN:
+		vm_request_stop(vm, VM_POWEROFF, "guest powered off");
+		break;
+	case KVM_SYSTEM_EVENT_RESET:
+		vm_request_stop(vm, VM_REBOOT, "guest rebooted");
+		break;
+	default:
+		vm_request_stop(vm, VM_PANIC, "guest crashed (system event)");
+		break;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	char why[128];
+
+	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			snprintf(why, sizeof(why), "vCPU %u: KVM_RUN failed: %s", v->id,
+				 strerror(errno));
+			vm_request_stop(vm, VM_ERROR, why);
+			break;
+		}
+		switch (v->run->exit_reason) {
+		case KVM_EXIT_IO:
+			handle_io(vm, v->run);
+			break;
+		case KVM_EXIT_MMIO:
+			bus_dispatch(&vm->mmio, v->run->mmio.phys_addr, v->run->mmio.data,
+				     v->run->mmio.len, v->run->mmio.is_write);
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			snprintf(why, sizeof(why), "vCPU %u triple fault: the guest reset the CPU by faulting", v->id);
+			vm_request_stop(vm, VM_TRIPLE_FAULT, why);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			handle_system_event(vm, v->run);
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			snprintf(why, sizeof(why), "vCPU %u: VM entry failed (reason 0x%llx)", v->id,
+				 (unsigned long long)v->run->fail_entry.hardware_entry_failure_reason);
+			vm_request_stop(vm, VM_ERROR, why);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			snprintf(why, sizeof(why), "vCPU %u: KVM internal error (suberror %u)", v->id,
+				 v->run->internal.suberror);
+			vm_request_stop(vm, VM_ERROR, why);
+			break;
+		default:
+			snprintf(why, sizeof(why), "vCPU %u: unexpected exit reason %u", v->id,
+				 v->run->exit_reason);
+			vm_request_stop(vm, VM_ERROR, why);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+}
+
+static int kvm_open_vm(struct vm *vm, char *err, size_t errlen)
+{
+	static const struct {
+		int cap;
+		const char *name;
+	} caps[] = {
+		{KVM_CAP_IRQCHIP, "in-kernel irqchip"},
+		{KVM_CAP_USER_MEMORY, "user memory"},
+		{KVM_CAP_SIGNAL_MSI, "MSI injection"},
+		{KVM_CAP_IMMEDIATE_EXIT, "immediate exit"},
+		{KVM_CAP_PIT2, "PIT"},
+	};
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm speaks an unknown API version");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0) {
+			snprintf(err, errlen, "KVM lacks %s", caps[i].name);
+			return -ENOTSUP;
+		}
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0 || vm->run_size <= 0) {
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP_ADDR}) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &(struct kvm_pit_config){0}) < 0) {
+		snprintf(err, errlen, "setting up the VM's interrupt controllers: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int map_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
+{
+	int ret = gmem_create(&vm->mem, size);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+			 (unsigned long long)(size >> 20), strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		struct gmem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region mr = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static int add_devices(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res)
+{
+	struct vm *vm = &d->vm;
+	int ret;
+
+	vm->pci = &d->pci;
+	vm->serial = &d->serial;
+	vm->vcon = &d->console;
+	if ((ret = pci_bus_init(&d->pci, &vm->pio, &vm->mmio)) < 0 ||
+	    (ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, STDOUT_FILENO)) < 0 ||
+	    (ret = rtc_add(vm, &d->rtc)) < 0 || (ret = power_add(vm)) < 0)
+		return ret;
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if ((ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly,
+					  i)) < 0)
+			return ret;
+	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
+	    (ret = virtio_console_add(vm, &d->console, STDOUT_FILENO)) < 0 ||
+	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
+		return ret;
+	return 0;
+}
+
+static int create_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen)
+{
+	int ret = cpu_fetch_supported_cpuid(vm->kvm_fd, &vm->supported_cpuid);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		v->vm = vm;
+		v->id = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd < 0) {
+			snprintf(err, errlen, "creating vCPU %u: %s", i, strerror(errno));
+			return -errno;
+		}
+		v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			snprintf(err, errlen, "mapping vCPU %u: %s", i, strerror(errno));
+			return -errno;
+		}
+		ret = cpu_setup(v->fd, vm->supported_cpuid, i, vm->nvcpus, entry);
+		if (ret < 0) {
+			snprintf(err, errlen, "setting up vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void console_input(struct vm *vm, const struct vm_config *cfg, int *stdin_open)
+{
+	unsigned char buf[256];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	if (n <= 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN))
+			*stdin_open = 0; /* input closed: the domain keeps running */
+		return;
+	}
+	if (memchr(buf, CONSOLE_ESCAPE, (size_t)n)) {
+		vm_request_stop(vm, VM_INTERRUPTED, "console escape (Ctrl-]) pressed");
+		return;
+	}
+	/* Input the guest cannot take yet is dropped, as a real UART would. */
+	if (cfg->console == CONSOLE_VIRTIO)
+		virtio_console_input(vm->vcon, buf, (size_t)n);
+	else
+		serial_input(vm->serial, buf, (size_t)n);
+}
+
+/* The main thread waits here for the stop event, feeding console input meanwhile. */
+static void main_loop(struct vm *vm, const struct vm_config *cfg, int sigfd)
+{
+	int stdin_open = 1;
+
+	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
+		struct pollfd p[3] = {
+			{.fd = vm->stop_eventfd, .events = POLLIN},
+			{.fd = sigfd, .events = POLLIN},
+			{.fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN},
+		};
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_request_stop(vm, VM_ERROR, "poll failed");
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+				char why[64];
+				snprintf(why, sizeof(why), "stopped by signal %s",
+					 strsignal((int)si.ssi_signo));
+				vm_request_stop(vm, VM_INTERRUPTED, why);
+			}
+		}
+		if (p[2].revents & (POLLIN | POLLHUP | POLLERR))
+			console_input(vm, cfg, &stdin_open);
+	}
+}
+
+static void domain_destroy(struct domain *d)
+{
+	struct vm *vm = &d->vm;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (v->run)
+			munmap(v->run, (size_t)vm->run_size);
+		if (v->fd > 0)
+			close(v->fd);
+	}
+	free(vm->supported_cpuid);
+	gmem_destroy(&vm->mem);
+	if (vm->vm_fd > 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd > 0)
+		close(vm->kvm_fd);
+	if (vm->stop_eventfd > 0)
+		close(vm->stop_eventfd);
+	free(d);
+}
+
+enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources *res,
+			 char *detail, size_t detail_len)
+{
+	struct domain *d = calloc(1, sizeof(*d));
+	struct vm *vm;
+	struct boot_entry entry;
+	struct acpi_layout layout;
+	sigset_t block;
+	int sigfd = -1;
+	long rsdp;
+	enum vm_stop reason;
+
+	if (!d) {
+		snprintf(detail, detail_len, "out of memory");
+		return VM_ERROR;
+	}
+	vm = &d->vm;
+	vm->cfg = cfg;
+	vm->nvcpus = cfg->vcpus;
+	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC);
+	if (kvm_open_vm(vm, detail, detail_len) < 0 ||
+	    map_memory(vm, cfg->memory_mib << 20, detail, detail_len) < 0)
+		goto fail;
+	if (add_devices(d, cfg, res) < 0) {
+		snprintf(detail, detail_len, "setting up devices failed");
+		goto fail;
+	}
+	layout = (struct acpi_layout){
+		.nvcpus = cfg->vcpus, .pci_mmio_base = PCI_MMIO_BASE, .pci_mmio_size = PCI_MMIO_SIZE};
+	rsdp = acpi_build(gmem_ptr(&vm->mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE), BOOT_ACPI_SIZE,
+			  BOOT_ACPI_ADDR, &layout);
+	if (rsdp < 0) {
+		snprintf(detail, detail_len, "building ACPI tables failed");
+		goto fail;
+	}
+	if (boot_setup(&vm->mem, res->kernel, res->initrd, res->initrd_size, cfg->cmdline,
+		       BOOT_ACPI_ADDR + (uint64_t)rsdp, &entry, detail, detail_len) < 0 ||
+	    create_vcpus(vm, &entry, detail, detail_len) < 0)
+		goto fail;
+
+	/* Only the main thread takes these, through a signalfd; vCPU threads get SIGUSR1 kicks. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	sigfd = signalfd(-1, &block, SFD_CLOEXEC);
+	signal(SIGUSR1, kick_handler);
+	{
+		struct sigaction sa = {.sa_handler = kick_handler};
+		sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN must return EINTR */
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]) != 0) {
+			vm_request_stop(vm, VM_ERROR, "cannot start vCPU thread");
+			break;
+		}
+		vm->vcpus[i].started = 1;
+	}
+	main_loop(vm, cfg, sigfd);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	close(sigfd);
+	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
+	reason = (enum vm_stop)atomic_load(&vm->stop_reason);
+	snprintf(detail, detail_len, "%s", vm->stop_detail);
+	domain_destroy(d);
+	return reason;
+fail:
+	domain_destroy(d);
+	return VM_ERROR;
+}

@@ -1,0 +1,83 @@
+/* A domain: the KVM VM, its vCPU threads, memory, buses and devices. */
+#ifndef DOMUS_VM_H
+#define DOMUS_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/boot.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/guest_mem.h"
+
+/* Why a domain stopped; the first reason reported wins. */
+enum vm_stop {
+	VM_RUNNING = 0,
+	VM_POWEROFF,
+	VM_REBOOT,
+	VM_PANIC,
+	VM_TRIPLE_FAULT,
+	VM_ERROR,
+	VM_INTERRUPTED,
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	int started;
+};
+
+struct pci_bus;
+struct serial;
+struct virtio_console;
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	int run_size;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct pci_bus *pci;
+	struct serial *serial;
+	struct virtio_console *vcon;
+	unsigned nvcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct kvm_cpuid2 *supported_cpuid;
+	_Atomic int stop_reason;
+	char stop_detail[128];
+	int stop_eventfd; /* written when stop_reason is set */
+};
+
+/* Records why the VM stops (first caller wins) and kicks every vCPU out of KVM_RUN. */
+void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail);
+/* Injects an edge on an ISA/IOAPIC interrupt line. */
+void vm_irq_line(struct vm *vm, unsigned gsi, int level);
+/* Sends an MSI; returns 0 or -errno. */
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
+
+/* What outlives one boot of a domain: the loaded kernel, initrd and open disks. */
+struct vm_resources {
+	struct kernel_image *kernel;
+	const uint8_t *initrd;
+	uint64_t initrd_size;
+	int disk_fds[VM_MAX_DISKS];
+};
+
+/*
+ * Builds the VM, boots it and runs it until it stops; returns the stop
+ * reason, with a description in detail.
+ */
+enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources *res,
+			 char *detail, size_t detail_len);
+
+#endif
