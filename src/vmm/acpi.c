@@ -133,6 +133,35 @@ static void put_dword_memory(struct aml *r, uint32_t min, uint32_t max)
 	aml_bytes(r, d, sizeof(d));
 }
 
+/* Device(name) { _HID, _UID, _CRS: IO(port, len) and, if irq >= 0, IRQNoFlags(irq) }. */
+static void add_isa_device(struct aml *scope, const char *name, const char *hid, uint16_t port,
+			   uint8_t len, int irq)
+{
+	struct aml body, crs, crsbuf;
+	uint8_t io[8] = {0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port,
+			 (uint8_t)(port >> 8), 0x01, len};
+	static const uint8_t end_tag[] = {0x79, 0x00};
+
+	aml_init(&body);
+	aml_init(&crs);
+	aml_init(&crsbuf);
+	aml_bytes(&crs, io, sizeof(io));
+	if (irq >= 0) {
+		uint16_t mask = (uint16_t)(1u << irq);
+		uint8_t d[3] = {0x22, (uint8_t)mask, (uint8_t)(mask >> 8)}; /* edge, active high */
+		aml_bytes(&crs, d, sizeof(d));
+	}
+	aml_bytes(&crs, end_tag, sizeof(end_tag));
+	aml_buffer(&crsbuf, crs.buf, crs.len);
+	aml_name_integer(&body, "_HID", aml_eisaid(hid));
+	aml_name_integer(&body, "_UID", 0);
+	aml_name(&body, "_CRS", &crsbuf);
+	aml_device(scope, name, &body);
+	aml_free(&body);
+	aml_free(&crs);
+	aml_free(&crsbuf);
+}
+
 static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 {
 	struct aml s5, crs, crsbuf, pci, pci_dev, sb;
@@ -176,6 +205,12 @@ static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 	aml_name_integer(&pci, "_BBN", 0);
 	aml_name(&pci, "_CRS", &crsbuf);
 	aml_device(&pci_dev, "PCI0", &pci);
+	/*
+	 * Legacy devices are described too: on a hardware-reduced platform
+	 * Linux maps an ISA interrupt only for a device whose _CRS names it.
+	 */
+	add_isa_device(&pci_dev, "COM1", "PNP0501", 0x3f8, 8, 4);
+	add_isa_device(&pci_dev, "RTC_", "PNP0B00", 0x70, 2, -1);
 	aml_scope(out, "\\_SB_", &pci_dev);
 
 	err = out->error ? out->error : crs.error;

@@ -252,6 +252,8 @@ static void pci_mmio_write(void *opaque, uint64_t off, const void *data, unsigne
 		p->ops->bar_write(p, bar, boff, data, len);
 }
 
+static const struct pci_device_ops host_bridge_ops = {0};
+
 static const struct bus_ops pci_pio_ops = {.read = pci_pio_read, .write = pci_pio_write};
 static const struct bus_ops pci_mmio_ops = {.read = pci_mmio_read, .write = pci_mmio_write};
 
@@ -265,5 +267,14 @@ int pci_bus_init(struct pci_bus *pci, struct bus *pio, struct bus *mmio)
 	ret = bus_register(pio, 0xcf8, 8, &pci_pio_ops, pci);
 	if (ret < 0)
 		return ret;
-	return bus_register(mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, &pci_mmio_ops, pci);
+	ret = bus_register(mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, &pci_mmio_ops, pci);
+	if (ret < 0)
+		return ret;
+	/*
+	 * Slot 0 is a host bridge: Linux trusts configuration mechanism #1 only
+	 * once it finds a host bridge (or an Intel device) on bus 0. The id is
+	 * the generic PCIe host bridge one that QEMU's gpex also uses.
+	 */
+	pci->host_bridge.ops = &host_bridge_ops;
+	return pci_device_add(pci, &pci->host_bridge, 0x1b36, 0x0008, 0x060000, 0x1b36, 0x0008);
 }

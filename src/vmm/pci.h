@@ -67,6 +67,7 @@ struct pci_device {
 
 struct pci_bus {
 	pthread_mutex_t lock;
+	struct pci_device host_bridge;
 	uint32_t config_address;
 	unsigned ndevices;
 	struct pci_device *devices[PCI_MAX_DEVICES];
