@@ -289,6 +289,19 @@ unsigned boot_e820(const struct guest_mem *gm, struct e820_entry *out, unsigned 
 	return n;
 }
 
+void boot_write_reset_vector(struct guest_mem *gm, uint16_t reset_port, uint8_t reset_value)
+{
+	const uint8_t code[] = {
+		0xb0, reset_value,                                   /* mov al, value */
+		0xba, (uint8_t)reset_port, (uint8_t)(reset_port >> 8), /* mov dx, port */
+		0xee,                                                /* out dx, al */
+		0xf4,                                                /* hlt */
+		0xeb, 0xfd,                                          /* jmp back to hlt */
+	};
+
+	gmem_write(gm, 0xffff0, code, sizeof(code));
+}
+
 /* GDT: null, null, 64-bit code, data, 32-bit code is not needed (PVH uses data/code via cache). */
 static void write_gdt(struct guest_mem *gm)
 {

@@ -78,6 +78,14 @@ int boot_setup(struct guest_mem *gm, const struct kernel_image *k, const uint8_t
 	       struct boot_entry *entry, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*
+ * Writes the reset vector at 0xffff0. Linux on a hardware-reduced ACPI
+ * platform reboots through "EFI", then by jumping to the BIOS reset vector
+ * in real mode; there is no BIOS, so the vector writes the ACPI reset
+ * register itself, which is what a reset through firmware amounts to.
+ */
+void boot_write_reset_vector(struct guest_mem *gm, uint16_t reset_port, uint8_t reset_value);
+
 /* The guest's memory map; returns the number of entries written (at most max). */
 struct e820_entry;
 unsigned boot_e820(const struct guest_mem *gm, struct e820_entry *out, unsigned max);

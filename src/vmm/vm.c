@@ -88,7 +88,9 @@ static void handle_io(struct vm *vm, struct kvm_run *run)
 	bool write = run->io.direction == KVM_EXIT_IO_OUT;
 
 	for (uint32_t i = 0; i < run->io.count; i++) {
-		bus_dispatch(&vm->pio, run->io.port, data, run->io.size, write);
+		if (!bus_dispatch(&vm->pio, run->io.port, data, run->io.size, write))
+			log_debug("unclaimed port %s 0x%x size %u", write ? "write" : "read",
+				  run->io.port, run->io.size);
 		data += run->io.size;
 	}
 }
@@ -397,6 +399,7 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources 
 		snprintf(detail, detail_len, "building ACPI tables failed");
 		goto fail;
 	}
+	boot_write_reset_vector(&vm->mem, ACPI_RESET_PORT, ACPI_RESET_VALUE);
 	if (boot_setup(&vm->mem, res->kernel, res->initrd, res->initrd_size, cfg->cmdline,
 		       BOOT_ACPI_ADDR + (uint64_t)rsdp, &entry, detail, detail_len) < 0 ||
 	    create_vcpus(vm, &entry, detail, detail_len) < 0)
