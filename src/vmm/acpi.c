@@ -76,6 +76,16 @@ _Static_assert(offsetof(struct acpi_fadt, sleep_control) == 244, "fadt sleep con
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 #define IAPC_NO_VGA (1u << 2)
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
 uint8_t acpi_checksum(const void *p, size_t len)
 {
 	const uint8_t *b = p;
@@ -249,8 +259,8 @@ static long build_madt(uint8_t *buf, size_t size, size_t *off, const struct acpi
 	long at;
 
 	memset(t, 0, sizeof(t));
-	*(uint32_t *)(t + 36) = LAPIC_ADDR;
-	*(uint32_t *)(t + 40) = 0; /* no 8259 for the guest to mask: hardware-reduced */
+	put32(t + 36, LAPIC_ADDR);
+	put32(t + 40, 0); /* no 8259 for the guest to mask: hardware-reduced */
 	for (unsigned i = 0; i < l->nvcpus; i++) {
 		uint8_t e[8] = {0 /* processor local APIC */, 8, (uint8_t)i, (uint8_t)i, 1, 0, 0, 0};
 		memcpy(t + len, e, 8);
@@ -258,8 +268,8 @@ static long build_madt(uint8_t *buf, size_t size, size_t *off, const struct acpi
 	}
 	{
 		uint8_t e[12] = {1 /* I/O APIC */, 12, (uint8_t)l->nvcpus, 0};
-		*(uint32_t *)(e + 4) = IOAPIC_ADDR;
-		*(uint32_t *)(e + 8) = 0; /* GSI base */
+		put32(e + 4, IOAPIC_ADDR);
+		put32(e + 8, 0); /* GSI base */
 		memcpy(t + len, e, 12);
 		len += 12;
 	}
@@ -315,8 +325,8 @@ long acpi_build(uint8_t *buf, size_t size, uint64_t base, const struct acpi_layo
 
 	memset(xsdt, 0, sizeof(xsdt));
 	header_init((struct acpi_header *)xsdt, "XSDT", sizeof(xsdt), 1);
-	*(uint64_t *)(xsdt + 36) = base + (uint64_t)fadt_at;
-	*(uint64_t *)(xsdt + 44) = base + (uint64_t)madt;
+	put64(xsdt + 36, base + (uint64_t)fadt_at);
+	put64(xsdt + 44, base + (uint64_t)madt);
 	xsdt_at = put_table(buf, size, &off, xsdt, sizeof(xsdt));
 	if (xsdt_at < 0)
 		return xsdt_at;
