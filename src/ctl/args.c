@@ -44,22 +44,22 @@ static int parse_number(const char *s, unsigned long long min, unsigned long lon
 int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen)
 {
 	const char *comma = strrchr(arg, ',');
+	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
 
 	d->readonly = false;
-	d->path = arg;
 	if (comma) {
 		if (!strcmp(comma + 1, "ro"))
 			d->readonly = true;
 		else if (strcmp(comma + 1, "rw"))
 			return bad(err, errlen, "--disk %s: unknown option '%s' (expected ro or rw)",
 				   arg, comma + 1);
-		/* The path is the part before the comma; keep a copy that outlives argv parsing. */
-		d->path = strndup(arg, (size_t)(comma - arg));
-		if (!d->path)
-			return -ENOMEM;
 	}
-	if (!d->path[0])
+	if (len == 0)
 		return bad(err, errlen, "--disk %s: empty path", arg);
+	if (len >= sizeof(d->path))
+		return bad(err, errlen, "--disk: path longer than %zu bytes", sizeof(d->path) - 1);
+	memcpy(d->path, arg, len);
+	d->path[len] = 0;
 	return 0;
 }
 

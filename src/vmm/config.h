@@ -14,8 +14,10 @@
 enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 enum console_input { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
+#define DISK_PATH_MAX 4096
+
 struct disk_config {
-	const char *path;
+	char path[DISK_PATH_MAX];
 	bool readonly;
 };
 

@@ -1,0 +1,113 @@
+/* `domus run` argument parsing: defaults, every option, and each kind of bad argument. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctl/args.h"
+
+static struct vm_config cfg;
+static char err[256];
+
+static int parse(const char *first, ...)
+{
+	char *argv[32] = {"run"};
+	int argc = 1;
+	va_list ap;
+	const char *a;
+
+	va_start(ap, first);
+	for (a = first; a; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	err[0] = 0;
+	return run_args_parse(argc, argv, &cfg, err, sizeof(err));
+}
+
+static void test_defaults(void **state)
+{
+	assert_int_equal(parse("--kernel", "k", NULL), 0);
+	assert_string_equal(cfg.kernel, "k");
+	assert_int_equal(cfg.memory_mib, 512);
+	assert_int_equal(cfg.vcpus, 1);
+	assert_string_equal(cfg.cmdline, "console=ttyS0");
+	assert_int_equal(cfg.on_reboot, ON_REBOOT_RESTART);
+	assert_int_equal(cfg.ndisks, 0);
+	assert_null(cfg.initrd);
+}
+
+static void test_all_options(void **state)
+{
+	assert_int_equal(parse("--kernel", "k", "--initrd", "i", "--cmdline", "c x", "--memory", "2048",
+			       "--vcpus", "4", "--disk", "a.img", "--disk", "b.img,ro", "--on-reboot",
+			       "exit", "--console", "virtio", NULL),
+			 0);
+	assert_string_equal(cfg.initrd, "i");
+	assert_string_equal(cfg.cmdline, "c x");
+	assert_int_equal(cfg.memory_mib, 2048);
+	assert_int_equal(cfg.vcpus, 4);
+	assert_int_equal(cfg.ndisks, 2);
+	assert_string_equal(cfg.disks[0].path, "a.img");
+	assert_false(cfg.disks[0].readonly);
+	assert_string_equal(cfg.disks[1].path, "b.img");
+	assert_true(cfg.disks[1].readonly);
+	assert_int_equal(cfg.on_reboot, ON_REBOOT_EXIT);
+	assert_int_equal(cfg.console, CONSOLE_VIRTIO);
+}
+
+static void expect_error(const char *mention, int rc)
+{
+	assert_int_equal(rc, -EINVAL);
+	assert_non_null(strstr(err, mention));
+}
+
+static void test_errors(void **state)
+{
+	expect_error("--vcpus", parse("--kernel", "k", "--vcpus", "0", NULL));
+	expect_error("--vcpus", parse("--kernel", "k", "--vcpus", "65", NULL));
+	expect_error("--vcpus", parse("--kernel", "k", "--vcpus", "2x", NULL));
+	expect_error("--vcpus", parse("--kernel", "k", "--vcpus", "", NULL));
+	expect_error("--memory", parse("--kernel", "k", "--memory", "-5", NULL));
+	expect_error("--memory", parse("--kernel", "k", "--memory", "0", NULL));
+	expect_error("--memory", parse("--kernel", "k", "--memory", "99999999999999999999", NULL));
+	expect_error("--on-reboot", parse("--kernel", "k", "--on-reboot", "maybe", NULL));
+	expect_error("--console", parse("--kernel", "k", "--console", "vga", NULL));
+	expect_error("bogus", parse("--kernel", "k", "--disk", "foo,bogus", NULL));
+	expect_error("empty path", parse("--kernel", "k", "--disk", ",ro", NULL));
+	expect_error("--kernel", parse("--memory", "64", NULL));
+	expect_error("--frobnicate", parse("--kernel", "k", "--frobnicate", NULL));
+	expect_error("--initrd", parse("--kernel", "k", "--initrd", NULL));
+	expect_error("extra", parse("--kernel", "k", "extra", NULL));
+}
+
+static void test_too_many_disks(void **state)
+{
+	char *argv[64] = {"run", "--kernel", "k"};
+	int argc = 3;
+
+	for (int i = 0; i <= VM_MAX_DISKS; i++) {
+		argv[argc++] = "--disk";
+		argv[argc++] = "d.img";
+	}
+	assert_int_equal(run_args_parse(argc, argv, &cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "too many disks"));
+}
+
+static void test_help(void **state)
+{
+	assert_int_equal(parse("--help", NULL), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_options),
+		cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_disks),
+		cmocka_unit_test(test_help),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
