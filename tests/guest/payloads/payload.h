@@ -1,0 +1,39 @@
+/* What the bare-metal payloads share: serial output, power-off, the PVH start info. */
+#ifndef DOMUS_PAYLOAD_H
+#define DOMUS_PAYLOAD_H
+
+#include <stdint.h>
+
+struct hvm_start_info {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint32_t nr_modules;
+	uint64_t modlist_paddr;
+	uint64_t cmdline_paddr;
+	uint64_t rsdp_paddr;
+	uint64_t memmap_paddr;
+	uint32_t memmap_entries;
+	uint32_t reserved;
+};
+
+void payload_main(const struct hvm_start_info *si);
+void putstr(const char *s);
+void puthex(uint64_t v);
+void putdec(uint64_t v);
+/* Writes the ACPI sleep control register: SLP_TYP 5 (S5) with SLP_EN. */
+void poweroff(void) __attribute__((noreturn));
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+#endif
