@@ -83,7 +83,8 @@ int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size
 	int c, ret;
 
 	vm_config_defaults(cfg);
-	optind = 1;
+	/* 0, not 1: glibc then also forgets a half-parsed option cluster of an earlier call. */
+	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":k:i:c:m:n:d:vh", opts, NULL)) != -1) {
 		switch (c) {

@@ -15,6 +15,9 @@ void log_init(const char *tag, int verbose)
 }
 
 static void log_vline(const char *fmt, va_list ap, const char *suffix)
+	__attribute__((format(printf, 1, 0)));
+
+static void log_vline(const char *fmt, va_list ap, const char *suffix)
 {
 	char buf[1024];
 
