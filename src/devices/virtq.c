@@ -118,8 +118,27 @@ int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
 	if (!idxp)
 		return mark_broken(vq);
 	avail_idx = atomic_load_explicit((_Atomic uint16_t *)idxp, memory_order_acquire);
-	if (avail_idx == vq->last_avail)
-		return 0;
+	if (avail_idx == vq->last_avail) {
+		uint16_t *ae;
+
+		if (!vq->event_idx)
+			return 0;
+		/*
+		 * Out of work: tell the driver to kick for the next entry
+		 * (avail_event), then look again. The full fence orders our
+		 * store before the reload, pairing with the driver's barrier
+		 * between publishing avail->idx and reading avail_event;
+		 * without it both sides can miss each other and a kick is lost.
+		 */
+		ae = gmem_ptr(vq->mem, vq->used_gpa + 4 + 8ULL * vq->size, 2);
+		if (!ae)
+			return mark_broken(vq);
+		atomic_store_explicit((_Atomic uint16_t *)ae, vq->last_avail, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);
+		avail_idx = atomic_load_explicit((_Atomic uint16_t *)idxp, memory_order_acquire);
+		if (avail_idx == vq->last_avail)
+			return 0;
+	}
 	/* More new entries than the ring holds means a corrupt index. */
 	if ((uint16_t)(avail_idx - vq->last_avail) > vq->size)
 		return mark_broken(vq);
@@ -157,13 +176,6 @@ int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
 		i = d.next;
 	}
 	vq->last_avail++;
-	if (vq->event_idx) {
-		/* Tell the driver how far we have read, so it can skip kicks (avail_event). */
-		uint16_t *ae = gmem_ptr(vq->mem, vq->used_gpa + 4 + 8ULL * vq->size, 2);
-		if (ae)
-			atomic_store_explicit((_Atomic uint16_t *)ae, vq->last_avail,
-					      memory_order_relaxed);
-	}
 	return 1;
 }
 

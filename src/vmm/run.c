@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -104,6 +105,24 @@ static int open_disk(const struct disk_config *d)
 	return fd;
 }
 
+/*
+ * The terminal is the guest's console: raw, so keys (Ctrl-C too) go to the
+ * guest and the guest does its own echo. Restored when the domain ends.
+ */
+static int terminal_raw(struct termios *saved)
+{
+	struct termios raw;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, saved) < 0)
+		return 0;
+	raw = *saved;
+	cfmakeraw(&raw);
+	raw.c_oflag |= OPOST | ONLCR; /* our own messages still start at column 0 */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+		return 0;
+	return 1;
+}
+
 static int check_config(const struct vm_config *cfg)
 {
 	if (!cfg->kernel) {
@@ -152,6 +171,8 @@ int vmm_run(const struct vm_config *cfg)
 	enum vm_stop reason;
 	int status = RUN_EXIT_BAD_INPUT;
 	unsigned boots = 0;
+	struct termios saved_tty;
+	int raw = 0;
 
 	memset(&res, 0, sizeof(res));
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
@@ -176,6 +197,7 @@ int vmm_run(const struct vm_config *cfg)
 		if (res.disk_fds[i] < 0)
 			goto out;
 	}
+	raw = terminal_raw(&saved_tty);
 	for (;;) {
 		detail[0] = 0;
 		reason = vm_run_once(cfg, &res, detail, sizeof(detail));
@@ -184,6 +206,9 @@ int vmm_run(const struct vm_config *cfg)
 			log_info("%s; restarting the domain (boot %u)", detail, boots + 1);
 			continue;
 		}
+		if (raw)
+			tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+		raw = 0;
 		status = exit_status(reason, detail);
 		break;
 	}

@@ -318,7 +318,11 @@ static void test_notify_event_idx(void **state)
 	assert_true(virtq_should_notify(&f->vq));
 	assert_int_equal(virtq_push_used(&f->vq, 0, 0), 0); /* 2 -> 3: event 1 already passed */
 	assert_false(virtq_should_notify(&f->vq));
-	/* avail_event tells the driver how far the device has read. */
+	/* Once out of work, avail_event tells the driver which entry to kick for. */
+	{
+		struct virtq_chain c;
+		assert_int_equal(virtq_pop_avail(&f->vq, &c), 0);
+	}
 	assert_int_equal(*(uint16_t *)(used(f) + 4 + 8 * QSIZE), 3);
 }
 
