@@ -9,7 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct vm_config cfg;
+	static struct domain_spec spec;
 	char *buf = malloc(size + 1), *argv[64] = {"run"};
 	char err[256];
 	int argc = 1;
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		argv[argc++] = buf + i;
 		i += strlen(buf + i) + 1;
 	}
-	run_args_parse(argc, argv, &cfg, err, sizeof(err));
+	run_args_parse(argc, argv, &spec, err, sizeof(err));
 	free(buf);
 	return 0;
 }

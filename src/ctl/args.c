@@ -10,7 +10,7 @@
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro]]... [--on-reboot restart|exit]\n"
-	"                 [--console serial|virtio] [--verbose]\n";
+	"                 [--console serial|virtio] [--config XL.CFG] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -63,9 +63,25 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 	return 0;
 }
 
-int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+/* Finds --config FILE (or --config=FILE) ahead of the other options. */
+static const char *find_config(int argc, char **argv)
 {
-	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE };
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			return argv[i + 1];
+		if (!strncmp(argv[i], "--config=", 9))
+			return argv[i] + 9;
+	}
+	return NULL;
+}
+
+int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
+{
+	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG };
+	struct vm_config *cfg = &spec->vm;
+	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
 		{"kernel", required_argument, NULL, 'k'},
 		{"initrd", required_argument, NULL, 'i'},
@@ -75,6 +91,7 @@ int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size
 		{"disk", required_argument, NULL, 'd'},
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
 		{"console", required_argument, NULL, OPT_CONSOLE},
+		{"config", required_argument, NULL, OPT_CONFIG},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -82,7 +99,13 @@ int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size
 	unsigned long long v;
 	int c, ret;
 
+	memset(spec, 0, sizeof(*spec));
 	vm_config_defaults(cfg);
+	if (config) {
+		ret = domain_spec_load(config, spec, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
 	/* 0, not 1: glibc then also forgets a half-parsed option cluster of an earlier call. */
 	optind = 0;
 	opterr = 0;
@@ -130,6 +153,7 @@ int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size
 				return bad(err, errlen, "--console '%s': expected serial or virtio",
 					   optarg);
 			break;
+		case OPT_CONFIG: break; /* loaded above */
 		case 'v': cfg->verbose++; break;
 		case 'h': return 1;
 		case ':':
@@ -141,6 +165,6 @@ int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size
 	if (optind < argc)
 		return bad(err, errlen, "unexpected argument '%s'", argv[optind]);
 	if (!cfg->kernel)
-		return bad(err, errlen, "--kernel FILE is required");
+		return bad(err, errlen, "--kernel FILE (or --config FILE) is required");
 	return 0;
 }

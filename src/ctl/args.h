@@ -3,14 +3,16 @@
 
 #include <stddef.h>
 
+#include "ctl/domcfg.h"
 #include "vmm/config.h"
 
 /*
- * Parses the options of `domus run` (argv[0] is the verb) into cfg.
- * Returns 0, or -EINVAL with a message naming the bad argument in err,
- * or 1 when --help was asked for.
+ * Parses the options of `domus run` (argv[0] is the verb) into spec->vm;
+ * with --config FILE, the file's settings come first and the other options
+ * override them. Returns 0, or -EINVAL with a message naming the bad
+ * argument in err, or 1 when --help was asked for.
  */
-int run_args_parse(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen);
+int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen);
 /* Parses "PATH[,ro|,rw]". Returns 0 or -EINVAL. */
 int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen);
 extern const char run_usage[];

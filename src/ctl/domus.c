@@ -6,13 +6,27 @@
 #include "lib/log.h"
 #include "vmm/run.h"
 
+/* What a config may say that a single foreground `domus run` does not act on. */
+static void warn_unapplied(const struct domain_spec *spec)
+{
+	if (spec->nvifs)
+		log_warnx("vif: this build has no network backend; the domain gets no network device");
+	if (spec->cpus[0] && strcmp(spec->cpus, "all"))
+		log_warnx("cpus: vCPU affinity is applied by domusd, not by domus run");
+	if (spec->cpu_weight != 256 || spec->cap)
+		log_warnx("cpu_weight, cap: scheduling shares are applied by domusd, not by domus run");
+	if (spec->on_crash == ACTION_PRESERVE)
+		log_warnx("on_crash=preserve: domus run reports a crash and exits");
+}
+
 static int cmd_run(int argc, char **argv)
 {
-	struct vm_config cfg;
+	static struct domain_spec spec;
+	struct vm_config *cfg = &spec.vm;
 	char err[512];
 	int ret;
 
-	ret = run_args_parse(argc, argv, &cfg, err, sizeof(err));
+	ret = run_args_parse(argc, argv, &spec, err, sizeof(err));
 	if (ret == 1) {
 		fputs(run_usage, stdout);
 		return 0;
@@ -21,8 +35,9 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "domus: %s\n%s", err, run_usage);
 		return RUN_EXIT_BAD_INPUT;
 	}
-	log_init("domus", cfg.verbose);
-	return vmm_run(&cfg);
+	log_init("domus", cfg->verbose);
+	warn_unapplied(&spec);
+	return vmm_run(cfg);
 }
 
 static void usage(FILE *f)

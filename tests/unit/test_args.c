@@ -10,7 +10,8 @@
 
 #include "ctl/args.h"
 
-static struct vm_config cfg;
+static struct domain_spec spec;
+#define cfg (spec.vm)
 static char err[256];
 
 static int parse(const char *first, ...)
@@ -25,7 +26,7 @@ static int parse(const char *first, ...)
 		argv[argc++] = (char *)a;
 	va_end(ap);
 	err[0] = 0;
-	return run_args_parse(argc, argv, &cfg, err, sizeof(err));
+	return run_args_parse(argc, argv, &spec, err, sizeof(err));
 }
 
 static void test_defaults(void **state)
@@ -93,7 +94,7 @@ static void test_too_many_disks(void **state)
 		argv[argc++] = "--disk";
 		argv[argc++] = "d.img";
 	}
-	assert_int_equal(run_args_parse(argc, argv, &cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(run_args_parse(argc, argv, &spec, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "too many disks"));
 }
 

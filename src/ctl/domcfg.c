@@ -1,0 +1,441 @@
+#include "ctl/domcfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int copy(char *dst, size_t size, const char *src)
+{
+	if (strlen(src) >= size)
+		return -ENAMETOOLONG;
+	strcpy(dst, src);
+	return 0;
+}
+
+const char *domain_action_name(enum domain_action a)
+{
+	switch (a) {
+	case ACTION_DESTROY: return "destroy";
+	case ACTION_RESTART: return "restart";
+	case ACTION_PRESERVE: return "preserve";
+	}
+	return "?";
+}
+
+static int is_format(const char *s)
+{
+	return !strcmp(s, "raw") || !strcmp(s, "qcow2") || !strcmp(s, "qcow") || !strcmp(s, "vhd") ||
+	       !strcmp(s, "qed");
+}
+
+static int is_access(const char *s)
+{
+	return !strcmp(s, "r") || !strcmp(s, "ro") || !strcmp(s, "w") || !strcmp(s, "rw");
+}
+
+int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t errlen)
+{
+	char buf[DISK_PATH_MAX + 256], *save = NULL, *tok;
+	const char *format = "raw", *target = NULL, *access = "rw", *vdev = NULL;
+	unsigned npos = 0;
+
+	memset(d, 0, sizeof(*d));
+	if (copy(buf, sizeof(buf), spec) < 0)
+		return bad(err, errlen, "disk '%.40s...': too long", spec);
+	/* target= must be last: everything after it, commas included, is the path. */
+	for (char *t = strstr(buf, "target="); t; t = strstr(t + 1, "target=")) {
+		char *before = t;
+		while (before > buf && before[-1] == ' ')
+			before--;
+		if (before == buf || before[-1] == ',') {
+			target = t + 7;
+			if (before > buf)
+				before[-1] = 0;
+			else
+				buf[0] = 0;
+			break;
+		}
+	}
+	/* strsep, not strtok: an empty position (",raw") is a missing target, not a skip. */
+	for (save = buf; (tok = strsep(&save, ",")) != NULL;) {
+		char *eq = strchr(tok, '=');
+		while (*tok == ' ')
+			tok++;
+		if (eq) {
+			*eq = 0;
+			if (!strcmp(tok, "format"))
+				format = eq + 1;
+			else if (!strcmp(tok, "vdev"))
+				vdev = eq + 1;
+			else if (!strcmp(tok, "access"))
+				access = eq + 1;
+			else if (!strcmp(tok, "devtype") || !strcmp(tok, "backendtype") ||
+				 !strcmp(tok, "backend") || !strcmp(tok, "script"))
+				return bad(err, errlen, "disk '%s': '%s=' is not supported by domus", spec, tok);
+			else
+				return bad(err, errlen, "disk '%s': unknown key '%s'", spec, tok);
+			continue;
+		}
+		if (!strcmp(tok, "cdrom") || !strcmp(tok, "discard") || !strcmp(tok, "no-discard"))
+			return bad(err, errlen, "disk '%s': '%s' is not supported by domus", spec, tok);
+		/* Positional: target, then format, vdev, access recognised by what they are. */
+		if (npos++ == 0 && !target)
+			target = tok;
+		else if (is_format(tok))
+			format = tok;
+		else if (is_access(tok))
+			access = tok;
+		else if (!vdev && *tok)
+			vdev = tok;
+		else if (*tok)
+			return bad(err, errlen, "disk '%s': unexpected '%s'", spec, tok);
+	}
+	if (!target || !*target)
+		return bad(err, errlen, "disk '%s': no target (the image path)", spec);
+	/* The old "phy:", "file:", "tap:aio:" prefixes name the backend, not the path. */
+	for (const char *pfx[] = {"tap:aio:", "tap:qcow2:", "phy:", "file:", "aio:", "raw:"}, **p = pfx;
+	     p < pfx + 6; p++)
+		if (!strncmp(target, *p, strlen(*p))) {
+			if (!strcmp(*p, "tap:qcow2:"))
+				format = "qcow2";
+			target += strlen(*p);
+			break;
+		}
+	if (strcmp(format, "raw"))
+		return bad(err, errlen, "disk '%s': format '%s' is not supported (raw only)", spec, format);
+	if (!is_access(access))
+		return bad(err, errlen, "disk '%s': access '%s' must be r, ro, w or rw", spec, access);
+	if (vdev && !(strlen(vdev) >= 3 && strlen(vdev) < 16 &&
+		      (!strncmp(vdev, "xvd", 3) || !strncmp(vdev, "hd", 2) || !strncmp(vdev, "sd", 2) ||
+		       !strncmp(vdev, "vd", 2))))
+		return bad(err, errlen, "disk '%s': '%s' is not a virtual device name", spec, vdev);
+	if (copy(d->path, sizeof(d->path), target) < 0)
+		return bad(err, errlen, "disk '%.40s...': path too long", spec);
+	d->readonly = access[0] == 'r' && strcmp(access, "rw");
+	return 0;
+}
+
+static int valid_mac(const char *m)
+{
+	if (strlen(m) != 17)
+		return 0;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? m[i] != ':' : !isxdigit((unsigned char)m[i]))
+			return 0;
+	return 1;
+}
+
+int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen)
+{
+	char buf[512], *save = NULL, *tok;
+
+	memset(v, 0, sizeof(*v));
+	if (copy(buf, sizeof(buf), spec) < 0)
+		return bad(err, errlen, "vif '%.40s...': too long", spec);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		if (!eq)
+			return bad(err, errlen, "vif '%s': expected key=value, found '%s'", spec, tok);
+		*eq = 0;
+		if (!strcmp(tok, "mac")) {
+			if (!valid_mac(eq + 1))
+				return bad(err, errlen, "vif '%s': bad mac '%s'", spec, eq + 1);
+			strcpy(v->mac, eq + 1);
+		} else if (!strcmp(tok, "bridge")) {
+			if (copy(v->bridge, sizeof(v->bridge), eq + 1) < 0)
+				return bad(err, errlen, "vif '%s': bridge name too long", spec);
+		} else if (!strcmp(tok, "ip")) {
+			if (copy(v->ip, sizeof(v->ip), eq + 1) < 0)
+				return bad(err, errlen, "vif '%s': ip too long", spec);
+		} else if (!strcmp(tok, "type") || !strcmp(tok, "model") || !strcmp(tok, "vifname") ||
+			   !strcmp(tok, "script") || !strcmp(tok, "backend") || !strcmp(tok, "rate")) {
+			return bad(err, errlen, "vif '%s': '%s=' is not supported by domus", spec, tok);
+		} else {
+			return bad(err, errlen, "vif '%s': unknown key '%s'", spec, tok);
+		}
+	}
+	return 0;
+}
+
+static int want_type(const struct xl_setting *s, enum xl_type t, const char *file, char *err,
+		     size_t errlen)
+{
+	static const char *names[] = {"a quoted string", "a number", "a list"};
+
+	if (s->value.type != t)
+		return bad(err, errlen, "%s:%u: '%s' must be %s", file, s->line, s->key, names[t]);
+	return 0;
+}
+
+static int parse_action(const struct xl_setting *s, enum domain_action *a, const char *file,
+			char *err, size_t errlen)
+{
+	if (want_type(s, XL_STRING, file, err, errlen) < 0)
+		return -EINVAL;
+	if (!strcmp(s->value.str, "destroy"))
+		*a = ACTION_DESTROY;
+	else if (!strcmp(s->value.str, "restart"))
+		*a = ACTION_RESTART;
+	else if (!strcmp(s->value.str, "preserve"))
+		*a = ACTION_PRESERVE;
+	else
+		return bad(err, errlen, "%s:%u: %s '%s': expected destroy, restart or preserve", file,
+			   s->line, s->key, s->value.str);
+	return 0;
+}
+
+static int string_into(const struct xl_setting *s, char *dst, size_t size, const char *file,
+		       char *err, size_t errlen)
+{
+	if (want_type(s, XL_STRING, file, err, errlen) < 0)
+		return -EINVAL;
+	if (copy(dst, size, s->value.str) < 0)
+		return bad(err, errlen, "%s:%u: '%s' is longer than %zu bytes", file, s->line, s->key,
+			   size - 1);
+	return 0;
+}
+
+static int number(const struct xl_setting *s, unsigned long long min, unsigned long long max,
+		  unsigned long long *out, const char *file, char *err, size_t errlen)
+{
+	if (want_type(s, XL_NUMBER, file, err, errlen) < 0)
+		return -EINVAL;
+	if (s->value.num < min || s->value.num > max)
+		return bad(err, errlen, "%s:%u: %s %llu is out of range (%llu to %llu)", file, s->line,
+			   s->key, s->value.num, min, max);
+	*out = s->value.num;
+	return 0;
+}
+
+static int valid_cpus(const char *s)
+{
+	/* "all", or ranges and numbers separated by commas: 0-3,5 */
+	if (!strcmp(s, "all") || !*s)
+		return 1;
+	for (const char *p = s; *p;) {
+		if (!isdigit((unsigned char)*p))
+			return 0;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (*p == '-') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				return 0;
+			while (isdigit((unsigned char)*p))
+				p++;
+		}
+		if (*p == ',')
+			p++;
+		else if (*p)
+			return 0;
+	}
+	return 1;
+}
+
+int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
+			char *err, size_t errlen)
+{
+	const struct xl_setting *cmdline = NULL, *extra = NULL, *root = NULL;
+	unsigned long long v;
+	bool have_memory = false, have_maxmem = false, have_maxvcpus = false;
+
+	memset(spec, 0, sizeof(*spec));
+	vm_config_defaults(&spec->vm);
+	spec->on_poweroff = ACTION_DESTROY;
+	spec->on_reboot = ACTION_RESTART;
+	spec->on_crash = ACTION_DESTROY;
+	spec->cpu_weight = 256;
+	for (size_t i = 0; i < xl->n; i++) {
+		const struct xl_setting *s = &xl->settings[i];
+		const char *k = s->key;
+		int r = 0;
+
+		if (!strcmp(k, "name")) {
+			r = string_into(s, spec->name, sizeof(spec->name), file, err, errlen);
+			if (!r && (!spec->name[0] || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz"
+						     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(spec->name)))
+				r = bad(err, errlen, "%s:%u: name '%s' may hold only letters, digits, '.', '_' and '-'",
+					file, s->line, spec->name);
+		} else if (!strcmp(k, "uuid")) {
+			r = string_into(s, spec->uuid, sizeof(spec->uuid), file, err, errlen);
+		} else if (!strcmp(k, "type") || !strcmp(k, "builder")) {
+			/* PV and PVH guests boot here as KVM guests from the same kernel. */
+			r = want_type(s, XL_STRING, file, err, errlen);
+			if (!r && strcmp(s->value.str, "pv") && strcmp(s->value.str, "pvh") &&
+			    strcmp(s->value.str, "generic"))
+				r = bad(err, errlen, "%s:%u: %s '%s' is not supported (pv or pvh)", file,
+					s->line, k, s->value.str);
+		} else if (!strcmp(k, "memory")) {
+			r = number(s, 1, VM_MAX_MEMORY_MIB, &v, file, err, errlen);
+			spec->vm.memory_mib = v;
+			have_memory = true;
+		} else if (!strcmp(k, "maxmem")) {
+			r = number(s, 1, VM_MAX_MEMORY_MIB, &spec->maxmem_mib, file, err, errlen);
+			have_maxmem = true;
+		} else if (!strcmp(k, "vcpus")) {
+			r = number(s, 1, VM_MAX_VCPUS, &v, file, err, errlen);
+			spec->vm.vcpus = (unsigned)v;
+		} else if (!strcmp(k, "maxvcpus")) {
+			r = number(s, 1, VM_MAX_VCPUS, &v, file, err, errlen);
+			spec->maxvcpus = (unsigned)v;
+			have_maxvcpus = true;
+		} else if (!strcmp(k, "kernel")) {
+			r = string_into(s, spec->kernel, sizeof(spec->kernel), file, err, errlen);
+		} else if (!strcmp(k, "ramdisk")) {
+			r = string_into(s, spec->ramdisk, sizeof(spec->ramdisk), file, err, errlen);
+		} else if (!strcmp(k, "cmdline")) {
+			cmdline = s;
+			r = want_type(s, XL_STRING, file, err, errlen);
+		} else if (!strcmp(k, "extra")) {
+			extra = s;
+			r = want_type(s, XL_STRING, file, err, errlen);
+		} else if (!strcmp(k, "root")) {
+			root = s;
+			r = want_type(s, XL_STRING, file, err, errlen);
+		} else if (!strcmp(k, "disk")) {
+			r = want_type(s, XL_LIST, file, err, errlen);
+			for (size_t j = 0; !r && j < s->value.nitems; j++) {
+				char why[512];
+				if (s->value.items[j].type != XL_STRING)
+					r = bad(err, errlen, "%s:%u: disk entries must be strings", file, s->line);
+				else if (spec->vm.ndisks == VM_MAX_DISKS)
+					r = bad(err, errlen, "%s:%u: more than %u disks", file, s->line, VM_MAX_DISKS);
+				else if (disk_spec_parse(s->value.items[j].str, &spec->vm.disks[spec->vm.ndisks],
+							 why, sizeof(why)) < 0)
+					r = bad(err, errlen, "%s:%u: %s", file, s->value.items[j].line, why);
+				else
+					spec->vm.ndisks++;
+			}
+		} else if (!strcmp(k, "vif")) {
+			r = want_type(s, XL_LIST, file, err, errlen);
+			for (size_t j = 0; !r && j < s->value.nitems; j++) {
+				char why[512];
+				if (s->value.items[j].type != XL_STRING)
+					r = bad(err, errlen, "%s:%u: vif entries must be strings", file, s->line);
+				else if (spec->nvifs == DOMAIN_MAX_VIFS)
+					r = bad(err, errlen, "%s:%u: more than %u vifs", file, s->line, DOMAIN_MAX_VIFS);
+				else if (vif_spec_parse(s->value.items[j].str, &spec->vifs[spec->nvifs], why,
+							sizeof(why)) < 0)
+					r = bad(err, errlen, "%s:%u: %s", file, s->value.items[j].line, why);
+				else
+					spec->nvifs++;
+			}
+		} else if (!strcmp(k, "on_poweroff")) {
+			r = parse_action(s, &spec->on_poweroff, file, err, errlen);
+		} else if (!strcmp(k, "on_reboot")) {
+			r = parse_action(s, &spec->on_reboot, file, err, errlen);
+		} else if (!strcmp(k, "on_crash")) {
+			r = parse_action(s, &spec->on_crash, file, err, errlen);
+		} else if (!strcmp(k, "cpus")) {
+			r = string_into(s, spec->cpus, sizeof(spec->cpus), file, err, errlen);
+			if (!r && !valid_cpus(spec->cpus))
+				r = bad(err, errlen, "%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\"",
+					file, s->line, spec->cpus);
+		} else if (!strcmp(k, "cpu_weight")) {
+			r = number(s, 1, 65535, &v, file, err, errlen);
+			spec->cpu_weight = (unsigned)v;
+		} else if (!strcmp(k, "cap")) {
+			r = number(s, 0, 100ULL * VM_MAX_VCPUS, &v, file, err, errlen);
+			spec->cap = (unsigned)v;
+		} else {
+			r = bad(err, errlen, "%s:%u: unknown setting '%s'", file, s->line, k);
+		}
+		if (r < 0)
+			return r;
+	}
+	if (!spec->kernel[0])
+		return bad(err, errlen, "%s: no kernel = \"...\" setting", file);
+	if (!spec->name[0])
+		return bad(err, errlen, "%s: no name = \"...\" setting", file);
+	if (cmdline && (extra || root))
+		return bad(err, errlen, "%s:%u: cmdline cannot be combined with extra or root", file,
+			   cmdline->line);
+	if (cmdline) {
+		if (copy(spec->cmdline, sizeof(spec->cmdline), cmdline->value.str) < 0)
+			return bad(err, errlen, "%s:%u: cmdline too long", file, cmdline->line);
+	} else if (extra || root) {
+		/* As xl does: "root=ROOT EXTRA". */
+		int n = snprintf(spec->cmdline, sizeof(spec->cmdline), "%s%s%s%s",
+				 root ? "root=" : "", root ? root->value.str : "",
+				 root && extra ? " " : "", extra ? extra->value.str : "");
+		if (n < 0 || (size_t)n >= sizeof(spec->cmdline))
+			return bad(err, errlen, "%s: command line too long", file);
+	}
+	if (!have_memory && have_maxmem)
+		spec->vm.memory_mib = spec->maxmem_mib;
+	if (!have_maxmem)
+		spec->maxmem_mib = spec->vm.memory_mib;
+	if (spec->maxmem_mib < spec->vm.memory_mib)
+		return bad(err, errlen, "%s: maxmem %llu MiB is below memory %llu MiB", file,
+			   spec->maxmem_mib, (unsigned long long)spec->vm.memory_mib);
+	if (!have_maxvcpus)
+		spec->maxvcpus = spec->vm.vcpus;
+	if (spec->maxvcpus < spec->vm.vcpus)
+		return bad(err, errlen, "%s: maxvcpus %u is below vcpus %u", file, spec->maxvcpus,
+			   spec->vm.vcpus);
+	spec->vm.kernel = spec->kernel;
+	spec->vm.initrd = spec->ramdisk[0] ? spec->ramdisk : NULL;
+	if (spec->cmdline[0])
+		spec->vm.cmdline = spec->cmdline;
+	spec->vm.on_reboot = spec->on_reboot == ACTION_RESTART ? ON_REBOOT_RESTART : ON_REBOOT_EXIT;
+	return 0;
+}
+
+int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size_t errlen)
+{
+	struct xl_config xl;
+	struct stat st;
+	char *text;
+	ssize_t got = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bad(err, errlen, "cannot open config %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > XL_MAX_INPUT) {
+		close(fd);
+		return bad(err, errlen, "config %s is not a regular file of at most %d bytes", path,
+			   XL_MAX_INPUT);
+	}
+	text = malloc((size_t)st.st_size + 1);
+	if (!text) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < st.st_size) {
+		ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	close(fd);
+	ret = xl_parse(text, (size_t)got, path, &xl, err, errlen);
+	free(text);
+	if (ret < 0)
+		return ret;
+	ret = domain_spec_from_xl(&xl, path, spec, err, errlen);
+	xl_free(&xl);
+	return ret;
+}

@@ -1,0 +1,59 @@
+/*
+ * A domain's configuration from xl.cfg settings: which keys domus knows,
+ * what values they take, and how they become a vm_config. Unknown keys are
+ * errors naming the key and its line, never silently ignored.
+ */
+#ifndef DOMUS_DOMCFG_H
+#define DOMUS_DOMCFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ctl/xlcfg.h"
+#include "vmm/config.h"
+
+#define DOMAIN_NAME_MAX 64
+#define DOMAIN_MAX_VIFS 8
+
+enum domain_action {
+	ACTION_DESTROY,
+	ACTION_RESTART,
+	ACTION_PRESERVE,
+};
+
+struct vif_config {
+	char mac[18];    /* "" when the backend chooses */
+	char bridge[64]; /* the network to join */
+	char ip[64];
+};
+
+struct domain_spec {
+	char name[DOMAIN_NAME_MAX];
+	char uuid[37];
+	char kernel[DISK_PATH_MAX];
+	char ramdisk[DISK_PATH_MAX];
+	char cmdline[2048];
+	struct vm_config vm; /* kernel/initrd/cmdline point into the buffers above */
+	unsigned long long maxmem_mib;
+	unsigned maxvcpus;
+	enum domain_action on_poweroff, on_reboot, on_crash;
+	char cpus[256];      /* vCPU affinity, xl's syntax ("0-3,5"), "" for any */
+	unsigned cpu_weight; /* credit scheduler weight, default 256 */
+	unsigned cap;        /* percent of one CPU, 0 for none */
+	unsigned nvifs;
+	struct vif_config vifs[DOMAIN_MAX_VIFS];
+};
+
+/* Fills spec from parsed settings; `file` names the source in messages. */
+int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
+			char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Reads and parses an xl.cfg file into spec. */
+int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* One entry of disk = [...] in xl-disk-configuration(5) syntax, key=value or positional. */
+int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t errlen);
+/* One entry of vif = [...]: comma-separated key=value pairs. */
+int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen);
+const char *domain_action_name(enum domain_action a);
+
+#endif

@@ -1,0 +1,240 @@
+/* xl.cfg: the syntax, its errors (file, line, column, what was expected), and the domain keys. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctl/domcfg.h"
+#include "ctl/xlcfg.h"
+
+static char err[512];
+
+static int parse(const char *text, struct xl_config *xl)
+{
+	err[0] = 0;
+	return xl_parse(text, strlen(text), "t.cfg", xl, err, sizeof(err));
+}
+
+static void test_syntax(void **state)
+{
+	struct xl_config xl;
+	const struct xl_setting *s;
+	const char *text = "# a comment\n"
+			   "name = \"dom\\\"1\"   # trailing comment\n"
+			   "kernel='/boot/vmlinuz'; memory=0x200\n"
+			   "disk = [ 'a.img,raw,xvda,rw',\n"
+			   "   # a comment inside a list\n"
+			   "   \"b.img\", ]\n"
+			   "vif=[]\n";
+
+	assert_int_equal(parse(text, &xl), 0);
+	assert_int_equal(xl.n, 5);
+	s = xl_get(&xl, "name");
+	assert_int_equal(s->value.type, XL_STRING);
+	assert_string_equal(s->value.str, "dom\"1");
+	assert_int_equal(s->line, 2);
+	assert_string_equal(xl_get(&xl, "kernel")->value.str, "/boot/vmlinuz");
+	assert_int_equal(xl_get(&xl, "memory")->value.num, 512);
+	s = xl_get(&xl, "disk");
+	assert_int_equal(s->value.type, XL_LIST);
+	assert_int_equal(s->value.nitems, 2);
+	assert_string_equal(s->value.items[1].str, "b.img");
+	assert_int_equal(s->value.items[1].line, 6);
+	assert_int_equal(xl_get(&xl, "vif")->value.nitems, 0);
+	assert_null(xl_get(&xl, "nosuch"));
+	xl_free(&xl);
+}
+
+static void expect_syntax_error(const char *text, const char *where, const char *what)
+{
+	struct xl_config xl;
+
+	assert_int_equal(parse(text, &xl), -EINVAL);
+	assert_non_null(strstr(err, where));
+	assert_non_null(strstr(err, what));
+	assert_int_equal(xl.n, 0);
+}
+
+static void test_syntax_errors(void **state)
+{
+	expect_syntax_error("name \"x\"\n", "t.cfg:1:6:", "expected '='");
+	expect_syntax_error("a = 1\nname = \"x\n", "t.cfg:2:8:", "unterminated string");
+	expect_syntax_error("disk = [ 'a' 'b' ]\n", "t.cfg:1:14:", "expected ',' or ']'");
+	expect_syntax_error("disk = [ 'a',\n", "t.cfg:2:1:", "found end of file");
+	expect_syntax_error("x = [ [ 1 ] ]\n", "t.cfg:1:7:", "nested");
+	expect_syntax_error("memory = 12ab\n", "t.cfg:1:", "in number");
+	expect_syntax_error("memory = 99999999999999999999999\n", "t.cfg:1:10:", "too large");
+	expect_syntax_error("a = 1\na = 2\n", "t.cfg:2:1:", "set twice (first on line 1)");
+	expect_syntax_error("a = 1 b = 2\n", "t.cfg:1:7:", "expected end of line");
+	expect_syntax_error("a = \"\\q\"\n", "t.cfg:1:", "unknown escape");
+	expect_syntax_error("a = \n", "t.cfg:1:5:", "expected a value");
+	expect_syntax_error("= 3\n", "t.cfg:1:1:", "expected a setting name");
+	expect_syntax_error("a = yes\n", "t.cfg:1:5:", "found 'y'");
+}
+
+static void test_embedded_nul(void **state)
+{
+	struct xl_config xl;
+	const char text[] = "a = \"x\0y\"\n";
+
+	assert_int_equal(xl_parse(text, sizeof(text) - 1, "t.cfg", &xl, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "NUL"));
+}
+
+static int spec_from(const char *text, struct domain_spec *spec)
+{
+	struct xl_config xl;
+	int ret;
+
+	ret = parse(text, &xl);
+	if (ret < 0)
+		return ret;
+	ret = domain_spec_from_xl(&xl, "t.cfg", spec, err, sizeof(err));
+	xl_free(&xl);
+	return ret;
+}
+
+/* Xen's example PV Linux guest (tools/examples/xlexample.pvlinux), as its documentation gives it. */
+static const char xen_pvlinux[] =
+	"# =====================================================================\n"
+	"# Example PV Linux guest configuration\n"
+	"# =====================================================================\n"
+	"#\n"
+	"# This is a fairly minimal example of what is required for a\n"
+	"# Paravirtualised Linux guest. For a more complete guide see xl.cfg(5)\n"
+	"\n"
+	"# Guest name\n"
+	"name = \"example.pvlinux\"\n"
+	"\n"
+	"# 128-bit UUID for the domain as a hexadecimal number.\n"
+	"# Use \"uuidgen\" to generate one if required.\n"
+	"# The default behavior is to generate a new UUID each time the guest is started.\n"
+	"#uuid = \"XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX\"\n"
+	"\n"
+	"# Kernel image to boot\n"
+	"kernel = \"/boot/vmlinuz\"\n"
+	"\n"
+	"# Ramdisk (optional)\n"
+	"#ramdisk = \"/boot/initrd.gz\"\n"
+	"\n"
+	"# Kernel command line options\n"
+	"extra = \"root=/dev/xvda1\"\n"
+	"\n"
+	"# Initial memory allocation (MB)\n"
+	"memory = 128\n"
+	"\n"
+	"# Maximum memory (MB)\n"
+	"# If this is greater than `memory' then the slack will start ballooned\n"
+	"# (this assumes guest kernel support for ballooning)\n"
+	"#maxmem = 512\n"
+	"\n"
+	"# Number of VCPUS\n"
+	"vcpus = 2\n"
+	"\n"
+	"# Network devices\n"
+	"# A list of 'vifspec' entries as described in\n"
+	"# docs/misc/xl-network-configuration.markdown\n"
+	"vif = [ '' ]\n"
+	"\n"
+	"# Disk Devices\n"
+	"# A list of `diskspec' entries as described in\n"
+	"# docs/misc/xl-disk-configuration.txt\n"
+	"disk = [ '/dev/vg/guest-volume,raw,xvda,rw' ]\n";
+
+static void test_xen_example(void **state)
+{
+	static struct domain_spec spec;
+
+	assert_int_equal(spec_from(xen_pvlinux, &spec), 0);
+	assert_string_equal(spec.name, "example.pvlinux");
+	assert_string_equal(spec.vm.kernel, "/boot/vmlinuz");
+	assert_null(spec.vm.initrd);
+	assert_string_equal(spec.vm.cmdline, "root=/dev/xvda1");
+	assert_int_equal(spec.vm.memory_mib, 128);
+	assert_int_equal(spec.maxmem_mib, 128);
+	assert_int_equal(spec.vm.vcpus, 2);
+	assert_int_equal(spec.nvifs, 1);
+	assert_int_equal(spec.vm.ndisks, 1);
+	assert_string_equal(spec.vm.disks[0].path, "/dev/vg/guest-volume");
+	assert_false(spec.vm.disks[0].readonly);
+	assert_int_equal(spec.on_reboot, ACTION_RESTART);
+}
+
+static void test_all_keys(void **state)
+{
+	static struct domain_spec spec;
+	const char *text = "name='d1'\nuuid='6c1a2b3c-0000-4000-8000-000000000001'\ntype='pvh'\n"
+			   "kernel='k'\nramdisk='r'\nroot='/dev/vda'\nextra='quiet'\nmemory=256\n"
+			   "maxmem=1024\nvcpus=2\nmaxvcpus=4\non_poweroff='destroy'\n"
+			   "on_reboot='destroy'\non_crash='preserve'\ncpus='0-1,3'\ncpu_weight=512\n"
+			   "cap=50\nvif=['mac=00:16:3e:01:02:03,bridge=net0,ip=10.0.0.2']\n"
+			   "disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img',"
+			   "'phy:/dev/sdb,xvdc,r']\n";
+
+	assert_int_equal(spec_from(text, &spec), 0);
+	assert_string_equal(spec.vm.initrd, "r");
+	assert_string_equal(spec.vm.cmdline, "root=/dev/vda quiet");
+	assert_int_equal(spec.maxmem_mib, 1024);
+	assert_int_equal(spec.maxvcpus, 4);
+	assert_int_equal(spec.on_reboot, ACTION_DESTROY);
+	assert_int_equal(spec.vm.on_reboot, ON_REBOOT_EXIT);
+	assert_int_equal(spec.on_crash, ACTION_PRESERVE);
+	assert_string_equal(spec.cpus, "0-1,3");
+	assert_int_equal(spec.cpu_weight, 512);
+	assert_int_equal(spec.cap, 50);
+	assert_string_equal(spec.vifs[0].mac, "00:16:3e:01:02:03");
+	assert_string_equal(spec.vifs[0].bridge, "net0");
+	assert_int_equal(spec.vm.ndisks, 2);
+	assert_string_equal(spec.vm.disks[0].path, "/img/with,comma.img");
+	assert_true(spec.vm.disks[0].readonly);
+	assert_string_equal(spec.vm.disks[1].path, "/dev/sdb");
+	assert_true(spec.vm.disks[1].readonly);
+}
+
+static void expect_spec_error(const char *text, const char *what)
+{
+	static struct domain_spec spec;
+
+	if (spec_from(text, &spec) != -EINVAL)
+		fail_msg("accepted: %s", text);
+	if (!strstr(err, what))
+		fail_msg("error '%s' does not mention '%s'", err, what);
+}
+
+static void test_domain_errors(void **state)
+{
+	expect_spec_error("name='a'\nkernel='k'\nfrobnicate=1\n", "t.cfg:3: unknown setting 'frobnicate'");
+	expect_spec_error("name='a'\nkernel='k'\nmemory='lots'\n", "t.cfg:3: 'memory' must be a number");
+	expect_spec_error("name='a'\nkernel='k'\nvcpus=0\n", "vcpus 0 is out of range");
+	expect_spec_error("name='a'\nkernel='k'\nmemory=512\nmaxmem=256\n", "maxmem 256 MiB is below memory");
+	expect_spec_error("name='a'\nkernel='k'\nvcpus=4\nmaxvcpus=2\n", "maxvcpus 2 is below vcpus 4");
+	expect_spec_error("name='a'\nkernel='k'\ncmdline='x'\nextra='y'\n", "cannot be combined");
+	expect_spec_error("name='a'\nkernel='k'\non_crash='explode'\n", "on_crash 'explode'");
+	expect_spec_error("name='a'\nkernel='k'\ncpus='0-'\n", "cpus '0-'");
+	expect_spec_error("name='a'\nkernel='k'\ntype='hvm'\n", "type 'hvm' is not supported");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.qcow2,qcow2,xvda,rw']\n", "format 'qcow2'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,raw,xvda,maybe']\n", "unexpected 'maybe'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=[',raw']\n", "no target");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,devtype=cdrom']\n", "'devtype=' is not supported");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=[3]\n", "disk entries must be strings");
+	expect_spec_error("name='a'\nkernel='k'\nvif=['mac=zz']\n", "bad mac");
+	expect_spec_error("name='a'\nkernel='k'\nvif=['colour=red']\n", "unknown key 'colour'");
+	expect_spec_error("name='a b'\nkernel='k'\n", "name 'a b'");
+	expect_spec_error("name='a'\n", "no kernel");
+	expect_spec_error("kernel='k'\n", "no name");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_syntax),       cmocka_unit_test(test_syntax_errors),
+		cmocka_unit_test(test_embedded_nul), cmocka_unit_test(test_xen_example),
+		cmocka_unit_test(test_all_keys),     cmocka_unit_test(test_domain_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
