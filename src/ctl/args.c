@@ -99,8 +99,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 	unsigned long long v;
 	int c, ret;
 
-	memset(spec, 0, sizeof(*spec));
-	vm_config_defaults(cfg);
+	domain_spec_defaults(spec);
 	if (config) {
 		ret = domain_spec_load(config, spec, err, errlen);
 		if (ret < 0)

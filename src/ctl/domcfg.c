@@ -254,6 +254,16 @@ static int valid_cpus(const char *s)
 	return 1;
 }
 
+void domain_spec_defaults(struct domain_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	vm_config_defaults(&spec->vm);
+	spec->on_poweroff = ACTION_DESTROY;
+	spec->on_reboot = ACTION_RESTART;
+	spec->on_crash = ACTION_DESTROY;
+	spec->cpu_weight = 256;
+}
+
 int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
 			char *err, size_t errlen)
 {
@@ -261,12 +271,7 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 	unsigned long long v;
 	bool have_memory = false, have_maxmem = false, have_maxvcpus = false;
 
-	memset(spec, 0, sizeof(*spec));
-	vm_config_defaults(&spec->vm);
-	spec->on_poweroff = ACTION_DESTROY;
-	spec->on_reboot = ACTION_RESTART;
-	spec->on_crash = ACTION_DESTROY;
-	spec->cpu_weight = 256;
+	domain_spec_defaults(spec);
 	for (size_t i = 0; i < xl->n; i++) {
 		const struct xl_setting *s = &xl->settings[i];
 		const char *k = s->key;

@@ -44,6 +44,8 @@ struct domain_spec {
 	struct vif_config vifs[DOMAIN_MAX_VIFS];
 };
 
+/* A domain with nothing set: the vm_config defaults, destroy/restart/destroy, weight 256. */
+void domain_spec_defaults(struct domain_spec *spec);
 /* Fills spec from parsed settings; `file` names the source in messages. */
 int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
 			char *err, size_t errlen) __attribute__((warn_unused_result));

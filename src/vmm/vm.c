@@ -412,7 +412,6 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources 
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	sigfd = signalfd(-1, &block, SFD_CLOEXEC);
-	signal(SIGUSR1, kick_handler);
 	{
 		struct sigaction sa = {.sa_handler = kick_handler};
 		sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN must return EINTR */

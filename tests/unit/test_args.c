@@ -39,6 +39,9 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.on_reboot, ON_REBOOT_RESTART);
 	assert_int_equal(cfg.ndisks, 0);
 	assert_null(cfg.initrd);
+	assert_int_equal(spec.cpu_weight, 256);
+	assert_int_equal(spec.cap, 0);
+	assert_int_equal(spec.nvifs, 0);
 }
 
 static void test_all_options(void **state)
