@@ -162,12 +162,31 @@ static int exit_status(enum vm_stop reason, const char *detail)
 	}
 }
 
+/* Reads kernel and initrd and checks they fit the domain; logs what is wrong. */
+static int load_boot_files(const struct vm_config *cfg, struct vm_resources *res)
+{
+	char err[512];
+
+	if (kernel_load_file(cfg->kernel, res->kernel, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	if (cfg->initrd &&
+	    read_initrd(cfg->initrd, &res->initrd, &res->initrd_size, cfg->memory_mib << 20) < 0)
+		return -1;
+	if (boot_check_fit(res->kernel, res->initrd_size, cfg->cmdline, cfg->memory_mib << 20, err,
+			   sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int vmm_run(const struct vm_config *cfg)
 {
 	struct kernel_image kernel;
 	struct vm_resources res;
-	uint8_t *initrd = NULL;
-	char err[512], detail[256];
+	char detail[256];
 	enum vm_stop reason;
 	int status = RUN_EXIT_BAD_INPUT;
 	unsigned boots = 0;
@@ -175,23 +194,14 @@ int vmm_run(const struct vm_config *cfg)
 	int raw = 0;
 
 	memset(&res, 0, sizeof(res));
+	memset(&kernel, 0, sizeof(kernel));
+	res.kernel = &kernel;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		res.disk_fds[i] = -1;
 	if (check_config(cfg) < 0)
 		return RUN_EXIT_BAD_INPUT;
-	if (kernel_load_file(cfg->kernel, &kernel, err, sizeof(err)) < 0) {
-		log_warnx("%s", err);
-		return RUN_EXIT_BAD_INPUT;
-	}
-	res.kernel = &kernel;
-	if (cfg->initrd && read_initrd(cfg->initrd, &initrd, &res.initrd_size, cfg->memory_mib << 20) < 0)
+	if (load_boot_files(cfg, &res) < 0)
 		goto out;
-	res.initrd = initrd;
-	if (boot_check_fit(&kernel, res.initrd_size, cfg->cmdline, cfg->memory_mib << 20, err,
-			   sizeof(err)) < 0) {
-		log_warnx("%s", err);
-		goto out;
-	}
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		res.disk_fds[i] = open_disk(&cfg->disks[i]);
 		if (res.disk_fds[i] < 0)
@@ -199,6 +209,11 @@ int vmm_run(const struct vm_config *cfg)
 	}
 	raw = terminal_raw(&saved_tty);
 	for (;;) {
+		/* After a reboot the files are read again, as firmware would, and checked again. */
+		if (boots > 0 && load_boot_files(cfg, &res) < 0) {
+			status = RUN_EXIT_ERROR;
+			break;
+		}
 		detail[0] = 0;
 		reason = vm_run_once(cfg, &res, detail, sizeof(detail));
 		boots++;
@@ -206,17 +221,16 @@ int vmm_run(const struct vm_config *cfg)
 			log_info("%s; restarting the domain (boot %u)", detail, boots + 1);
 			continue;
 		}
-		if (raw)
-			tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-		raw = 0;
 		status = exit_status(reason, detail);
 		break;
 	}
+	if (raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
 out:
 	for (unsigned i = 0; i < cfg->ndisks; i++)
 		if (res.disk_fds[i] >= 0)
 			close(res.disk_fds[i]);
-	free(initrd);
+	free(res.initrd);
 	kernel_free(&kernel);
 	return status;
 }

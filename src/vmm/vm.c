@@ -364,8 +364,17 @@ static void domain_destroy(struct domain *d)
 	free(d);
 }
 
-enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources *res,
-			 char *detail, size_t detail_len)
+/* The kernel and initrd are in guest memory now; keeping a copy would only cost the host. */
+static void drop_boot_files(struct vm_resources *res)
+{
+	kernel_free(res->kernel);
+	free(res->initrd);
+	res->initrd = NULL;
+	res->initrd_size = 0;
+}
+
+enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, char *detail,
+			 size_t detail_len)
 {
 	struct domain *d = calloc(1, sizeof(*d));
 	struct vm *vm;
@@ -378,6 +387,7 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources 
 
 	if (!d) {
 		snprintf(detail, detail_len, "out of memory");
+		drop_boot_files(res);
 		return VM_ERROR;
 	}
 	vm = &d->vm;
@@ -401,8 +411,10 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources 
 	}
 	boot_write_reset_vector(&vm->mem, ACPI_RESET_PORT, ACPI_RESET_VALUE);
 	if (boot_setup(&vm->mem, res->kernel, res->initrd, res->initrd_size, cfg->cmdline,
-		       BOOT_ACPI_ADDR + (uint64_t)rsdp, &entry, detail, detail_len) < 0 ||
-	    create_vcpus(vm, &entry, detail, detail_len) < 0)
+		       BOOT_ACPI_ADDR + (uint64_t)rsdp, &entry, detail, detail_len) < 0)
+		goto fail;
+	drop_boot_files(res);
+	if (create_vcpus(vm, &entry, detail, detail_len) < 0)
 		goto fail;
 
 	/* Only the main thread takes these, through a signalfd; vCPU threads get SIGUSR1 kicks. */
@@ -434,6 +446,7 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources 
 	domain_destroy(d);
 	return reason;
 fail:
+	drop_boot_files(res);
 	domain_destroy(d);
 	return VM_ERROR;
 }

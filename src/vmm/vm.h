@@ -65,19 +65,23 @@ void vm_irq_line(struct vm *vm, unsigned gsi, int level);
 /* Sends an MSI; returns 0 or -errno. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
-/* What outlives one boot of a domain: the loaded kernel, initrd and open disks. */
+/*
+ * What one boot of a domain needs: the loaded kernel and initrd, which the
+ * boot consumes (they are freed once copied into the guest, and read again
+ * for the next boot), and the open disks, which outlive it.
+ */
 struct vm_resources {
 	struct kernel_image *kernel;
-	const uint8_t *initrd;
+	uint8_t *initrd;
 	uint64_t initrd_size;
 	int disk_fds[VM_MAX_DISKS];
 };
 
 /*
  * Builds the VM, boots it and runs it until it stops; returns the stop
- * reason, with a description in detail.
+ * reason, with a description in detail. Frees res's kernel and initrd.
  */
-enum vm_stop vm_run_once(const struct vm_config *cfg, const struct vm_resources *res,
-			 char *detail, size_t detail_len);
+enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, char *detail,
+			 size_t detail_len);
 
 #endif
