@@ -10,7 +10,7 @@
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro]]... [--on-reboot restart|exit]\n"
-	"                 [--console serial|virtio] [--config XL.CFG] [--verbose]\n";
+	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -79,7 +79,7 @@ static const char *find_config(int argc, char **argv)
 
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
-	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG };
+	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -92,6 +92,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"config", required_argument, NULL, OPT_CONFIG},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -153,6 +154,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 					   optarg);
 			break;
 		case OPT_CONFIG: break; /* loaded above */
+		case OPT_DRY_RUN: cfg->dry_run = true; break;
 		case 'v': cfg->verbose++; break;
 		case 'h': return 1;
 		case ':':

@@ -444,3 +444,29 @@ int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size
 	xl_free(&xl);
 	return ret;
 }
+
+void domain_spec_print(const struct domain_spec *spec, FILE *f)
+{
+	const struct vm_config *vm = &spec->vm;
+
+	fprintf(f, "name = %s\n", spec->name);
+	fprintf(f, "uuid = %s\n", spec->uuid);
+	fprintf(f, "kernel = %s\n", vm->kernel ? vm->kernel : "");
+	fprintf(f, "ramdisk = %s\n", vm->initrd ? vm->initrd : "");
+	fprintf(f, "cmdline = %s\n", vm->cmdline);
+	fprintf(f, "memory = %llu\n", (unsigned long long)vm->memory_mib);
+	fprintf(f, "maxmem = %llu\n", spec->maxmem_mib);
+	fprintf(f, "vcpus = %u\n", vm->vcpus);
+	fprintf(f, "maxvcpus = %u\n", spec->maxvcpus);
+	fprintf(f, "on_poweroff = %s\n", domain_action_name(spec->on_poweroff));
+	fprintf(f, "on_reboot = %s\n", domain_action_name(spec->on_reboot));
+	fprintf(f, "on_crash = %s\n", domain_action_name(spec->on_crash));
+	for (unsigned i = 0; i < vm->ndisks; i++)
+		fprintf(f, "disk.%u = %s,%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw");
+	for (unsigned i = 0; i < spec->nvifs; i++)
+		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
+			spec->vifs[i].ip);
+	fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
+	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
+	fprintf(f, "cap = %u\n", spec->cap);
+}

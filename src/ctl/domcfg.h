@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "ctl/xlcfg.h"
 #include "vmm/config.h"
@@ -57,5 +58,7 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 /* One entry of vif = [...]: comma-separated key=value pairs. */
 int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen);
 const char *domain_action_name(enum domain_action a);
+/* Prints the resolved configuration, one `key = value` per line (the dry-run output). */
+void domain_spec_print(const struct domain_spec *spec, FILE *f);
 
 #endif

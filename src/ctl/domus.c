@@ -36,6 +36,10 @@ static int cmd_run(int argc, char **argv)
 		return RUN_EXIT_BAD_INPUT;
 	}
 	log_init("domus", cfg->verbose);
+	if (cfg->dry_run) {
+		domain_spec_print(&spec, stdout);
+		return 0;
+	}
 	warn_unapplied(&spec);
 	return vmm_run(cfg);
 }

@@ -32,6 +32,7 @@ struct vm_config {
 	enum on_reboot on_reboot;
 	enum console_input console;
 	int verbose;
+	bool dry_run; /* check and print the configuration, boot nothing */
 };
 
 void vm_config_defaults(struct vm_config *cfg);
