@@ -254,6 +254,31 @@ static int valid_cpus(const char *s)
 	return 1;
 }
 
+int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest)
+{
+	CPU_ZERO(set);
+	*highest = 0;
+	if (!*s || !strcmp(s, "all"))
+		return 0;
+	if (!valid_cpus(s))
+		return -EINVAL;
+	for (const char *p = s; *p;) {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+
+		if (*end == '-')
+			hi = strtoul(end + 1, &end, 10);
+		if (hi < lo || hi >= CPU_SETSIZE)
+			return -EINVAL;
+		for (unsigned long c = lo; c <= hi; c++)
+			CPU_SET(c, set);
+		if (hi > *highest)
+			*highest = (unsigned)hi;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return 1;
+}
+
 void domain_spec_defaults(struct domain_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));

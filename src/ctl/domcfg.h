@@ -6,6 +6,7 @@
 #ifndef DOMUS_DOMCFG_H
 #define DOMUS_DOMCFG_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -58,6 +59,11 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 /* One entry of vif = [...]: comma-separated key=value pairs. */
 int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen);
 const char *domain_action_name(enum domain_action a);
+/*
+ * xl's CPU list ("0-3,5"): 1 with the CPUs in set and the highest in
+ * *highest, 0 for "all" or "", -EINVAL if malformed or beyond CPU_SETSIZE.
+ */
+int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest);
 /* Prints the resolved configuration, one `key = value` per line (the dry-run output). */
 void domain_spec_print(const struct domain_spec *spec, FILE *f);
 

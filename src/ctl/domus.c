@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ctl/args.h"
+#include "ctl/cli.h"
 #include "lib/log.h"
 #include "vmm/run.h"
 
@@ -48,13 +49,15 @@ static void usage(FILE *f)
 {
 	fputs("usage: domus COMMAND [ARGS]\n"
 	      "commands:\n"
-	      "  run    boot one domain in the foreground, its console on this terminal\n"
-	      "see 'domus run --help'\n",
+	      "  run ...               boot one domain in the foreground, no daemon (see 'domus run --help')\n",
 	      f);
+	fputs(cli_usage, f);
 }
 
 int main(int argc, char **argv)
 {
+	int ret;
+
 	if (argc < 2) {
 		usage(stderr);
 		return RUN_EXIT_BAD_INPUT;
@@ -65,6 +68,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	ret = cli_run(argc - 1, argv + 1);
+	if (ret >= 0)
+		return ret;
 	fprintf(stderr, "domus: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return RUN_EXIT_BAD_INPUT;

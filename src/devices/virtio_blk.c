@@ -112,10 +112,14 @@ static uint8_t blk_request(struct virtio_blk *blk, const struct virtq_chain *c, 
 				return VIRTIO_BLK_S_IOERR;
 			if (blk_rw(blk, c->iov, c->nout, sizeof(h), len, pos, true) < 0)
 				return VIRTIO_BLK_S_IOERR;
+			atomic_fetch_add(&blk->write_ops, 1);
+			atomic_fetch_add(&blk->write_bytes, len);
 			return VIRTIO_BLK_S_OK;
 		}
 		if (blk_rw(blk, c->iov + c->nout, c->nin, 0, len, pos, false) < 0)
 			return VIRTIO_BLK_S_IOERR;
+		atomic_fetch_add(&blk->read_ops, 1);
+		atomic_fetch_add(&blk->read_bytes, len);
 		*written = (uint32_t)len;
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_FLUSH:

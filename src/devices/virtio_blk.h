@@ -1,6 +1,7 @@
 #ifndef DOMUS_VIRTIO_BLK_H
 #define DOMUS_VIRTIO_BLK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,6 +13,8 @@ struct virtio_blk {
 	bool readonly;
 	uint64_t sectors;
 	char serial[24];
+	/* Completed requests, read by the control thread for `domus top`. */
+	_Atomic unsigned long long read_ops, write_ops, read_bytes, write_bytes;
 };
 
 /* Adds a virtio-blk device serving the image open on fd. Returns 0 or -errno. */

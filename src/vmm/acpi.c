@@ -172,6 +172,43 @@ static void add_isa_device(struct aml *scope, const char *name, const char *hid,
 	aml_free(&crsbuf);
 }
 
+/*
+ * A hardware-reduced platform has no fixed power button: a Generic Event
+ * Device (ACPI0013) takes an interrupt and its _EVT notifies a PNP0C0C
+ * power button device, which Linux turns into KEY_POWER.
+ */
+static void add_power_button(struct aml *sb)
+{
+	struct aml body, crs, crsbuf, evt, pwrb;
+	/* Extended Interrupt: consumer, edge, active high, exclusive, one GSI. */
+	uint8_t irq[9] = {0x89, 6, 0, 0x03, 1, ACPI_GED_GSI, 0, 0, 0};
+	static const uint8_t end_tag[] = {0x79, 0x00};
+
+	aml_init(&body);
+	aml_init(&crs);
+	aml_init(&crsbuf);
+	aml_init(&evt);
+	aml_init(&pwrb);
+	aml_bytes(&crs, irq, sizeof(irq));
+	aml_bytes(&crs, end_tag, sizeof(end_tag));
+	aml_buffer(&crsbuf, crs.buf, crs.len);
+	aml_name_string(&body, "_HID", "ACPI0013");
+	aml_name_integer(&body, "_UID", 0);
+	aml_name(&body, "_CRS", &crsbuf);
+	aml_notify(&evt, "\\_SB_.PWRB", 0x80);
+	aml_method(&body, "_EVT", 1, &evt);
+	aml_device(sb, "GED0", &body);
+	aml_name_integer(&pwrb, "_HID", aml_eisaid("PNP0C0C"));
+	aml_name_integer(&pwrb, "_UID", 0);
+	aml_device(sb, "PWRB", &pwrb);
+	sb->error = sb->error ? sb->error : (body.error ? body.error : crs.error);
+	aml_free(&body);
+	aml_free(&crs);
+	aml_free(&crsbuf);
+	aml_free(&evt);
+	aml_free(&pwrb);
+}
+
 static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 {
 	struct aml s5, crs, crsbuf, pci, pci_dev, sb;
@@ -221,6 +258,7 @@ static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 	 */
 	add_isa_device(&pci_dev, "COM1", "PNP0501", 0x3f8, 8, 4);
 	add_isa_device(&pci_dev, "RTC_", "PNP0B00", 0x70, 2, -1);
+	add_power_button(&pci_dev);
 	aml_scope(out, "\\_SB_", &pci_dev);
 
 	err = out->error ? out->error : crs.error;

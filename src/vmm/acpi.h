@@ -18,6 +18,8 @@
 #define ACPI_S5_SLP_TYP 5
 #define ACPI_SLP_EN 0x20
 #define ACPI_SCI_IRQ 9
+/* The Generic Event Device's interrupt: every edge is a power button press. */
+#define ACPI_GED_GSI 5
 
 #define IOAPIC_ADDR 0xfec00000
 #define LAPIC_ADDR 0xfee00000

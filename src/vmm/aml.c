@@ -160,6 +160,25 @@ void aml_device(struct aml *a, const char *name, const struct aml *body)
 	aml_named_block(a, op, sizeof(op), name, body);
 }
 
+void aml_method(struct aml *a, const char *name, unsigned nargs, const struct aml *body)
+{
+	static const uint8_t op[] = {0x14}; /* MethodOp */
+	struct aml head;
+
+	aml_init(&head);
+	aml_namestring(&head, name);
+	aml_byte(&head, (uint8_t)(nargs & 7)); /* MethodFlags: not serialized */
+	aml_wrap(a, op, sizeof(op), &head, body);
+	aml_free(&head);
+}
+
+void aml_notify(struct aml *a, const char *path, uint64_t value)
+{
+	aml_byte(a, 0x86); /* NotifyOp */
+	aml_namestring(a, path);
+	aml_integer(a, value);
+}
+
 void aml_package(struct aml *a, unsigned nelems, const struct aml *body)
 {
 	static const uint8_t op[] = {0x12}; /* PackageOp */

@@ -37,6 +37,9 @@ void aml_scope(struct aml *a, const char *name, const struct aml *body);
 void aml_device(struct aml *a, const char *name, const struct aml *body);
 void aml_package(struct aml *a, unsigned nelems, const struct aml *body);
 void aml_buffer(struct aml *a, const void *p, size_t n);
+/* Method(name, nargs){body}; Notify(path, value) as a statement. */
+void aml_method(struct aml *a, const char *name, unsigned nargs, const struct aml *body);
+void aml_notify(struct aml *a, const char *path, uint64_t value);
 /* The PkgLength encoding of a body of n bytes (including its own bytes). */
 size_t aml_pkglength(uint8_t out[4], size_t n);
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,44 @@ static int terminal_raw(struct termios *saved)
 	return 1;
 }
 
+#define CONSOLE_ESCAPE 0x1d /* Ctrl-] */
+
+/* `domus run`'s frontend: the terminal is the console. */
+struct terminal_frontend {
+	int stdin_open;
+};
+
+static unsigned terminal_poll_fds(void *opaque, struct pollfd *p, unsigned max)
+{
+	struct terminal_frontend *t = opaque;
+
+	if (!t->stdin_open || max < 1)
+		return 0;
+	p[0] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+	return 1;
+}
+
+static void terminal_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, unsigned n)
+{
+	struct terminal_frontend *t = opaque;
+	unsigned char buf[256];
+	ssize_t len;
+
+	if (n < 1 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
+	len = read(STDIN_FILENO, buf, sizeof(buf));
+	if (len <= 0) {
+		if (len == 0 || (errno != EINTR && errno != EAGAIN))
+			t->stdin_open = 0; /* input closed: the domain keeps running */
+		return;
+	}
+	if (memchr(buf, CONSOLE_ESCAPE, (size_t)len)) {
+		vm_request_stop(vm, VM_INTERRUPTED, "console escape (Ctrl-]) pressed");
+		return;
+	}
+	vm_console_input(vm, buf, (size_t)len);
+}
+
 static int check_config(const struct vm_config *cfg)
 {
 	if (!cfg->kernel) {
@@ -182,43 +221,71 @@ static int load_boot_files(const struct vm_config *cfg, struct vm_resources *res
 	return 0;
 }
 
+int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = cfg;
+	d->res.kernel = &d->kernel;
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		d->res.disk_fds[i] = -1;
+	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		d->res.disk_fds[i] = open_disk(&cfg->disks[i]);
+		if (d->res.disk_fds[i] < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+enum vm_stop vmm_domain_boot(struct vmm_domain *d, const struct vm_frontend *fe, char *detail,
+			     size_t detail_len)
+{
+	detail[0] = 0;
+	/* After a reboot the files are read again, as firmware would, and checked again. */
+	if (d->boots > 0 && load_boot_files(d->cfg, &d->res) < 0) {
+		snprintf(detail, detail_len, "%s", log_last_warning());
+		return VM_ERROR;
+	}
+	d->boots++;
+	return vm_run_once(d->cfg, &d->res, fe, detail, detail_len);
+}
+
+void vmm_domain_close(struct vmm_domain *d)
+{
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		if (d->res.disk_fds[i] >= 0)
+			close(d->res.disk_fds[i]);
+	free(d->res.initrd);
+	d->res.initrd = NULL;
+	kernel_free(&d->kernel);
+}
+
 int vmm_run(const struct vm_config *cfg)
 {
-	struct kernel_image kernel;
-	struct vm_resources res;
+	struct vmm_domain dom;
 	char detail[256];
 	enum vm_stop reason;
-	int status = RUN_EXIT_BAD_INPUT;
-	unsigned boots = 0;
+	int status;
 	struct termios saved_tty;
 	int raw = 0;
+	struct terminal_frontend term = {.stdin_open = 1};
+	const struct vm_frontend fe = {
+		.console_fd = STDOUT_FILENO,
+		.poll_fds = terminal_poll_fds,
+		.poll_ready = terminal_poll_ready,
+		.opaque = &term,
+	};
 
-	memset(&res, 0, sizeof(res));
-	memset(&kernel, 0, sizeof(kernel));
-	res.kernel = &kernel;
-	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
-		res.disk_fds[i] = -1;
-	if (check_config(cfg) < 0)
+	if (vmm_domain_open(&dom, cfg) < 0) {
+		vmm_domain_close(&dom);
 		return RUN_EXIT_BAD_INPUT;
-	if (load_boot_files(cfg, &res) < 0)
-		goto out;
-	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		res.disk_fds[i] = open_disk(&cfg->disks[i]);
-		if (res.disk_fds[i] < 0)
-			goto out;
 	}
 	raw = terminal_raw(&saved_tty);
 	for (;;) {
-		/* After a reboot the files are read again, as firmware would, and checked again. */
-		if (boots > 0 && load_boot_files(cfg, &res) < 0) {
-			status = RUN_EXIT_ERROR;
-			break;
-		}
-		detail[0] = 0;
-		reason = vm_run_once(cfg, &res, detail, sizeof(detail));
-		boots++;
+		reason = vmm_domain_boot(&dom, &fe, detail, sizeof(detail));
 		if (reason == VM_REBOOT && cfg->on_reboot == ON_REBOOT_RESTART) {
-			log_info("%s; restarting the domain (boot %u)", detail, boots + 1);
+			log_info("%s; restarting the domain (boot %u)", detail, dom.boots + 1);
 			continue;
 		}
 		status = exit_status(reason, detail);
@@ -226,11 +293,6 @@ int vmm_run(const struct vm_config *cfg)
 	}
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-out:
-	for (unsigned i = 0; i < cfg->ndisks; i++)
-		if (res.disk_fds[i] >= 0)
-			close(res.disk_fds[i]);
-	free(res.initrd);
-	kernel_free(&kernel);
+	vmm_domain_close(&dom);
 	return status;
 }

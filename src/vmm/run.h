@@ -10,6 +10,24 @@
 #define RUN_EXIT_PANIC 3
 #define RUN_EXIT_TRIPLE_FAULT 4
 
+#include "vmm/boot.h"
+#include "vmm/vm.h"
+
+/* What a domain's process holds across boots: its config, boot files and open disks. */
+struct vmm_domain {
+	const struct vm_config *cfg;
+	struct kernel_image kernel;
+	struct vm_resources res;
+	unsigned boots;
+};
+
+/* Checks cfg, reads the boot files and opens the disks; logs what is wrong. */
+int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg);
+/* Boots the domain once and runs it until it stops (see vm_run_once). */
+enum vm_stop vmm_domain_boot(struct vmm_domain *d, const struct vm_frontend *fe, char *detail,
+			     size_t detail_len);
+void vmm_domain_close(struct vmm_domain *d);
+
 /* Checks everything a user handed us, then runs the domain; returns an exit status. */
 int vmm_run(const struct vm_config *cfg);
 

@@ -27,7 +27,6 @@
 /* Addresses KVM needs for its own use on Intel hosts, above the PCI window. */
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 #define KVM_TSS_ADDR 0xfffbd000ULL
-#define CONSOLE_ESCAPE 0x1d /* Ctrl-] */
 
 /* Everything one boot of a domain allocates, freed together. */
 struct domain {
@@ -41,6 +40,17 @@ struct domain {
 	struct virtio_blk disks[VM_MAX_DISKS];
 };
 
+static void kick_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, SIGUSR1);
+	}
+}
+
 void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail)
 {
 	int expected = VM_RUNNING;
@@ -49,14 +59,11 @@ void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail)
 	if (!atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
 		return;
 	snprintf(vm->stop_detail, sizeof(vm->stop_detail), "%s", detail);
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		if (!v->started)
-			continue;
-		/* immediate_exit closes the window between our check and KVM_RUN. */
-		v->run->immediate_exit = 1;
-		pthread_kill(v->thread, SIGUSR1);
-	}
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs and a waiting vm_pause */
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* immediate_exit closes the window between a vCPU's check and KVM_RUN. */
+	kick_vcpus(vm);
 	if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
 		log_warn("stop eventfd");
 }
@@ -80,6 +87,91 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
 		return -errno;
 	return 0;
+}
+
+static unsigned started_vcpus(const struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		n += vm->vcpus[i].started ? 1 : 0;
+	return n;
+}
+
+/* A vCPU thread waits here, out of guest mode, while the domain is paused. */
+static void vcpu_park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->paused) && atomic_load(&vm->stop_reason) == VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_pause(struct vm *vm)
+{
+	int ret = 0;
+
+	if (atomic_exchange(&vm->paused, 1))
+		return 0;
+	kick_vcpus(vm);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < started_vcpus(vm) && atomic_load(&vm->stop_reason) == VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	if (atomic_load(&vm->stop_reason) != VM_RUNNING)
+		ret = -ESHUTDOWN;
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* The guest's kvmclock stops with it, so paused time does not show up as a jump. */
+	if (!ret && ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->paused_clock) < 0) {
+		log_warn("KVM_GET_CLOCK");
+		vm->paused_clock.clock = 0;
+	}
+	return ret;
+}
+
+int vm_unpause(struct vm *vm)
+{
+	if (!atomic_load(&vm->paused))
+		return 0;
+	if (vm->paused_clock.clock) {
+		struct kvm_clock_data c = {.clock = vm->paused_clock.clock};
+		if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &c) < 0)
+			log_warn("KVM_SET_CLOCK");
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->paused, 0);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+void vm_power_button(struct vm *vm)
+{
+	/* An edge on the GED's interrupt; its _EVT notifies the power button device. */
+	vm_irq_line(vm, ACPI_GED_GSI, 1);
+	vm_irq_line(vm, ACPI_GED_GSI, 0);
+}
+
+void vm_console_input(struct vm *vm, const void *buf, size_t n)
+{
+	/* Input the guest cannot take yet is dropped, as a real UART would. */
+	if (vm->cfg->console == CONSOLE_VIRTIO)
+		virtio_console_input(vm->vcon, buf, n);
+	else
+		serial_input(vm->serial, buf, n);
+}
+
+void vm_disk_stats(struct vm *vm, unsigned disk, struct vm_disk_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (disk >= vm->ndisks)
+		return;
+	st->read_ops = atomic_load(&vm->disks[disk]->read_ops);
+	st->write_ops = atomic_load(&vm->disks[disk]->write_ops);
+	st->read_bytes = atomic_load(&vm->disks[disk]->read_bytes);
+	st->write_bytes = atomic_load(&vm->disks[disk]->write_bytes);
 }
 
 static void handle_io(struct vm *vm, struct kvm_run *run)
@@ -117,6 +209,10 @@ static void *vcpu_thread(void *arg)
 	char why[128];
 
 	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
+		if (atomic_load(&vm->paused)) {
+			vcpu_park(vm);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
@@ -127,6 +223,7 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, VM_ERROR, why);
 			break;
 		}
+		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
 		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(vm, v->run);
@@ -235,7 +332,8 @@ static int map_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
 	return 0;
 }
 
-static int add_devices(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res)
+static int add_devices(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res,
+		       int console_fd)
 {
 	struct vm *vm = &d->vm;
 	int ret;
@@ -244,15 +342,18 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	vm->serial = &d->serial;
 	vm->vcon = &d->console;
 	if ((ret = pci_bus_init(&d->pci, &vm->pio, &vm->mmio)) < 0 ||
-	    (ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, STDOUT_FILENO)) < 0 ||
+	    (ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, console_fd)) < 0 ||
 	    (ret = rtc_add(vm, &d->rtc)) < 0 || (ret = power_add(vm)) < 0)
 		return ret;
 	for (unsigned i = 0; i < cfg->ndisks; i++)
 		if ((ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly,
 					  i)) < 0)
 			return ret;
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		vm->disks[i] = &d->disks[i];
+	vm->ndisks = cfg->ndisks;
 	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
-	    (ret = virtio_console_add(vm, &d->console, STDOUT_FILENO)) < 0 ||
+	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||
 	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
 		return ret;
 	return 0;
@@ -290,39 +391,19 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *entry, char *err
 	return 0;
 }
 
-static void console_input(struct vm *vm, const struct vm_config *cfg, int *stdin_open)
+/* The main thread waits here for the stop event, serving the frontend meanwhile. */
+static void main_loop(struct vm *vm, const struct vm_frontend *fe, int sigfd)
 {
-	unsigned char buf[256];
-	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-
-	if (n <= 0) {
-		if (n == 0 || (errno != EINTR && errno != EAGAIN))
-			*stdin_open = 0; /* input closed: the domain keeps running */
-		return;
-	}
-	if (memchr(buf, CONSOLE_ESCAPE, (size_t)n)) {
-		vm_request_stop(vm, VM_INTERRUPTED, "console escape (Ctrl-]) pressed");
-		return;
-	}
-	/* Input the guest cannot take yet is dropped, as a real UART would. */
-	if (cfg->console == CONSOLE_VIRTIO)
-		virtio_console_input(vm->vcon, buf, (size_t)n);
-	else
-		serial_input(vm->serial, buf, (size_t)n);
-}
-
-/* The main thread waits here for the stop event, feeding console input meanwhile. */
-static void main_loop(struct vm *vm, const struct vm_config *cfg, int sigfd)
-{
-	int stdin_open = 1;
+	struct pollfd p[16];
 
 	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
-		struct pollfd p[3] = {
-			{.fd = vm->stop_eventfd, .events = POLLIN},
-			{.fd = sigfd, .events = POLLIN},
-			{.fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN},
-		};
-		if (poll(p, 3, -1) < 0) {
+		unsigned n = 0;
+
+		p[0] = (struct pollfd){.fd = vm->stop_eventfd, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+		if (fe->poll_fds)
+			n = fe->poll_fds(fe->opaque, p + 2, 14);
+		if (poll(p, 2 + n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_request_stop(vm, VM_ERROR, "poll failed");
@@ -337,8 +418,8 @@ static void main_loop(struct vm *vm, const struct vm_config *cfg, int sigfd)
 				vm_request_stop(vm, VM_INTERRUPTED, why);
 			}
 		}
-		if (p[2].revents & (POLLIN | POLLHUP | POLLERR))
-			console_input(vm, cfg, &stdin_open);
+		if (fe->poll_ready)
+			fe->poll_ready(fe->opaque, vm, p + 2, n);
 	}
 }
 
@@ -361,6 +442,8 @@ static void domain_destroy(struct domain *d)
 		close(vm->kvm_fd);
 	if (vm->stop_eventfd > 0)
 		close(vm->stop_eventfd);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 	free(d);
 }
 
@@ -373,8 +456,8 @@ static void drop_boot_files(struct vm_resources *res)
 	res->initrd_size = 0;
 }
 
-enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, char *detail,
-			 size_t detail_len)
+enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
+			 const struct vm_frontend *fe, char *detail, size_t detail_len)
 {
 	struct domain *d = calloc(1, sizeof(*d));
 	struct vm *vm;
@@ -394,10 +477,12 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, 
 	vm->cfg = cfg;
 	vm->nvcpus = cfg->vcpus;
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	if (kvm_open_vm(vm, detail, detail_len) < 0 ||
 	    map_memory(vm, cfg->memory_mib << 20, detail, detail_len) < 0)
 		goto fail;
-	if (add_devices(d, cfg, res) < 0) {
+	if (add_devices(d, cfg, res, fe->console_fd) < 0) {
 		snprintf(detail, detail_len, "setting up devices failed");
 		goto fail;
 	}
@@ -435,10 +520,17 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, 
 		}
 		vm->vcpus[i].started = 1;
 	}
-	main_loop(vm, cfg, sigfd);
+	if (fe->vm_changed)
+		fe->vm_changed(fe->opaque, vm);
+	main_loop(vm, fe, sigfd);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
+	if (fe->stopped)
+		fe->stopped(fe->opaque, vm, (enum vm_stop)atomic_load(&vm->stop_reason),
+			    vm->stop_detail);
+	if (fe->vm_changed)
+		fe->vm_changed(fe->opaque, NULL);
 	close(sigfd);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 	reason = (enum vm_stop)atomic_load(&vm->stop_reason);

@@ -3,6 +3,7 @@
 #define DOMUS_VM_H
 
 #include <linux/kvm.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -33,11 +34,13 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	int started;
+	_Atomic unsigned long long exits; /* KVM_RUN returns, for statistics */
 };
 
 struct pci_bus;
 struct serial;
 struct virtio_console;
+struct virtio_blk;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -56,10 +59,53 @@ struct vm {
 	_Atomic int stop_reason;
 	char stop_detail[128];
 	int stop_eventfd; /* written when stop_reason is set */
+
+	/* Pausing: vCPU threads park on pause_cond while paused is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	_Atomic int paused;
+	unsigned parked;
+	struct kvm_clock_data paused_clock;
+	struct virtio_blk *disks[VM_MAX_DISKS];
+	unsigned ndisks;
+};
+
+/*
+ * How a running domain meets the world outside the VMM: where its console
+ * output goes, and which descriptors the main thread watches for it (the
+ * terminal for `domus run`, the control socket for domus-vmm).
+ */
+struct vm_frontend {
+	int console_fd;
+	/* Fills at most max entries of p; returns how many. */
+	unsigned (*poll_fds)(void *opaque, struct pollfd *p, unsigned max);
+	/* Called with the same entries once poll returns. */
+	void (*poll_ready)(void *opaque, struct vm *vm, struct pollfd *p, unsigned n);
+	/* Called when a boot's VM is built and running, and when it is gone (NULL). */
+	void (*vm_changed)(void *opaque, struct vm *vm);
+	/* Called once the vCPUs have stopped, before the VM is torn down. */
+	void (*stopped)(void *opaque, struct vm *vm, enum vm_stop reason, const char *detail);
+	void *opaque;
+};
+
+struct vm_disk_stats {
+	unsigned long long read_ops, write_ops, read_bytes, write_bytes;
 };
 
 /* Records why the VM stops (first caller wins) and kicks every vCPU out of KVM_RUN. */
 void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail);
+/*
+ * Stops every vCPU and the guest's clock; returns once no vCPU runs guest
+ * code, or -ESHUTDOWN if the domain stopped meanwhile. Main thread only.
+ */
+int vm_pause(struct vm *vm);
+/* Resumes the vCPUs; the guest's clock goes on from where it was paused. */
+int vm_unpause(struct vm *vm);
+/* Presses the ACPI power button: the guest's OS decides what to do. */
+void vm_power_button(struct vm *vm);
+/* Console input typed by a user, to the console the domain reads. */
+void vm_console_input(struct vm *vm, const void *buf, size_t n);
+void vm_disk_stats(struct vm *vm, unsigned disk, struct vm_disk_stats *st);
 /* Injects an edge on an ISA/IOAPIC interrupt line. */
 void vm_irq_line(struct vm *vm, unsigned gsi, int level);
 /* Sends an MSI; returns 0 or -errno. */
@@ -81,7 +127,7 @@ struct vm_resources {
  * Builds the VM, boots it and runs it until it stops; returns the stop
  * reason, with a description in detail. Frees res's kernel and initrd.
  */
-enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res, char *detail,
-			 size_t detail_len);
+enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
+			 const struct vm_frontend *fe, char *detail, size_t detail_len);
 
 #endif

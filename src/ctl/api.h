@@ -1,0 +1,107 @@
+/*
+ * domusd's REST API, apart from HTTP: requests come in as method, path and
+ * body; responses go out as a status and a JSON body. The domain table and
+ * host accounting live here; starting and talking to domain processes goes
+ * through domain_ops, so the API can be tested and fuzzed without them.
+ */
+#ifndef DOMUS_API_H
+#define DOMUS_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "ctl/domcfg.h"
+#include "ctl/memacct.h"
+
+#define API_MAX_BODY (1024 * 1024)
+#define API_EVENT_RING 256
+#define API_MAX_DOMAINS 1024
+
+struct domain {
+	struct domain *next;
+	unsigned domid;
+	struct domain_spec spec;
+	const char *state; /* running, paused, crashed, shutdown, stopped */
+	pid_t pid;
+	unsigned long long starttime; /* of pid, in clock ticks after boot: tells pid reuse */
+	time_t created;
+	unsigned restarts;
+	uint64_t mem_mib; /* claimed from the host account */
+	int ctl_fd;
+	int pidfd;
+	char stop_reason[32]; /* from the domain's last "stopped" event */
+	char stop_detail[160];
+	void *priv; /* the daemon's own per-domain state */
+};
+
+struct domain_ops {
+	/* Starts d's process; returns once the domain runs, or -errno with why in err. */
+	int (*start)(void *ctx, struct domain *d, char *err, size_t errlen);
+	/* Sends op to d's process and waits for its reply (*reply may be NULL). */
+	int (*request)(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
+		       size_t errlen);
+	/* Ends d's process at once and removes its files. */
+	void (*destroy)(void *ctx, struct domain *d);
+	/* Adds the process's resource use (cpu_seconds, memory_rss_kib) to out. */
+	void (*usage)(void *ctx, const struct domain *d, json_t *out);
+	/* Called after an event is recorded, for live event streams. */
+	void (*event)(void *ctx);
+};
+
+struct api {
+	struct domain *domains;
+	unsigned ndomains;
+	unsigned next_domid;
+	struct mem_account mem;
+	unsigned host_cpus;
+	uint64_t host_total_mib;
+	const struct domain_ops *ops;
+	void *ctx;
+	unsigned long long event_seq; /* sequence number of the next event */
+	char *events[API_EVENT_RING];
+};
+
+struct api_request {
+	const char *method;
+	const char *path;
+	const char *content_type; /* NULL if none */
+	const char *source;       /* ?source=NAME: the config's file name, for messages */
+	const char *body;
+	size_t body_len;
+	bool too_large; /* the body was cut at API_MAX_BODY */
+	bool upgrade_console; /* Upgrade: domus-console */
+};
+
+enum api_stream { API_STREAM_NONE, API_STREAM_CONSOLE, API_STREAM_EVENTS };
+
+struct api_response {
+	unsigned status;
+	char *body; /* malloc'd, NUL-terminated */
+	const char *content_type;
+	enum api_stream stream; /* after the status: the console, or the event stream */
+	struct domain *domain;  /* the console's domain */
+	unsigned long long since; /* the event stream starts at this sequence number */
+};
+
+void api_init(struct api *a, const struct domain_ops *ops, void *ctx, unsigned host_cpus,
+	      uint64_t host_total_mib, uint64_t capacity_mib);
+void api_handle(struct api *a, const struct api_request *req, struct api_response *resp);
+void api_response_free(struct api_response *resp);
+
+struct domain *api_find(struct api *a, const char *name_or_id);
+/* Adds a domain found running (after a domusd restart); claims its memory. */
+int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen);
+/* The domain's process is gone: records the event, frees the domain. */
+void api_domain_gone(struct api *a, struct domain *d);
+/* Records an event: {"seq", "time", "event", "domain", "domid", "detail"}. */
+void api_event(struct api *a, const char *type, const struct domain *d, const char *detail);
+/* The event with sequence number seq as one JSON line, or NULL if not kept or not yet. */
+const char *api_event_line(const struct api *a, unsigned long long seq);
+json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config);
+void api_free(struct api *a);
+
+#endif

@@ -1,0 +1,178 @@
+#include "ctl/spec_json.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int bad(char *err, size_t errlen, const char *what, const char *key, const char *msg)
+{
+	snprintf(err, errlen, "%s: '%s' %s", what, key, msg);
+	return -EINVAL;
+}
+
+/* One JSON scalar as an xl value; line numbers are the key's position in the object. */
+static int scalar_to_xl(const json_t *j, struct xl_value *v, unsigned pos)
+{
+	v->line = pos;
+	v->col = 0;
+	if (json_is_string(j)) {
+		if (json_string_length(j) >= XL_MAX_STRING || strlen(json_string_value(j)) != json_string_length(j))
+			return -EINVAL;
+		v->type = XL_STRING;
+		v->str = strdup(json_string_value(j));
+		return v->str ? 0 : -ENOMEM;
+	}
+	if (json_is_integer(j) && json_integer_value(j) >= 0) {
+		v->type = XL_NUMBER;
+		v->num = (unsigned long long)json_integer_value(j);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void free_value(struct xl_value *v)
+{
+	free(v->str);
+	for (size_t i = 0; i < v->nitems; i++)
+		free(v->items[i].str);
+	free(v->items);
+}
+
+int domain_spec_from_json(const json_t *obj, const char *what, struct domain_spec *spec, char *err,
+			  size_t errlen)
+{
+	struct xl_config xl = {0};
+	const char *key;
+	json_t *val;
+	unsigned pos = 0;
+	int ret = 0;
+
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "%s: a domain configuration is a JSON object", what);
+		return -EINVAL;
+	}
+	if (json_object_size(obj) > XL_MAX_SETTINGS) {
+		snprintf(err, errlen, "%s: more than %d settings", what, XL_MAX_SETTINGS);
+		return -EINVAL;
+	}
+	xl.settings = calloc(json_object_size(obj) + 1, sizeof(*xl.settings));
+	if (!xl.settings)
+		return -ENOMEM;
+	json_object_foreach((json_t *)obj, key, val) {
+		struct xl_setting *s = &xl.settings[xl.n];
+
+		pos++;
+		s->key = strdup(key);
+		s->line = pos;
+		xl.n++;
+		if (!s->key) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (json_is_array(val)) {
+			size_t i;
+			json_t *item;
+
+			if (json_array_size(val) > XL_MAX_LIST) {
+				ret = bad(err, errlen, what, key, "has too many items");
+				break;
+			}
+			s->value.type = XL_LIST;
+			s->value.line = pos;
+			s->value.items = calloc(json_array_size(val) + 1, sizeof(struct xl_value));
+			if (!s->value.items) {
+				ret = -ENOMEM;
+				break;
+			}
+			json_array_foreach(val, i, item) {
+				ret = scalar_to_xl(item, &s->value.items[i], pos);
+				s->value.nitems = i + 1;
+				if (ret < 0)
+					break;
+			}
+			if (ret == -EINVAL)
+				bad(err, errlen, what, key,
+				    "must hold only strings and non-negative integers");
+		} else {
+			ret = scalar_to_xl(val, &s->value, pos);
+			if (ret == -EINVAL)
+				bad(err, errlen, what, key,
+				    "must be a string, a non-negative integer or a list");
+		}
+		if (ret < 0)
+			break;
+	}
+	if (!ret)
+		ret = domain_spec_from_xl(&xl, what, spec, err, errlen);
+	for (size_t i = 0; i < xl.n; i++) {
+		free(xl.settings[i].key);
+		free_value(&xl.settings[i].value);
+	}
+	free(xl.settings);
+	return ret;
+}
+
+static const char *disk_letters = "abcdefghijklmnopqrstuvwxyz";
+
+json_t *domain_spec_to_json(const struct domain_spec *spec)
+{
+	const struct vm_config *vm = &spec->vm;
+	json_t *o = json_object(), *disks = json_array(), *vifs = json_array();
+	char buf[DISK_PATH_MAX + 64];
+
+	if (!o || !disks || !vifs) {
+		json_decref(o);
+		json_decref(disks);
+		json_decref(vifs);
+		return NULL;
+	}
+	json_object_set_new(o, "name", json_string(spec->name));
+	if (spec->uuid[0])
+		json_object_set_new(o, "uuid", json_string(spec->uuid));
+	json_object_set_new(o, "kernel", json_string(spec->kernel));
+	if (spec->ramdisk[0])
+		json_object_set_new(o, "ramdisk", json_string(spec->ramdisk));
+	json_object_set_new(o, "cmdline", json_string(vm->cmdline));
+	json_object_set_new(o, "memory", json_integer((json_int_t)vm->memory_mib));
+	json_object_set_new(o, "maxmem", json_integer((json_int_t)spec->maxmem_mib));
+	json_object_set_new(o, "vcpus", json_integer(vm->vcpus));
+	json_object_set_new(o, "maxvcpus", json_integer(spec->maxvcpus));
+	json_object_set_new(o, "on_poweroff", json_string(domain_action_name(spec->on_poweroff)));
+	json_object_set_new(o, "on_reboot", json_string(domain_action_name(spec->on_reboot)));
+	json_object_set_new(o, "on_crash", json_string(domain_action_name(spec->on_crash)));
+	for (unsigned i = 0; i < vm->ndisks; i++) {
+		/* target= last: the path may hold commas. */
+		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, target=%s", disk_letters[i % 26],
+			 vm->disks[i].readonly ? "ro" : "rw", vm->disks[i].path);
+		json_array_append_new(disks, json_string(buf));
+	}
+	json_object_set_new(o, "disk", disks);
+	for (unsigned i = 0; i < spec->nvifs; i++) {
+		const struct vif_config *v = &spec->vifs[i];
+		size_t n = 0;
+
+		buf[0] = 0;
+		if (v->mac[0])
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "mac=%s,", v->mac);
+		if (v->bridge[0])
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "bridge=%s,", v->bridge);
+		if (v->ip[0])
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "ip=%s,", v->ip);
+		if (n)
+			buf[n - 1] = 0;
+		json_array_append_new(vifs, json_string(buf));
+	}
+	json_object_set_new(o, "vif", vifs);
+	json_object_set_new(o, "cpus", json_string(spec->cpus[0] ? spec->cpus : "all"));
+	json_object_set_new(o, "cpu_weight", json_integer(spec->cpu_weight));
+	json_object_set_new(o, "cap", json_integer(spec->cap));
+	return o;
+}
+
+void domain_spec_fixup(struct domain_spec *spec)
+{
+	spec->vm.kernel = spec->kernel;
+	spec->vm.initrd = spec->ramdisk[0] ? spec->ramdisk : NULL;
+	spec->vm.cmdline = spec->cmdline[0] ? spec->cmdline : VM_DEFAULT_CMDLINE;
+}

@@ -1,0 +1,408 @@
+#include "vmm/control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctl/vmmproto.h"
+#include "lib/log.h"
+
+/* Console output is never allowed to stall a vCPU: a full pipe drops bytes, as a UART would. */
+#define CONSOLE_PIPE_SIZE (1 << 20)
+
+const char *vm_stop_name(enum vm_stop reason)
+{
+	switch (reason) {
+	case VM_RUNNING: return "running";
+	case VM_POWEROFF: return "poweroff";
+	case VM_REBOOT: return "reboot";
+	case VM_PANIC: return "panic";
+	case VM_TRIPLE_FAULT: return "triple-fault";
+	case VM_ERROR: return "error";
+	case VM_INTERRUPTED: return "interrupted";
+	}
+	return "unknown";
+}
+
+int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,
+		     const struct domain_spec *spec, unsigned domid)
+{
+	int p[2];
+	unsigned highest;
+
+	memset(c, 0, sizeof(*c));
+	c->listen_fd = listen_fd;
+	c->ctl_fd = ctl_fd;
+	c->con_fd = -1;
+	c->pending_fd = -1;
+	c->spec = spec;
+	c->domid = domid;
+	c->state = "running";
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	c->out_rd = p[0];
+	c->out_wr = p[1];
+	if (fcntl(c->out_wr, F_SETPIPE_SZ, CONSOLE_PIPE_SIZE) < 0)
+		log_debug("console pipe stays at its default size");
+	if (fcntl(listen_fd, F_SETFL, O_NONBLOCK) < 0)
+		return -errno;
+	c->have_affinity = cpulist_parse(spec->cpus, &c->affinity, &highest) > 0;
+	return 0;
+}
+
+void vmm_control_event(struct vmm_control *c, json_t *ev)
+{
+	if (!ev)
+		return;
+	json_object_set_new(ev, "domid", json_integer(c->domid));
+	json_object_set_new(ev, "state", json_string(c->state));
+	if (c->ctl_fd >= 0 && vmmproto_send(c->ctl_fd, ev) < 0) {
+		/* domusd is gone; a new one will reconnect and ask. */
+		close(c->ctl_fd);
+		c->ctl_fd = -1;
+	}
+	json_decref(ev);
+}
+
+enum domain_action vmm_control_action(const struct vmm_control *c, enum vm_stop reason)
+{
+	if (c->destroy)
+		return ACTION_DESTROY;
+	if (c->reset)
+		return ACTION_RESTART;
+	switch (reason) {
+	case VM_POWEROFF: return c->spec->on_poweroff;
+	case VM_REBOOT: return c->spec->on_reboot;
+	case VM_PANIC:
+	case VM_TRIPLE_FAULT: return c->spec->on_crash;
+	default: return ACTION_DESTROY;
+	}
+}
+
+static void ring_append(struct vmm_control *c, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t at = (c->ring_start + c->ring_len) % CONSOLE_RING_SIZE;
+		c->ring[at] = p[i];
+		if (c->ring_len < CONSOLE_RING_SIZE)
+			c->ring_len++;
+		else
+			c->ring_start = (c->ring_start + 1) % CONSOLE_RING_SIZE;
+	}
+}
+
+static void close_console(struct vmm_control *c)
+{
+	if (c->con_fd >= 0)
+		close(c->con_fd);
+	c->con_fd = -1;
+}
+
+static void console_send(struct vmm_control *c, const unsigned char *p, size_t n)
+{
+	while (c->con_fd >= 0 && n) {
+		size_t chunk = n < 4096 ? n : 4096;
+		ssize_t w = send(c->con_fd, p, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return; /* a slow reader loses live output; the ring still has it */
+		if (w < 0) {
+			close_console(c);
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void drain_output(struct vmm_control *c)
+{
+	unsigned char buf[4096];
+	ssize_t n;
+
+	while ((n = read(c->out_rd, buf, sizeof(buf))) > 0) {
+		ring_append(c, buf, (size_t)n);
+		console_send(c, buf, (size_t)n);
+	}
+}
+
+static void console_attach(struct vmm_control *c, int fd)
+{
+	size_t first;
+
+	c->con_fd = fd;
+	/* What the domain printed while nobody watched, oldest first. */
+	first = CONSOLE_RING_SIZE - c->ring_start;
+	if (first > c->ring_len)
+		first = c->ring_len;
+	console_send(c, c->ring + c->ring_start, first);
+	console_send(c, c->ring, c->ring_len - first);
+}
+
+static void console_input(struct vmm_control *c)
+{
+	unsigned char buf[4096];
+	ssize_t n = recv(c->con_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		close_console(c);
+		return;
+	}
+	if (c->vm)
+		vm_console_input(c->vm, buf, (size_t)n);
+}
+
+static json_t *stats_json(struct vmm_control *c)
+{
+	json_t *o = json_object(), *disks = json_array();
+	unsigned long long exits = 0;
+
+	if (c->vm) {
+		for (unsigned i = 0; i < c->vm->ndisks; i++) {
+			struct vm_disk_stats st;
+			vm_disk_stats(c->vm, i, &st);
+			json_array_append_new(disks, json_pack("{s:I,s:I,s:I,s:I}", "read_ops",
+							       (json_int_t)st.read_ops, "write_ops",
+							       (json_int_t)st.write_ops, "read_bytes",
+							       (json_int_t)st.read_bytes, "write_bytes",
+							       (json_int_t)st.write_bytes));
+		}
+		for (unsigned i = 0; i < c->vm->nvcpus; i++)
+			exits += atomic_load(&c->vm->vcpus[i].exits);
+	}
+	json_object_set_new(o, "disks", disks);
+	json_object_set_new(o, "vcpu_exits", json_integer((json_int_t)exits));
+	json_object_set_new(o, "console_bytes", json_integer((json_int_t)c->ring_len));
+	return o;
+}
+
+static const char *control_op(struct vmm_control *c, const char *op, json_t *reply)
+{
+	if (!strcmp(op, "hello") || !strcmp(op, "state"))
+		return NULL;
+	if (!strcmp(op, "console_ring")) {
+		char *text = malloc(c->ring_len + 1);
+		if (!text)
+			return "out of memory";
+		for (size_t i = 0; i < c->ring_len; i++) {
+			unsigned char ch = c->ring[(c->ring_start + i) % CONSOLE_RING_SIZE];
+			/* JSON strings must be UTF-8: other than text, show '?'. */
+			text[i] = (ch >= 0x20 && ch < 0x7f) || ch == '\n' || ch == '\t' ? (char)ch
+			                                                               : (ch == '\r' ? '\r' : '?');
+		}
+		text[c->ring_len] = 0;
+		json_object_set_new(reply, "console", json_string(text));
+		free(text);
+		return NULL;
+	}
+	if (!strcmp(op, "stats")) {
+		json_object_set_new(reply, "stats", stats_json(c));
+		return NULL;
+	}
+	if (!strcmp(op, "destroy")) {
+		c->destroy = true;
+		if (c->vm)
+			vm_request_stop(c->vm, VM_INTERRUPTED, "destroyed by the control domain");
+		return NULL;
+	}
+	if (!strcmp(op, "reset")) {
+		c->reset = true;
+		if (c->vm)
+			vm_request_stop(c->vm, VM_REBOOT, "reset by the control domain");
+		return NULL;
+	}
+	if (!c->vm || c->holding)
+		return "the domain is not running";
+	if (!strcmp(op, "pause")) {
+		if (vm_pause(c->vm) < 0)
+			return "the domain stopped while being paused";
+		c->state = "paused";
+		return NULL;
+	}
+	if (!strcmp(op, "unpause")) {
+		vm_unpause(c->vm);
+		c->state = "running";
+		return NULL;
+	}
+	if (!strcmp(op, "shutdown")) {
+		if (atomic_load(&c->vm->paused))
+			return "the domain is paused; unpause it to let it shut down";
+		vm_power_button(c->vm);
+		return NULL;
+	}
+	return "unknown operation";
+}
+
+static void control_message(struct vmm_control *c)
+{
+	json_t *msg, *reply;
+	const char *op, *err;
+	int r = vmmproto_recv(c->ctl_fd, 0, &msg);
+
+	if (r == -ETIMEDOUT)
+		return;
+	if (r == -EBADMSG) {
+		log_warnx("control: a message that is not a JSON object");
+		return;
+	}
+	if (r < 0) {
+		close(c->ctl_fd);
+		c->ctl_fd = -1;
+		return;
+	}
+	op = json_string_value(json_object_get(msg, "op"));
+	reply = json_object();
+	json_object_set_new(reply, "reply", json_string(op ? op : ""));
+	err = op ? control_op(c, op, reply) : "no op";
+	json_object_set_new(reply, "ok", json_boolean(!err));
+	if (err)
+		json_object_set_new(reply, "error", json_string(err));
+	json_object_set_new(reply, "pid", json_integer(getpid()));
+	vmm_control_event(c, reply);
+	json_decref(msg);
+}
+
+/* A new connection says what it is in its first message. */
+static void pending_message(struct vmm_control *c)
+{
+	json_t *msg;
+	const char *op;
+	int fd = c->pending_fd;
+	int r = vmmproto_recv(fd, 0, &msg);
+
+	if (r == -ETIMEDOUT)
+		return;
+	c->pending_fd = -1;
+	if (r < 0) {
+		close(fd);
+		return;
+	}
+	op = json_string_value(json_object_get(msg, "op"));
+	if (op && !strcmp(op, "console")) {
+		json_t *ok = json_pack("{s:s,s:b}", "reply", "console", "ok", c->con_fd < 0);
+		vmmproto_send(fd, ok);
+		json_decref(ok);
+		if (c->con_fd >= 0)
+			close(fd); /* one console at a time */
+		else
+			console_attach(c, fd);
+	} else if (op && !strcmp(op, "hello")) {
+		/* A new domusd: it replaces the old connection. */
+		if (c->ctl_fd >= 0)
+			close(c->ctl_fd);
+		c->ctl_fd = fd;
+		vmm_control_event(c, json_pack("{s:s,s:i,s:b}", "event", "hello", "pid", getpid(),
+					       "started", c->started));
+	} else {
+		close(fd);
+	}
+	json_decref(msg);
+}
+
+static void accept_connection(struct vmm_control *c)
+{
+	int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (c->pending_fd >= 0)
+		close(c->pending_fd); /* it said nothing in time for the next one */
+	c->pending_fd = fd;
+}
+
+static unsigned control_poll_fds(void *opaque, struct pollfd *p, unsigned max)
+{
+	struct vmm_control *c = opaque;
+	int fds[5] = {c->listen_fd, c->out_rd, c->ctl_fd, c->con_fd, c->pending_fd};
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < 5 && n < max; i++)
+		if (fds[i] >= 0)
+			p[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+	return n;
+}
+
+static void control_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, unsigned n)
+{
+	struct vmm_control *c = opaque;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		if (p[i].fd == c->out_rd)
+			drain_output(c);
+		else if (p[i].fd == c->listen_fd)
+			accept_connection(c);
+		else if (p[i].fd == c->ctl_fd)
+			control_message(c);
+		else if (p[i].fd == c->con_fd)
+			console_input(c);
+		else if (p[i].fd == c->pending_fd)
+			pending_message(c);
+	}
+}
+
+static void control_vm_changed(void *opaque, struct vm *vm)
+{
+	struct vmm_control *c = opaque;
+
+	c->vm = vm;
+	if (!vm)
+		return;
+	if (c->have_affinity)
+		for (unsigned i = 0; i < vm->nvcpus; i++)
+			if (vm->vcpus[i].started &&
+			    pthread_setaffinity_np(vm->vcpus[i].thread, sizeof(c->affinity),
+						   &c->affinity) != 0)
+				log_warnx("cpus %s: cannot pin vCPU %u", c->spec->cpus, i);
+	c->state = "running";
+	if (!c->started) {
+		c->started = true;
+		vmm_control_event(c, json_pack("{s:s,s:i,s:b}", "event", "hello", "pid", getpid(),
+					       "started", 1));
+	}
+}
+
+/* on_*=preserve: the domain stays, stopped, until domusd destroys or resets it. */
+static void control_stopped(void *opaque, struct vm *vm, enum vm_stop reason, const char *detail)
+{
+	struct vmm_control *c = opaque;
+	struct pollfd p[8];
+
+	drain_output(c);
+	if (vmm_control_action(c, reason) != ACTION_PRESERVE)
+		return;
+	c->state = reason == VM_PANIC || reason == VM_TRIPLE_FAULT ? "crashed" : "shutdown";
+	c->holding = true;
+	log_info("%s; preserved until destroyed", detail);
+	vmm_control_event(c, json_pack("{s:s,s:s,s:s}", "event", c->state, "reason",
+				       vm_stop_name(reason), "detail", detail));
+	while (!c->destroy && !c->reset) {
+		unsigned n = control_poll_fds(c, p, 8);
+		if (poll(p, n, -1) < 0 && errno != EINTR)
+			break;
+		control_poll_ready(c, vm, p, n);
+	}
+	c->holding = false;
+}
+
+void vmm_control_frontend(struct vmm_control *c, struct vm_frontend *fe)
+{
+	*fe = (struct vm_frontend){
+		.console_fd = c->out_wr,
+		.poll_fds = control_poll_fds,
+		.poll_ready = control_poll_ready,
+		.vm_changed = control_vm_changed,
+		.stopped = control_stopped,
+		.opaque = c,
+	};
+}

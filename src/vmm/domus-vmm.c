@@ -1,0 +1,132 @@
+/*
+ * domus-vmm: one domain's process under domusd. It reads the domain's
+ * configuration (JSON, written by domusd), boots it, applies the domain's
+ * on_poweroff/on_reboot/on_crash actions itself, so they happen even while
+ * domusd restarts, and reports to domusd over its control socket.
+ *
+ *   domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD [-v]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl/spec_json.h"
+#include "lib/log.h"
+#include "vmm/control.h"
+#include "vmm/run.h"
+
+static int parse_fd(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	return (*s && !*end && v >= 0 && v < 65536) ? (int)v : -1;
+}
+
+static int load_spec(const char *path, struct domain_spec *spec, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *j = json_load_file(path, 0, &jerr);
+	int ret;
+
+	if (!j) {
+		snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
+		return -EINVAL;
+	}
+	ret = domain_spec_from_json(j, path, spec, err, errlen);
+	json_decref(j);
+	return ret;
+}
+
+static void fail(struct vmm_control *c, const char *why)
+{
+	log_warnx("%s", why);
+	vmm_control_event(c, json_pack("{s:s,s:s}", "event", "failed", "error", why));
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"domid", required_argument, NULL, 'd'},
+		{"listen-fd", required_argument, NULL, 'l'},
+		{"control-fd", required_argument, NULL, 'f'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	static struct domain_spec spec;
+	static struct vmm_control ctl;
+	struct vmm_domain dom;
+	struct vm_frontend fe;
+	const char *config = NULL;
+	int listen_fd = -1, ctl_fd = -1, verbose = 0, opt, domid = -1, status = 1;
+	char err[1024], detail[256];
+
+	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 'd': domid = parse_fd(optarg); break;
+		case 'l': listen_fd = parse_fd(optarg); break;
+		case 'f': ctl_fd = parse_fd(optarg); break;
+		case 'v': verbose = 1; break;
+		default:
+			fprintf(stderr, "domus-vmm is started by domusd\n");
+			return 2;
+		}
+	}
+	if (!config || domid < 0 || listen_fd < 0 || ctl_fd < 0) {
+		fprintf(stderr, "usage: domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD\n");
+		return 2;
+	}
+	snprintf(err, sizeof(err), "domus-vmm[%d]", domid);
+	log_init(strdup(err), verbose);
+	if (load_spec(config, &spec, err, sizeof(err)) < 0) {
+		struct domain_spec none;
+		domain_spec_defaults(&none);
+		if (vmm_control_init(&ctl, listen_fd, ctl_fd, &none, (unsigned)domid) == 0)
+			fail(&ctl, err);
+		return 2;
+	}
+	if (vmm_control_init(&ctl, listen_fd, ctl_fd, &spec, (unsigned)domid) < 0) {
+		log_warn("console pipe");
+		return 1;
+	}
+	if (vmm_domain_open(&dom, &spec.vm) < 0) {
+		fail(&ctl, log_last_warning());
+		vmm_domain_close(&dom);
+		return 2;
+	}
+	vmm_control_frontend(&ctl, &fe);
+	for (;;) {
+		enum vm_stop reason = vmm_domain_boot(&dom, &fe, detail, sizeof(detail));
+		enum domain_action action = vmm_control_action(&ctl, reason);
+
+		if (!ctl.started) {
+			/* The first boot failed before the guest ran: creating the domain failed. */
+			fail(&ctl, detail[0] ? detail : "the domain failed to start");
+			status = 2;
+			break;
+		}
+		if (action == ACTION_RESTART) {
+			log_info("%s; restarting the domain (boot %u)", detail, dom.boots + 1);
+			ctl.reset = false;
+			ctl.state = "running";
+			vmm_control_event(&ctl, json_pack("{s:s,s:s,s:s}", "event", "rebooted", "reason",
+							  vm_stop_name(reason), "detail", detail));
+			continue;
+		}
+		log_info("%s; the domain is gone", detail);
+		ctl.state = "stopped";
+		vmm_control_event(&ctl, json_pack("{s:s,s:s,s:s}", "event", "stopped", "reason",
+						  ctl.destroy ? "destroyed" : vm_stop_name(reason),
+						  "detail", detail));
+		status = reason == VM_POWEROFF || ctl.destroy ? 0 : 3;
+		break;
+	}
+	vmm_domain_close(&dom);
+	return status;
+}
