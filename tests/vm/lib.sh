@@ -29,3 +29,92 @@ show() {
 	echo "--- stdout (last 30 lines)"; tail -n 30 "$work/out" 2>/dev/null
 	echo "--- stderr"; cat "$work/err" 2>/dev/null
 }
+
+# ---- domusd ----
+DOMUSD=${DOMUSD:-$BUILD/src/ctl/domusd}
+
+# start_domusd [domusd options...]: a private domusd on $work/sock, state in
+# $work/state; DOMUS_SOCKET points the domus command at it.
+start_domusd() {
+	export DOMUS_SOCKET=$work/sock
+	"$DOMUSD" --socket "$work/sock" --state-dir "$work/state" "$@" >>"$work/domusd.log" 2>&1 &
+	domusd_pid=$!
+	for _ in $(seq 100); do
+		curl -sf --unix-socket "$work/sock" http://d/v1/host >/dev/null 2>&1 && return 0
+		kill -0 "$domusd_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$work/domusd.log"
+	fail "domusd did not come up"
+}
+
+stop_domusd() {
+	kill "$domusd_pid" 2>/dev/null || true
+	wait "$domusd_pid" 2>/dev/null || true
+}
+
+# Whatever a test leaves running goes with it.
+cleanup_domusd() {
+	local f pid
+	[ -n "${domusd_pid:-}" ] && kill -9 "$domusd_pid" 2>/dev/null
+	for f in "$work"/state/*.domain.json; do
+		[ -e "$f" ] || continue
+		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$f")
+		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+	done
+	[ -n "${console_pid:-}" ] && kill "$console_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup_domusd EXIT
+
+api() { curl -s --unix-socket "$work/sock" "$@"; }
+
+# domain_cfg NAME FILE [extra xl.cfg lines...]: a config for the default
+# image with a shell on its console.
+domain_cfg() {
+	local name=$1 file=$2; shift 2
+	{
+		echo "# domain $name for a domusd test"
+		echo "name = \"$name\""
+		echo "kernel = \"$IMAGES/vmlinuz-cloud\""
+		echo "ramdisk = \"$IMAGES/initramfs-cloud.cpio.gz\""
+		echo "memory = 192"
+		echo "extra = \"console=ttyS0 quiet domus_shell=1\""
+		for l in "$@"; do echo "$l"; done
+	} >"$file"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+	local what=$1 secs=$2 i; shift 2
+	for ((i = 0; i < secs * 5; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "--- domusd log"; tail -n 30 "$work/domusd.log"
+	fail "timed out after ${secs}s waiting for $what"
+}
+
+console_has() { api "http://d/v1/domains/$1/console" | grep -qE -- "$2"; }
+domain_state() { api "http://d/v1/domains/$1" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+state_is() { [ "$(domain_state "$1")" = "$2" ]; }
+gone() { [ "$(api -o /dev/null -w '%{http_code}' "http://d/v1/domains/$1")" = 404 ]; }
+
+# console_open NAME: attaches `domus console` to a fifo we type into.
+console_open() {
+	mkfifo "$work/con-in"
+	"$DOMUS" console "$1" <"$work/con-in" >"$work/con-out" 2>"$work/con-err" &
+	console_pid=$!
+	exec 7>"$work/con-in"
+}
+console_type() { printf '%s\n' "$1" >&7; }
+console_seen() { grep -qaE -- "$1" "$work/con-out"; }
+console_close() {
+	printf '\035' >&7
+	exec 7>&-
+	wait "$console_pid" 2>/dev/null || true
+	console_pid=
+	rm -f "$work/con-in"
+}
+# alive PID: the process exists and is not a zombie waiting for its parent.
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
