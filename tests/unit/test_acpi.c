@@ -101,19 +101,35 @@ static void check_tables(unsigned nvcpus)
 	assert_int_equal(lapics, nvcpus);
 	assert_int_equal(ioapics, 1);
 
-	/* DSDT: \_S5_, the PCI root bridge's EISA id, the UART's. */
+	/*
+	 * DSDT: \_S5_, the PCI root bridge's EISA id, the UART's, and the power
+	 * button: a GED (ACPI0013) whose _CRS names ACPI_GED_GSI and whose _EVT
+	 * notifies PWRB (PNP0C0C) with 0x80.
+	 */
 	{
 		uint32_t len = rd32(dsdt + 4);
 		uint32_t pnp0a03 = aml_eisaid("PNP0A03"), pnp0501 = aml_eisaid("PNP0501");
-		int s5 = 0, pci = 0, com = 0;
+		uint32_t pnp0c0c = aml_eisaid("PNP0C0C");
+		static const uint8_t ged_irq[] = {0x89, 6, 0, 0x03, 1, ACPI_GED_GSI, 0, 0, 0};
+		/* Notify(\\_SB_.PWRB, 0x80): RootChar, DualNamePrefix, two segments, BytePrefix 0x80. */
+		static const uint8_t notify[] = {0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80};
+		int s5 = 0, pci = 0, com = 0, ged = 0, irq = 0, evt = 0, pwrb = 0;
 		for (uint32_t i = 36; i + 4 <= len; i++) {
 			s5 |= !memcmp(dsdt + i, "_S5_", 4);
 			pci |= rd32(dsdt + i) == pnp0a03;
 			com |= rd32(dsdt + i) == pnp0501;
+			pwrb |= rd32(dsdt + i) == pnp0c0c;
+			ged |= i + 9 <= len && !memcmp(dsdt + i, "ACPI0013", 8);
+			irq |= i + sizeof(ged_irq) <= len && !memcmp(dsdt + i, ged_irq, sizeof(ged_irq));
+			evt |= i + sizeof(notify) <= len && !memcmp(dsdt + i, notify, sizeof(notify));
 		}
 		assert_true(s5);
 		assert_true(pci);
 		assert_true(com);
+		assert_true(ged);
+		assert_true(irq);
+		assert_true(evt);
+		assert_true(pwrb);
 	}
 	free(buf);
 }
