@@ -1,0 +1,110 @@
+/*
+ * domusd's pieces and what they share: the epoll watches, the console
+ * proxies and event subscribers, and the daemon's state. domusd.c starts
+ * and runs the loop, supervise.c keeps the domains' processes, httpd.c
+ * speaks HTTP.
+ */
+#ifndef DOMUS_DOMUSD_H
+#define DOMUS_DOMUSD_H
+
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "ctl/api.h"
+
+#define DEFAULT_SOCKET "/run/domus/domusd.sock"
+#define DEFAULT_STATE_DIR "/var/lib/domus"
+#define START_TIMEOUT_MS 60000  /* a domain's process loads its kernel and builds the VM */
+#define REQUEST_TIMEOUT_MS 10000
+#define CLIENT_IDLE_SECONDS 30
+#define MAX_CLIENTS 128
+
+/* Tags for epoll: what kind of descriptor woke us. */
+enum watch_kind { W_MHD, W_SIGNAL, W_CONTROL, W_PIDFD, W_PROXY_CLIENT, W_PROXY_VMM };
+
+struct watch {
+	enum watch_kind kind;
+	void *ptr;
+};
+
+/* A console attach: the client's upgraded HTTP socket spliced to the domain's console. */
+struct proxy {
+	struct proxy *next;
+	int client_fd, vmm_fd;
+	unsigned domid;
+	struct MHD_UpgradeResponseHandle *urh;
+	struct watch wc, wv;
+};
+
+/* Per-domain daemon state beside struct domain. */
+struct domain_watch {
+	struct watch ctl, pid;
+};
+
+/* One HTTP request in progress. */
+struct request_ctx {
+	char *body;
+	size_t len;
+	bool too_large;
+	bool checked;
+	bool denied;
+};
+
+/* A client following /v1/events. */
+struct subscriber {
+	struct subscriber *next;
+	struct MHD_Connection *conn;
+	unsigned long long seq;
+	bool suspended;
+};
+
+struct daemon {
+	struct api api;
+	struct MHD_Daemon *mhd;
+	int epfd;
+	char state_dir[PATH_MAX - 32];
+	char vmm_path[PATH_MAX];
+	gid_t group;
+	bool have_group;
+	struct proxy *proxies;
+	struct subscriber *subs;
+	struct proxy *pending_proxy; /* the vmm console connection for an upgrade in flight */
+	bool stop;
+	int verbose;
+};
+
+extern struct daemon D;
+
+/* domusd.c */
+void watch_add(int fd, struct watch *w);
+void watch_del(int fd);
+/* STATE_DIR/DOMID.SUFFIX */
+void path_for(char *buf, size_t len, unsigned domid, const char *suffix);
+int bind_listener(const char *path, int type, int backlog);
+int connect_unix(const char *path, int type);
+
+/* supervise.c */
+extern const struct domain_ops vmm_ops;
+/* The domain's process ended (its pidfd is readable). */
+void domain_exited(struct domain *d);
+/* The domain's control socket has a message (an event) for us. */
+void control_readable(struct domain *d);
+/* Finds the domains a previous domusd left running, from their records. */
+void adopt_domains(void);
+
+/* httpd.c */
+enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+			   const char *method, const char *version, const char *upload_data,
+			   size_t *upload_data_size, void **con_cls);
+void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		  enum MHD_RequestTerminationCode toe);
+void mhd_log(void *cls, const char *fmt, va_list ap);
+void wake_subscribers(void *ctx);
+void proxy_close(struct proxy *p);
+void proxy_client_readable(struct proxy *p);
+void proxy_vmm_readable(struct proxy *p);
+
+#endif

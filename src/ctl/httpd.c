@@ -1,0 +1,418 @@
+/*
+ * domusd's HTTP side on libmicrohttpd: who may connect (peer credentials),
+ * request bodies, the API's replies, the event stream (suspended while
+ * there is nothing new), and the console (an HTTP upgrade spliced to the
+ * domain's console socket).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/domusd.h"
+#include "ctl/vmmproto.h"
+#include "lib/log.h"
+
+void wake_subscribers(void *ctx)
+{
+	for (struct subscriber *s = D.subs; s; s = s->next)
+		if (s->suspended) {
+			s->suspended = false;
+			MHD_resume_connection(s->conn);
+		}
+}
+/* ---- the console proxy ---- */
+
+static int console_connect(struct domain *d, char *err, size_t errlen, unsigned *status,
+			   const char **code)
+{
+	char path[PATH_MAX];
+	json_t *msg = json_pack("{s:s}", "op", "console"), *reply = NULL;
+	int fd, ret;
+
+	*status = 502;
+	*code = "domain_unreachable";
+	path_for(path, sizeof(path), d->domid, "sock");
+	fd = connect_unix(path, SOCK_SEQPACKET);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot reach the console of '%s': %s", d->spec.name,
+			 strerror(-fd));
+		json_decref(msg);
+		return fd;
+	}
+	ret = vmmproto_send(fd, msg);
+	json_decref(msg);
+	if (!ret)
+		ret = vmmproto_recv(fd, REQUEST_TIMEOUT_MS, &reply);
+	if (ret < 0) {
+		snprintf(err, errlen, "the console of '%s' did not answer", d->spec.name);
+		close(fd);
+		return ret;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		*status = 409;
+		*code = "console_busy";
+		snprintf(err, errlen, "someone is attached to the console of '%s' already",
+			 d->spec.name);
+		json_decref(reply);
+		close(fd);
+		return -EBUSY;
+	}
+	json_decref(reply);
+	return fd;
+}
+
+void proxy_close(struct proxy *p)
+{
+	for (struct proxy **pp = &D.proxies; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	watch_del(p->client_fd);
+	watch_del(p->vmm_fd);
+	close(p->vmm_fd);
+	MHD_upgrade_action(p->urh, MHD_UPGRADE_ACTION_CLOSE);
+	free(p);
+}
+
+static void upgrade_done(void *cls, struct MHD_Connection *conn, void *req_cls,
+			 const char *extra_in, size_t extra_in_size, MHD_socket sock,
+			 struct MHD_UpgradeResponseHandle *urh)
+{
+	struct proxy *p = cls;
+
+	p->client_fd = sock;
+	p->urh = urh;
+	p->wc = (struct watch){W_PROXY_CLIENT, p};
+	p->wv = (struct watch){W_PROXY_VMM, p};
+	p->next = D.proxies;
+	D.proxies = p;
+	if (extra_in_size)
+		send(p->vmm_fd, extra_in, extra_in_size, MSG_NOSIGNAL | MSG_DONTWAIT);
+	watch_add(p->client_fd, &p->wc);
+	watch_add(p->vmm_fd, &p->wv);
+}
+
+void proxy_client_readable(struct proxy *p)
+{
+	char buf[4096];
+	ssize_t n = recv(p->client_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0 || send(p->vmm_fd, buf, (size_t)n, MSG_NOSIGNAL) < 0)
+		proxy_close(p);
+}
+
+void proxy_vmm_readable(struct proxy *p)
+{
+	char buf[8192];
+	ssize_t n = recv(p->vmm_fd, buf, sizeof(buf), MSG_DONTWAIT);
+	size_t off = 0;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_close(p);
+		return;
+	}
+	while (off < (size_t)n) {
+		struct pollfd pf = {.fd = p->client_fd, .events = POLLOUT};
+		ssize_t w = send(p->client_fd, buf + off, (size_t)n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		/* A client that stops reading for a second loses this chunk, not the daemon's time. */
+		if (w < 0 && errno == EAGAIN && poll(&pf, 1, 1000) == 1)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return;
+		proxy_close(p);
+		return;
+	}
+}
+
+/* ---- HTTP ---- */
+
+static bool in_group_list(pid_t pid, gid_t gid)
+{
+	char path[64], buf[4096], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strstr(buf, "\nGroups:");
+	if (!p)
+		return false;
+	p += 8;
+	while (*p && *p != '\n') {
+		char *end;
+		unsigned long g = strtoul(p, &end, 10);
+		if (end == p)
+			break;
+		if (g == gid)
+			return true;
+		p = end;
+	}
+	return false;
+}
+
+/* Root, domusd's own user, and members of the domus group may use the API. */
+static bool peer_allowed(int fd)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return false;
+	if (uc.uid == 0 || uc.uid == geteuid())
+		return true;
+	if (!D.have_group)
+		return false;
+	return uc.gid == D.group || in_group_list(uc.pid, D.group);
+}
+
+static enum MHD_Result queue_body(struct MHD_Connection *conn, unsigned status, char *body,
+				  const char *content_type)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!body)
+		body = strdup("");
+	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned status, const char *code,
+				   const char *msg)
+{
+	json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+	char *body = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(j);
+	return queue_body(conn, status, body, "application/json");
+}
+
+static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct subscriber *s = cls;
+	size_t n = 0;
+
+	while (s->seq < D.api.event_seq) {
+		const char *line = api_event_line(&D.api, s->seq);
+		size_t len = line ? strlen(line) : 0;
+
+		if (!line || len + 1 > max) {
+			s->seq++; /* no longer kept, or larger than a chunk: skipped */
+			continue;
+		}
+		if (n + len + 1 > max)
+			break;
+		memcpy(buf + n, line, len);
+		buf[n + len] = '\n';
+		n += len + 1;
+		s->seq++;
+	}
+	if (n == 0) {
+		/* Nothing new: park the connection until api_event wakes it. */
+		s->suspended = true;
+		MHD_suspend_connection(s->conn);
+	}
+	return (ssize_t)n;
+}
+
+static void events_free(void *cls)
+{
+	struct subscriber *s = cls;
+
+	for (struct subscriber **pp = &D.subs; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	free(s);
+}
+
+static enum MHD_Result queue_events(struct MHD_Connection *conn, unsigned long long since)
+{
+	struct subscriber *s = calloc(1, sizeof(*s));
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!s)
+		return MHD_NO;
+	s->conn = conn;
+	s->seq = since;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_reader, s,
+						 events_free);
+	if (!resp) {
+		free(s);
+		return MHD_NO;
+	}
+	s->next = D.subs;
+	D.subs = s;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result queue_console(struct MHD_Connection *conn, struct domain *d)
+{
+	struct proxy *p = calloc(1, sizeof(*p));
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char err[256];
+	unsigned status;
+	const char *code;
+
+	if (!p)
+		return MHD_NO;
+	p->domid = d->domid;
+	p->vmm_fd = console_connect(d, err, sizeof(err), &status, &code);
+	if (p->vmm_fd < 0) {
+		free(p);
+		return queue_error(conn, status, code, err);
+	}
+	resp = MHD_create_response_for_upgrade(upgrade_done, p);
+	if (!resp) {
+		close(p->vmm_fd);
+		free(p);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "domus-console");
+	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static bool header_has(struct MHD_Connection *conn, const char *name, const char *token)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+
+	return v && strcasestr(v, token);
+}
+
+enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct request_ctx *rc = *con_cls;
+	struct api_request req;
+	struct api_response resp;
+	enum MHD_Result ret;
+
+	if (!rc) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		rc = calloc(1, sizeof(*rc));
+		if (!rc)
+			return MHD_NO;
+		rc->denied = !ci || !peer_allowed(ci->connect_fd);
+		*con_cls = rc;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		if (!rc->denied && !rc->too_large) {
+			if (rc->len + n > API_MAX_BODY) {
+				rc->too_large = true;
+				free(rc->body);
+				rc->body = NULL;
+				rc->len = 0;
+			} else {
+				char *nb = realloc(rc->body, rc->len + n + 1);
+				if (!nb)
+					return MHD_NO;
+				memcpy(nb + rc->len, upload_data, n);
+				rc->body = nb;
+				rc->len += n;
+				rc->body[rc->len] = 0;
+			}
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (rc->denied)
+		return queue_error(conn, MHD_HTTP_FORBIDDEN, "forbidden",
+				   "only root and members of the domus group may use domusd");
+	req = (struct api_request){
+		.method = method,
+		.path = url,
+		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_CONTENT_TYPE),
+		.source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source"),
+		.body = rc->body,
+		.body_len = rc->len,
+		.too_large = rc->too_large,
+		.upgrade_console = header_has(conn, MHD_HTTP_HEADER_UPGRADE, "domus-console") &&
+				   header_has(conn, MHD_HTTP_HEADER_CONNECTION, "upgrade"),
+	};
+	api_handle(&D.api, &req, &resp);
+	switch (resp.stream) {
+	case API_STREAM_EVENTS:
+		ret = queue_events(conn, resp.since);
+		break;
+	case API_STREAM_CONSOLE:
+		ret = queue_console(conn, resp.domain);
+		break;
+	default:
+		ret = queue_body(conn, resp.status, resp.body, resp.content_type);
+		resp.body = NULL;
+		break;
+	}
+	api_response_free(&resp);
+	return ret;
+}
+
+void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct request_ctx *rc = *con_cls;
+
+	if (rc) {
+		free(rc->body);
+		free(rc);
+	}
+	*con_cls = NULL;
+}
+
+void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	if (!D.verbose)
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	log_debug("http: %s", buf);
+}

@@ -1,0 +1,540 @@
+/*
+ * domusd's side of the domains' processes: starting domus-vmm, talking to
+ * it over the control socket, noticing through a pidfd when it ends, the
+ * record on disk that lets a restarted domusd find it again.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl/domusd.h"
+#include "ctl/spec_json.h"
+#include "ctl/vmmproto.h"
+#include "lib/log.h"
+
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Field 22 of /proc/PID/stat: when the process started; tells a reused pid apart. */
+static unsigned long long proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p)
+		return 0;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		v = strtoull(p + 1, NULL, 10);
+	return v;
+}
+/* ---- domain records on disk ---- */
+
+static int write_file(const char *path, const char *text)
+{
+	char tmp[PATH_MAX];
+	int fd;
+	size_t len = strlen(text);
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
+		int e = errno ? errno : EIO;
+		close(fd);
+		unlink(tmp);
+		return -e;
+	}
+	close(fd);
+	return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+static int save_record(const struct domain *d)
+{
+	char path[PATH_MAX];
+	json_t *rec = json_pack("{s:i,s:i,s:I,s:I,s:i,s:o}", "domid", d->domid, "pid", (int)d->pid,
+				"starttime", (json_int_t)d->starttime, "created",
+				(json_int_t)d->created, "restarts", d->restarts, "config",
+				domain_spec_to_json(&d->spec));
+	char *text = rec ? json_dumps(rec, JSON_INDENT(1)) : NULL;
+	int ret;
+
+	json_decref(rec);
+	if (!text)
+		return -ENOMEM;
+	path_for(path, sizeof(path), d->domid, "domain.json");
+	ret = write_file(path, text);
+	free(text);
+	return ret;
+}
+
+static void remove_files(unsigned domid)
+{
+	static const char *suffixes[] = {"domain.json", "config.json", "sock"};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		path_for(path, sizeof(path), domid, suffixes[i]);
+		unlink(path);
+	}
+}
+/* ---- talking to domus-vmm ---- */
+
+static void domain_watch_fds(struct domain *d)
+{
+	struct domain_watch *w = calloc(1, sizeof(*w));
+
+	d->priv = w;
+	if (!w)
+		return;
+	w->ctl = (struct watch){W_CONTROL, d};
+	w->pid = (struct watch){W_PIDFD, d};
+	if (d->ctl_fd >= 0)
+		watch_add(d->ctl_fd, &w->ctl);
+	if (d->pidfd >= 0)
+		watch_add(d->pidfd, &w->pid);
+}
+
+static void forget_fds(struct domain *d)
+{
+	watch_del(d->ctl_fd);
+	watch_del(d->pidfd);
+	if (d->ctl_fd >= 0)
+		close(d->ctl_fd);
+	if (d->pidfd >= 0)
+		close(d->pidfd);
+	d->ctl_fd = d->pidfd = -1;
+	free(d->priv);
+	d->priv = NULL;
+}
+
+static void handle_vmm_message(struct domain *d, json_t *msg)
+{
+	const char *ev = json_string_value(json_object_get(msg, "event"));
+	const char *detail = json_string_value(json_object_get(msg, "detail"));
+	const char *reason = json_string_value(json_object_get(msg, "reason"));
+
+	if (!ev)
+		return;
+	if (!strcmp(ev, "rebooted")) {
+		d->restarts++;
+		d->state = "running";
+		save_record(d);
+		api_event(&D.api, "restarted", d, detail);
+	} else if (!strcmp(ev, "crashed") || !strcmp(ev, "shutdown")) {
+		/* on_*=preserve: the domain stays until destroyed. */
+		d->state = ev[0] == 'c' ? "crashed" : "shutdown";
+		api_event(&D.api, ev, d, detail);
+	} else if (!strcmp(ev, "stopped")) {
+		d->state = "stopped";
+		snprintf(d->stop_reason, sizeof(d->stop_reason), "%s", reason ? reason : "");
+		snprintf(d->stop_detail, sizeof(d->stop_detail), "%s", detail ? detail : "");
+	}
+}
+
+static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
+		       size_t errlen)
+{
+	json_t *msg = json_pack("{s:s}", "op", op);
+	struct timespec start, now;
+	int ret;
+
+	if (reply)
+		*reply = NULL;
+	if (d->ctl_fd < 0) {
+		snprintf(err, errlen, "its process is not connected");
+		json_decref(msg);
+		return -ENOTCONN;
+	}
+	ret = vmmproto_send(d->ctl_fd, msg);
+	json_decref(msg);
+	if (ret < 0) {
+		snprintf(err, errlen, "sending '%s': %s", op, strerror(-ret));
+		return ret;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		long waited;
+		const char *what;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= REQUEST_TIMEOUT_MS) {
+			snprintf(err, errlen, "no reply to '%s' within %d s", op, REQUEST_TIMEOUT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		ret = vmmproto_recv(d->ctl_fd, (int)(REQUEST_TIMEOUT_MS - waited), &msg);
+		if (ret == -EBADMSG)
+			continue;
+		if (ret < 0) {
+			snprintf(err, errlen, "waiting for the reply to '%s': %s", op,
+				 ret == -EPIPE ? "its process closed the connection" : strerror(-ret));
+			return ret;
+		}
+		what = json_string_value(json_object_get(msg, "reply"));
+		if (!what) {
+			handle_vmm_message(d, msg);
+			json_decref(msg);
+			continue;
+		}
+		if (strcmp(what, op)) {
+			json_decref(msg);
+			continue;
+		}
+		if (!json_is_true(json_object_get(msg, "ok"))) {
+			const char *e = json_string_value(json_object_get(msg, "error"));
+			snprintf(err, errlen, "%s", e ? e : "refused");
+			json_decref(msg);
+			return -EINVAL;
+		}
+		if (reply)
+			*reply = msg;
+		else
+			json_decref(msg);
+		return 0;
+	}
+}
+static void reap(pid_t pid)
+{
+	/* Only our own children can be reaped; adopted ones are init's. */
+	while (waitpid(pid, NULL, WNOHANG) < 0 && errno == EINTR)
+		;
+}
+
+static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX], domid[16];
+	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret;
+	json_t *cfg = domain_spec_to_json(&d->spec), *msg = NULL;
+	char *text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
+	const char *ev;
+	pid_t pid;
+
+	json_decref(cfg);
+	path_for(cfg_path, sizeof(cfg_path), d->domid, "config.json");
+	path_for(sock_path, sizeof(sock_path), d->domid, "sock");
+	snprintf(log_path, sizeof(log_path), "%s/log/%s.log", D.state_dir, d->spec.name);
+	snprintf(domid, sizeof(domid), "%u", d->domid);
+	if (!text || (ret = write_file(cfg_path, text)) < 0) {
+		snprintf(err, errlen, "cannot write %s", cfg_path);
+		free(text);
+		return -EIO;
+	}
+	free(text);
+	listen_fd = bind_listener(sock_path, SOCK_SEQPACKET, 4);
+	if (listen_fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", sock_path, strerror(-listen_fd));
+		goto fail;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (log_fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", log_path, strerror(errno));
+		goto fail;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0) {
+		/* The domain outlives this daemon: its own session, no terminal, fds 3 and 4. */
+		int null_fd = open("/dev/null", O_RDWR);
+		/* Out of the way of 0-4 first, so no dup2 below overwrites a source. */
+		int l = fcntl(listen_fd, F_DUPFD, 10), c = fcntl(sp[1], F_DUPFD, 10);
+		int lg = fcntl(log_fd, F_DUPFD, 10), nl = fcntl(null_fd, F_DUPFD, 10);
+		sigset_t all;
+
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		setsid();
+		if (null_fd < 0 || l < 0 || c < 0 || lg < 0 || nl < 0 || dup2(nl, 0) < 0 ||
+		    dup2(lg, 1) < 0 || dup2(lg, 2) < 0 || dup2(l, 3) < 0 || dup2(c, 4) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 5, ~0U, 0);
+		execl(D.vmm_path, "domus-vmm", "--config", cfg_path, "--domid", domid,
+		      "--listen-fd", "3", "--control-fd", "4", D.verbose ? "-v" : NULL, (char *)NULL);
+		dprintf(2, "domusd: cannot run %s: %s\n", D.vmm_path, strerror(errno));
+		_exit(127);
+	}
+	close(listen_fd);
+	close(sp[1]);
+	close(log_fd);
+	listen_fd = sp[1] = log_fd = -1;
+	d->pid = pid;
+	d->ctl_fd = sp[0];
+	ret = vmmproto_recv(d->ctl_fd, START_TIMEOUT_MS, &msg);
+	ev = msg ? json_string_value(json_object_get(msg, "event")) : NULL;
+	if (ret < 0 || !ev || strcmp(ev, "hello")) {
+		const char *why = msg ? json_string_value(json_object_get(msg, "error")) : NULL;
+		if (why)
+			snprintf(err, errlen, "%s", why);
+		else
+			snprintf(err, errlen, "domus-vmm did not start the domain (%s); see %s",
+				 ret == -ETIMEDOUT ? "timed out" : "it exited", log_path);
+		json_decref(msg);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(sp[0]);
+		d->ctl_fd = -1;
+		remove_files(d->domid);
+		return -EINVAL;
+	}
+	json_decref(msg);
+	d->pidfd = sys_pidfd_open(pid);
+	d->starttime = proc_starttime(pid);
+	domain_watch_fds(d);
+	if (save_record(d) < 0)
+		log_warnx("domain %s: cannot save its record; a restarted domusd will not find it",
+			  d->spec.name);
+	return 0;
+fail:
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (sp[0] >= 0)
+		close(sp[0]);
+	if (sp[1] >= 0)
+		close(sp[1]);
+	if (log_fd >= 0)
+		close(log_fd);
+	remove_files(d->domid);
+	return -EIO;
+}
+
+static bool wait_exit(int pidfd, int timeout_ms)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	return pidfd >= 0 && poll(&p, 1, timeout_ms) == 1;
+}
+
+static void vmm_destroy(void *ctx, struct domain *d)
+{
+	char err[256];
+
+	if (vmm_request(ctx, d, "destroy", NULL, err, sizeof(err)) < 0 || !wait_exit(d->pidfd, 5000)) {
+		if (d->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, d->pidfd, SIGKILL, NULL, 0);
+		else if (d->pid > 0 && proc_starttime(d->pid) == d->starttime)
+			kill(d->pid, SIGKILL);
+		wait_exit(d->pidfd, 5000);
+	}
+	reap(d->pid);
+	forget_fds(d);
+	remove_files(d->domid);
+}
+
+static void vmm_usage(void *ctx, const struct domain *d, json_t *out)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long utime = 0, stime = 0;
+	long rss_kib = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)d->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* Fields 14 and 15 after the command: user and system time of all threads. */
+	for (int field = 2; field < 14 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p + 1, "%llu %llu", &utime, &stime) != 2)
+		utime = stime = 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			p = strstr(buf, "VmRSS:");
+			if (p)
+				rss_kib = strtol(p + 6, NULL, 10);
+		}
+	}
+	json_object_set_new(out, "cpu_seconds",
+			    json_real((double)(utime + stime) / (double)sysconf(_SC_CLK_TCK)));
+	json_object_set_new(out, "memory_rss_kib", json_integer(rss_kib));
+}
+const struct domain_ops vmm_ops = {
+	.start = vmm_start,
+	.request = vmm_request,
+	.destroy = vmm_destroy,
+	.usage = vmm_usage,
+	.event = wake_subscribers,
+};
+/* The domain's process ended (its pidfd is readable). */
+void domain_exited(struct domain *d)
+{
+	json_t *msg;
+
+	/* Its last words, if any, are still queued on the control socket. */
+	while (d->ctl_fd >= 0 && vmmproto_recv(d->ctl_fd, 0, &msg) == 0) {
+		handle_vmm_message(d, msg);
+		json_decref(msg);
+	}
+	reap(d->pid);
+	forget_fds(d);
+	remove_files(d->domid);
+	api_domain_gone(&D.api, d);
+}
+
+void control_readable(struct domain *d)
+{
+	json_t *msg;
+	int ret = vmmproto_recv(d->ctl_fd, 0, &msg);
+
+	if (ret == 0) {
+		handle_vmm_message(d, msg);
+		json_decref(msg);
+	} else if (ret == -EPIPE || (ret < 0 && ret != -ETIMEDOUT && ret != -EBADMSG)) {
+		/* The process is going; its pidfd will say when it is gone. */
+		watch_del(d->ctl_fd);
+		close(d->ctl_fd);
+		d->ctl_fd = -1;
+	}
+}
+/* ---- finding domains again after a restart ---- */
+
+static void record_lost(unsigned domid, const char *name, const char *why)
+{
+	struct domain tmp = {.domid = domid};
+
+	snprintf(tmp.spec.name, sizeof(tmp.spec.name), "%s", name);
+	log_info("domain %s (%u): %s", name, domid, why);
+	api_event(&D.api, "stopped", &tmp, why);
+	remove_files(domid);
+}
+
+static void adopt_one(const char *file)
+{
+	char path[PATH_MAX], err[1024];
+	json_error_t jerr;
+	json_t *rec, *msg = NULL;
+	struct domain *d;
+	const char *ev;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/%s", D.state_dir, file);
+	rec = json_load_file(path, 0, &jerr);
+	d = calloc(1, sizeof(*d));
+	if (!d || !rec) {
+		log_warnx("%s: %s; ignored", path, rec ? "out of memory" : jerr.text);
+		goto out;
+	}
+	d->domid = (unsigned)json_integer_value(json_object_get(rec, "domid"));
+	d->pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+	d->starttime = (unsigned long long)json_integer_value(json_object_get(rec, "starttime"));
+	d->created = (time_t)json_integer_value(json_object_get(rec, "created"));
+	d->restarts = (unsigned)json_integer_value(json_object_get(rec, "restarts"));
+	d->ctl_fd = d->pidfd = -1;
+	if (!d->domid || domain_spec_from_json(json_object_get(rec, "config"), path, &d->spec, err,
+					       sizeof(err)) < 0) {
+		log_warnx("%s: not a domain record; ignored", path);
+		goto out;
+	}
+	domain_spec_fixup(&d->spec);
+	if (d->pid <= 0 || !d->starttime || proc_starttime(d->pid) != d->starttime) {
+		record_lost(d->domid, d->spec.name, "ended while domusd was not running");
+		goto out;
+	}
+	path_for(path, sizeof(path), d->domid, "sock");
+	fd = connect_unix(path, SOCK_SEQPACKET);
+	if (fd < 0) {
+		log_warnx("domain %s: pid %d runs but %s does not answer: %s", d->spec.name,
+			  (int)d->pid, path, strerror(-fd));
+		goto out;
+	}
+	msg = json_pack("{s:s}", "op", "hello");
+	ret = vmmproto_send(fd, msg);
+	json_decref(msg);
+	msg = NULL;
+	if (!ret)
+		ret = vmmproto_recv(fd, REQUEST_TIMEOUT_MS, &msg);
+	ev = msg ? json_string_value(json_object_get(msg, "event")) : NULL;
+	if (ret < 0 || !ev || strcmp(ev, "hello")) {
+		log_warnx("domain %s: no hello on %s", d->spec.name, path);
+		close(fd);
+		goto out;
+	}
+	d->ctl_fd = fd;
+	d->pidfd = sys_pidfd_open(d->pid);
+	{
+		const char *st = json_string_value(json_object_get(msg, "state"));
+		static const char *states[] = {"running", "paused", "crashed", "shutdown", "stopped"};
+		d->state = "running";
+		for (size_t i = 0; st && i < sizeof(states) / sizeof(states[0]); i++)
+			if (!strcmp(st, states[i]))
+				d->state = states[i];
+	}
+	if (api_adopt(&D.api, d, err, sizeof(err)) < 0) {
+		log_warnx("domain %u: %s", d->domid, err);
+		close(d->ctl_fd);
+		close(d->pidfd);
+		goto out;
+	}
+	domain_watch_fds(d);
+	log_info("domain %s (%u, pid %d) found running; managed again", d->spec.name, d->domid,
+		 (int)d->pid);
+	api_event(&D.api, "adopted", d, NULL);
+	d = NULL;
+out:
+	json_decref(msg);
+	json_decref(rec);
+	free(d);
+}
+
+void adopt_domains(void)
+{
+	DIR *dir = opendir(D.state_dir);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n > 12 && !strcmp(e->d_name + n - 12, ".domain.json"))
+			adopt_one(e->d_name);
+	}
+	closedir(dir);
+}
