@@ -101,7 +101,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 			   size_t *upload_data_size, void **con_cls);
 void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		  enum MHD_RequestTerminationCode toe);
-void mhd_log(void *cls, const char *fmt, va_list ap);
+void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void wake_subscribers(void *ctx);
 void proxy_close(struct proxy *p);
 void proxy_client_readable(struct proxy *p);
