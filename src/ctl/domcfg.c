@@ -279,6 +279,14 @@ int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest)
 	return 1;
 }
 
+static bool names_console(const char *cmdline)
+{
+	for (const char *p = strstr(cmdline, "console="); p; p = strstr(p + 1, "console="))
+		if (p == cmdline || p[-1] == ' ')
+			return true;
+	return false;
+}
+
 void domain_spec_defaults(struct domain_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
@@ -412,6 +420,17 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 				 root && extra ? " " : "", extra ? extra->value.str : "");
 		if (n < 0 || (size_t)n >= sizeof(spec->cmdline))
 			return bad(err, errlen, "%s: command line too long", file);
+	}
+	/*
+	 * A PV kernel under Xen finds its console by itself; here the console is
+	 * the serial port, so a command line that names none gets it, and
+	 * `domus console` shows the kernel as `xl console` would.
+	 */
+	if (spec->cmdline[0] && !names_console(spec->cmdline)) {
+		size_t len = strlen(spec->cmdline);
+		if (len + sizeof(" " VM_DEFAULT_CMDLINE) > sizeof(spec->cmdline))
+			return bad(err, errlen, "%s: command line too long", file);
+		strcat(spec->cmdline, " " VM_DEFAULT_CMDLINE);
 	}
 	if (!have_memory && have_maxmem)
 		spec->vm.memory_mib = spec->maxmem_mib;

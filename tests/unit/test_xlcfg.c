@@ -154,7 +154,7 @@ static void test_xen_example(void **state)
 	assert_string_equal(spec.name, "example.pvlinux");
 	assert_string_equal(spec.vm.kernel, "/boot/vmlinuz");
 	assert_null(spec.vm.initrd);
-	assert_string_equal(spec.vm.cmdline, "root=/dev/xvda1");
+	assert_string_equal(spec.vm.cmdline, "root=/dev/xvda1 console=ttyS0");
 	assert_int_equal(spec.vm.memory_mib, 128);
 	assert_int_equal(spec.maxmem_mib, 128);
 	assert_int_equal(spec.vm.vcpus, 2);
@@ -178,7 +178,7 @@ static void test_all_keys(void **state)
 
 	assert_int_equal(spec_from(text, &spec), 0);
 	assert_string_equal(spec.vm.initrd, "r");
-	assert_string_equal(spec.vm.cmdline, "root=/dev/vda quiet");
+	assert_string_equal(spec.vm.cmdline, "root=/dev/vda quiet console=ttyS0");
 	assert_int_equal(spec.maxmem_mib, 1024);
 	assert_int_equal(spec.maxvcpus, 4);
 	assert_int_equal(spec.on_reboot, ACTION_DESTROY);
@@ -229,12 +229,26 @@ static void test_domain_errors(void **state)
 	expect_spec_error("kernel='k'\n", "no name");
 }
 
+/* A command line naming no console gets the serial port; one naming a console keeps it. */
+static void test_console_added_once(void **state)
+{
+	static struct domain_spec spec;
+
+	assert_int_equal(spec_from("name='c'\nkernel='/k'\nextra='console=hvc0 quiet'\n", &spec), 0);
+	assert_string_equal(spec.vm.cmdline, "console=hvc0 quiet");
+	assert_int_equal(spec_from("name='c'\nkernel='/k'\ncmdline='quiet xconsole=1'\n", &spec), 0);
+	assert_string_equal(spec.vm.cmdline, "quiet xconsole=1 console=ttyS0");
+	assert_int_equal(spec_from("name='c'\nkernel='/k'\n", &spec), 0);
+	assert_string_equal(spec.vm.cmdline, "console=ttyS0");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syntax),       cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_embedded_nul), cmocka_unit_test(test_xen_example),
-		cmocka_unit_test(test_all_keys),     cmocka_unit_test(test_domain_errors),
+		cmocka_unit_test(test_all_keys),
+		cmocka_unit_test(test_console_added_once),     cmocka_unit_test(test_domain_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
