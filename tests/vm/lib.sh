@@ -56,13 +56,14 @@ stop_domusd() {
 # Whatever a test leaves running goes with it.
 cleanup_domusd() {
 	local f pid
-	[ -n "${domusd_pid:-}" ] && kill -9 "$domusd_pid" 2>/dev/null
+	# Under set -e a failed kill (of what is gone already) would end the trap early.
+	[ -z "${domusd_pid:-}" ] || kill -9 "$domusd_pid" 2>/dev/null || true
 	for f in "$work"/state/*.domain.json; do
 		[ -e "$f" ] || continue
 		pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$f")
-		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+		[ -z "$pid" ] || kill -9 "$pid" 2>/dev/null || true
 	done
-	[ -n "${console_pid:-}" ] && kill "$console_pid" 2>/dev/null
+	[ -z "${console_pid:-}" ] || kill "$console_pid" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup_domusd EXIT
