@@ -388,9 +388,12 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			r = parse_action(s, &spec->on_crash, file, err, errlen);
 		} else if (!strcmp(k, "cpus")) {
 			r = string_into(s, spec->cpus, sizeof(spec->cpus), file, err, errlen);
-			if (!r && !valid_cpus(spec->cpus))
-				r = bad(err, errlen, "%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\"",
-					file, s->line, spec->cpus);
+			cpu_set_t set;
+			unsigned highest;
+			if (!r && cpulist_parse(spec->cpus, &set, &highest) < 0)
+				r = bad(err, errlen,
+					"%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\" of CPUs below %d",
+					file, s->line, spec->cpus, CPU_SETSIZE);
 		} else if (!strcmp(k, "cpu_weight")) {
 			r = number(s, 1, 65535, &v, file, err, errlen);
 			spec->cpu_weight = (unsigned)v;
