@@ -476,6 +476,20 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		r->content_type = "application/x-ndjson";
 		r->stream = API_STREAM_EVENTS;
 		r->since = a->event_seq;
+		if (req->since) {
+			char *end;
+			unsigned long long v = strtoull(req->since, &end, 10);
+			if (!*req->since || *end) {
+				reply_error(r, 400, "bad_request", "since '%.40s' is not an event number",
+					    req->since);
+				return;
+			}
+			/* Older events than the ring keeps are gone; the stream starts at the oldest kept. */
+			if (v < r->since)
+				r->since = a->event_seq > API_EVENT_RING && v < a->event_seq - API_EVENT_RING
+						   ? a->event_seq - API_EVENT_RING
+						   : v;
+		}
 		return;
 	}
 	if (!strcmp(p, "domains") || !strcmp(p, "domains/")) {

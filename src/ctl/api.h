@@ -70,6 +70,7 @@ struct api_request {
 	const char *path;
 	const char *content_type; /* NULL if none */
 	const char *source;       /* ?source=NAME: the config's file name, for messages */
+	const char *since;        /* ?since=SEQ: the event stream starts at event SEQ */
 	const char *body;
 	size_t body_len;
 	bool too_large; /* the body was cut at API_MAX_BODY */

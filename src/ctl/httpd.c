@@ -372,6 +372,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							    MHD_HTTP_HEADER_CONTENT_TYPE),
 		.source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source"),
+		.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
 		.body = rc->body,
 		.body_len = rc->len,
 		.too_large = rc->too_large,
