@@ -1,0 +1,469 @@
+/*
+ * domusd's API without HTTP or processes: requests in, statuses and JSON
+ * out, against a fake set of domain operations that records what it is
+ * asked and fails when told to.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctl/api.h"
+#include "ctl/spec_json.h"
+
+struct fake {
+	int starts, destroys, events;
+	const char *fail_start; /* start fails with this message */
+	bool fail_request;
+	char last_op[32];
+	pid_t next_pid;
+};
+
+static int fake_start(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	struct fake *f = ctx;
+
+	if (f->fail_start) {
+		snprintf(err, errlen, "%s", f->fail_start);
+		return -EINVAL;
+	}
+	f->starts++;
+	d->pid = ++f->next_pid;
+	return 0;
+}
+
+static int fake_request(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
+			size_t errlen)
+{
+	struct fake *f = ctx;
+
+	snprintf(f->last_op, sizeof(f->last_op), "%s", op);
+	if (reply)
+		*reply = NULL;
+	if (f->fail_request) {
+		snprintf(err, errlen, "no reply");
+		return -ETIMEDOUT;
+	}
+	if (reply && !strcmp(op, "stats"))
+		*reply = json_pack("{s:{s:[{s:i}],s:i}}", "stats", "disks", "read_ops", 7, "vcpu_exits", 99);
+	if (reply && !strcmp(op, "console_ring"))
+		*reply = json_pack("{s:s}", "console", "hello from the guest\n");
+	return 0;
+}
+
+static void fake_destroy(void *ctx, struct domain *d)
+{
+	((struct fake *)ctx)->destroys++;
+}
+
+static void fake_event(void *ctx)
+{
+	((struct fake *)ctx)->events++;
+}
+
+static const struct domain_ops fake_ops = {
+	.start = fake_start,
+	.request = fake_request,
+	.destroy = fake_destroy,
+	.event = fake_event,
+};
+
+static struct api A;
+static struct fake F;
+static struct api_response R;
+static json_t *J;
+
+static int setup(void **state)
+{
+	memset(&F, 0, sizeof(F));
+	api_init(&A, &fake_ops, &F, 2, 4096, 1000);
+	J = NULL;
+	memset(&R, 0, sizeof(R));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	json_decref(J);
+	api_response_free(&R);
+	api_free(&A);
+	return 0;
+}
+
+/* One request; the reply's JSON (if any) in J. Returns the status. */
+static unsigned call(const char *method, const char *path, const char *ctype, const char *body)
+{
+	struct api_request req = {
+		.method = method, .path = path, .content_type = ctype, .body = body,
+		.body_len = body ? strlen(body) : 0,
+	};
+
+	json_decref(J);
+	J = NULL;
+	api_response_free(&R);
+	api_handle(&A, &req, &R);
+	if (R.body && R.content_type && !strcmp(R.content_type, "application/json"))
+		J = json_loads(R.body, 0, NULL);
+	return R.status;
+}
+
+static const char *error_code(void)
+{
+	return json_string_value(json_object_get(json_object_get(J, "error"), "code"));
+}
+
+static const char *error_message(void)
+{
+	const char *m = json_string_value(json_object_get(json_object_get(J, "error"), "message"));
+	return m ? m : "";
+}
+
+static unsigned create_json(const char *name, unsigned mib)
+{
+	char body[256];
+
+	snprintf(body, sizeof(body), "{\"name\":\"%s\",\"kernel\":\"/boot/vmlinuz\",\"memory\":%u}",
+		 name, mib);
+	return call("POST", "/v1/domains", "application/json", body);
+}
+
+static void test_create_and_list(void **state)
+{
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name = 'web'\nkernel = '/boot/vmlinuz'\nmemory = 256\nvcpus = 2\n"),
+			 201);
+	assert_string_equal(json_string_value(json_object_get(J, "name")), "web");
+	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 1);
+	assert_string_equal(json_string_value(json_object_get(J, "state")), "running");
+	assert_int_equal(create_json("db", 128), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 2);
+	assert_int_equal(F.starts, 2);
+
+	assert_int_equal(call("GET", "/v1/domains", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "domains")), 2);
+	assert_int_equal(call("GET", "/v1/domains/web", NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(J, "config"), "vcpus")), 2);
+	assert_int_equal(call("GET", "/v1/domains/2", NULL, NULL), 200);
+	assert_string_equal(json_string_value(json_object_get(J, "name")), "db");
+	assert_int_equal(call("GET", "/v1/host", NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "memory_used_mib")), 384);
+	assert_int_equal(json_integer_value(json_object_get(J, "memory_free_mib")), 616);
+	assert_int_equal(json_integer_value(json_object_get(J, "vcpus")), 3);
+	assert_int_equal(json_integer_value(json_object_get(J, "domains")), 2);
+}
+
+static void test_create_errors(void **state)
+{
+	assert_int_equal(create_json("a", 600), 201);
+
+	assert_int_equal(create_json("a", 16), 409);
+	assert_string_equal(error_code(), "name_in_use");
+	assert_int_equal(create_json("b", 500), 409);
+	assert_string_equal(error_code(), "insufficient_memory");
+	assert_non_null(strstr(error_message(), "400 MiB free of 1000 MiB"));
+
+	assert_int_equal(call("POST", "/v1/domains", "application/json", "{\"name\": \"x\","), 400);
+	assert_string_equal(error_code(), "invalid_json");
+	assert_non_null(strstr(error_message(), "request body:1:"));
+	assert_int_equal(call("POST", "/v1/domains", "application/json", "[1, 2]"), 400);
+	assert_string_equal(error_code(), "invalid_config");
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"x\",\"kernel\":\"/k\",\"memory\":\"lots\"}"),
+			 400);
+	assert_non_null(strstr(error_message(), "'memory' must be a number"));
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"x\",\"kernel\":\"/k\",\"memory\":-5}"),
+			 400);
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"x\",\"kernel\":\"/k\",\"memory\":{\"a\":1}}"),
+			 400);
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"x\",\"name\":\"y\",\"kernel\":\"/k\"}"),
+			 400);
+	assert_string_equal(error_code(), "invalid_json");
+
+	{
+		struct api_request req = {.method = "POST", .path = "/v1/domains",
+					  .content_type = "text/plain", .source = "web.cfg",
+					  .body = "name = 'x'\nkernel = '/k'\nmemory = [1,\n",
+					  .body_len = 0};
+		req.body_len = strlen(req.body);
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.status, 400);
+		assert_non_null(strstr(R.body, "web.cfg:4:"));
+		assert_non_null(strstr(R.body, "invalid_config"));
+	}
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='x'\nkernel='/k'\nvnc=1\n"), 400);
+	assert_non_null(strstr(error_message(), "unknown setting 'vnc'"));
+	assert_non_null(strstr(error_message(), ":3:"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='x'\nkernel='vmlinuz'\n"), 400);
+	assert_non_null(strstr(error_message(), "absolute path"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='x'\nkernel='/k'\ndisk=['img,raw,xvda,rw']\n"),
+			 400);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='x'\nkernel='/k'\ncpus='2'\n"), 400);
+	assert_non_null(strstr(error_message(), "the host has CPUs 0-1"));
+	assert_int_equal(call("POST", "/v1/domains", "image/png", "x"), 415);
+	assert_string_equal(error_code(), "unsupported_media_type");
+	{
+		struct api_request req = {.method = "POST", .path = "/v1/domains",
+					  .content_type = "application/json", .too_large = true};
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.status, 413);
+		assert_non_null(strstr(R.body, "request_too_large"));
+	}
+
+	/* None of it left a domain or memory behind. */
+	assert_int_equal(A.ndomains, 1);
+	assert_int_equal(A.mem.used_mib, 600);
+	assert_int_equal(F.starts, 1);
+}
+
+static void test_start_failure(void **state)
+{
+	F.fail_start = "cannot open disk /nope: No such file or directory";
+	assert_int_equal(create_json("a", 100), 422);
+	assert_string_equal(error_code(), "start_failed");
+	assert_non_null(strstr(error_message(), "/nope"));
+	assert_int_equal(A.ndomains, 0);
+	assert_int_equal(A.mem.used_mib, 0);
+	assert_int_equal(call("GET", "/v1/domains/a", NULL, NULL), 404);
+	F.fail_start = NULL;
+	assert_int_equal(create_json("a", 100), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 1);
+}
+
+static void test_paths_and_methods(void **state)
+{
+	assert_int_equal(call("GET", "/v2/domains", NULL, NULL), 404);
+	assert_string_equal(error_code(), "not_found");
+	assert_int_equal(call("GET", "/v1/domains/nosuch", NULL, NULL), 404);
+	assert_non_null(strstr(error_message(), "nosuch"));
+	assert_int_equal(call("POST", "/v1/domains/nosuch/pause", NULL, NULL), 404);
+	assert_int_equal(call("PUT", "/v1/domains", NULL, NULL), 405);
+	assert_string_equal(error_code(), "method_not_allowed");
+	assert_int_equal(call("DELETE", "/v1/host", NULL, NULL), 405);
+	assert_int_equal(create_json("a", 10), 201);
+	assert_int_equal(call("POST", "/v1/domains/a/frobnicate", NULL, NULL), 404);
+	assert_int_equal(call("GET", "/v1/domains/a/pause", NULL, NULL), 405);
+	assert_int_equal(call("POST", "/v1/domains/a/stats", NULL, NULL), 405);
+	assert_int_equal(call("GET", "/v1/domains/a/pause/x", NULL, NULL), 404);
+	assert_int_equal(call("GET", "/v1/domains//", NULL, NULL), 404);
+}
+
+static void test_lifecycle(void **state)
+{
+	assert_int_equal(create_json("a", 100), 201);
+	assert_int_equal(call("POST", "/v1/domains/a/unpause", NULL, NULL), 409);
+	assert_string_equal(error_code(), "invalid_state");
+	assert_int_equal(call("POST", "/v1/domains/a/pause", NULL, NULL), 200);
+	assert_string_equal(F.last_op, "pause");
+	assert_string_equal(json_string_value(json_object_get(J, "state")), "paused");
+	assert_int_equal(call("POST", "/v1/domains/a/pause", NULL, NULL), 409);
+	assert_int_equal(call("POST", "/v1/domains/a/shutdown", NULL, NULL), 409);
+	assert_int_equal(call("POST", "/v1/domains/a/unpause", NULL, NULL), 200);
+	assert_string_equal(F.last_op, "unpause");
+	assert_int_equal(call("POST", "/v1/domains/a/shutdown", NULL, NULL), 202);
+	assert_string_equal(F.last_op, "shutdown");
+	assert_int_equal(call("POST", "/v1/domains/a/reboot", NULL, NULL), 202);
+	assert_string_equal(F.last_op, "reset");
+
+	assert_int_equal(call("GET", "/v1/domains/a/stats", NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "vcpu_exits")), 99);
+	assert_int_equal(json_array_size(json_object_get(J, "disks")), 1);
+	assert_int_equal(call("GET", "/v1/domains/a/console", NULL, NULL), 200);
+	assert_string_equal(R.body, "hello from the guest\n");
+	{
+		struct api_request req = {.method = "GET", .path = "/v1/domains/a/console",
+					  .upgrade_console = true};
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.status, 101);
+		assert_int_equal(R.stream, API_STREAM_CONSOLE);
+		assert_non_null(R.domain);
+	}
+
+	F.fail_request = true;
+	assert_int_equal(call("POST", "/v1/domains/a/pause", NULL, NULL), 502);
+	assert_string_equal(error_code(), "domain_unreachable");
+	F.fail_request = false;
+	assert_int_equal(call("GET", "/v1/domains/a", NULL, NULL), 200);
+	assert_string_equal(json_string_value(json_object_get(J, "state")), "running");
+
+	assert_int_equal(call("DELETE", "/v1/domains/a", NULL, NULL), 200);
+	assert_int_equal(F.destroys, 1);
+	assert_int_equal(A.mem.used_mib, 0);
+	assert_int_equal(call("GET", "/v1/domains/a", NULL, NULL), 404);
+	/* The name is free again. */
+	assert_int_equal(create_json("a", 100), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 2);
+}
+
+static bool event_is(unsigned long long seq, const char *type)
+{
+	const char *line = api_event_line(&A, seq);
+	char want[64];
+
+	snprintf(want, sizeof(want), "\"event\":\"%s\"", type);
+	return line && strstr(line, want);
+}
+
+static void test_events(void **state)
+{
+	assert_int_equal(create_json("a", 10), 201);
+	assert_int_equal(call("POST", "/v1/domains/a/pause", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/domains/a", NULL, NULL), 200);
+	assert_true(event_is(0, "started"));
+	assert_true(event_is(1, "paused"));
+	assert_true(event_is(2, "destroyed"));
+	assert_null(api_event_line(&A, 3));
+	assert_int_equal(F.events, 3);
+
+	assert_int_equal(call("GET", "/v1/events", NULL, NULL), 200);
+	assert_int_equal(R.stream, API_STREAM_EVENTS);
+	assert_int_equal(R.since, 3);
+	{
+		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "1"};
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.since, 1);
+		req.since = "x1";
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.status, 400);
+	}
+
+	/* The ring keeps the newest API_EVENT_RING events. */
+	for (int i = 0; i < API_EVENT_RING + 10; i++)
+		api_event(&A, "test", NULL, "filler");
+	assert_null(api_event_line(&A, 0));
+	assert_null(api_event_line(&A, 12));
+	assert_true(event_is(A.event_seq - 1, "test"));
+	assert_true(event_is(A.event_seq - API_EVENT_RING, "test"));
+	{
+		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "0"};
+		api_response_free(&R);
+		api_handle(&A, &req, &R);
+		assert_int_equal(R.since, A.event_seq - API_EVENT_RING);
+	}
+}
+
+static void test_domain_gone(void **state)
+{
+	struct domain *d;
+
+	assert_int_equal(create_json("a", 10), 201);
+	d = api_find(&A, "a");
+	assert_non_null(d);
+	snprintf(d->stop_reason, sizeof(d->stop_reason), "panic");
+	api_domain_gone(&A, d);
+	assert_true(event_is(1, "crashed"));
+	assert_int_equal(A.mem.used_mib, 0);
+	assert_null(api_find(&A, "a"));
+
+	assert_int_equal(create_json("b", 10), 201);
+	d = api_find(&A, "b");
+	snprintf(d->stop_reason, sizeof(d->stop_reason), "poweroff");
+	api_domain_gone(&A, d);
+	assert_true(event_is(3, "stopped"));
+
+	/* A process that vanished without a word is a crash. */
+	assert_int_equal(create_json("c", 10), 201);
+	api_domain_gone(&A, api_find(&A, "c"));
+	assert_true(event_is(5, "crashed"));
+}
+
+/* The JSON form of a configuration reads back into the same domain. */
+static void test_spec_json_round_trip(void **state)
+{
+	static struct domain_spec a, b;
+	struct xl_config xl;
+	char err[512];
+	const char *text =
+		"name='d1'\nuuid='6c1a2b3c-0000-4000-8000-000000000001'\nkernel='/k'\nramdisk='/r'\n"
+		"cmdline='root=/dev/vda quiet'\nmemory=256\nmaxmem=1024\nvcpus=2\nmaxvcpus=4\n"
+		"on_poweroff='preserve'\non_reboot='destroy'\non_crash='restart'\ncpus='0-1,3'\n"
+		"cpu_weight=512\ncap=50\nvif=['mac=00:16:3e:01:02:03,bridge=net0,ip=10.0.0.2', '']\n"
+		"disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img','/b.img,raw,xvdc,rw']\n";
+	json_t *j;
+
+	assert_int_equal(xl_parse(text, strlen(text), "t.cfg", &xl, err, sizeof(err)), 0);
+	assert_int_equal(domain_spec_from_xl(&xl, "t.cfg", &a, err, sizeof(err)), 0);
+	xl_free(&xl);
+	j = domain_spec_to_json(&a);
+	assert_non_null(j);
+	assert_int_equal(domain_spec_from_json(j, "j", &b, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_string_equal(a.name, b.name);
+	assert_string_equal(a.uuid, b.uuid);
+	assert_string_equal(a.vm.kernel, b.vm.kernel);
+	assert_string_equal(a.vm.initrd, b.vm.initrd);
+	assert_string_equal(a.vm.cmdline, b.vm.cmdline);
+	assert_int_equal(a.vm.memory_mib, b.vm.memory_mib);
+	assert_int_equal(a.maxmem_mib, b.maxmem_mib);
+	assert_int_equal(a.vm.vcpus, b.vm.vcpus);
+	assert_int_equal(a.maxvcpus, b.maxvcpus);
+	assert_int_equal(a.on_poweroff, b.on_poweroff);
+	assert_int_equal(a.on_reboot, b.on_reboot);
+	assert_int_equal(a.on_crash, b.on_crash);
+	assert_string_equal(a.cpus, b.cpus);
+	assert_int_equal(a.cpu_weight, b.cpu_weight);
+	assert_int_equal(a.cap, b.cap);
+	assert_int_equal(b.vm.ndisks, 2);
+	assert_string_equal(b.vm.disks[0].path, "/img/with,comma.img");
+	assert_true(b.vm.disks[0].readonly);
+	assert_string_equal(b.vm.disks[1].path, "/b.img");
+	assert_false(b.vm.disks[1].readonly);
+	assert_int_equal(b.nvifs, 2);
+	assert_string_equal(b.vifs[0].mac, "00:16:3e:01:02:03");
+	assert_string_equal(b.vifs[0].ip, "10.0.0.2");
+
+	/* A copy points at its own buffers once fixed up. */
+	b = a;
+	domain_spec_fixup(&b);
+	assert_ptr_equal(b.vm.kernel, b.kernel);
+	assert_ptr_equal(b.vm.initrd, b.ramdisk);
+}
+
+static void test_cpulist(void **state)
+{
+	cpu_set_t set;
+	unsigned hi;
+
+	assert_int_equal(cpulist_parse("0-3,5", &set, &hi), 1);
+	assert_int_equal(hi, 5);
+	assert_int_equal(CPU_COUNT(&set), 5);
+	assert_true(CPU_ISSET(5, &set));
+	assert_false(CPU_ISSET(4, &set));
+	assert_int_equal(cpulist_parse("all", &set, &hi), 0);
+	assert_int_equal(cpulist_parse("", &set, &hi), 0);
+	assert_int_equal(cpulist_parse("3-1", &set, &hi), -EINVAL);
+	assert_int_equal(cpulist_parse("x", &set, &hi), -EINVAL);
+	assert_int_equal(cpulist_parse("0-", &set, &hi), -EINVAL);
+	assert_int_equal(cpulist_parse("1024", &set, &hi), -EINVAL);
+	assert_int_equal(cpulist_parse("99999999999999999999", &set, &hi), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_and_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paths_and_methods, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
+		cmocka_unit_test(test_spec_json_round_trip),
+		cmocka_unit_test(test_cpulist),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
