@@ -71,7 +71,6 @@ struct daemon {
 	bool have_group;
 	struct proxy *proxies;
 	struct subscriber *subs;
-	struct proxy *pending_proxy; /* the vmm console connection for an upgrade in flight */
 	bool stop;
 	int verbose;
 };
