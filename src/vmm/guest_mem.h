@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GMEM_MAX_REGIONS 2
+#define GMEM_MAX_REGIONS 8 /* the VMM uses 2; a vhost-user backend maps up to 8 */
 /* RAM stops here below 4 GiB; the rest of the 32-bit space is the PCI hole. */
 #define GMEM_LOW_LIMIT 0xC0000000ULL
 #define GMEM_HIGH_BASE 0x100000000ULL

@@ -1,0 +1,367 @@
+#include "vhost/backend.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define VIRTIO_F_VERSION_1 32
+#define SUPPORTED_PROTOCOL                                                                   \
+	((1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) | \
+	 (1ULL << VHOST_USER_PROTOCOL_F_MQ))
+
+void vhost_backend_init(struct vhost_backend *b, int sock, const struct vhost_device_ops *ops,
+			void *dev)
+{
+	memset(b, 0, sizeof(*b));
+	b->sock = sock;
+	b->ops = ops;
+	b->dev = dev;
+	b->mem.fd = -1;
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
+		virtq_init(&b->q[i].vq, &b->mem, ops->queue_size);
+		b->q[i].kick_fd = b->q[i].call_fd = -1;
+	}
+}
+
+static void unmap_memory(struct vhost_backend *b)
+{
+	for (unsigned i = 0; i < VHOST_USER_MAX_REGIONS; i++) {
+		if (b->maps[i])
+			munmap(b->maps[i], b->map_len[i]);
+		b->maps[i] = NULL;
+	}
+	b->mem.nregions = 0;
+}
+
+static void stop_queue(struct vhost_queue *q)
+{
+	q->started = false;
+	q->vq.enabled = false;
+	if (q->kick_fd >= 0)
+		close(q->kick_fd);
+	q->kick_fd = -1;
+}
+
+void vhost_backend_close(struct vhost_backend *b)
+{
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
+		stop_queue(&b->q[i]);
+		if (b->q[i].call_fd >= 0)
+			close(b->q[i].call_fd);
+		b->q[i].call_fd = -1;
+	}
+	unmap_memory(b);
+	if (b->sock >= 0)
+		close(b->sock);
+	b->sock = -1;
+}
+
+static int fail(struct vhost_backend *b, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct vhost_backend *b, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(b->err, sizeof(b->err), fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+/* A front-end address to a guest-physical one, through the memory table. */
+static int ua_to_gpa(const struct vhost_backend *b, uint64_t ua, uint64_t *gpa)
+{
+	for (unsigned i = 0; i < b->mem.nregions; i++) {
+		const struct gmem_region *r = &b->mem.regions[i];
+		if (ua >= b->region_ua[i] && ua - b->region_ua[i] < r->size) {
+			*gpa = r->gpa + (ua - b->region_ua[i]);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+static int set_mem_table(struct vhost_backend *b, struct vhost_user_msg *m)
+{
+	const struct vhost_user_memory *mem = &m->payload.memory;
+
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++)
+		if (b->q[i].started)
+			return fail(b, -EBUSY, "SET_MEM_TABLE while queue %u runs", i);
+	unmap_memory(b);
+	for (uint32_t i = 0; i < mem->nregions; i++) {
+		const struct vhost_user_region *r = &mem->regions[i];
+		size_t len = (size_t)(r->memory_size + r->mmap_offset);
+		void *p;
+
+		if (len < r->memory_size)
+			return fail(b, -EINVAL, "region %u too large", i);
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[i], 0);
+		if (p == MAP_FAILED) {
+			unmap_memory(b);
+			return fail(b, -errno, "mapping region %u (%llu bytes): %s", i,
+				    (unsigned long long)r->memory_size, strerror(errno));
+		}
+		b->maps[i] = p;
+		b->map_len[i] = len;
+		b->region_ua[i] = r->userspace_addr;
+		b->mem.regions[i] = (struct gmem_region){
+			.gpa = r->guest_phys_addr,
+			.size = r->memory_size,
+			.host = (uint8_t *)p + r->mmap_offset,
+			.fd_offset = r->mmap_offset,
+		};
+		b->mem.nregions = i + 1;
+	}
+	return 0;
+}
+
+/* A queue runs once it has addresses and a kick fd, and is enabled. */
+static int maybe_start(struct vhost_backend *b, unsigned qi)
+{
+	struct vhost_queue *q = &b->q[qi];
+	uint16_t *used_idx;
+
+	if (q->started || !q->have_addr || q->kick_fd < 0 || !q->enabled)
+		return 0;
+	if (ua_to_gpa(b, q->desc_ua, &q->vq.desc_gpa) < 0 ||
+	    ua_to_gpa(b, q->avail_ua, &q->vq.avail_gpa) < 0 ||
+	    ua_to_gpa(b, q->used_ua, &q->vq.used_gpa) < 0)
+		return fail(b, -EFAULT, "queue %u: ring addresses outside the memory table", qi);
+	q->vq.event_idx = b->features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	q->vq.indirect = b->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	if (virtq_enable(&q->vq) < 0)
+		return fail(b, -EINVAL, "queue %u: rings of size %u do not fit in guest memory", qi,
+			    q->vq.size);
+	/* The used index is the driver-visible truth, also after a reconnect. */
+	used_idx = gmem_ptr(&b->mem, q->vq.used_gpa + 2, 2);
+	q->vq.used_idx = *used_idx;
+	q->started = true;
+	/* Work queued before we started is picked up now. */
+	b->ops->queue_kicked(b->dev, b, qi);
+	return 0;
+}
+
+static int queue_index(struct vhost_backend *b, uint32_t index, unsigned *qi)
+{
+	if (index >= b->ops->num_queues)
+		return fail(b, -EINVAL, "queue %u does not exist (%u queues)", index,
+			    b->ops->num_queues);
+	*qi = index;
+	return 0;
+}
+
+static void reply_u64(struct vhost_user_msg *r, uint64_t v)
+{
+	r->hdr.size = 8;
+	r->payload.u64 = v;
+}
+
+/* Handles m; fills r if a reply is due. Returns 0 or -errno (b->err says why). */
+static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vhost_user_msg *r,
+		    bool *reply)
+{
+	unsigned qi = 0;
+	int ret;
+
+	switch (m->hdr.request) {
+	case VHOST_USER_GET_FEATURES:
+		reply_u64(r, b->ops->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
+		*reply = true;
+		return 0;
+	case VHOST_USER_SET_FEATURES:
+		if (m->payload.u64 & ~(b->ops->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
+			return fail(b, -EINVAL, "SET_FEATURES 0x%llx: bits we did not offer",
+				    (unsigned long long)m->payload.u64);
+		b->features = m->payload.u64;
+		return 0;
+	case VHOST_USER_GET_PROTOCOL_FEATURES:
+		reply_u64(r, SUPPORTED_PROTOCOL);
+		*reply = true;
+		return 0;
+	case VHOST_USER_SET_PROTOCOL_FEATURES:
+		b->protocol_features = m->payload.u64 & SUPPORTED_PROTOCOL;
+		return 0;
+	case VHOST_USER_SET_OWNER:
+		b->owner = true;
+		return 0;
+	case VHOST_USER_RESET_OWNER:
+	case VHOST_USER_RESET_DEVICE:
+		for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++)
+			stop_queue(&b->q[i]);
+		b->features = 0;
+		return 0;
+	case VHOST_USER_GET_QUEUE_NUM:
+		reply_u64(r, b->ops->num_queues);
+		*reply = true;
+		return 0;
+	case VHOST_USER_GET_MAX_MEM_SLOTS:
+		reply_u64(r, VHOST_USER_MAX_REGIONS);
+		*reply = true;
+		return 0;
+	case VHOST_USER_SET_MEM_TABLE:
+		return set_mem_table(b, m);
+	case VHOST_USER_SET_VRING_NUM:
+		if ((ret = queue_index(b, m->payload.state.index, &qi)) < 0)
+			return ret;
+		if (m->payload.state.num == 0 || m->payload.state.num > b->ops->queue_size ||
+		    (m->payload.state.num & (m->payload.state.num - 1)))
+			return fail(b, -EINVAL, "queue %u: size %u (a power of two up to %u)", qi,
+				    m->payload.state.num, b->ops->queue_size);
+		b->q[qi].vq.size = (uint16_t)m->payload.state.num;
+		return 0;
+	case VHOST_USER_SET_VRING_ADDR:
+		if ((ret = queue_index(b, m->payload.addr.index, &qi)) < 0)
+			return ret;
+		b->q[qi].desc_ua = m->payload.addr.desc;
+		b->q[qi].avail_ua = m->payload.addr.avail;
+		b->q[qi].used_ua = m->payload.addr.used;
+		b->q[qi].have_addr = true;
+		return maybe_start(b, qi);
+	case VHOST_USER_SET_VRING_BASE:
+		if ((ret = queue_index(b, m->payload.state.index, &qi)) < 0)
+			return ret;
+		b->q[qi].vq.last_avail = (uint16_t)m->payload.state.num;
+		return 0;
+	case VHOST_USER_GET_VRING_BASE:
+		if ((ret = queue_index(b, m->payload.state.index, &qi)) < 0)
+			return ret;
+		stop_queue(&b->q[qi]);
+		/* Without protocol features a queue is enabled by its kick fd; it stops here. */
+		b->q[qi].enabled = false;
+		r->hdr.size = sizeof(r->payload.state);
+		r->payload.state.index = qi;
+		r->payload.state.num = b->q[qi].vq.last_avail;
+		*reply = true;
+		return 0;
+	case VHOST_USER_SET_VRING_KICK:
+	case VHOST_USER_SET_VRING_CALL: {
+		bool kick = m->hdr.request == VHOST_USER_SET_VRING_KICK;
+		int fd = m->nfds ? m->fds[0] : -1;
+		int *slot;
+
+		if ((ret = queue_index(b, (uint32_t)(m->payload.u64 & VHOST_USER_VRING_INDEX_MASK),
+				       &qi)) < 0)
+			return ret;
+		if (!(m->payload.u64 & VHOST_USER_VRING_NOFD) && fd < 0)
+			return fail(b, -EINVAL, "%s for queue %u without a descriptor",
+				    vhost_user_request_name(m->hdr.request), qi);
+		slot = kick ? &b->q[qi].kick_fd : &b->q[qi].call_fd;
+		if (*slot >= 0)
+			close(*slot);
+		*slot = fd;
+		m->nfds = 0; /* ours now */
+		if (kick && !(b->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
+			b->q[qi].enabled = true;
+		return kick ? maybe_start(b, qi) : 0;
+	}
+	case VHOST_USER_SET_VRING_ERR:
+		return 0; /* errors are reported by NEEDS_RESET through the front-end */
+	case VHOST_USER_SET_VRING_ENABLE:
+		if ((ret = queue_index(b, m->payload.state.index, &qi)) < 0)
+			return ret;
+		b->q[qi].enabled = m->payload.state.num != 0;
+		if (!b->q[qi].enabled) {
+			b->q[qi].started = false;
+			b->q[qi].vq.enabled = false;
+			return 0;
+		}
+		return maybe_start(b, qi);
+	case VHOST_USER_GET_CONFIG:
+		*r = *m;
+		r->nfds = 0;
+		if (!b->ops->get_config ||
+		    b->ops->get_config(b->dev, r->payload.config.region, m->payload.config.offset,
+				       m->payload.config.size) < 0)
+			r->payload.config.size = 0; /* an empty reply tells the front-end it failed */
+		r->hdr.size = 12 + r->payload.config.size;
+		*reply = true;
+		return 0;
+	case VHOST_USER_SET_CONFIG:
+		return 0; /* writeback and the like are not writable here */
+	case VHOST_USER_SET_STATUS:
+		return 0;
+	case VHOST_USER_GET_STATUS:
+		reply_u64(r, 0);
+		*reply = true;
+		return 0;
+	default:
+		return fail(b, -ENOTSUP, "%s is not supported", vhost_user_request_name(m->hdr.request));
+	}
+}
+
+int vhost_backend_handle(struct vhost_backend *b)
+{
+	struct vhost_user_msg m, r;
+	bool reply = false;
+	int ret = vhost_user_recv(b->sock, &m, b->err, sizeof(b->err));
+
+	if (ret < 0) {
+		if (ret == -EPIPE && !b->err[0])
+			snprintf(b->err, sizeof(b->err), "the front-end closed the connection");
+		return ret;
+	}
+	memset(&r.hdr, 0, sizeof(r.hdr));
+	r.nfds = 0;
+	ret = dispatch(b, &m, &r, &reply);
+	vhost_user_close_fds(&m);
+	if (!reply && (m.hdr.flags & VHOST_USER_FLAG_NEED_REPLY) &&
+	    (b->protocol_features & (1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK))) {
+		/* REPLY_ACK: zero for success, the error otherwise; the connection survives. */
+		reply_u64(&r, ret < 0 ? 1 : 0);
+		reply = true;
+		ret = 0;
+	}
+	if (reply) {
+		r.hdr.request = m.hdr.request;
+		r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY;
+		if (vhost_user_send(b->sock, &r) < 0)
+			return fail(b, -EPIPE, "cannot reply to %s", vhost_user_request_name(m.hdr.request));
+	}
+	return ret;
+}
+
+unsigned vhost_backend_poll_fds(struct vhost_backend *b, struct pollfd *p, unsigned max)
+{
+	unsigned n = 0;
+
+	if (max == 0)
+		return 0;
+	p[n++] = (struct pollfd){.fd = b->sock, .events = POLLIN};
+	for (unsigned i = 0; i < b->ops->num_queues && n < max; i++)
+		if (b->q[i].started)
+			p[n++] = (struct pollfd){.fd = b->q[i].kick_fd, .events = POLLIN};
+	return n;
+}
+
+int vhost_backend_poll_ready(struct vhost_backend *b, const struct pollfd *p, unsigned n)
+{
+	for (unsigned k = 1; k < n; k++) {
+		uint64_t v;
+		if (!(p[k].revents & POLLIN))
+			continue;
+		for (unsigned i = 0; i < b->ops->num_queues; i++)
+			if (b->q[i].started && b->q[i].kick_fd == p[k].fd) {
+				if (read(p[k].fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					return fail(b, -errno, "kick fd of queue %u: %s", i,
+						    strerror(errno));
+				b->ops->queue_kicked(b->dev, b, i);
+			}
+	}
+	if (n && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		return vhost_backend_handle(b);
+	return 0;
+}
+
+void vhost_backend_notify(struct vhost_backend *b, unsigned qi)
+{
+	uint64_t one = 1;
+	struct vhost_queue *q = &b->q[qi];
+
+	if (q->call_fd >= 0 && virtq_should_notify(&q->vq) && write(q->call_fd, &one, 8) < 0)
+		snprintf(b->err, sizeof(b->err), "call fd of queue %u: %s", qi, strerror(errno));
+}

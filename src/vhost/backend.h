@@ -1,0 +1,68 @@
+/*
+ * The back-end side of vhost-user: one front-end connection, its memory
+ * table mapped, its virtqueues served through devices/virtq.c (every
+ * address and index checked as for an in-VMM device), kicks and calls on
+ * eventfds. A device (domus-blk's disk) supplies features, config space
+ * and what to do with a kicked queue.
+ */
+#ifndef DOMUS_VHOST_BACKEND_H
+#define DOMUS_VHOST_BACKEND_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/virtq.h"
+#include "vhost/vhost_user.h"
+#include "vmm/guest_mem.h"
+
+#define VHOST_BACKEND_MAX_QUEUES 8
+
+struct vhost_backend;
+
+struct vhost_device_ops {
+	uint64_t features; /* the device's virtio features, ring and version bits included */
+	unsigned num_queues;
+	uint16_t queue_size;
+	/* Fills len bytes of config space from off; 0 or -EINVAL. */
+	int (*get_config)(void *dev, uint8_t *buf, uint32_t off, uint32_t len);
+	/* The driver kicked queue q: take and complete what it made available. */
+	void (*queue_kicked)(void *dev, struct vhost_backend *b, unsigned q);
+};
+
+struct vhost_queue {
+	struct virtq vq;
+	int kick_fd, call_fd;
+	bool have_addr, enabled, started;
+	uint64_t desc_ua, avail_ua, used_ua;
+};
+
+struct vhost_backend {
+	int sock;
+	const struct vhost_device_ops *ops;
+	void *dev;
+	uint64_t features;          /* acked by the front-end */
+	uint64_t protocol_features; /* acked */
+	bool owner;
+	struct guest_mem mem;
+	uint64_t region_ua[VHOST_USER_MAX_REGIONS]; /* front-end address of each region */
+	void *maps[VHOST_USER_MAX_REGIONS];
+	size_t map_len[VHOST_USER_MAX_REGIONS];
+	struct vhost_queue q[VHOST_BACKEND_MAX_QUEUES];
+	char err[256]; /* why the connection was dropped */
+};
+
+void vhost_backend_init(struct vhost_backend *b, int sock, const struct vhost_device_ops *ops,
+			void *dev);
+/* Frees what the connection holds: mappings, eventfds, the socket. */
+void vhost_backend_close(struct vhost_backend *b);
+/* Reads and handles one message; 0, or -errno to drop the front-end (why in b->err). */
+int vhost_backend_handle(struct vhost_backend *b);
+/* The socket and the started queues' kick fds; returns how many entries were filled. */
+unsigned vhost_backend_poll_fds(struct vhost_backend *b, struct pollfd *p, unsigned max);
+/* Dispatches poll results; returns -errno when the front-end must be dropped. */
+int vhost_backend_poll_ready(struct vhost_backend *b, const struct pollfd *p, unsigned n);
+/* Signals the front-end's call eventfd for queue q if the driver wants it. */
+void vhost_backend_notify(struct vhost_backend *b, unsigned q);
+
+#endif
