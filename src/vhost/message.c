@@ -94,6 +94,22 @@ int vhost_user_check(const struct vhost_user_msg *m, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: payload of %u bytes", name, size);
 		return -EPROTO;
 	}
+	if (m->hdr.flags & VHOST_USER_FLAG_REPLY) {
+		/* A reply: a u64 (a value, or a REPLY_ACK), or the shape of what was asked. */
+		uint32_t want = 8;
+		unsigned fds = 0;
+		if (r == VHOST_USER_GET_CONFIG)
+			want = size >= 12 && m->payload.config.size <= VHOST_USER_MAX_CONFIG
+				       ? 12 + m->payload.config.size
+				       : 12;
+		else if (r == VHOST_USER_GET_INFLIGHT_FD)
+			want = sizeof(struct vhost_user_inflight), fds = 1;
+		if (size != want || m->nfds != fds) {
+			snprintf(err, errlen, "reply to %s: %u bytes and %u descriptors", name, size, m->nfds);
+			return -EPROTO;
+		}
+		return 0;
+	}
 	if (shape[r].size != SIZE_VAR && size != shape[r].size) {
 		snprintf(err, errlen, "%s: payload of %u bytes, expected %u", name, size, shape[r].size);
 		return -EPROTO;

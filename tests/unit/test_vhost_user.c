@@ -1,0 +1,316 @@
+/*
+ * vhost-user messages and the back-end's handling of them, over a
+ * socketpair: well-formed messages round-trip with their descriptors;
+ * malformed ones are refused with a reason and their descriptors closed;
+ * a back-end negotiates, maps memory, starts a queue and serves a kick.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vhost/backend.h"
+
+static int sv[2];
+static char err[256];
+
+static int setup(void **state)
+{
+	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+}
+
+static int teardown(void **state)
+{
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+
+static struct vhost_user_msg msg(uint32_t request, uint32_t size)
+{
+	struct vhost_user_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.request = request;
+	m.hdr.flags = VHOST_USER_VERSION;
+	m.hdr.size = size;
+	return m;
+}
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void test_round_trip(void **state)
+{
+	struct vhost_user_msg m = msg(VHOST_USER_SET_VRING_KICK, 8), got;
+	int efd = eventfd(0, EFD_CLOEXEC);
+
+	m.payload.u64 = 1;
+	m.fds[0] = efd;
+	m.nfds = 1;
+	assert_int_equal(vhost_user_send(sv[0], &m), 0);
+	assert_int_equal(vhost_user_recv(sv[1], &got, err, sizeof(err)), 0);
+	assert_int_equal(got.hdr.request, VHOST_USER_SET_VRING_KICK);
+	assert_int_equal(got.payload.u64, 1);
+	assert_int_equal(got.nfds, 1);
+	assert_true(fd_open(got.fds[0]));
+	vhost_user_close_fds(&got);
+	close(efd);
+}
+
+/* Sends m raw (its header as given) and expects recv to refuse it, naming why. */
+static void expect_refused(struct vhost_user_msg *m, const char *why)
+{
+	struct vhost_user_msg got;
+	int efd = -1;
+
+	if (m->nfds) {
+		efd = eventfd(0, EFD_CLOEXEC);
+		for (unsigned i = 0; i < m->nfds; i++)
+			m->fds[i] = efd;
+	}
+	assert_int_equal(vhost_user_send(sv[0], m), 0);
+	err[0] = 0;
+	assert_int_equal(vhost_user_recv(sv[1], &got, err, sizeof(err)), -EPROTO);
+	if (!strstr(err, why))
+		fail_msg("refused with '%s', expected '%s'", err, why);
+	assert_int_equal(got.nfds, 0);
+	if (efd >= 0)
+		close(efd);
+}
+
+static void test_malformed(void **state)
+{
+	struct vhost_user_msg m;
+
+	m = msg(99, 0);
+	expect_refused(&m, "unknown request 99");
+	m = msg(VHOST_USER_SET_FEATURES, 4);
+	expect_refused(&m, "payload of 4 bytes, expected 8");
+	m = msg(VHOST_USER_GET_FEATURES, 0);
+	m.hdr.flags = 2;
+	expect_refused(&m, "protocol version 2");
+	m = msg(VHOST_USER_SET_VRING_NUM, 8);
+	m.nfds = 1;
+	expect_refused(&m, "1 file descriptors, expected 0 to 0");
+	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	expect_refused(&m, "0 file descriptors, expected 1 to 1");
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + 2 * sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 2;
+	m.payload.memory.regions[0].memory_size = m.payload.memory.regions[1].memory_size = 4096;
+	m.nfds = 1;
+	expect_refused(&m, "2 regions");
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 1;
+	m.payload.memory.regions[0].memory_size = 4096;
+	m.payload.memory.regions[0].guest_phys_addr = UINT64_MAX - 100;
+	m.nfds = 1;
+	expect_refused(&m, "wraps around");
+	m = msg(VHOST_USER_GET_CONFIG, 12 + 8);
+	m.payload.config.size = 300;
+	expect_refused(&m, "config of 300 bytes");
+}
+
+static void test_oversized_header(void **state)
+{
+	struct vhost_user_header h = {VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION, 1u << 20};
+	struct vhost_user_msg got;
+
+	assert_int_equal(write(sv[0], &h, sizeof(h)), sizeof(h));
+	assert_int_equal(vhost_user_recv(sv[1], &got, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "payload of 1048576 bytes"));
+	/* A header cut short, then the end of the stream. */
+	assert_int_equal(write(sv[0], &h, 5), 5);
+	shutdown(sv[0], SHUT_WR);
+	assert_true(vhost_user_recv(sv[1], &got, err, sizeof(err)) < 0);
+	assert_int_equal(vhost_user_recv(sv[1], &got, err, sizeof(err)), -EPIPE);
+}
+
+/* ---- a back-end with a device that counts kicks ---- */
+
+static int kicks;
+
+static void kicked(void *dev, struct vhost_backend *b, unsigned q)
+{
+	struct virtq_chain c;
+
+	kicks++;
+	while (virtq_pop_avail(&b->q[q].vq, &c) > 0)
+		virtq_push_used(&b->q[q].vq, c.head, 0);
+	vhost_backend_notify(b, q);
+}
+
+static int config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
+{
+	if (off + len > 8)
+		return -EINVAL;
+	memcpy(buf, "ABCDEFGH" + off, len);
+	return 0;
+}
+
+static const struct vhost_device_ops dev_ops = {
+	.features = (1ULL << 32) | (1ULL << 28),
+	.num_queues = 2,
+	.queue_size = 64,
+	.get_config = config,
+	.queue_kicked = kicked,
+};
+
+/* The front-end's side: send m, let the back-end handle it, return its reply if any. */
+static int exchange(struct vhost_backend *b, struct vhost_user_msg *m, struct vhost_user_msg *reply)
+{
+	int ret;
+
+	assert_int_equal(vhost_user_send(sv[0], m), 0);
+	ret = vhost_backend_handle(b);
+	if (reply) {
+		assert_int_equal(vhost_user_recv(sv[0], reply, err, sizeof(err)), 0);
+		assert_true(reply->hdr.flags & VHOST_USER_FLAG_REPLY);
+		assert_int_equal(reply->hdr.request, m->hdr.request);
+	}
+	return ret;
+}
+
+static void test_backend(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m, r;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC);
+	uint8_t *guest;
+	uint16_t *avail, *used;
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	guest = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	assert_true(guest != MAP_FAILED);
+	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
+
+	m = msg(VHOST_USER_GET_FEATURES, 0);
+	exchange(&b, &m, &r);
+	assert_int_equal(r.payload.u64, dev_ops.features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
+	m = msg(VHOST_USER_GET_PROTOCOL_FEATURES, 0);
+	exchange(&b, &m, &r);
+	assert_true(r.payload.u64 & (1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+	m = msg(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	m.payload.u64 = 1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK | 1ULL << VHOST_USER_PROTOCOL_F_CONFIG;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+
+	/* Features we did not offer: refused; with REPLY_ACK asked, an ack of 1 and we go on. */
+	m = msg(VHOST_USER_SET_FEATURES, 8);
+	m.hdr.flags |= VHOST_USER_FLAG_NEED_REPLY;
+	m.payload.u64 = 1ULL << 40;
+	assert_int_equal(exchange(&b, &m, &r), 0);
+	assert_int_equal(r.payload.u64, 1);
+	assert_non_null(strstr(b.err, "bits we did not offer"));
+	m.payload.u64 = dev_ops.features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
+	assert_int_equal(exchange(&b, &m, &r), 0);
+	assert_int_equal(r.payload.u64, 0);
+
+	m = msg(VHOST_USER_GET_CONFIG, 12 + 4);
+	m.payload.config.offset = 2;
+	m.payload.config.size = 4;
+	exchange(&b, &m, &r);
+	assert_int_equal(r.payload.config.size, 4);
+	assert_memory_equal(r.payload.config.region, "CDEF", 4);
+
+	/* Guest memory at gpa 0x100000, the front-end's address 0x7f0000000000. */
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 1;
+	m.payload.memory.regions[0] = (struct vhost_user_region){0x100000, 1 << 20, 0x7f0000000000, 0};
+	m.fds[0] = memfd;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+
+	m = msg(VHOST_USER_SET_VRING_NUM, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 100}; /* not a power of two */
+	assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+	m.payload.state = (struct vhost_user_vring_state){5, 16}; /* no such queue */
+	assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+	m.payload.state = (struct vhost_user_vring_state){0, 16};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+
+	m = msg(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_user_vring_addr));
+	m.payload.addr = (struct vhost_user_vring_addr){
+		.index = 0, .desc = 0x7f0000000000, .avail = 0x7f0000001000, .used = 0x7f0000002000};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.payload.u64 = 0;
+	m.fds[0] = kick;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	assert_false(b.q[0].started); /* protocol features: it waits to be enabled */
+	m = msg(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 1};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	assert_true(b.q[0].started);
+	kicks = 0;
+
+	/* The driver makes descriptor 3 available and kicks. */
+	avail = (uint16_t *)(guest + 0x1000);
+	used = (uint16_t *)(guest + 0x2000);
+	memcpy(guest + 3 * 16, &(struct virtq_desc){.addr = 0x100000 + 0x8000, .len = 64}, 16);
+	avail[2] = 3;
+	avail[1] = 1;
+	{
+		uint64_t one = 1;
+		struct pollfd p[4];
+		unsigned n;
+		assert_int_equal(write(kick, &one, 8), 8);
+		n = vhost_backend_poll_fds(&b, p, 4);
+		assert_int_equal(n, 2);
+		assert_int_equal(poll(p, n, 1000), 1);
+		assert_int_equal(vhost_backend_poll_ready(&b, p, n), 0);
+	}
+	assert_int_equal(kicks, 1);
+	assert_int_equal(used[1], 1);
+	assert_int_equal(*(uint32_t *)(guest + 0x2004), 3);
+
+	m = msg(VHOST_USER_GET_VRING_BASE, 8);
+	m.payload.state.index = 0;
+	exchange(&b, &m, &r);
+	assert_int_equal(r.payload.state.num, 1);
+	assert_false(b.q[0].started);
+
+	/* A ring outside the memory table does not start. */
+	m = msg(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_user_vring_addr));
+	m.payload.addr = (struct vhost_user_vring_addr){.index = 1, .desc = 0x1000, .avail = 0x2000,
+							.used = 0x3000};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.payload.state = (struct vhost_user_vring_state){1, 1};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.payload.u64 = 1;
+	m.fds[0] = kick;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), -EFAULT);
+	assert_non_null(strstr(b.err, "outside the memory table"));
+
+	b.sock = -1; /* the socketpair is the fixture's */
+	vhost_backend_close(&b);
+	munmap(guest, 1 << 20);
+	close(memfd);
+	close(kick);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_header, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
