@@ -9,7 +9,8 @@
 
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
-	"                 [--vcpus N] [--disk PATH[,ro]]... [--on-reboot restart|exit]\n"
+	"                 [--vcpus N] [--disk PATH[,ro] | vhost-user:SOCKET]...\n"
+	"                 [--on-reboot restart|exit]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -47,6 +48,18 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
 
 	d->readonly = false;
+	d->vhost_user = false;
+	if (!strncmp(arg, "vhost-user:", 11)) {
+		/* A back-end's socket: the back-end decides read-only, not us. */
+		arg += 11;
+		if (!*arg || strchr(arg, ','))
+			return bad(err, errlen, "--disk vhost-user:%s: expected vhost-user:SOCKET", arg);
+		if (strlen(arg) >= 108)
+			return bad(err, errlen, "--disk vhost-user:%s: socket path too long", arg);
+		strcpy(d->path, arg);
+		d->vhost_user = true;
+		return 0;
+	}
 	if (comma) {
 		if (!strcmp(comma + 1, "ro"))
 			d->readonly = true;

@@ -90,6 +90,14 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 	msix_fire(vd, vq->msix_vector);
 }
 
+void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
+{
+	if (q >= vd->ops->nqueues)
+		return;
+	vd->isr |= 1;
+	msix_fire(vd, vd->vqs[q].msix_vector);
+}
+
 void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
@@ -175,6 +183,13 @@ static void status_write(struct virtio_dev *vd, uint8_t val)
 		if ((vd->driver_features & ~vd->device_features) ||
 		    !(vd->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
 			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	}
+	if ((val & VIRTIO_STATUS_DRIVER_OK) && !(vd->status & VIRTIO_STATUS_DRIVER_OK) &&
+	    (val & VIRTIO_STATUS_FEATURES_OK)) {
+		vd->status = (uint8_t)(val | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
+		if (vd->ops->driver_ok)
+			vd->ops->driver_ok(vd);
+		return;
 	}
 	vd->status = (uint8_t)(val | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
 }

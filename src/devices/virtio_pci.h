@@ -51,6 +51,8 @@ struct virtio_device_ops {
 	void (*queue_notify)(struct virtio_dev *vd, unsigned q);
 	/* The driver reset the device; called with vd->lock held. */
 	void (*reset)(struct virtio_dev *vd);
+	/* The driver set DRIVER_OK: its queues and features are final. Lock held. May be NULL. */
+	void (*driver_ok)(struct virtio_dev *vd);
 };
 
 struct msix_entry {
@@ -89,6 +91,8 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 		   void *priv, uint64_t features) __attribute__((warn_unused_result));
 /* Interrupts the driver for queue q if it wants one. Called with vd->lock held. */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+/* Interrupts the driver for queue q unconditionally (a back-end already decided). Lock held. */
+void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
 /* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
 /* Whether the driver has set DRIVER_OK and the device is usable. */

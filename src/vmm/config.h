@@ -17,8 +17,9 @@ enum console_input { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 #define DISK_PATH_MAX 4096
 
 struct disk_config {
-	char path[DISK_PATH_MAX];
+	char path[DISK_PATH_MAX]; /* an image, or a vhost-user back-end's socket */
 	bool readonly;
+	bool vhost_user; /* served by the vhost-user back-end listening at path */
 };
 
 struct vm_config {

@@ -231,6 +231,8 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (cfg->disks[i].vhost_user)
+			continue; /* the back-end opens the image */
 		d->res.disk_fds[i] = open_disk(&cfg->disks[i]);
 		if (d->res.disk_fds[i] < 0)
 			return -EINVAL;

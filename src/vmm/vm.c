@@ -19,6 +19,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
+#include "devices/vhost_user_blk.h"
 #include "lib/log.h"
 #include "vmm/acpi.h"
 #include "vmm/cpu.h"
@@ -38,6 +39,7 @@ struct domain {
 	struct virtio_dev rng;
 	struct virtio_console console;
 	struct virtio_blk disks[VM_MAX_DISKS];
+	struct vhost_user_blk vdisks[VM_MAX_DISKS];
 };
 
 static void kick_vcpus(struct vm *vm)
@@ -166,8 +168,8 @@ void vm_console_input(struct vm *vm, const void *buf, size_t n)
 void vm_disk_stats(struct vm *vm, unsigned disk, struct vm_disk_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (disk >= vm->ndisks)
-		return;
+	if (disk >= vm->ndisks || !vm->disks[disk])
+		return; /* a vhost-user disk: its back-end counts */
 	st->read_ops = atomic_load(&vm->disks[disk]->read_ops);
 	st->write_ops = atomic_load(&vm->disks[disk]->write_ops);
 	st->read_bytes = atomic_load(&vm->disks[disk]->read_bytes);
@@ -345,12 +347,16 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	    (ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, console_fd)) < 0 ||
 	    (ret = rtc_add(vm, &d->rtc)) < 0 || (ret = power_add(vm)) < 0)
 		return ret;
-	for (unsigned i = 0; i < cfg->ndisks; i++)
-		if ((ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly,
-					  i)) < 0)
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (cfg->disks[i].vhost_user)
+			ret = vhost_user_blk_add(vm, &d->vdisks[i], cfg->disks[i].path);
+		else
+			ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly, i);
+		if (ret < 0)
 			return ret;
+	}
 	for (unsigned i = 0; i < cfg->ndisks; i++)
-		vm->disks[i] = &d->disks[i];
+		vm->disks[i] = cfg->disks[i].vhost_user ? NULL : &d->disks[i];
 	vm->ndisks = cfg->ndisks;
 	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
 	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||
@@ -426,6 +432,9 @@ static void main_loop(struct vm *vm, const struct vm_frontend *fe, int sigfd)
 static void domain_destroy(struct domain *d)
 {
 	struct vm *vm = &d->vm;
+
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		vhost_user_blk_destroy(&d->vdisks[i]);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
