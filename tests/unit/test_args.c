@@ -101,6 +101,19 @@ static void test_too_many_disks(void **state)
 	assert_non_null(strstr(err, "too many disks"));
 }
 
+static void test_vhost_user_disk(void **state)
+{
+	assert_int_equal(parse("--kernel", "k", "--disk", "a.img,ro", "--disk", "vhost-user:/run/b.sock",
+			       NULL),
+			 0);
+	assert_int_equal(cfg.ndisks, 2);
+	assert_false(cfg.disks[0].vhost_user);
+	assert_true(cfg.disks[1].vhost_user);
+	assert_string_equal(cfg.disks[1].path, "/run/b.sock");
+	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:", NULL));
+	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:/s,ro", NULL));
+}
+
 static void test_help(void **state)
 {
 	assert_int_equal(parse("--help", NULL), 1);
@@ -111,7 +124,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_disks),
-		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_help),       cmocka_unit_test(test_vhost_user_disk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
