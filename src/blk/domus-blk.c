@@ -2,8 +2,12 @@
  * domus-blk: a disk backend in its own process, serving one image to one
  * vhost-user front-end at a time (domus's VMM, or QEMU's vhost-user-blk).
  *
- *   domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] [-v]
+ *   domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly]
+ *             [--request-delay-us N] [-v]
  *
+ * --request-delay-us holds every request that long between taking it and
+ * completing it, as a slow disk would: it widens the window in which a
+ * killed back-end leaves requests unfinished, for recovery tests.
  * It listens on PATH; when a front-end goes, the next one may connect.
  */
 #include <errno.h>
@@ -40,6 +44,7 @@
 
 struct disk {
 	struct image *img;
+	unsigned delay_us;
 	char id[21];
 	unsigned long long requests, errors;
 };
@@ -116,18 +121,19 @@ static void queue_kicked(void *dev, struct vhost_backend *b, unsigned q)
 {
 	struct disk *d = dev;
 	static struct virtq_chain c;
-	struct virtq *vq = &b->q[q].vq;
 	int got;
 
-	while ((got = virtq_pop_avail(vq, &c)) > 0) {
+	while ((got = vhost_backend_pop(b, q, &c)) > 0) {
 		uint32_t written;
 		uint8_t status = blk_request(d, &c, &written);
 
+		if (d->delay_us)
+			usleep(d->delay_us);
 		d->requests++;
 		d->errors += status != VIRTIO_BLK_S_OK;
 		/* The status byte is the last writable byte. */
 		virtq_chain_write(&c, c.in_len - 1, &status, 1);
-		virtq_push_used(vq, c.head, written + 1);
+		vhost_backend_push(b, q, c.head, written + 1);
 	}
 	if (got < 0)
 		log_warnx("queue %u: the driver broke the ring's rules; the queue stops", q);
@@ -197,7 +203,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
 		{"format", required_argument, NULL, 'f'}, {"readonly", no_argument, NULL, 'r'},
-		{"verbose", no_argument, NULL, 'v'},     {NULL, 0, NULL, 0},
+		{"verbose", no_argument, NULL, 'v'},     {"request-delay-us", required_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *sock_path = NULL, *image = NULL;
 	enum image_format format = IMAGE_RAW;
@@ -217,6 +224,16 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'r': readonly = true; break;
+		case 'd': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v > 1000000) {
+				fprintf(stderr, "domus-blk: --request-delay-us %s: 0 to 1000000\n", optarg);
+				return 2;
+			}
+			D.delay_us = (unsigned)v;
+			break;
+		}
 		case 'v': verbose = 1; break;
 		default: goto usage;
 		}
@@ -275,6 +292,7 @@ int main(int argc, char **argv)
 	unlink(sock_path);
 	return 0;
 usage:
-	fprintf(stderr, "usage: domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] [-v]\n");
+	fprintf(stderr, "usage: domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly]\n"
+			"                 [--request-delay-us N] [-v]\n");
 	return 2;
 }

@@ -323,7 +323,7 @@ static int refcount_set(struct qcow2 *q, uint64_t host, uint64_t value)
 	}
 	if (!aligned(q, block) || block >= q->file_end)
 		return -EIO;
-	if (value >> bits && bits < 64)
+	if (bits < 64 && (value >> bits))
 		return -EOVERFLOW;
 	if (bits < 8) {
 		uint64_t at = block + index * bits / 8;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -34,9 +35,31 @@ static void queue_notify(struct virtio_dev *vd, unsigned q)
 
 static void stop(struct vhost_user_blk *d)
 {
-	if (d->started && vhost_frontend_stop_queue(&d->fe, 0) < 0)
+	if (d->started && d->connected && vhost_frontend_stop_queue(&d->fe, 0) < 0)
 		log_warnx("vhost-user-blk: the back-end did not stop its queue");
 	d->started = false;
+}
+
+/* Hands the back-end memory, inflight area and queue 0. Lock held. */
+static int start_backend(struct vhost_user_blk *d, char *err, size_t errlen)
+{
+	struct virtio_dev *vd = &d->vdev;
+	struct virtq *vq = &vd->vqs[0];
+	uint16_t *used_idx = gmem_ptr(&vd->vm->mem, vq->used_gpa + 2, 2);
+	int ret;
+
+	if (!used_idx) {
+		snprintf(err, errlen, "the used ring is outside guest memory");
+		return -EFAULT;
+	}
+	if ((ret = vhost_frontend_setup(&d->fe, vd->driver_features, &vd->vm->mem, err, errlen)) < 0 ||
+	    (ret = vhost_frontend_inflight(&d->fe, vq->size, &d->inflight_fd, &d->inflight_size, err,
+					   errlen)) < 0)
+		return ret;
+	/* What the driver sees completed; a back-end with an inflight area knows the rest. */
+	return vhost_frontend_start_queue(&d->fe, &vd->vm->mem, 0, vq->size, vq->desc_gpa,
+					  vq->avail_gpa, vq->used_gpa, *used_idx, d->kick_fd,
+					  d->call_fd, err, errlen);
 }
 
 static void reset(struct virtio_dev *vd)
@@ -47,35 +70,68 @@ static void reset(struct virtio_dev *vd)
 static void driver_ok(struct virtio_dev *vd)
 {
 	struct vhost_user_blk *d = of(vd);
-	struct virtq *vq = &vd->vqs[0];
 	char err[256];
 
-	if (!vq->enabled) {
+	if (!vd->vqs[0].enabled) {
 		virtio_needs_reset(vd, "DRIVER_OK without queue 0");
 		return;
 	}
-	if (vhost_frontend_setup(&d->fe, vd->driver_features, &vd->vm->mem, err, sizeof(err)) < 0 ||
-	    vhost_frontend_start_queue(&d->fe, &vd->vm->mem, 0, vq->size, vq->desc_gpa, vq->avail_gpa,
-				       vq->used_gpa, vq->last_avail, d->kick_fd, d->call_fd, err,
-				       sizeof(err)) < 0) {
-		log_warnx("vhost-user-blk: %s", err);
-		virtio_needs_reset(vd, "the disk back-end failed");
-		return;
-	}
 	d->started = true;
+	/* Without a back-end now, the next one is handed the queue when it comes. */
+	if (d->connected && start_backend(d, err, sizeof(err)) < 0)
+		log_warnx("vhost-user-blk %s: %s; waiting for the back-end to come back", d->path, err);
 }
 
-/* Calls from the back-end become the queue's interrupt. */
+/* The back-end went away: forget its connection, keep everything the guest sees. */
+static void backend_lost(struct vhost_user_blk *d)
+{
+	pthread_mutex_lock(&d->vdev.lock);
+	vhost_frontend_close(&d->fe);
+	d->connected = false;
+	pthread_mutex_unlock(&d->vdev.lock);
+	log_warnx("vhost-user-blk %s: the back-end went away; waiting for it", d->path);
+}
+
+/* A back-end listens again: negotiate and hand it the running queue. */
+static bool backend_back(struct vhost_user_blk *d)
+{
+	struct vhost_frontend fe;
+	char err[256];
+	bool ok = true;
+
+	if (vhost_frontend_connect(&fe, d->path, err, sizeof(err)) < 0)
+		return false;
+	pthread_mutex_lock(&d->vdev.lock);
+	d->fe = fe;
+	d->connected = true;
+	if (d->started && start_backend(d, err, sizeof(err)) < 0) {
+		vhost_frontend_close(&d->fe);
+		d->connected = false;
+		ok = false;
+	}
+	pthread_mutex_unlock(&d->vdev.lock);
+	if (ok) {
+		d->reconnects++;
+		log_info("vhost-user-blk %s: the back-end is back (reconnect %u)", d->path, d->reconnects);
+	}
+	return ok;
+}
+
+/*
+ * Calls from the back-end become the queue's interrupt; a back-end that
+ * hangs up is waited for and reconnected.
+ */
 static void *call_thread(void *arg)
 {
 	struct vhost_user_blk *d = arg;
 
 	for (;;) {
-		struct pollfd p[2] = {{.fd = d->call_fd, .events = POLLIN},
-				      {.fd = d->stop_fd, .events = POLLIN}};
+		struct pollfd p[3] = {{.fd = d->call_fd, .events = POLLIN},
+				      {.fd = d->stop_fd, .events = POLLIN},
+				      {.fd = d->connected ? d->fe.sock : -1, .events = POLLRDHUP}};
 		uint64_t v;
 
-		if (poll(p, 2, -1) < 0)
+		if (poll(p, 3, d->connected ? -1 : 20) < 0)
 			continue;
 		if (p[1].revents)
 			return NULL;
@@ -84,6 +140,10 @@ static void *call_thread(void *arg)
 			virtio_queue_signal(&d->vdev, 0);
 			pthread_mutex_unlock(&d->vdev.lock);
 		}
+		if (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			backend_lost(d);
+		if (!d->connected)
+			backend_back(d);
 	}
 }
 
@@ -106,7 +166,8 @@ int vhost_user_blk_add(struct vm *vm, struct vhost_user_blk *d, const char *path
 	int ret;
 
 	memset(d, 0, sizeof(*d));
-	d->kick_fd = d->call_fd = d->stop_fd = -1;
+	d->kick_fd = d->call_fd = d->stop_fd = d->inflight_fd = -1;
+	snprintf(d->path, sizeof(d->path), "%s", path);
 	if (vm->mem.fd < 0) {
 		log_warnx("disk %s: vhost-user needs guest memory in a memfd", path);
 		return -EINVAL;
@@ -121,6 +182,7 @@ int vhost_user_blk_add(struct vm *vm, struct vhost_user_blk *d, const char *path
 	/* One queue: the guest must not read a larger num_queues from config space. */
 	d->config[34] = 1;
 	d->config[35] = 0;
+	d->connected = true;
 	d->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -161,5 +223,7 @@ void vhost_user_blk_destroy(struct vhost_user_blk *d)
 	close(d->kick_fd);
 	close(d->call_fd);
 	close(d->stop_fd);
+	if (d->inflight_fd >= 0)
+		close(d->inflight_fd);
 	d->active = false;
 }

@@ -2,7 +2,9 @@
  * A virtio-blk device whose requests a vhost-user back-end (domus-blk,
  * qemu-storage-daemon) serves: the VMM keeps the PCI transport, hands the
  * back-end guest memory and the rings, forwards the driver's kicks to it,
- * and turns its calls into the queue's MSI-X interrupt.
+ * and turns its calls into the queue's MSI-X interrupt. When the back-end
+ * dies, the device waits for its successor on the same socket, hands it
+ * the same memory, rings and inflight area, and the guest sees a pause.
  */
 #ifndef DOMUS_VHOST_USER_BLK_H
 #define DOMUS_VHOST_USER_BLK_H
@@ -18,9 +20,14 @@
 struct vhost_user_blk {
 	struct virtio_dev vdev;
 	struct vhost_frontend fe;
+	char path[108];
 	uint8_t config[VHOST_USER_BLK_CONFIG];
 	int kick_fd, call_fd, stop_fd;
-	bool started;
+	int inflight_fd; /* kept across back-end restarts */
+	uint64_t inflight_size;
+	bool started;   /* the driver set DRIVER_OK and the queue runs */
+	bool connected; /* a back-end process serves us now */
+	unsigned reconnects;
 	pthread_t thread;
 	bool active;
 };

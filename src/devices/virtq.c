@@ -104,11 +104,47 @@ static int walk_indirect(struct virtq *vq, struct virtq_chain *c, const struct v
 	}
 }
 
-int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
+int virtq_chain_at(struct virtq *vq, uint16_t head, struct virtq_chain *c)
 {
 	const struct virtq_desc *table;
-	uint16_t *idxp, avail_idx, head, i;
+	uint16_t i;
 	unsigned seen = 0;
+
+	if (vq->broken)
+		return -EINVAL;
+	if (head >= vq->size)
+		return mark_broken(vq);
+	table = gmem_ptr(vq->mem, vq->desc_gpa, 16ULL * vq->size);
+	if (!table)
+		return mark_broken(vq);
+
+	memset(c, 0, offsetof(struct virtq_chain, iov));
+	c->head = head;
+	i = head;
+	for (;;) {
+		struct virtq_desc d;
+
+		memcpy(&d, &table[i], sizeof(d));
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			if (walk_indirect(vq, c, &d) < 0)
+				return mark_broken(vq);
+			break;
+		}
+		if (chain_add(vq, c, &d) < 0)
+			return mark_broken(vq);
+		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+			break;
+		/* A chain longer than the table must revisit a descriptor: a loop. */
+		if (d.next >= vq->size || ++seen >= vq->size)
+			return mark_broken(vq);
+		i = d.next;
+	}
+	return 0;
+}
+
+int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
+{
+	uint16_t *idxp, avail_idx, head;
 
 	if (vq->broken)
 		return -EINVAL;
@@ -148,33 +184,8 @@ int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
 			return mark_broken(vq);
 		head = ring[vq->last_avail & (vq->size - 1)];
 	}
-	if (head >= vq->size)
-		return mark_broken(vq);
-	table = gmem_ptr(vq->mem, vq->desc_gpa, 16ULL * vq->size);
-	if (!table)
-		return mark_broken(vq);
-
-	memset(c, 0, offsetof(struct virtq_chain, iov));
-	c->head = head;
-	i = head;
-	for (;;) {
-		struct virtq_desc d;
-
-		memcpy(&d, &table[i], sizeof(d));
-		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-			if (walk_indirect(vq, c, &d) < 0)
-				return mark_broken(vq);
-			break;
-		}
-		if (chain_add(vq, c, &d) < 0)
-			return mark_broken(vq);
-		if (!(d.flags & VIRTQ_DESC_F_NEXT))
-			break;
-		/* A chain longer than the table must revisit a descriptor: a loop. */
-		if (d.next >= vq->size || ++seen >= vq->size)
-			return mark_broken(vq);
-		i = d.next;
-	}
+	if (virtq_chain_at(vq, head, c) < 0)
+		return -EINVAL;
 	vq->last_avail++;
 	return 1;
 }

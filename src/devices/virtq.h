@@ -79,6 +79,11 @@ int virtq_enable(struct virtq *vq);
  * marked broken and returns -EINVAL from now on).
  */
 int virtq_pop_avail(struct virtq *vq, struct virtq_chain *chain);
+/*
+ * Maps the chain that starts at descriptor head (a request taken earlier,
+ * resubmitted after a back-end restart). 0, or -EINVAL and the queue broken.
+ */
+int virtq_chain_at(struct virtq *vq, uint16_t head, struct virtq_chain *c);
 /* Returns a chain to the driver with `len` bytes written into it. */
 int virtq_push_used(struct virtq *vq, uint16_t head, uint32_t len);
 /* Whether the driver wants an interrupt for what was pushed since the last one. */

@@ -1,16 +1,21 @@
 #include "vhost/backend.h"
 
+#include "lib/log.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #define VIRTIO_F_VERSION_1 32
 #define SUPPORTED_PROTOCOL                                                                   \
 	((1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) | \
-	 (1ULL << VHOST_USER_PROTOCOL_F_MQ))
+	 (1ULL << VHOST_USER_PROTOCOL_F_MQ) | (1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD))
+#define INFLIGHT_ALIGN 64
 
 void vhost_backend_init(struct vhost_backend *b, int sock, const struct vhost_device_ops *ops,
 			void *dev)
@@ -45,20 +50,6 @@ static void stop_queue(struct vhost_queue *q)
 	q->kick_fd = -1;
 }
 
-void vhost_backend_close(struct vhost_backend *b)
-{
-	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
-		stop_queue(&b->q[i]);
-		if (b->q[i].call_fd >= 0)
-			close(b->q[i].call_fd);
-		b->q[i].call_fd = -1;
-	}
-	unmap_memory(b);
-	if (b->sock >= 0)
-		close(b->sock);
-	b->sock = -1;
-}
-
 static int fail(struct vhost_backend *b, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -70,6 +61,146 @@ static int fail(struct vhost_backend *b, int ret, const char *fmt, ...)
 	vsnprintf(b->err, sizeof(b->err), fmt, ap);
 	va_end(ap);
 	return ret;
+}
+
+static size_t inflight_queue_bytes(uint16_t queue_size)
+{
+	size_t n = sizeof(struct inflight_queue) + (size_t)queue_size * sizeof(struct inflight_desc);
+	return (n + INFLIGHT_ALIGN - 1) & ~(size_t)(INFLIGHT_ALIGN - 1);
+}
+
+static void unmap_inflight(struct vhost_backend *b)
+{
+	if (b->inflight)
+		munmap(b->inflight, b->inflight_size);
+	b->inflight = NULL;
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++)
+		b->q[i].inflight = NULL;
+}
+
+static int map_inflight(struct vhost_backend *b, int fd, uint64_t size, uint64_t offset,
+			uint16_t nqueues, uint16_t queue_size)
+{
+	void *p;
+
+	if (nqueues == 0 || nqueues > VHOST_BACKEND_MAX_QUEUES || queue_size == 0 ||
+	    queue_size > VIRTQ_MAX_SIZE || size < nqueues * inflight_queue_bytes(queue_size) ||
+	    size > (64u << 20) || offset % 4096)
+		return fail(b, -EINVAL, "inflight area of %llu bytes for %u queues of %u",
+			    (unsigned long long)size, nqueues, queue_size);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+	if (p == MAP_FAILED)
+		return fail(b, -errno, "mapping the inflight area: %s", strerror(errno));
+	unmap_inflight(b);
+	b->inflight = p;
+	b->inflight_size = size;
+	b->inflight_queue_size = queue_size;
+	b->inflight_queues = nqueues;
+	for (unsigned i = 0; i < nqueues; i++)
+		b->q[i].inflight = (struct inflight_queue *)((uint8_t *)p + i * inflight_queue_bytes(queue_size));
+	return 0;
+}
+
+static int by_counter(const void *a, const void *bb, void *arg)
+{
+	const struct inflight_queue *iq = arg;
+	uint64_t ca = iq->desc[*(const uint16_t *)a].counter, cb = iq->desc[*(const uint16_t *)bb].counter;
+
+	return ca < cb ? -1 : ca > cb;
+}
+
+/*
+ * After a restart: what the previous process took and did not complete is
+ * served again, oldest first, and the avail index resumes past it.
+ */
+static void recover_inflight(struct vhost_backend *b, struct vhost_queue *q)
+{
+	struct inflight_queue *iq = q->inflight;
+	uint16_t ring_used = q->vq.used_idx;
+
+	q->nresubmit = q->next_resubmit = 0;
+	q->counter = 0;
+	if (!iq || iq->desc_num != q->vq.size || iq->version != 1) {
+		if (iq) {
+			memset(iq, 0, inflight_queue_bytes(b->inflight_queue_size));
+			iq->version = 1;
+			iq->desc_num = q->vq.size;
+			iq->used_idx = ring_used;
+		}
+		return;
+	}
+	/* A completion that reached the used ring but not our record: it is done. */
+	if (iq->used_idx != ring_used) {
+		if (iq->last_batch_head < iq->desc_num)
+			iq->desc[iq->last_batch_head].inflight = 0;
+		iq->used_idx = ring_used;
+	}
+	for (uint16_t h = 0; h < iq->desc_num; h++) {
+		if (iq->desc[h].counter > q->counter)
+			q->counter = iq->desc[h].counter;
+		if (iq->desc[h].inflight)
+			q->resubmit[q->nresubmit++] = h;
+	}
+	qsort_r(q->resubmit, q->nresubmit, sizeof(q->resubmit[0]), by_counter, iq);
+	q->vq.last_avail = (uint16_t)(ring_used + q->nresubmit);
+	b->resubmitted += q->nresubmit;
+	if (q->nresubmit)
+		log_info("queue %u: %u requests a previous back-end took are served again",
+			 (unsigned)(q - b->q), q->nresubmit);
+}
+
+int vhost_backend_pop(struct vhost_backend *b, unsigned qi, struct virtq_chain *c)
+{
+	struct vhost_queue *q = &b->q[qi];
+	int ret;
+
+	if (q->next_resubmit < q->nresubmit) {
+		if (virtq_chain_at(&q->vq, q->resubmit[q->next_resubmit++], c) < 0)
+			return -EINVAL;
+		return 1;
+	}
+	ret = virtq_pop_avail(&q->vq, c);
+	if (ret == 1 && q->inflight && c->head < q->inflight->desc_num) {
+		q->inflight->desc[c->head].counter = ++q->counter;
+		atomic_thread_fence(memory_order_release);
+		q->inflight->desc[c->head].inflight = 1;
+	}
+	return ret;
+}
+
+int vhost_backend_push(struct vhost_backend *b, unsigned qi, uint16_t head, uint32_t len)
+{
+	struct vhost_queue *q = &b->q[qi];
+	struct inflight_queue *iq = q->inflight && head < q->inflight->desc_num ? q->inflight : NULL;
+	int ret;
+
+	if (iq) {
+		iq->last_batch_head = head;
+		atomic_thread_fence(memory_order_release);
+	}
+	ret = virtq_push_used(&q->vq, head, len);
+	if (iq) {
+		atomic_thread_fence(memory_order_release);
+		iq->desc[head].inflight = 0;
+		atomic_thread_fence(memory_order_release);
+		iq->used_idx = q->vq.used_idx;
+	}
+	return ret;
+}
+
+void vhost_backend_close(struct vhost_backend *b)
+{
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
+		stop_queue(&b->q[i]);
+		if (b->q[i].call_fd >= 0)
+			close(b->q[i].call_fd);
+		b->q[i].call_fd = -1;
+	}
+	unmap_memory(b);
+	unmap_inflight(b);
+	if (b->sock >= 0)
+		close(b->sock);
+	b->sock = -1;
 }
 
 /* A front-end address to a guest-physical one, through the memory table. */
@@ -140,6 +271,7 @@ static int maybe_start(struct vhost_backend *b, unsigned qi)
 	/* The used index is the driver-visible truth, also after a reconnect. */
 	used_idx = gmem_ptr(&b->mem, q->vq.used_gpa + 2, 2);
 	q->vq.used_idx = *used_idx;
+	recover_inflight(b, q);
 	q->started = true;
 	/* Work queued before we started is picked up now. */
 	b->ops->queue_kicked(b->dev, b, qi);
@@ -283,6 +415,39 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 		return 0;
 	case VHOST_USER_SET_CONFIG:
 		return 0; /* writeback and the like are not writable here */
+	case VHOST_USER_GET_INFLIGHT_FD: {
+		const struct vhost_user_inflight *in = &m->payload.inflight;
+		size_t size;
+		int fd;
+
+		if (in->num_queues == 0 || in->num_queues > b->ops->num_queues || in->queue_size == 0 ||
+		    in->queue_size > b->ops->queue_size)
+			return fail(b, -EINVAL, "GET_INFLIGHT_FD for %u queues of %u", in->num_queues,
+				    in->queue_size);
+		size = in->num_queues * inflight_queue_bytes(in->queue_size);
+		fd = memfd_create("inflight", MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return fail(b, -errno, "inflight memfd: %s", strerror(errno));
+		}
+		ret = map_inflight(b, fd, size, 0, in->num_queues, in->queue_size);
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+		r->hdr.size = sizeof(r->payload.inflight);
+		r->payload.inflight = (struct vhost_user_inflight){size, 0, in->num_queues, in->queue_size};
+		r->fds[0] = fd;
+		r->nfds = 1;
+		*reply = true;
+		return 0;
+	}
+	case VHOST_USER_SET_INFLIGHT_FD: {
+		const struct vhost_user_inflight *in = &m->payload.inflight;
+		return map_inflight(b, m->fds[0], in->mmap_size, in->mmap_offset, in->num_queues,
+				    in->queue_size);
+	}
 	case VHOST_USER_SET_STATUS:
 		return 0;
 	case VHOST_USER_GET_STATUS:
@@ -319,8 +484,10 @@ int vhost_backend_handle(struct vhost_backend *b)
 	if (reply) {
 		r.hdr.request = m.hdr.request;
 		r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY;
-		if (vhost_user_send(b->sock, &r) < 0)
-			return fail(b, -EPIPE, "cannot reply to %s", vhost_user_request_name(m.hdr.request));
+		ret = vhost_user_send(b->sock, &r) < 0
+			      ? fail(b, -EPIPE, "cannot reply to %s", vhost_user_request_name(m.hdr.request))
+			      : ret;
+		vhost_user_close_fds(&r); /* ours were dup'ed into the message */
 	}
 	return ret;
 }

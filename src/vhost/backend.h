@@ -30,11 +30,36 @@ struct vhost_device_ops {
 	void (*queue_kicked)(void *dev, struct vhost_backend *b, unsigned q);
 };
 
+/*
+ * The inflight area (INFLIGHT_SHMFD), one per queue in a memfd the
+ * front-end keeps across our restarts: which requests were taken and not
+ * yet completed, so that a new back-end process resubmits them.
+ */
+struct inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter; /* order taken */
+};
+
+struct inflight_queue {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head; /* the head being completed */
+	uint16_t used_idx;        /* the used index once it is */
+	struct inflight_desc desc[];
+};
+
 struct vhost_queue {
 	struct virtq vq;
 	int kick_fd, call_fd;
 	bool have_addr, enabled, started;
 	uint64_t desc_ua, avail_ua, used_ua;
+	struct inflight_queue *inflight; /* NULL without the inflight area */
+	uint64_t counter;
+	uint16_t resubmit[VIRTQ_MAX_SIZE]; /* heads to serve again, oldest first */
+	unsigned nresubmit, next_resubmit;
 };
 
 struct vhost_backend {
@@ -49,6 +74,11 @@ struct vhost_backend {
 	void *maps[VHOST_USER_MAX_REGIONS];
 	size_t map_len[VHOST_USER_MAX_REGIONS];
 	struct vhost_queue q[VHOST_BACKEND_MAX_QUEUES];
+	void *inflight;
+	size_t inflight_size;
+	uint16_t inflight_queue_size;
+	unsigned inflight_queues;
+	unsigned long long resubmitted; /* requests served again after a restart */
 	char err[256]; /* why the connection was dropped */
 };
 
@@ -62,6 +92,14 @@ int vhost_backend_handle(struct vhost_backend *b);
 unsigned vhost_backend_poll_fds(struct vhost_backend *b, struct pollfd *p, unsigned max);
 /* Dispatches poll results; returns -errno when the front-end must be dropped. */
 int vhost_backend_poll_ready(struct vhost_backend *b, const struct pollfd *p, unsigned n);
+/*
+ * Takes the next request of queue q: first those a previous back-end took
+ * and did not complete, then new ones. 1 with *c, 0 if none, -EINVAL if
+ * the driver broke the ring's rules.
+ */
+int vhost_backend_pop(struct vhost_backend *b, unsigned q, struct virtq_chain *c);
+/* Completes a request taken with vhost_backend_pop. */
+int vhost_backend_push(struct vhost_backend *b, unsigned q, uint16_t head, uint32_t len);
 /* Signals the front-end's call eventfd for queue q if the driver wants it. */
 void vhost_backend_notify(struct vhost_backend *b, unsigned q);
 

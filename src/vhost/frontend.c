@@ -9,7 +9,7 @@
 
 #define WANT_PROTOCOL                                                                        \
 	((1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ULL << VHOST_USER_PROTOCOL_F_CONFIG) | \
-	 (1ULL << VHOST_USER_PROTOCOL_F_MQ))
+	 (1ULL << VHOST_USER_PROTOCOL_F_MQ) | (1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD))
 
 static struct vhost_user_msg msg(uint32_t request, uint32_t size)
 {
@@ -229,4 +229,33 @@ int vhost_frontend_stop_queue(struct vhost_frontend *f, unsigned q)
 	m.payload.state = (struct vhost_user_vring_state){q, 0};
 	ret = call(f, &m, &r, err, sizeof(err));
 	return ret < 0 ? ret : (int)(uint16_t)r.payload.state.num;
+}
+
+int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *fd, uint64_t *size,
+			    char *err, size_t errlen)
+{
+	struct vhost_user_msg m, r;
+	int ret;
+
+	if (!(f->protocol_features & (1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)))
+		return 0;
+	if (*fd < 0) {
+		/* The back-end sizes the area; we keep it for its successors. */
+		m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+		m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, queue_size};
+		if ((ret = call(f, &m, &r, err, errlen)) < 0)
+			return ret;
+		if (r.nfds != 1) {
+			vhost_user_close_fds(&r);
+			snprintf(err, errlen, "GET_INFLIGHT_FD: no descriptor in the reply");
+			return -EPROTO;
+		}
+		*fd = r.fds[0];
+		*size = r.payload.inflight.mmap_size;
+	}
+	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){*size, 0, 1, queue_size};
+	m.fds[0] = *fd;
+	m.nfds = 1;
+	return call(f, &m, NULL, err, errlen);
 }
