@@ -304,6 +304,133 @@ static void test_backend(void **state)
 	close(kick);
 }
 
+/*
+ * The inflight area across a back-end's death: requests taken and not
+ * completed are served again by the next back-end, oldest first, and a
+ * completion that reached the used ring but not the record is not.
+ */
+static int no_kick_counting;
+
+/* A device that leaves the taking of requests to the test. */
+static void take_nothing(void *dev, struct vhost_backend *b, unsigned q)
+{
+	no_kick_counting++;
+}
+
+static const struct vhost_device_ops passive_ops = {
+	.features = (1ULL << 32) | (1ULL << 28),
+	.num_queues = 2,
+	.queue_size = 64,
+	.get_config = config,
+	.queue_kicked = take_nothing,
+};
+
+static int new_backend_queue(struct vhost_backend *b, int sock, int memfd, int inflight_fd,
+			     uint64_t inflight_size, int kick)
+{
+	struct vhost_user_msg m;
+
+	vhost_backend_init(b, sock, &passive_ops, NULL);
+	m = msg(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	m.payload.u64 = 1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_FEATURES, 8);
+	m.payload.u64 = dev_ops.features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 1;
+	m.payload.memory.regions[0] = (struct vhost_user_region){0, 1 << 20, 0x10000000, 0};
+	/* The descriptors point at gpa 0x8000 and up, inside this one region. */
+	m.fds[0] = memfd;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){inflight_size, 0, 1, 16};
+	m.fds[0] = inflight_fd;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_NUM, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 16};
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_user_vring_addr));
+	m.payload.addr = (struct vhost_user_vring_addr){
+		.index = 0, .desc = 0x10000000, .avail = 0x10001000, .used = 0x10002000};
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.fds[0] = kick;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 1};
+	return exchange(b, &m, NULL);
+}
+
+static void test_inflight_recovery(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m, r;
+	struct virtq_chain c;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC), ifd;
+	uint64_t isize;
+	uint8_t *guest;
+	uint16_t *avail, *used;
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	guest = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	avail = (uint16_t *)(guest + 0x1000);
+	used = (uint16_t *)(guest + 0x2000);
+	/* Six requests, heads 0..5, each one 512-byte descriptor. */
+	for (uint16_t h = 0; h < 6; h++) {
+		memcpy(guest + h * 16, &(struct virtq_desc){.addr = 0x8000 + h * 512u, .len = 512}, 16);
+		avail[2 + h] = h;
+	}
+	avail[1] = 6;
+
+	/* The first back-end sizes the area. */
+	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
+	m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, 16};
+	exchange(&b, &m, &r);
+	assert_int_equal(r.nfds, 1);
+	ifd = r.fds[0];
+	isize = r.payload.inflight.mmap_size;
+	assert_true(isize >= 16 + 16 * 16);
+	b.sock = -1;
+	vhost_backend_close(&b);
+
+	/* Back-end 1 takes four requests, completes heads 0 and 2, then dies. */
+	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, kick), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
+		assert_int_equal(c.head, i);
+	}
+	assert_int_equal(vhost_backend_push(&b, 0, 0, 1), 0);
+	assert_int_equal(vhost_backend_push(&b, 0, 2, 1), 0);
+	/* Head 3's completion reaches the used ring, and it dies before recording it. */
+	b.q[0].inflight->last_batch_head = 3;
+	assert_int_equal(virtq_push_used(&b.q[0].vq, 3, 1), 0);
+	assert_int_equal(used[1], 3);
+	b.sock = -1;
+	vhost_backend_close(&b);
+
+	/* Back-end 2 serves head 1 again (taken, not completed), not 3, then 4 and 5 anew. */
+	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, kick), 0);
+	assert_int_equal(b.resubmitted, 1);
+	assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
+	assert_int_equal(c.head, 1);
+	assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
+	assert_int_equal(c.head, 4);
+	assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
+	assert_int_equal(c.head, 5);
+	assert_int_equal(vhost_backend_pop(&b, 0, &c), 0);
+	b.sock = -1;
+	vhost_backend_close(&b);
+	munmap(guest, 1 << 20);
+	close(memfd);
+	close(kick);
+	close(ifd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +438,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflight_recovery, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
