@@ -75,7 +75,9 @@ struct domain *api_find(struct api *a, const char *name_or_id)
 {
 	char *end;
 	unsigned long id = strtoul(name_or_id, &end, 10);
-	bool numeric = *name_or_id && !*end;
+	/* A domain id is plain digits: no sign, no leading zero. */
+	bool numeric = *name_or_id >= '0' && *name_or_id <= '9' && !*end &&
+		       (name_or_id[0] != '0' || !name_or_id[1]);
 
 	for (struct domain *d = a->domains; d; d = d->next)
 		if (!strcmp(d->spec.name, name_or_id) || (numeric && d->domid == id))

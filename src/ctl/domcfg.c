@@ -246,10 +246,10 @@ static int valid_cpus(const char *s)
 			while (isdigit((unsigned char)*p))
 				p++;
 		}
-		if (*p == ',')
+		if (*p == ',' && p[1])
 			p++;
 		else if (*p)
-			return 0;
+			return 0; /* a trailing comma, or anything else */
 	}
 	return 1;
 }
@@ -315,6 +315,9 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			if (!r && (!spec->name[0] || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz"
 						     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(spec->name)))
 				r = bad(err, errlen, "%s:%u: name '%s' may hold only letters, digits, '.', '_' and '-'",
+					file, s->line, spec->name);
+			else if (!r && strspn(spec->name, "0123456789") == strlen(spec->name))
+				r = bad(err, errlen, "%s:%u: name '%s' is all digits; it would read as a domain id",
 					file, s->line, spec->name);
 		} else if (!strcmp(k, "uuid")) {
 			r = string_into(s, spec->uuid, sizeof(spec->uuid), file, err, errlen);

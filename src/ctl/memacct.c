@@ -18,13 +18,15 @@ int meminfo_total_mib(const char *text, uint64_t *mib)
 			p += 9;
 			while (*p == ' ' || *p == '\t')
 				p++;
+			if (*p < '0' || *p > '9') /* strtoull would take a sign */
+				return -EINVAL;
 			errno = 0;
 			kib = strtoull(p, &end, 10);
 			if (end == p || errno)
 				return -EINVAL;
 			while (*end == ' ')
 				end++;
-			if (strncmp(end, "kB", 2))
+			if (strncmp(end, "kB", 2) || (end[2] && end[2] != '\n'))
 				return -EINVAL;
 			*mib = kib / 1024;
 			return 0;

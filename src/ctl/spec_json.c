@@ -17,8 +17,14 @@ static int scalar_to_xl(const json_t *j, struct xl_value *v, unsigned pos)
 	v->line = pos;
 	v->col = 0;
 	if (json_is_string(j)) {
-		if (json_string_length(j) >= XL_MAX_STRING || strlen(json_string_value(j)) != json_string_length(j))
-			return -EINVAL;
+		/*
+		 * Room beyond xl's own limit for what domain_spec_to_json adds around a
+		 * disk path ("vdev=xvda, access=rw, target="); each key checks its own length.
+		 */
+		if (json_string_length(j) >= XL_MAX_STRING + 64)
+			return -E2BIG;
+		if (strlen(json_string_value(j)) != json_string_length(j))
+			return -EILSEQ;
 		v->type = XL_STRING;
 		v->str = strdup(json_string_value(j));
 		return v->str ? 0 : -ENOMEM;
@@ -94,11 +100,17 @@ int domain_spec_from_json(const json_t *obj, const char *what, struct domain_spe
 			if (ret == -EINVAL)
 				bad(err, errlen, what, key,
 				    "must hold only strings and non-negative integers");
+			else if (ret == -E2BIG || ret == -EILSEQ)
+				ret = bad(err, errlen, what, key, ret == -E2BIG ? "holds a string too long"
+										: "holds a string with a NUL byte");
 		} else {
 			ret = scalar_to_xl(val, &s->value, pos);
 			if (ret == -EINVAL)
 				bad(err, errlen, what, key,
 				    "must be a string, a non-negative integer or a list");
+			else if (ret == -E2BIG || ret == -EILSEQ)
+				ret = bad(err, errlen, what, key, ret == -E2BIG ? "is too long"
+										: "holds a NUL byte");
 		}
 		if (ret < 0)
 			break;

@@ -243,6 +243,9 @@ static void test_start_failure(void **state)
 
 static void test_paths_and_methods(void **state)
 {
+	/* Names that would read as ids are refused; ids are plain digits. */
+	assert_int_equal(create_json("42", 10), 400);
+	assert_non_null(strstr(error_message(), "all digits"));
 	assert_int_equal(call("GET", "/v2/domains", NULL, NULL), 404);
 	assert_string_equal(error_code(), "not_found");
 	assert_int_equal(call("GET", "/v1/domains/nosuch", NULL, NULL), 404);
@@ -257,6 +260,9 @@ static void test_paths_and_methods(void **state)
 	assert_int_equal(call("POST", "/v1/domains/a/stats", NULL, NULL), 405);
 	assert_int_equal(call("GET", "/v1/domains/a/pause/x", NULL, NULL), 404);
 	assert_int_equal(call("GET", "/v1/domains//", NULL, NULL), 404);
+	assert_int_equal(call("GET", "/v1/domains/1", NULL, NULL), 200);
+	assert_int_equal(call("GET", "/v1/domains/+1", NULL, NULL), 404);
+	assert_int_equal(call("GET", "/v1/domains/01", NULL, NULL), 404);
 }
 
 static void test_lifecycle(void **state)

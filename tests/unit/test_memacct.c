@@ -23,6 +23,8 @@ static void test_meminfo(void **state)
 	assert_int_equal(meminfo_total_mib("MemTotal: 5 MB\n", &mib), -EINVAL);
 	assert_int_equal(meminfo_total_mib("MemTotal: 99999999999999999999999 kB\n", &mib), -EINVAL);
 	assert_int_equal(meminfo_total_mib("", &mib), -EINVAL);
+	assert_int_equal(meminfo_total_mib("MemTotal: -2048 kB\n", &mib), -EINVAL);
+	assert_int_equal(meminfo_total_mib("MemTotal: 2048 kBogus\n", &mib), -EINVAL);
 }
 
 static void test_capacity(void **state)

@@ -205,7 +205,7 @@ static void test_round_trip_limits(void **state)
 	static struct domain_spec a, b;
 	json_t *j = json_pack("{s:s,s:s,s:[],s:[]}", "name", "big", "kernel", "/k", "disk", "vif");
 	json_t *disks = json_object_get(j, "disk"), *vifs = json_object_get(j, "vif");
-	char s[XL_MAX_STRING];
+	char s[DISK_PATH_MAX];
 	char cmdline[2048];
 	int ret;
 
@@ -215,10 +215,10 @@ static void test_round_trip_limits(void **state)
 		/* Positional entries end at the first comma; target= takes the rest. */
 		json_array_append_new(disks, json_pack("s+", "target=", s));
 	}
-	/* The longest path whose JSON entry still fits a string: see the report on 4067+. */
+	/* The longest path a disk may have, which must survive the trip through JSON. */
 	memset(s, 'p', sizeof(s));
 	s[0] = '/';
-	s[4066] = 0;
+	s[DISK_PATH_MAX - 1] = 0;
 	json_array_set_new(disks, 0, json_string(s));
 	for (unsigned i = 0; i < DOMAIN_MAX_VIFS; i++) {
 		char bridge[64], ip[64];
@@ -238,7 +238,7 @@ static void test_round_trip_limits(void **state)
 	if (ret)
 		fail_msg("%s", err);
 	assert_int_equal(a.vm.ndisks, VM_MAX_DISKS);
-	assert_int_equal(strlen(a.vm.disks[0].path), 4066);
+	assert_int_equal(strlen(a.vm.disks[0].path), DISK_PATH_MAX - 1);
 	assert_string_equal(a.vm.disks[1].path, "/disk/1, with ,commas,and target=inside.img,ro,xvdb");
 	assert_false(a.vm.disks[1].readonly); /* all of it is the path */
 	assert_int_equal(a.nvifs, DOMAIN_MAX_VIFS);
