@@ -9,7 +9,7 @@
 
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
-	"                 [--vcpus N] [--disk PATH[,ro] | vhost-user:SOCKET]...\n"
+	"                 [--vcpus N] [--disk PATH[,ro][,in-vmm] | vhost-user:SOCKET]...\n"
 	"                 [--on-reboot restart|exit]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
@@ -60,12 +60,18 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 		d->vhost_user = true;
 		return 0;
 	}
-	if (comma) {
+	d->in_vmm = false;
+	/* Options after the path: ro or rw, and in-vmm (served inside the VMM, not by domus-blk). */
+	while (comma) {
 		if (!strcmp(comma + 1, "ro"))
 			d->readonly = true;
+		else if (!strcmp(comma + 1, "in-vmm"))
+			d->in_vmm = true;
 		else if (strcmp(comma + 1, "rw"))
-			return bad(err, errlen, "--disk %s: unknown option '%s' (expected ro or rw)",
+			return bad(err, errlen, "--disk %s: unknown option '%s' (expected ro, rw or in-vmm)",
 				   arg, comma + 1);
+		len = (size_t)(comma - arg);
+		comma = memrchr(arg, ',', len);
 	}
 	if (len == 0)
 		return bad(err, errlen, "--disk %s: empty path", arg);

@@ -87,6 +87,8 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 				vdev = eq + 1;
 			else if (!strcmp(tok, "access"))
 				access = eq + 1;
+			else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vmm"))
+				d->in_vmm = true; /* served inside the VMM, not by domus-blk */
 			else if (!strcmp(tok, "devtype") || !strcmp(tok, "backendtype") ||
 				 !strcmp(tok, "backend") || !strcmp(tok, "script"))
 				return bad(err, errlen, "disk '%s': '%s=' is not supported by domus", spec, tok);
@@ -512,7 +514,8 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "on_reboot = %s\n", domain_action_name(spec->on_reboot));
 	fprintf(f, "on_crash = %s\n", domain_action_name(spec->on_crash));
 	for (unsigned i = 0; i < vm->ndisks; i++)
-		fprintf(f, "disk.%u = %s,%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw");
+		fprintf(f, "disk.%u = %s,%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
+			vm->disks[i].in_vmm ? ",in-vmm" : "");
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
 			spec->vifs[i].ip);

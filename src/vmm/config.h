@@ -20,6 +20,7 @@ struct disk_config {
 	char path[DISK_PATH_MAX]; /* an image, or a vhost-user back-end's socket */
 	bool readonly;
 	bool vhost_user; /* served by the vhost-user back-end listening at path */
+	bool in_vmm;     /* served inside the VMM, not by a domus-blk process */
 };
 
 struct vm_config {

@@ -223,8 +223,12 @@ static int load_boot_files(const struct vm_config *cfg, struct vm_resources *res
 
 int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 {
+	int blk_fds[VM_MAX_DISKS];
+	bool any = false;
+
 	memset(d, 0, sizeof(*d));
-	d->cfg = cfg;
+	d->served = *cfg;
+	d->cfg = &d->served;
 	d->res.kernel = &d->kernel;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		d->res.disk_fds[i] = -1;
@@ -236,6 +240,19 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.disk_fds[i] = open_disk(&cfg->disks[i]);
 		if (d->res.disk_fds[i] < 0)
 			return -EINVAL;
+	}
+	/* Disks are served by a domus-blk process unless they say in-vmm. */
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		bool served = !cfg->disks[i].vhost_user && !cfg->disks[i].in_vmm;
+		blk_fds[i] = served ? d->res.disk_fds[i] : -1;
+		any |= served;
+	}
+	if (any) {
+		if (blk_supervisor_start(&d->blk, &d->served, blk_fds) < 0)
+			return -EINVAL;
+		d->have_blk = true;
+		for (unsigned i = 0; i < cfg->ndisks; i++)
+			d->res.disk_counters[i] = blk_supervisor_counters(&d->blk, i);
 	}
 	return 0;
 }
@@ -255,6 +272,9 @@ enum vm_stop vmm_domain_boot(struct vmm_domain *d, const struct vm_frontend *fe,
 
 void vmm_domain_close(struct vmm_domain *d)
 {
+	if (d->have_blk)
+		blk_supervisor_stop(&d->blk);
+	d->have_blk = false;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		if (d->res.disk_fds[i] >= 0)
 			close(d->res.disk_fds[i]);

@@ -22,6 +22,7 @@
 #include "devices/vhost_user_blk.h"
 #include "lib/log.h"
 #include "vmm/acpi.h"
+#include "vmm/blk_supervisor.h"
 #include "vmm/cpu.h"
 #include "vmm/pci.h"
 
@@ -168,8 +169,19 @@ void vm_console_input(struct vm *vm, const void *buf, size_t n)
 void vm_disk_stats(struct vm *vm, unsigned disk, struct vm_disk_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (disk >= vm->ndisks || !vm->disks[disk])
-		return; /* a vhost-user disk: its back-end counts */
+	if (disk >= vm->ndisks)
+		return;
+	if (!vm->disks[disk]) {
+		/* Served by domus-blk, which counts; a foreign back-end does not tell. */
+		const struct blk_counters *c = vm->disk_counters[disk];
+		if (c) {
+			st->read_ops = atomic_load(&c->read_ops);
+			st->write_ops = atomic_load(&c->write_ops);
+			st->read_bytes = atomic_load(&c->read_bytes);
+			st->write_bytes = atomic_load(&c->write_bytes);
+		}
+		return;
+	}
 	st->read_ops = atomic_load(&vm->disks[disk]->read_ops);
 	st->write_ops = atomic_load(&vm->disks[disk]->write_ops);
 	st->read_bytes = atomic_load(&vm->disks[disk]->read_bytes);
@@ -355,8 +367,10 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 		if (ret < 0)
 			return ret;
 	}
-	for (unsigned i = 0; i < cfg->ndisks; i++)
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		vm->disks[i] = cfg->disks[i].vhost_user ? NULL : &d->disks[i];
+		vm->disk_counters[i] = res->disk_counters[i];
+	}
 	vm->ndisks = cfg->ndisks;
 	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
 	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||

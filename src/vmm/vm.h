@@ -41,6 +41,7 @@ struct pci_bus;
 struct serial;
 struct virtio_console;
 struct virtio_blk;
+struct blk_counters;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -67,6 +68,7 @@ struct vm {
 	unsigned parked;
 	struct kvm_clock_data paused_clock;
 	struct virtio_blk *disks[VM_MAX_DISKS];
+	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* disks domus-blk serves */
 	unsigned ndisks;
 };
 
@@ -121,6 +123,7 @@ struct vm_resources {
 	uint8_t *initrd;
 	uint64_t initrd_size;
 	int disk_fds[VM_MAX_DISKS];
+	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* domus-blk's, for its disks */
 };
 
 /*
