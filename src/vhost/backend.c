@@ -437,7 +437,7 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 			return ret;
 		}
 		r->hdr.size = sizeof(r->payload.inflight);
-		r->payload.inflight = (struct vhost_user_inflight){size, 0, in->num_queues, in->queue_size};
+		r->payload.inflight = (struct vhost_user_inflight){size, 0, in->num_queues, in->queue_size, 0};
 		r->fds[0] = fd;
 		r->nfds = 1;
 		*reply = true;

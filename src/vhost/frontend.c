@@ -242,7 +242,7 @@ int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *
 	if (*fd < 0) {
 		/* The back-end sizes the area; we keep it for its successors. */
 		m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-		m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, queue_size};
+		m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, queue_size, 0};
 		if ((ret = call(f, &m, &r, err, errlen)) < 0)
 			return ret;
 		if (r.nfds != 1) {
@@ -254,7 +254,7 @@ int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *
 		*size = r.payload.inflight.mmap_size;
 	}
 	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.payload.inflight = (struct vhost_user_inflight){*size, 0, 1, queue_size};
+	m.payload.inflight = (struct vhost_user_inflight){*size, 0, 1, queue_size, 0};
 	m.fds[0] = *fd;
 	m.nfds = 1;
 	return call(f, &m, NULL, err, errlen);

@@ -102,12 +102,15 @@ struct vhost_user_config {
 	uint8_t region[VHOST_USER_MAX_CONFIG];
 } __attribute__((packed));
 
+/* Not packed: QEMU sends it with its natural padding, 24 bytes. */
 struct vhost_user_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
-} __attribute__((packed));
+	uint32_t padding;
+};
+_Static_assert(sizeof(struct vhost_user_inflight) == 24, "vhost-user inflight payload");
 
 union vhost_user_payload {
 	uint64_t u64;

@@ -345,7 +345,7 @@ static int new_backend_queue(struct vhost_backend *b, int sock, int memfd, int i
 	m.nfds = 1;
 	assert_int_equal(exchange(b, &m, NULL), 0);
 	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.payload.inflight = (struct vhost_user_inflight){inflight_size, 0, 1, 16};
+	m.payload.inflight = (struct vhost_user_inflight){inflight_size, 0, 1, 16, 0};
 	m.fds[0] = inflight_fd;
 	m.nfds = 1;
 	assert_int_equal(exchange(b, &m, NULL), 0);
@@ -389,7 +389,7 @@ static void test_inflight_recovery(void **state)
 	/* The first back-end sizes the area. */
 	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
 	m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, 16};
+	m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, 16, 0};
 	exchange(&b, &m, &r);
 	assert_int_equal(r.nfds, 1);
 	ifd = r.fds[0];
