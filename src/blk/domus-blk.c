@@ -30,6 +30,7 @@
 
 #include "blk/image.h"
 #include "lib/log.h"
+#include "lib/unix_socket.h"
 #include "vhost/backend.h"
 
 #define SECTOR 512
@@ -70,6 +71,7 @@ struct disk {
 static struct disk disks[MAX_DISKS];
 static unsigned ndisks;
 static unsigned delay_us;
+static bool quiet; /* under a supervisor: only what goes wrong */
 
 struct blk_req_header {
 	uint32_t type;
@@ -199,26 +201,6 @@ static const struct vhost_device_ops blk_ops = {
 	.queue_kicked = queue_kicked,
 };
 
-static int listen_on(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
 static volatile sig_atomic_t stopping;
 
 static void on_signal(int sig)
@@ -280,13 +262,14 @@ static int add_disk(const char *spec, bool readonly, enum image_format format, c
 	if (readonly)
 		d->ops.features |= 1ULL << VIRTIO_BLK_F_RO;
 	snprintf(d->id, sizeof(d->id), "domus-blk-%u", ndisks);
-	d->listen_fd = listen_on(d->socket);
+	d->listen_fd = unix_listen(d->socket, SOCK_STREAM, 1);
 	if (d->listen_fd < 0) {
 		snprintf(err, errlen, "listening on %s: %s", d->socket, strerror(-d->listen_fd));
 		image_close(d->img);
 		return d->listen_fd;
 	}
-	log_info("serving %s (%s, %llu bytes%s) on %s", image, format == IMAGE_QCOW2 ? "qcow2" : "raw",
+	if (!quiet)
+		log_info("serving %s (%s, %llu bytes%s) on %s", image, format == IMAGE_QCOW2 ? "qcow2" : "raw",
 		 (unsigned long long)d->img->size, readonly ? ", read-only" : "", d->socket);
 	ndisks++;
 	return 0;
@@ -314,7 +297,7 @@ int main(int argc, char **argv)
 		{"format", required_argument, NULL, 'f'},   {"readonly", no_argument, NULL, 'r'},
 		{"verbose", no_argument, NULL, 'v'},        {"request-delay-us", required_argument, NULL, 'd'},
 		{"disk", required_argument, NULL, 'D'},     {"ready-fd", required_argument, NULL, 'R'},
-		{"stats-fd", required_argument, NULL, 'S'},
+		{"stats-fd", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *sock_path = NULL, *image = NULL, *specs[MAX_DISKS];
@@ -325,7 +308,7 @@ int main(int argc, char **argv)
 	char err[512];
 	struct sigaction sa = {.sa_handler = on_signal};
 
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "vq", opts, NULL)) != -1) {
 		char *end;
 		unsigned long v;
 
@@ -362,6 +345,7 @@ int main(int argc, char **argv)
 			*(opt == 'R' ? &ready_fd : &stats_fd) = (int)v;
 			break;
 		case 'v': verbose = 1; break;
+		case 'q': quiet = true; break;
 		default: goto usage;
 		}
 	}
@@ -439,7 +423,8 @@ int main(int argc, char **argv)
 		struct disk *d = &disks[i];
 		if (d->connected)
 			drop(d);
-		log_info("%s: %llu requests served, %llu failed", d->socket, d->requests, d->errors);
+		if (!quiet || d->errors)
+			log_info("%s: %llu requests served, %llu failed", d->socket, d->requests, d->errors);
 		image_close(d->img);
 		close(d->listen_fd);
 		unlink(d->socket);
@@ -447,7 +432,7 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2]... [--ready-fd N]\n"
-			"                 [--request-delay-us N] [-v]\n"
+			"                 [--request-delay-us N] [-q] [-v]\n"
 			"       domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] ...\n");
 	return 2;
 }

@@ -1,4 +1,5 @@
 #include "ctl/client.h"
+#include "lib/unix_socket.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -102,25 +103,6 @@ void client_print_error(const json_t *reply, long status)
 	(void)status;
 }
 
-static int connect_socket(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
 static int write_all(int fd, const void *p, size_t n)
 {
 	while (n) {
@@ -199,7 +181,7 @@ int client_console(struct client *c, const char *domain)
 	struct termios saved, raw;
 	int tty = 0, fd, ret = 0;
 
-	fd = connect_socket(c->socket);
+	fd = unix_connect(c->socket, SOCK_STREAM);
 	if (fd < 0) {
 		fprintf(stderr, "domus: cannot reach domusd at %s: %s\n", c->socket, strerror(-fd));
 		return -ECONNREFUSED;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "lib/unix_socket.h"
 #include "lib/log.h"
 
 struct daemon D;
@@ -52,44 +53,6 @@ void path_for(char *buf, size_t len, unsigned domid, const char *suffix)
 	snprintf(buf, len, "%s/%u.%s", D.state_dir, domid, suffix);
 }
 
-int bind_listener(const char *path, int type, int backlog)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
-int connect_unix(const char *path, int type)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
 /* ---- start-up ---- */
 
 static int mkdirs(const char *path, mode_t mode)
@@ -125,12 +88,12 @@ static int open_api_socket(const char *path)
 			log_warn("mkdir %s", dir);
 	}
 	/* A socket someone still answers on belongs to a running domusd: leave it. */
-	fd = connect_unix(path, SOCK_STREAM);
+	fd = unix_connect(path, SOCK_STREAM);
 	if (fd >= 0) {
 		close(fd);
 		return -EADDRINUSE;
 	}
-	fd = bind_listener(path, SOCK_STREAM, 64);
+	fd = unix_listen(path, SOCK_STREAM, 64);
 	if (fd < 0)
 		return fd;
 	if (D.have_group) {

@@ -82,8 +82,6 @@ void watch_add(int fd, struct watch *w);
 void watch_del(int fd);
 /* STATE_DIR/DOMID.SUFFIX */
 void path_for(char *buf, size_t len, unsigned domid, const char *suffix);
-int bind_listener(const char *path, int type, int backlog);
-int connect_unix(const char *path, int type);
 
 /* supervise.c */
 extern const struct domain_ops vmm_ops;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "lib/unix_socket.h"
 #include "ctl/vmmproto.h"
 #include "lib/log.h"
 
@@ -43,7 +44,7 @@ static int console_connect(struct domain *d, char *err, size_t errlen, unsigned 
 	*status = 502;
 	*code = "domain_unreachable";
 	path_for(path, sizeof(path), d->domid, "sock");
-	fd = connect_unix(path, SOCK_SEQPACKET);
+	fd = unix_connect(path, SOCK_SEQPACKET);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot reach the console of '%s': %s", d->spec.name,
 			 strerror(-fd));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "lib/unix_socket.h"
 #include "ctl/spec_json.h"
 #include "ctl/vmmproto.h"
 #include "lib/log.h"
@@ -250,7 +251,7 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 		return -EIO;
 	}
 	free(text);
-	listen_fd = bind_listener(sock_path, SOCK_SEQPACKET, 4);
+	listen_fd = unix_listen(sock_path, SOCK_SEQPACKET, 4);
 	if (listen_fd < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", sock_path, strerror(-listen_fd));
 		goto fail;
@@ -479,7 +480,7 @@ static void adopt_one(const char *file)
 		goto out;
 	}
 	path_for(path, sizeof(path), d->domid, "sock");
-	fd = connect_unix(path, SOCK_SEQPACKET);
+	fd = unix_connect(path, SOCK_SEQPACKET);
 	if (fd < 0) {
 		log_warnx("domain %s: pid %d runs but %s does not answer: %s", d->spec.name,
 			  (int)d->pid, path, strerror(-fd));

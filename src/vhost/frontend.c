@@ -1,5 +1,7 @@
 #include "vhost/frontend.h"
 
+#include "lib/unix_socket.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,22 +61,15 @@ static int call(struct vhost_frontend *f, struct vhost_user_msg *m, struct vhost
 
 int vhost_frontend_connect(struct vhost_frontend *f, const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct vhost_user_msg m, r;
 	int ret;
 
 	memset(f, 0, sizeof(*f));
-	f->sock = -1;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path too long");
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	f->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (f->sock < 0 || connect(f->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(errno));
-		ret = -errno;
-		vhost_frontend_close(f);
+	f->sock = unix_connect(path, SOCK_STREAM);
+	if (f->sock < 0) {
+		ret = f->sock;
+		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(-ret));
+		f->sock = -1;
 		return ret;
 	}
 	m = msg(VHOST_USER_GET_FEATURES, 0);

@@ -163,6 +163,7 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 		return -errno;
 	}
 	s->argv[argc++] = path;
+	s->argv[argc++] = strdup("--quiet");
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		s->slot[i] = -1;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
