@@ -9,7 +9,9 @@
  *
  * IMAGE is a path, or fd:N for an image its supervisor opened and passed
  * (then domus-blk never needs the path). With --ready-fd, "ready" or the
- * error is written there once every disk is open and listening.
+ * error is written there once every disk is open and listening. Then it
+ * drops to user nobody and a seccomp allow-list (blk/sandbox.c) unless
+ * --no-sandbox says not to.
  * --request-delay-us holds every request that long between taking it and
  * completing it, as a slow disk would: it widens the window in which a
  * killed back-end leaves requests unfinished, for recovery tests.
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include "blk/image.h"
+#include "blk/sandbox.h"
 #include "lib/log.h"
 #include "lib/unix_socket.h"
 #include "vhost/backend.h"
@@ -298,6 +301,7 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},        {"request-delay-us", required_argument, NULL, 'd'},
 		{"disk", required_argument, NULL, 'D'},     {"ready-fd", required_argument, NULL, 'R'},
 		{"stats-fd", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
+		{"no-sandbox", no_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *sock_path = NULL, *image = NULL, *specs[MAX_DISKS];
@@ -305,6 +309,7 @@ int main(int argc, char **argv)
 	enum image_format format = IMAGE_RAW;
 	bool readonly = false;
 	int opt, verbose = 0, ready_fd = -1, stats_fd = -1, ret;
+	bool no_sandbox = false;
 	char err[512];
 	struct sigaction sa = {.sa_handler = on_signal};
 
@@ -346,6 +351,7 @@ int main(int argc, char **argv)
 			break;
 		case 'v': verbose = 1; break;
 		case 'q': quiet = true; break;
+		case 'N': no_sandbox = true; break;
 		default: goto usage;
 		}
 	}
@@ -376,6 +382,11 @@ int main(int argc, char **argv)
 	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (!no_sandbox && blk_sandbox_enter(err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		say_ready(ready_fd, err);
+		return 1;
+	}
 	say_ready(ready_fd, "ready");
 	while (!stopping) {
 		struct pollfd p[MAX_DISKS * (1 + NUM_QUEUES)];
@@ -432,7 +443,7 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2]... [--ready-fd N]\n"
-			"                 [--request-delay-us N] [-q] [-v]\n"
+			"                 [--request-delay-us N] [--no-sandbox] [-q] [-v]\n"
 			"       domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] ...\n");
 	return 2;
 }
