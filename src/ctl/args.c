@@ -9,7 +9,7 @@
 
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
-	"                 [--vcpus N] [--disk PATH[,ro][,in-vmm] | vhost-user:SOCKET]...\n"
+	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,in-vmm] | vhost-user:SOCKET]...\n"
 	"                 [--on-reboot restart|exit]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
@@ -61,20 +61,29 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 		return 0;
 	}
 	d->in_vmm = false;
-	/* Options after the path: ro or rw, and in-vmm (served inside the VMM, not by domus-blk). */
+	d->qcow2 = false;
+	/*
+	 * Options after the path: ro or rw, format=raw or format=qcow2, and in-vmm
+	 * (served inside the VMM, not by domus-blk).
+	 */
 	while (comma) {
 		if (!strcmp(comma + 1, "ro"))
 			d->readonly = true;
 		else if (!strcmp(comma + 1, "in-vmm"))
 			d->in_vmm = true;
-		else if (strcmp(comma + 1, "rw"))
-			return bad(err, errlen, "--disk %s: unknown option '%s' (expected ro, rw or in-vmm)",
+		else if (!strcmp(comma + 1, "format=qcow2"))
+			d->qcow2 = true;
+		else if (strcmp(comma + 1, "rw") && strcmp(comma + 1, "format=raw"))
+			return bad(err, errlen,
+				   "--disk %s: unknown option '%s' (expected ro, rw, format=raw|qcow2 or in-vmm)",
 				   arg, comma + 1);
 		len = (size_t)(comma - arg);
 		comma = memrchr(arg, ',', len);
 	}
 	if (len == 0)
 		return bad(err, errlen, "--disk %s: empty path", arg);
+	if (d->qcow2 && d->in_vmm)
+		return bad(err, errlen, "--disk %s: qcow2 is served by domus-blk, not in the VMM", arg);
 	if (len >= sizeof(d->path))
 		return bad(err, errlen, "--disk: path longer than %zu bytes", sizeof(d->path) - 1);
 	memcpy(d->path, arg, len);

@@ -121,8 +121,12 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 			target += strlen(*p);
 			break;
 		}
-	if (strcmp(format, "raw"))
-		return bad(err, errlen, "disk '%s': format '%s' is not supported (raw only)", spec, format);
+	if (strcmp(format, "raw") && strcmp(format, "qcow2"))
+		return bad(err, errlen, "disk '%s': format '%s' is not supported (raw or qcow2)", spec, format);
+	d->qcow2 = !strcmp(format, "qcow2");
+	if (d->qcow2 && d->in_vmm)
+		return bad(err, errlen, "disk '%s': qcow2 is served by domus-blk, not with backendtype=vmm",
+			   spec);
 	if (!is_access(access))
 		return bad(err, errlen, "disk '%s': access '%s' must be r, ro, w or rw", spec, access);
 	if (vdev && !(strlen(vdev) >= 3 && strlen(vdev) < 16 &&
@@ -514,8 +518,8 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "on_reboot = %s\n", domain_action_name(spec->on_reboot));
 	fprintf(f, "on_crash = %s\n", domain_action_name(spec->on_crash));
 	for (unsigned i = 0; i < vm->ndisks; i++)
-		fprintf(f, "disk.%u = %s,%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
-			vm->disks[i].in_vmm ? ",in-vmm" : "");
+		fprintf(f, "disk.%u = %s,%s%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
+			vm->disks[i].qcow2 ? ",format=qcow2" : "", vm->disks[i].in_vmm ? ",in-vmm" : "");
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
 			spec->vifs[i].ip);

@@ -155,8 +155,9 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	json_object_set_new(o, "on_crash", json_string(domain_action_name(spec->on_crash)));
 	for (unsigned i = 0; i < vm->ndisks; i++) {
 		/* target= last: the path may hold commas. */
-		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, %starget=%s", disk_letters[i % 26],
-			 vm->disks[i].readonly ? "ro" : "rw", vm->disks[i].in_vmm ? "backendtype=vmm, " : "",
+		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, format=%s, %starget=%s",
+			 disk_letters[i % 26], vm->disks[i].readonly ? "ro" : "rw",
+			 vm->disks[i].qcow2 ? "qcow2" : "raw", vm->disks[i].in_vmm ? "backendtype=vmm, " : "",
 			 vm->disks[i].path);
 		json_array_append_new(disks, json_string(buf));
 	}

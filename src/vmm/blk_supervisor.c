@@ -171,10 +171,21 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 		if (fds[i] < 0)
 			continue;
 		s->slot[i] = (int)s->nfds;
-		snprintf(spec, sizeof(spec), "%s/disk%u.sock=fd:%d%s", s->dir, i, FIRST_FD + (int)s->nfds,
-			 cfg->disks[i].readonly ? ",ro" : "");
-		s->argv[argc++] = strdup("--disk");
-		s->argv[argc++] = strdup(spec);
+		if (cfg->disks[i].qcow2) {
+			/* A qcow2 image names its backing files: domus-blk opens the chain before its sandbox. */
+			char *q = malloc(strlen(cfg->disks[i].path) + 128);
+			if (!q)
+				return -ENOMEM;
+			sprintf(q, "%s/disk%u.sock=%s,format=qcow2%s", s->dir, i, cfg->disks[i].path,
+				cfg->disks[i].readonly ? ",ro" : "");
+			s->argv[argc++] = strdup("--disk");
+			s->argv[argc++] = q;
+		} else {
+			snprintf(spec, sizeof(spec), "%s/disk%u.sock=fd:%d%s", s->dir, i,
+				 FIRST_FD + (int)s->nfds, cfg->disks[i].readonly ? ",ro" : "");
+			s->argv[argc++] = strdup("--disk");
+			s->argv[argc++] = strdup(spec);
+		}
 		snprintf(cfg->disks[i].path, sizeof(cfg->disks[i].path), "%s/disk%u.sock", s->dir, i);
 		cfg->disks[i].vhost_user = true;
 		s->fds[s->nfds++] = fds[i];

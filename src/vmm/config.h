@@ -21,6 +21,7 @@ struct disk_config {
 	bool readonly;
 	bool vhost_user; /* served by the vhost-user back-end listening at path */
 	bool in_vmm;     /* served inside the VMM, not by a domus-blk process */
+	bool qcow2;      /* a qcow2 image (domus-blk only); raw otherwise */
 };
 
 struct vm_config {

@@ -398,7 +398,7 @@ static void test_spec_json_round_trip(void **state)
 		"cmdline='root=/dev/vda quiet'\nmemory=256\nmaxmem=1024\nvcpus=2\nmaxvcpus=4\n"
 		"on_poweroff='preserve'\non_reboot='destroy'\non_crash='restart'\ncpus='0-1,3'\n"
 		"cpu_weight=512\ncap=50\nvif=['mac=00:16:3e:01:02:03,bridge=net0,ip=10.0.0.2', '']\n"
-		"disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img','/b.img,raw,xvdc,rw']\n";
+		"disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img','/b.img,qcow2,xvdc,rw']\n";
 	json_t *j;
 
 	assert_int_equal(xl_parse(text, strlen(text), "t.cfg", &xl, err, sizeof(err)), 0);
@@ -428,6 +428,8 @@ static void test_spec_json_round_trip(void **state)
 	assert_true(b.vm.disks[0].readonly);
 	assert_string_equal(b.vm.disks[1].path, "/b.img");
 	assert_false(b.vm.disks[1].readonly);
+	assert_false(b.vm.disks[0].qcow2);
+	assert_true(b.vm.disks[1].qcow2);
 	assert_int_equal(b.nvifs, 2);
 	assert_string_equal(b.vifs[0].mac, "00:16:3e:01:02:03");
 	assert_string_equal(b.vifs[0].ip, "10.0.0.2");

@@ -287,7 +287,7 @@ static void test_bad_values(void **state)
 	assert_refused("{\"name\":\"x y\",\"kernel\":\"/k\"}", "name", NULL);
 	assert_refused("{\"name\":\"x\",\"kernel\":\"/k\",\"memory\":512,\"maxmem\":256}", "maxmem",
 		       NULL);
-	assert_refused("{\"name\":\"x\",\"kernel\":\"/k\",\"disk\":[\"/a,qcow2,xvda,rw\"]}", "qcow2",
+	assert_refused("{\"name\":\"x\",\"kernel\":\"/k\",\"disk\":[\"/a,vhd,xvda,rw\"]}", "vhd",
 		       NULL);
 	assert_refused("{\"name\":\"x\",\"kernel\":\"/k\",\"vif\":[\"mac=zz\"]}", "mac", NULL);
 	/* Keys domus does not know are named, with their place in the object. */

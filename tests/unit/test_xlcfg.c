@@ -217,7 +217,9 @@ static void test_domain_errors(void **state)
 	expect_spec_error("name='a'\nkernel='k'\non_crash='explode'\n", "on_crash 'explode'");
 	expect_spec_error("name='a'\nkernel='k'\ncpus='0-'\n", "cpus '0-'");
 	expect_spec_error("name='a'\nkernel='k'\ntype='hvm'\n", "type 'hvm' is not supported");
-	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.qcow2,qcow2,xvda,rw']\n", "format 'qcow2'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.vhd,vhd,xvda,rw']\n", "format 'vhd'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['backendtype=vmm, format=qcow2, target=x.qcow2']\n",
+			  "qcow2 is served by domus-blk");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,raw,xvda,maybe']\n", "unexpected 'maybe'");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=[',raw']\n", "no target");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,devtype=cdrom']\n", "'devtype=' is not supported");
