@@ -120,6 +120,13 @@ static void recover_inflight(struct vhost_backend *b, struct vhost_queue *q)
 
 	q->nresubmit = q->next_resubmit = 0;
 	q->counter = 0;
+	if (iq && q->vq.size > b->inflight_queue_size) {
+		/* The area was sized for smaller rings than this one: it cannot track it. */
+		log_warnx("queue %u: inflight area for %u entries, ring of %u; not tracked",
+			  (unsigned)(q - b->q), b->inflight_queue_size, q->vq.size);
+		q->inflight = NULL;
+		return;
+	}
 	if (!iq || iq->desc_num != q->vq.size || iq->version != 1) {
 		if (iq) {
 			memset(iq, 0, inflight_queue_bytes(b->inflight_queue_size));
@@ -131,11 +138,13 @@ static void recover_inflight(struct vhost_backend *b, struct vhost_queue *q)
 	}
 	/* A completion that reached the used ring but not our record: it is done. */
 	if (iq->used_idx != ring_used) {
-		if (iq->last_batch_head < iq->desc_num)
-			iq->desc[iq->last_batch_head].inflight = 0;
+		uint16_t last = iq->last_batch_head;
+		if (last < q->vq.size)
+			iq->desc[last].inflight = 0;
 		iq->used_idx = ring_used;
 	}
-	for (uint16_t h = 0; h < iq->desc_num; h++) {
+	/* The front-end can write this memory at any time: our ring size bounds every index. */
+	for (uint16_t h = 0; h < q->vq.size; h++) {
 		if (iq->desc[h].counter > q->counter)
 			q->counter = iq->desc[h].counter;
 		if (iq->desc[h].inflight)
@@ -160,7 +169,7 @@ int vhost_backend_pop(struct vhost_backend *b, unsigned qi, struct virtq_chain *
 		return 1;
 	}
 	ret = virtq_pop_avail(&q->vq, c);
-	if (ret == 1 && q->inflight && c->head < q->inflight->desc_num) {
+	if (ret == 1 && q->inflight && c->head < q->vq.size) {
 		q->inflight->desc[c->head].counter = ++q->counter;
 		atomic_thread_fence(memory_order_release);
 		q->inflight->desc[c->head].inflight = 1;
@@ -171,7 +180,7 @@ int vhost_backend_pop(struct vhost_backend *b, unsigned qi, struct virtq_chain *
 int vhost_backend_push(struct vhost_backend *b, unsigned qi, uint16_t head, uint32_t len)
 {
 	struct vhost_queue *q = &b->q[qi];
-	struct inflight_queue *iq = q->inflight && head < q->inflight->desc_num ? q->inflight : NULL;
+	struct inflight_queue *iq = q->inflight && head < q->vq.size ? q->inflight : NULL;
 	int ret;
 
 	if (iq) {

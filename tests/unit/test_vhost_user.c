@@ -326,7 +326,7 @@ static const struct vhost_device_ops passive_ops = {
 };
 
 static int new_backend_queue(struct vhost_backend *b, int sock, int memfd, int inflight_fd,
-			     uint64_t inflight_size, int kick)
+			     uint64_t inflight_size, uint16_t inflight_queue_size, int kick)
 {
 	struct vhost_user_msg m;
 
@@ -345,7 +345,7 @@ static int new_backend_queue(struct vhost_backend *b, int sock, int memfd, int i
 	m.nfds = 1;
 	assert_int_equal(exchange(b, &m, NULL), 0);
 	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.payload.inflight = (struct vhost_user_inflight){inflight_size, 0, 1, 16, 0};
+	m.payload.inflight = (struct vhost_user_inflight){inflight_size, 0, 1, inflight_queue_size, 0};
 	m.fds[0] = inflight_fd;
 	m.nfds = 1;
 	assert_int_equal(exchange(b, &m, NULL), 0);
@@ -399,7 +399,7 @@ static void test_inflight_recovery(void **state)
 	vhost_backend_close(&b);
 
 	/* Back-end 1 takes four requests, completes heads 0 and 2, then dies. */
-	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, kick), 0);
+	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, 16, kick), 0);
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
 		assert_int_equal(c.head, i);
@@ -414,7 +414,7 @@ static void test_inflight_recovery(void **state)
 	vhost_backend_close(&b);
 
 	/* Back-end 2 serves head 1 again (taken, not completed), not 3, then 4 and 5 anew. */
-	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, kick), 0);
+	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, isize, 16, kick), 0);
 	assert_int_equal(b.resubmitted, 1);
 	assert_int_equal(vhost_backend_pop(&b, 0, &c), 1);
 	assert_int_equal(c.head, 1);
@@ -431,6 +431,30 @@ static void test_inflight_recovery(void **state)
 	close(ifd);
 }
 
+/* A front-end that hands an inflight area too small for its ring: not used, no stray access. */
+static void test_inflight_too_small(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC);
+	int ifd = memfd_create("inflight", MFD_CLOEXEC);
+	struct virtq_chain c;
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	assert_int_equal(ftruncate(ifd, 64), 0);
+	/* An area with room for one entry, then a ring of 16: the queue runs, untracked. */
+	assert_int_equal(new_backend_queue(&b, sv[1], memfd, ifd, 64, 1, kick), 0);
+	assert_true(b.q[0].started);
+	assert_null(b.q[0].inflight);
+	assert_int_equal(vhost_backend_pop(&b, 0, &c), 0);
+	(void)m;
+	b.sock = -1;
+	vhost_backend_close(&b);
+	close(memfd);
+	close(kick);
+	close(ifd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +463,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oversized_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflight_too_small, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
