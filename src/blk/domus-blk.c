@@ -1,226 +1,153 @@
 /*
  * domus-blk: a disk backend in its own process, serving images to
  * vhost-user front-ends (domus's VMM, or QEMU's vhost-user-blk), one
- * front-end per disk at a time.
+ * front-end per disk at a time, requests on io_uring (blk/blk_io.c).
  *
- *   domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2]... [--ready-fd N]
- *             [--request-delay-us N] [-v]
- *   domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] ...
+ *   domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2][,cache=MODE]... [--ready-fd N]
+ *   domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] [--cache MODE]
+ *   domus-blk --control-fd N
  *
  * IMAGE is a path, or fd:N for an image its supervisor opened and passed
- * (then domus-blk never needs the path). With --ready-fd, "ready" or the
- * error is written there once every disk is open and listening. Then it
- * drops to user nobody and a seccomp allow-list (blk/sandbox.c) unless
- * --no-sandbox says not to.
- * --request-delay-us holds every request that long between taking it and
- * completing it, as a slow disk would: it widens the window in which a
- * killed back-end leaves requests unfinished, for recovery tests.
- * It listens on PATH; when a front-end goes, the next one may connect.
+ * (then domus-blk never needs the path). MODE is writeback (the default),
+ * writethrough (every write durable before it completes), none (O_DIRECT)
+ * or directsync (both). With --ready-fd, "ready" or the error is written
+ * there once every disk is open and listening.
+ *
+ * With --control-fd the disks come and go at run time: the supervisor
+ * (domusd, for every domain of the host) sends "add" and "remove" messages
+ * on that SOCK_SEQPACKET socket with the listening socket, the image and
+ * its backing files attached as descriptors (see blkctl_* in docs/blk.md);
+ * domus-blk exits when the supervisor goes away.
+ *
+ * Then it drops to its own user (--user, default domus-blk, else nobody)
+ * and a seccomp allow-list (blk/sandbox.c) unless --no-sandbox says not to.
+ * --request-delay-us holds every request that long before completing it,
+ * as a slow disk would: it widens the window in which a killed back-end
+ * leaves requests unfinished, for recovery tests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "blk/blk_io.h"
 #include "blk/image.h"
 #include "blk/sandbox.h"
 #include "lib/log.h"
 #include "lib/unix_socket.h"
-#include "vhost/backend.h"
 
-#define SECTOR 512
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_MQ 12
-#define VIRTIO_F_VERSION_1 32
-#define NUM_QUEUES 4
-#define QUEUE_SIZE 256
-
-/* Per-disk counters, in a memfd the supervisor passes (--stats-fd) and reads. */
-struct blk_counters {
-	_Atomic uint64_t read_ops, write_ops, read_bytes, write_bytes;
-};
+#define MAX_DISKS 256
+#define STATS_SLOTS 16 /* counters per stats file: one per disk of a domain */
 
 struct disk {
-	struct image *img;
-	char id[21];
-	unsigned long long requests, errors;
-	struct blk_counters *stats; /* NULL without --stats-fd */
-	struct vhost_device_ops ops; /* per disk: read-only disks say so */
-	const char *socket;
+	struct blk_disk blk;
+	char name[128]; /* the socket path, or the supervisor's id for the disk */
 	int listen_fd;
-	bool connected;
-	struct vhost_backend b;
+	bool unlink_socket; /* we bound it: remove it on the way out */
+	void *stats_map;    /* a supervisor's stats file, mapped */
 };
 
-#define MAX_DISKS 16
-static struct disk disks[MAX_DISKS];
+static struct disk *disks[MAX_DISKS];
 static unsigned ndisks;
-static unsigned delay_us;
+static struct blk_engine engine;
 static bool quiet; /* under a supervisor: only what goes wrong */
 
-struct blk_req_header {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t sector;
+struct disk_options {
+	enum image_format format;
+	bool readonly, direct, writethrough;
 };
 
-/* Moves len bytes between the image at pos and the chain's iovecs from byte skip. */
-static int transfer(struct disk *d, const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len,
-		    uint64_t pos, bool write)
+static int parse_cache(const char *mode, struct disk_options *o)
 {
-	for (unsigned i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len;
-		uint8_t *p = iov[i].iov_base;
-		int ret;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		p += skip;
-		l -= skip;
-		skip = 0;
-		if (l > len)
-			l = len;
-		ret = write ? image_write(d->img, p, l, pos) : image_read(d->img, p, l, pos);
-		if (ret < 0)
-			return ret;
-		pos += l;
-		len -= l;
-	}
-	return len ? -EIO : 0;
-}
-
-static uint8_t blk_request(struct disk *d, const struct virtq_chain *c, uint32_t *written)
-{
-	struct blk_req_header h;
-	uint64_t len, sectors = d->img->size / SECTOR;
-
-	*written = 0;
-	if (c->in_len < 1 || virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h))
-		return VIRTIO_BLK_S_IOERR;
-	switch (h.type) {
-	case VIRTIO_BLK_T_IN:
-	case VIRTIO_BLK_T_OUT:
-		len = h.type == VIRTIO_BLK_T_IN ? c->in_len - 1 : c->out_len - sizeof(h);
-		if (len % SECTOR || h.sector > sectors || len / SECTOR > sectors - h.sector)
-			return VIRTIO_BLK_S_IOERR;
-		if (h.type == VIRTIO_BLK_T_OUT) {
-			if (d->img->readonly ||
-			    transfer(d, c->iov, c->nout, sizeof(h), len, h.sector * SECTOR, true) < 0)
-				return VIRTIO_BLK_S_IOERR;
-			if (d->stats) {
-				atomic_fetch_add(&d->stats->write_ops, 1);
-				atomic_fetch_add(&d->stats->write_bytes, len);
-			}
-			return VIRTIO_BLK_S_OK;
-		}
-		if (transfer(d, c->iov + c->nout, c->nin, 0, len, h.sector * SECTOR, false) < 0)
-			return VIRTIO_BLK_S_IOERR;
-		if (d->stats) {
-			atomic_fetch_add(&d->stats->read_ops, 1);
-			atomic_fetch_add(&d->stats->read_bytes, len);
-		}
-		*written = (uint32_t)len;
-		return VIRTIO_BLK_S_OK;
-	case VIRTIO_BLK_T_FLUSH:
-		return image_flush(d->img) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
-	case VIRTIO_BLK_T_GET_ID:
-		*written = (uint32_t)virtq_chain_write(c, 0, d->id,
-						       c->in_len - 1 < 20 ? c->in_len - 1 : 20);
-		return VIRTIO_BLK_S_OK;
-	default:
-		return VIRTIO_BLK_S_UNSUPP;
-	}
-}
-
-static void queue_kicked(void *dev, struct vhost_backend *b, unsigned q)
-{
-	struct disk *d = dev;
-	static struct virtq_chain c;
-	int got;
-
-	while ((got = vhost_backend_pop(b, q, &c)) > 0) {
-		uint32_t written;
-		uint8_t status = blk_request(d, &c, &written);
-
-		if (delay_us)
-			usleep(delay_us);
-		d->requests++;
-		d->errors += status != VIRTIO_BLK_S_OK;
-		/* The status byte is the last writable byte. */
-		virtq_chain_write(&c, c.in_len - 1, &status, 1);
-		vhost_backend_push(b, q, c.head, written + 1);
-	}
-	if (got < 0)
-		log_warnx("queue %u: the driver broke the ring's rules; the queue stops", q);
-	vhost_backend_notify(b, q);
-}
-
-static int get_config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
-{
-	struct disk *d = dev;
-	uint8_t cfg[60] = {0};
-	uint64_t capacity = d->img->size / SECTOR;
-	uint32_t seg_max = 128 - 2, blk_size = SECTOR;
-	uint16_t nq = NUM_QUEUES;
-
-	memcpy(cfg + 0, &capacity, 8);
-	memcpy(cfg + 12, &seg_max, 4);
-	memcpy(cfg + 20, &blk_size, 4);
-	memcpy(cfg + 34, &nq, 2);
-	if (off > sizeof(cfg) || len > sizeof(cfg) - off)
+	if (!strcmp(mode, "writeback"))
+		o->direct = o->writethrough = false;
+	else if (!strcmp(mode, "writethrough"))
+		o->direct = false, o->writethrough = true;
+	else if (!strcmp(mode, "none"))
+		o->direct = true, o->writethrough = false;
+	else if (!strcmp(mode, "directsync"))
+		o->direct = o->writethrough = true;
+	else
 		return -EINVAL;
-	memcpy(buf, cfg + off, len);
 	return 0;
 }
 
-static const struct vhost_device_ops blk_ops = {
-	.features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
-		    (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
-		    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
-		    (1ULL << VIRTIO_BLK_F_MQ),
-	.num_queues = NUM_QUEUES,
-	.queue_size = QUEUE_SIZE,
-	.get_config = get_config,
-	.queue_kicked = queue_kicked,
-};
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
+/* One option of a disk: ro, format=F, cache=MODE. */
+static int parse_option(const char *opt, struct disk_options *o)
 {
-	stopping = 1;
+	if (!strcmp(opt, "ro"))
+		o->readonly = true;
+	else if (!strcmp(opt, "rw"))
+		o->readonly = false;
+	else if (!strncmp(opt, "format=", 7))
+		return image_format_parse(opt + 7, &o->format);
+	else if (!strncmp(opt, "cache=", 6))
+		return parse_cache(opt + 6, o);
+	else
+		return -EINVAL;
+	return 0;
 }
 
-/* SOCKET=IMAGE[,ro][,format=F] */
-static int add_disk(const char *spec, bool readonly, enum image_format format, char *err,
-		    size_t errlen)
+/* Takes over image (and direct_fd, listen_fd) as a served disk. */
+static int disk_add(const char *name, struct image *img, int direct_fd, int listen_fd,
+		    bool unlink_socket, const struct disk_options *o, char *err, size_t errlen)
+{
+	struct disk *d;
+
+	if (ndisks == MAX_DISKS || !(d = calloc(1, sizeof(*d)))) {
+		snprintf(err, errlen, "%s: at most %d disks", name, MAX_DISKS);
+		image_close(img);
+		if (direct_fd >= 0)
+			close(direct_fd);
+		return -ENOSPC;
+	}
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->blk.img = img;
+	d->blk.engine = &engine;
+	d->blk.writeback = !o->writethrough;
+	d->listen_fd = listen_fd;
+	d->unlink_socket = unlink_socket;
+	if (direct_fd >= 0)
+		image_set_direct(img, direct_fd);
+	blk_disk_init_ops(&d->blk, o->readonly);
+	snprintf(d->blk.id, sizeof(d->blk.id), "domus-blk-%u", ndisks);
+	if (!quiet)
+		log_info("serving %s (%s, %llu bytes%s%s%s)", name, img->format == IMAGE_QCOW2 ? "qcow2" : "raw",
+			 (unsigned long long)img->size, o->readonly ? ", read-only" : "",
+			 direct_fd >= 0 ? ", O_DIRECT" : "", o->writethrough ? ", write-through" : "");
+	disks[ndisks++] = d;
+	return 0;
+}
+
+/* The same file again with O_DIRECT, through /proc (before the sandbox). */
+static int reopen_direct(int fd, bool readonly, char *err, size_t errlen)
+{
+	char path[64];
+	int direct;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	direct = open(path, (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	if (direct < 0)
+		snprintf(err, errlen, "cannot open the image with O_DIRECT: %s", strerror(errno));
+	return direct < 0 ? -errno : direct;
+}
+
+/* --disk SOCKET=IMAGE[,options] */
+static int add_disk_arg(const char *spec, struct disk_options o, char *err, size_t errlen)
 {
 	char buf[4200], *eq, *opt, *save = NULL, *image;
-	struct disk *d;
-	int ret;
+	struct image *img;
+	int ret, listen_fd, direct = -1;
 
-	if (ndisks == MAX_DISKS || strlen(spec) >= sizeof(buf)) {
-		snprintf(err, errlen, "--disk %.60s: too many disks or too long", spec);
+	if (strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "--disk %.60s: too long", spec);
 		return -EINVAL;
 	}
 	strcpy(buf, spec);
@@ -231,21 +158,16 @@ static int add_disk(const char *spec, bool readonly, enum image_format format, c
 	}
 	*eq = 0;
 	image = strtok_r(eq + 1, ",", &save);
-	while ((opt = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(opt, "ro"))
-			readonly = true;
-		else if (!strncmp(opt, "format=", 7) && image_format_parse(opt + 7, &format) == 0)
-			;
-		else {
-			snprintf(err, errlen, "--disk %.60s: unknown option '%s'", spec, opt);
+	while ((opt = strtok_r(NULL, ",", &save)))
+		if (parse_option(opt, &o) < 0) {
+			snprintf(err, errlen, "--disk %.60s: unknown option '%s' (ro, format=raw|qcow2, "
+				 "cache=writeback|writethrough|none|directsync)", spec, opt);
 			return -EINVAL;
 		}
-	}
 	if (!image) {
 		snprintf(err, errlen, "--disk %.60s: no image", spec);
 		return -EINVAL;
 	}
-	d = &disks[ndisks];
 	if (!strncmp(image, "fd:", 3)) {
 		char *end;
 		long fd = strtol(image + 3, &end, 10);
@@ -254,28 +176,211 @@ static int add_disk(const char *spec, bool readonly, enum image_format format, c
 			return -EINVAL;
 		}
 		/* Backing files are opened by name: an image passed by descriptor has none. */
-		ret = image_open((int)fd, format, readonly, NULL, NULL, &d->img, err, errlen);
+		ret = image_open((int)fd, o.format, o.readonly, NULL, NULL, &img, err, errlen);
 	} else {
-		ret = image_open_path(image, format, readonly, &d->img, err, errlen);
+		ret = image_open_path(image, o.format, o.readonly, &img, err, errlen);
 	}
 	if (ret < 0)
 		return ret;
-	d->socket = strdup(buf);
-	d->ops = blk_ops;
-	if (readonly)
-		d->ops.features |= 1ULL << VIRTIO_BLK_F_RO;
-	snprintf(d->id, sizeof(d->id), "domus-blk-%u", ndisks);
-	d->listen_fd = unix_listen(d->socket, SOCK_STREAM, 1);
-	if (d->listen_fd < 0) {
-		snprintf(err, errlen, "listening on %s: %s", d->socket, strerror(-d->listen_fd));
-		image_close(d->img);
-		return d->listen_fd;
+	if (o.direct && (direct = reopen_direct(img->fd, o.readonly, err, errlen)) < 0) {
+		image_close(img);
+		return direct;
 	}
-	if (!quiet)
-		log_info("serving %s (%s, %llu bytes%s) on %s", image, format == IMAGE_QCOW2 ? "qcow2" : "raw",
-		 (unsigned long long)d->img->size, readonly ? ", read-only" : "", d->socket);
-	ndisks++;
-	return 0;
+	listen_fd = unix_listen(buf, SOCK_STREAM, 1);
+	if (listen_fd < 0) {
+		snprintf(err, errlen, "listening on %s: %s", buf, strerror(-listen_fd));
+		image_close(img);
+		if (direct >= 0)
+			close(direct);
+		return listen_fd;
+	}
+	return disk_add(buf, img, direct, listen_fd, true, &o, err, errlen);
+}
+
+static void disk_drop_frontend(struct disk *d)
+{
+	image_flush(d->blk.img);
+	vhost_backend_close(&d->blk.b); /* finishes what is in flight first */
+	d->blk.connected = false;
+}
+
+static void disk_free(unsigned i)
+{
+	struct disk *d = disks[i];
+
+	if (d->blk.connected)
+		disk_drop_frontend(d);
+	if (!quiet || d->blk.errors)
+		log_info("%s: %llu requests served, %llu failed", d->name, d->blk.requests, d->blk.errors);
+	image_close(d->blk.img);
+	close(d->listen_fd);
+	if (d->unlink_socket)
+		unlink(d->name);
+	if (d->stats_map)
+		munmap(d->stats_map, STATS_SLOTS * sizeof(struct blk_counters));
+	free(d);
+	disks[i] = disks[--ndisks];
+}
+
+/* ---- the supervisor's messages (--control-fd) ---- */
+
+/* Backing files the supervisor opened, by the names the images record. */
+struct passed_files {
+	char *names[IMAGE_MAX_CHAIN];
+	int fds[IMAGE_MAX_CHAIN];
+	unsigned n;
+};
+
+static int open_passed(void *opaque, const char *name, int *fd, char *err, size_t errlen)
+{
+	struct passed_files *p = opaque;
+
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->fds[i] >= 0 && !strcmp(p->names[i], name)) {
+			*fd = p->fds[i];
+			p->fds[i] = -1; /* the image owns it now */
+			return 0;
+		}
+	snprintf(err, errlen, "the supervisor did not pass it");
+	return -ENOENT;
+}
+
+/*
+ * "add\nID\nOPTIONS\nBACKING-NAME\n..." with descriptors: the listening
+ * socket, the image, its O_DIRECT twin if OPTIONS say cache=none or
+ * directsync, a stats file if they say stats=SLOT, then one per backing name.
+ */
+static int control_add(char *text, int *fds, unsigned nfds, char *err, size_t errlen)
+{
+	char *save = NULL, *id = strtok_r(text, "\n", &save), *opts = strtok_r(NULL, "\n", &save);
+	char *opt, *osave = NULL, *name;
+	struct disk_options o = {.format = IMAGE_RAW};
+	struct passed_files passed = {.n = 0};
+	unsigned next = 2, i;
+	long slot = -1;
+	int direct = -1, stats = -1, ret;
+	struct image *img;
+
+	if (!id || !opts || nfds < 2) {
+		snprintf(err, errlen, "add: expected an id, options, a socket and an image");
+		return -EINVAL;
+	}
+	for (i = 0; i < ndisks; i++)
+		if (!strcmp(disks[i]->name, id)) {
+			snprintf(err, errlen, "add %s: already served", id);
+			return -EEXIST;
+		}
+	for (opt = strtok_r(opts, ",", &osave); opt; opt = strtok_r(NULL, ",", &osave)) {
+		if (!strncmp(opt, "stats=", 6)) {
+			char *end;
+			slot = strtol(opt + 6, &end, 10);
+			if (*end || slot < 0 || slot >= STATS_SLOTS) {
+				snprintf(err, errlen, "add %s: bad stats slot '%s'", id, opt + 6);
+				return -EINVAL;
+			}
+		} else if (strcmp(opt, "-") && parse_option(opt, &o) < 0) {
+			snprintf(err, errlen, "add %s: unknown option '%s'", id, opt);
+			return -EINVAL;
+		}
+	}
+	if (nfds < 2u + o.direct + (slot >= 0)) {
+		snprintf(err, errlen, "add %s: descriptors missing", id);
+		return -EINVAL;
+	}
+	/* Every descriptor taken is cleared in fds: the caller closes what is left. */
+	if (o.direct) {
+		direct = fds[next];
+		fds[next++] = -1;
+	}
+	if (slot >= 0) {
+		stats = fds[next];
+		fds[next++] = -1;
+	}
+	while ((name = strtok_r(NULL, "\n", &save)) && passed.n < IMAGE_MAX_CHAIN && next < nfds) {
+		passed.names[passed.n] = name;
+		passed.fds[passed.n++] = fds[next];
+		fds[next++] = -1;
+	}
+	ret = image_open(fds[1], o.format, o.readonly, open_passed, &passed, &img, err, errlen);
+	fds[1] = -1;
+	for (i = 0; i < passed.n; i++)
+		if (passed.fds[i] >= 0)
+			close(passed.fds[i]);
+	if (ret == 0 && (ret = image_check(img, err, errlen)) < 0)
+		image_close(img);
+	if (ret == 0) {
+		ret = disk_add(id, img, direct, fds[0], false, &o, err, errlen);
+		direct = -1;
+		fds[0] = -1;
+	}
+	if (ret == 0 && stats >= 0) {
+		struct disk *d = disks[ndisks - 1];
+		void *map = mmap(NULL, STATS_SLOTS * sizeof(struct blk_counters), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, stats, 0);
+		if (map != MAP_FAILED) {
+			d->stats_map = map;
+			d->blk.stats = (struct blk_counters *)map + slot;
+		}
+	}
+	if (direct >= 0)
+		close(direct);
+	if (stats >= 0)
+		close(stats);
+	return ret;
+}
+
+static int control_remove(const char *id, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (!strcmp(disks[i]->name, id)) {
+			disk_free(i);
+			return 0;
+		}
+	snprintf(err, errlen, "remove %.200s: no such disk", id);
+	return -ENOENT;
+}
+
+/* One message from the supervisor; -EPIPE once it has gone. */
+static int control_handle(int sock)
+{
+	char text[8192], err[512] = "", reply[sizeof(err) + 8];
+	int fds[UNIX_MAX_FDS];
+	unsigned nfds;
+	ssize_t n = unix_recv_fds(sock, text, sizeof(text) - 1, fds, UNIX_MAX_FDS, &nfds);
+	int ret;
+
+	if (n == 0 || n == -ECONNRESET)
+		return -EPIPE;
+	if (n < 0) {
+		ret = (int)n;
+		snprintf(err, sizeof(err), "a message the supervisor sent was too large");
+	} else {
+		text[n] = 0;
+		if (!strncmp(text, "add\n", 4))
+			ret = control_add(text + 4, fds, nfds, err, sizeof(err));
+		else if (!strncmp(text, "remove\n", 7))
+			ret = control_remove(text + 7, err, sizeof(err));
+		else {
+			snprintf(err, sizeof(err), "unknown request '%.20s'", text);
+			ret = -EINVAL;
+		}
+		for (unsigned i = 0; i < nfds; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	}
+	if (ret < 0)
+		log_warnx("%s", err);
+	snprintf(reply, sizeof(reply), ret < 0 ? "error %s" : "ok", err);
+	return unix_send_fds(sock, reply, strlen(reply), NULL, 0) < 0 ? -EPIPE : 0;
+}
+
+/* ---- the loop ---- */
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	stopping = 1;
 }
 
 static void say_ready(int fd, const char *what)
@@ -286,11 +391,76 @@ static void say_ready(int fd, const char *what)
 	}
 }
 
-static void drop(struct disk *d)
+static void accept_frontend(struct disk *d)
 {
-	image_flush(d->img);
-	vhost_backend_close(&d->b);
-	d->connected = false;
+	char why[300];
+	int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	/* An image that changed size under us would read wrong: it is not served. */
+	if (image_check(d->blk.img, why, sizeof(why)) < 0) {
+		log_warnx("%s: %s; not serving it", d->name, why);
+		close(fd);
+		return;
+	}
+	vhost_backend_init(&d->blk.b, fd, &d->blk.ops, &d->blk);
+	d->blk.connected = true;
+	log_debug("%s: a front-end connected", d->name);
+}
+
+static int serve(int control_fd)
+{
+	static struct pollfd p[2 + MAX_DISKS * (1 + BLK_NUM_QUEUES)];
+	static unsigned first[MAX_DISKS], count[MAX_DISKS];
+	int ret;
+
+	while (!stopping) {
+		unsigned n = 0;
+
+		p[n++] = (struct pollfd){.fd = blk_engine_fd(&engine), .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = control_fd, .events = POLLIN};
+		for (unsigned i = 0; i < ndisks; i++) {
+			struct disk *d = disks[i];
+			first[i] = n;
+			if (d->blk.connected) {
+				count[i] = vhost_backend_poll_fds(&d->blk.b, p + n, 1 + BLK_NUM_QUEUES);
+			} else {
+				p[n] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
+				count[i] = 1;
+			}
+			n += count[i];
+		}
+		if (poll(p, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			return -errno;
+		}
+		if (p[0].revents)
+			blk_engine_reap(&engine);
+		if (p[1].revents) {
+			if (control_handle(control_fd) < 0) {
+				log_info("the supervisor has gone; stopping");
+				return 0;
+			}
+			continue; /* the disk table may have changed under the poll set */
+		}
+		for (unsigned i = 0; i < ndisks; i++) {
+			struct disk *d = disks[i];
+			if (!d->blk.connected) {
+				if (p[first[i]].revents & POLLIN)
+					accept_frontend(d);
+			} else if ((ret = vhost_backend_poll_ready(&d->blk.b, p + first[i], count[i])) < 0) {
+				if (ret == -EPIPE)
+					log_debug("%s: %s", d->name, d->blk.b.err);
+				else
+					log_warnx("%s: front-end dropped: %s", d->name, d->blk.b.err);
+				disk_drop_frontend(d);
+			}
+		}
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -301,14 +471,14 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},        {"request-delay-us", required_argument, NULL, 'd'},
 		{"disk", required_argument, NULL, 'D'},     {"ready-fd", required_argument, NULL, 'R'},
 		{"stats-fd", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
-		{"no-sandbox", no_argument, NULL, 'N'},
+		{"no-sandbox", no_argument, NULL, 'N'},     {"cache", required_argument, NULL, 'c'},
+		{"control-fd", required_argument, NULL, 'C'}, {"user", required_argument, NULL, 'u'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *sock_path = NULL, *image = NULL, *specs[MAX_DISKS];
+	const char *sock_path = NULL, *image = NULL, *specs[MAX_DISKS], *user = NULL;
 	unsigned nspecs = 0;
-	enum image_format format = IMAGE_RAW;
-	bool readonly = false;
-	int opt, verbose = 0, ready_fd = -1, stats_fd = -1, ret;
+	struct disk_options o = {.format = IMAGE_RAW};
+	int opt, verbose = 0, ready_fd = -1, stats_fd = -1, control_fd = -1, ret;
 	bool no_sandbox = false;
 	char err[512];
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -321,19 +491,26 @@ int main(int argc, char **argv)
 		case 's': sock_path = optarg; break;
 		case 'i': image = optarg; break;
 		case 'f':
-			if (image_format_parse(optarg, &format) < 0) {
+			if (image_format_parse(optarg, &o.format) < 0) {
 				fprintf(stderr, "domus-blk: --format %s: raw or qcow2\n", optarg);
 				return 2;
 			}
 			break;
-		case 'r': readonly = true; break;
+		case 'c':
+			if (parse_cache(optarg, &o) < 0) {
+				fprintf(stderr, "domus-blk: --cache %s: writeback, writethrough, none or directsync\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'r': o.readonly = true; break;
 		case 'd':
 			v = strtoul(optarg, &end, 10);
 			if (!*optarg || *end || v > 1000000) {
 				fprintf(stderr, "domus-blk: --request-delay-us %s: 0 to 1000000\n", optarg);
 				return 2;
 			}
-			delay_us = (unsigned)v;
+			engine.delay_us = (unsigned)v;
 			break;
 		case 'D':
 			if (nspecs == MAX_DISKS) {
@@ -344,106 +521,69 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 		case 'S':
+		case 'C':
 			v = strtoul(optarg, &end, 10);
 			if (!*optarg || *end || v < 3 || v > 1023)
 				goto usage;
-			*(opt == 'R' ? &ready_fd : &stats_fd) = (int)v;
+			*(opt == 'R' ? &ready_fd : opt == 'S' ? &stats_fd : &control_fd) = (int)v;
 			break;
+		case 'u': user = optarg; break;
 		case 'v': verbose = 1; break;
 		case 'q': quiet = true; break;
 		case 'N': no_sandbox = true; break;
 		default: goto usage;
 		}
 	}
-	if (optind != argc || (!!sock_path != !!image) || (!sock_path && !nspecs))
+	if (optind != argc || (!!sock_path != !!image) || (!sock_path && !nspecs && control_fd < 0))
 		goto usage;
 	log_init("domus-blk", verbose);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		unsigned delay = engine.delay_us;
+		if (blk_engine_init(&engine, err, sizeof(err)) < 0)
+			log_warnx("%s: requests are served one at a time", err);
+		engine.delay_us = delay;
+	}
 	if (sock_path) {
 		char spec[4200];
 		snprintf(spec, sizeof(spec), "%s=%s", sock_path, image);
-		if (add_disk(spec, readonly, format, err, sizeof(err)) < 0) {
+		if (add_disk_arg(spec, o, err, sizeof(err)) < 0) {
 			log_warnx("%s", err);
 			return 2;
 		}
 	}
 	for (unsigned i = 0; i < nspecs; i++)
-		if (add_disk(specs[i], readonly, format, err, sizeof(err)) < 0) {
+		if (add_disk_arg(specs[i], o, err, sizeof(err)) < 0) {
 			log_warnx("%s", err);
 			say_ready(ready_fd, err);
 			return 2;
 		}
 	if (stats_fd >= 0) {
-		struct blk_counters *c = mmap(NULL, MAX_DISKS * sizeof(*c), PROT_READ | PROT_WRITE,
+		struct blk_counters *c = mmap(NULL, STATS_SLOTS * sizeof(*c), PROT_READ | PROT_WRITE,
 					      MAP_SHARED, stats_fd, 0);
 		close(stats_fd);
-		for (unsigned i = 0; c != MAP_FAILED && i < ndisks; i++)
-			disks[i].stats = &c[i];
+		for (unsigned i = 0; c != MAP_FAILED && i < ndisks && i < STATS_SLOTS; i++)
+			disks[i]->blk.stats = &c[i];
 	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if (!no_sandbox && blk_sandbox_enter(err, sizeof(err)) < 0) {
+	if (!no_sandbox && blk_sandbox_enter(user, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		say_ready(ready_fd, err);
 		return 1;
 	}
 	say_ready(ready_fd, "ready");
-	while (!stopping) {
-		struct pollfd p[MAX_DISKS * (1 + NUM_QUEUES)];
-		unsigned first[MAX_DISKS], count[MAX_DISKS], n = 0;
-
-		for (unsigned i = 0; i < ndisks; i++) {
-			struct disk *d = &disks[i];
-			first[i] = n;
-			if (d->connected) {
-				count[i] = vhost_backend_poll_fds(&d->b, p + n, 1 + NUM_QUEUES);
-			} else {
-				p[n] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
-				count[i] = 1;
-			}
-			n += count[i];
-		}
-		if (poll(p, n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("poll");
-			break;
-		}
-		for (unsigned i = 0; i < ndisks; i++) {
-			struct disk *d = &disks[i];
-			if (!d->connected) {
-				int fd;
-				if (!(p[first[i]].revents & POLLIN))
-					continue;
-				fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-				if (fd < 0)
-					continue;
-				vhost_backend_init(&d->b, fd, &d->ops, d);
-				d->connected = true;
-				log_debug("%s: a front-end connected", d->socket);
-			} else if ((ret = vhost_backend_poll_ready(&d->b, p + first[i], count[i])) < 0) {
-				if (ret == -EPIPE)
-					log_debug("%s: %s", d->socket, d->b.err);
-				else
-					log_warnx("%s: front-end dropped: %s", d->socket, d->b.err);
-				drop(d);
-			}
-		}
-	}
-	for (unsigned i = 0; i < ndisks; i++) {
-		struct disk *d = &disks[i];
-		if (d->connected)
-			drop(d);
-		if (!quiet || d->errors)
-			log_info("%s: %llu requests served, %llu failed", d->socket, d->requests, d->errors);
-		image_close(d->img);
-		close(d->listen_fd);
-		unlink(d->socket);
-	}
-	return 0;
+	ret = serve(control_fd);
+	while (ndisks)
+		disk_free(ndisks - 1);
+	blk_engine_close(&engine);
+	return ret < 0 ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2]... [--ready-fd N]\n"
-			"                 [--request-delay-us N] [--no-sandbox] [-q] [-v]\n"
-			"       domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly] ...\n");
+	fprintf(stderr, "usage: domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2][,cache=MODE]...\n"
+			"                 [--ready-fd N] [--stats-fd N] [--request-delay-us N]\n"
+			"                 [--user NAME] [--no-sandbox] [-q] [-v]\n"
+			"       domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly]\n"
+			"                 [--cache writeback|writethrough|none|directsync] ...\n"
+			"       domus-blk --control-fd N [--user NAME] ...\n");
 	return 2;
 }

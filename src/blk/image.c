@@ -50,7 +50,20 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 
 static int raw_read(struct image *img, void *buf, size_t len, uint64_t off)
 {
-	return pread_full(img->fd, buf, len, off);
+	uint8_t *p = buf;
+
+	/* Unlike a qcow2 file, a raw one is exactly the disk: ending early means it shrank. */
+	while (len) {
+		ssize_t n = pread(img->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
 }
 
 static int raw_write(struct image *img, const void *buf, size_t len, uint64_t off)
@@ -63,6 +76,46 @@ static int raw_flush(struct image *img)
 	return fdatasync(img->fd) < 0 ? -errno : 0;
 }
 
+static int raw_map(struct image *img, uint64_t off, uint64_t len, bool write,
+		   struct image_extent *e)
+{
+	*e = (struct image_extent){.fd = img->fd, .direct_fd = img->direct_fd, .off = off, .len = len};
+	return 1;
+}
+
+static int raw_discard(struct image *img, uint64_t off, uint64_t len)
+{
+	if (fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	/* A file system (or device) that cannot punch holes keeps the data: still correct. */
+	return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -errno;
+}
+
+/* The size of a regular file or a block device; 0 if neither answers. */
+static uint64_t file_size(int fd)
+{
+	struct stat st;
+	off_t end;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	if (S_ISREG(st.st_mode))
+		return (uint64_t)st.st_size;
+	end = lseek(fd, 0, SEEK_END);
+	return end < 0 ? 0 : (uint64_t)end;
+}
+
+static int raw_check(struct image *img, char *err, size_t errlen)
+{
+	uint64_t now = file_size(img->fd);
+
+	if (now == img->size)
+		return 0;
+	snprintf(err, errlen, "the raw image changed size under us (opened at %llu bytes, now %llu)",
+		 (unsigned long long)img->size, (unsigned long long)now);
+	return -ESTALE;
+}
+
 static void raw_close(struct image *img)
 {
 	close(img->fd);
@@ -70,7 +123,8 @@ static void raw_close(struct image *img)
 }
 
 static const struct image_ops raw_ops = {
-	.read = raw_read, .write = raw_write, .flush = raw_flush, .close = raw_close,
+	.read = raw_read,   .write = raw_write,	    .flush = raw_flush, .map = raw_map,
+	.discard = raw_discard, .check = raw_check, .close = raw_close,
 };
 
 int image_format_parse(const char *name, enum image_format *f)
@@ -110,10 +164,53 @@ int image_flush(struct image *img)
 	return img->readonly ? 0 : img->ops->flush(img);
 }
 
+int image_map(struct image *img, uint64_t off, uint64_t len, bool write, struct image_extent *e)
+{
+	if (!in_range(img, len, off) || len == 0)
+		return -ERANGE;
+	if (write && img->readonly)
+		return -EROFS;
+	return img->ops->map(img, off, len, write, e);
+}
+
+int image_discard(struct image *img, uint64_t off, uint64_t len)
+{
+	if (img->readonly)
+		return -EROFS;
+	if (!in_range(img, len, off))
+		return -ERANGE;
+	return len ? img->ops->discard(img, off, len) : 0;
+}
+
+int image_check(struct image *img, char *err, size_t errlen)
+{
+	for (unsigned depth = 0; img; img = img->backing, depth++) {
+		char why[256];
+		int ret = img->ops->check(img, why, sizeof(why));
+		if (ret < 0) {
+			if (depth)
+				snprintf(err, errlen, "backing file %u: %s", depth, why);
+			else
+				snprintf(err, errlen, "%s", why);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void image_set_direct(struct image *img, int fd)
+{
+	if (img->direct_fd >= 0)
+		close(img->direct_fd);
+	img->direct_fd = fd;
+}
+
 void image_close(struct image *img)
 {
 	while (img) {
 		struct image *next = img->backing;
+		if (img->direct_fd >= 0)
+			close(img->direct_fd);
 		img->ops->close(img);
 		img = next;
 	}
@@ -164,13 +261,9 @@ static int open_one(int fd, enum image_format format, bool readonly, image_open_
 		img->ops = &raw_ops;
 		img->format = IMAGE_RAW;
 		img->fd = fd;
+		img->direct_fd = -1;
 		img->readonly = readonly;
-		if (S_ISREG(st.st_mode)) {
-			img->size = (uint64_t)st.st_size;
-		} else {
-			off_t end = lseek(fd, 0, SEEK_END);
-			img->size = end < 0 ? 0 : (uint64_t)end;
-		}
+		img->size = file_size(fd);
 		*out = img;
 		return 0;
 	}

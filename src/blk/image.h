@@ -16,10 +16,23 @@ enum image_format { IMAGE_RAW, IMAGE_QCOW2 };
 
 struct image;
 
+/* A run of guest bytes that plain reads or writes on a descriptor can move. */
+struct image_extent {
+	int fd;        /* the file that holds the run (the image's, or a backing file's) */
+	int direct_fd; /* the same file opened O_DIRECT, or -1 */
+	uint64_t off;  /* where in that file */
+	uint64_t len;  /* how many of the bytes asked for share this answer */
+};
+
 struct image_ops {
 	int (*read)(struct image *img, void *buf, size_t len, uint64_t off);
 	int (*write)(struct image *img, const void *buf, size_t len, uint64_t off);
 	int (*flush)(struct image *img);
+	/* See image_map; off and len are already checked against the size. */
+	int (*map)(struct image *img, uint64_t off, uint64_t len, bool write, struct image_extent *e);
+	int (*discard)(struct image *img, uint64_t off, uint64_t len);
+	/* Whether the file still is what was opened; see image_check. */
+	int (*check)(struct image *img, char *err, size_t errlen);
 	void (*close)(struct image *img);
 };
 
@@ -27,6 +40,7 @@ struct image {
 	const struct image_ops *ops;
 	enum image_format format;
 	int fd;
+	int direct_fd;          /* the same file with O_DIRECT, for data, or -1 (image_set_direct) */
 	bool readonly;
 	uint64_t size;          /* what the guest sees, in bytes */
 	struct image *backing;  /* qcow2: where unallocated clusters come from; NULL for zeros */
@@ -48,6 +62,29 @@ int image_open_path(const char *path, enum image_format format, bool readonly, s
 int image_read(struct image *img, void *buf, size_t len, uint64_t off);
 int image_write(struct image *img, const void *buf, size_t len, uint64_t off);
 int image_flush(struct image *img);
+/*
+ * Where the bytes at off lie, for a caller that moves data itself (on
+ * io_uring): 1 when the first e->len bytes (at most len) sit at e->off in
+ * e->fd and plain reads (write false) or in-place writes (write true) there
+ * are right; 0 when those e->len bytes must go through image_read or
+ * image_write instead (zeros, compressed or unallocated clusters, copy on
+ * write); -errno for a corrupt image or a range past the end.
+ */
+int image_map(struct image *img, uint64_t off, uint64_t len, bool write, struct image_extent *e);
+/*
+ * Gives back the space of [off, off+len) where the format can: a hole in a
+ * raw file, clusters of a qcow2 image that read as zeros afterwards. Parts
+ * it cannot give back keep their data (a discard is a hint). 0 or -errno.
+ */
+int image_discard(struct image *img, uint64_t off, uint64_t len);
+/*
+ * Whether the files of the chain still match what was opened: a raw file
+ * of the same size, a qcow2 file with the same virtual size that has not
+ * been cut short. 0, or -ESTALE with what changed in err.
+ */
+int image_check(struct image *img, char *err, size_t errlen);
+/* Takes fd, the image's file opened with O_DIRECT, for data transfers (image_map). */
+void image_set_direct(struct image *img, int fd);
 void image_close(struct image *img);
 /* "raw" or "qcow2"; -EINVAL for anything else. */
 int image_format_parse(const char *name, enum image_format *f);

@@ -11,6 +11,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,6 +476,92 @@ static int qcow2_flush(struct image *img)
 	return fdatasync(img->fd) < 0 ? -errno : 0;
 }
 
+static int qcow2_map(struct image *img, uint64_t off, uint64_t len, bool write,
+		     struct image_extent *e)
+{
+	struct qcow2 *q = (struct qcow2 *)img;
+	uint64_t in = off & (q->cluster_size - 1), entry;
+	enum cluster_kind kind;
+	int ret = lookup(q, off, &kind, &entry);
+
+	if (ret < 0)
+		return ret;
+	*e = (struct image_extent){.fd = -1, .direct_fd = -1, .len = q->cluster_size - in};
+	if (e->len > len)
+		e->len = len;
+	/* Writes in place only to clusters that are ours alone; the rest is copy on write. */
+	if (kind == C_NORMAL && (!write || (entry & OFLAG_COPIED))) {
+		e->fd = img->fd;
+		e->direct_fd = img->direct_fd;
+		e->off = (entry & OFFSET_MASK) + in;
+		return 1;
+	}
+	if (!write && kind == C_UNALLOCATED && img->backing && off < img->backing->size) {
+		uint64_t n = img->backing->size - off < e->len ? img->backing->size - off : e->len;
+		return image_map(img->backing, off, n, false, e);
+	}
+	return 0;
+}
+
+static int qcow2_discard(struct image *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *q = (struct qcow2 *)img;
+	uint64_t cs = q->cluster_size, end = off + len;
+	uint64_t first = (off + cs - 1) & ~(cs - 1);
+
+	/* Only whole clusters that are ours alone; a version 2 image with a backing file has
+	 * no way to say "zeros" and keeps its data. */
+	if (q->version < 3 && img->backing)
+		return 0;
+	for (uint64_t c = first; c + cs <= end || (c < end && end == img->size); c += cs) {
+		uint64_t entry, l2_off, l2i = (c >> q->cluster_bits) & ((1ULL << q->l2_bits) - 1), be, v;
+		enum cluster_kind kind;
+		int ret = lookup(q, c, &kind, &entry);
+
+		if (ret < 0)
+			return ret;
+		if (kind != C_NORMAL || !(entry & OFLAG_COPIED))
+			continue;
+		if ((ret = l2_for_write(q, c, &l2_off)) < 0)
+			return ret;
+		/* The entry first, the refcount after: a crash in between leaks the cluster, no more. */
+		q->l2[l2i] = htobe64(q->version >= 3 ? OFLAG_ZERO : 0);
+		be = q->l2[l2i];
+		if ((ret = image_pwrite(img->fd, &be, 8, l2_off + l2i * 8)) < 0 ||
+		    (ret = unref_cluster(q, entry & OFFSET_MASK)) < 0 ||
+		    (ret = refcount_get(q, entry & OFFSET_MASK, &v)) < 0)
+			return ret;
+		if (v == 0 && fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)(entry & OFFSET_MASK), (off_t)cs) < 0 &&
+		    errno != EOPNOTSUPP)
+			return -errno;
+	}
+	return 0;
+}
+
+static int qcow2_check(struct image *img, char *err, size_t errlen)
+{
+	struct qcow2 *q = (struct qcow2 *)img;
+	uint8_t b[8];
+	uint64_t size;
+	struct stat st;
+
+	if (fstat(img->fd, &st) < 0 || (uint64_t)st.st_size < q->file_end) {
+		snprintf(err, errlen, "the qcow2 file was cut short under us (%llu bytes, at least %llu "
+			 "expected)", (unsigned long long)st.st_size, (unsigned long long)q->file_end);
+		return -ESTALE;
+	}
+	if (image_pread(img->fd, b, 8, 24) < 0)
+		return -EIO;
+	size = be64_at(b);
+	if (size != img->size) {
+		snprintf(err, errlen, "the qcow2 image changed size under us (opened at %llu bytes, now "
+			 "%llu)", (unsigned long long)img->size, (unsigned long long)size);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 static void qcow2_close(struct image *img)
 {
 	struct qcow2 *q = (struct qcow2 *)img;
@@ -491,7 +578,8 @@ static void qcow2_close(struct image *img)
 }
 
 static const struct image_ops qcow2_ops = {
-	.read = qcow2_read, .write = qcow2_write, .flush = qcow2_flush, .close = qcow2_close,
+	.read = qcow2_read,	  .write = qcow2_write, .flush = qcow2_flush, .map = qcow2_map,
+	.discard = qcow2_discard, .check = qcow2_check, .close = qcow2_close,
 };
 
 /* ---- opening ---- */
@@ -626,6 +714,7 @@ int qcow2_open(int fd, bool readonly, struct image **out, char *backing, size_t 
 	q->img.ops = &qcow2_ops;
 	q->img.format = IMAGE_QCOW2;
 	q->img.fd = fd;
+	q->img.direct_fd = -1;
 	q->img.readonly = readonly;
 	q->file_end = (uint64_t)st.st_size;
 	/* The header, its extensions and the backing name live in the first cluster (at most 2 MiB). */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #define NOBODY 65534
+#define DEFAULT_USER "domus-blk"
 
 /* What serving vhost-user requests on open descriptors takes, and no more. */
 static const int allowed[] = {
@@ -22,20 +24,31 @@ static const int allowed[] = {
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(clock_gettime),
 	SCMP_SYS(futex), SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(rt_sigprocmask), SCMP_SYS(restart_syscall), SCMP_SYS(exit),
-	SCMP_SYS(exit_group),
+	SCMP_SYS(exit_group), SCMP_SYS(io_uring_enter), SCMP_SYS(fallocate),
 };
 
-int blk_sandbox_enter(char *err, size_t errlen)
+int blk_sandbox_enter(const char *user, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
+	uid_t uid = NOBODY;
+	gid_t gid = NOBODY;
 	int ret;
 
 	if (geteuid() == 0) {
-		/* Root opened the images and bound the sockets; nobody serves them. */
-		if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-		    setresuid(NOBODY, NOBODY, NOBODY) < 0) {
-			snprintf(err, errlen, "dropping to user nobody: %s", strerror(errno));
-			return -errno;
+		/* Root opened the images and bound the sockets; an unprivileged user serves them. */
+		struct passwd *pw = getpwnam(user ? user : DEFAULT_USER);
+		if (pw) {
+			uid = pw->pw_uid;
+			gid = pw->pw_gid;
+		} else if (user) {
+			snprintf(err, errlen, "no user '%s' to run as", user);
+			return -ENOENT;
+		}
+		if (uid == 0 || setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0) {
+			snprintf(err, errlen, "dropping to user %s: %s", pw ? pw->pw_name : "nobody",
+				 uid == 0 ? "it is root" : strerror(errno));
+			return uid == 0 ? -EPERM : -errno;
 		}
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

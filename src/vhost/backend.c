@@ -199,6 +199,8 @@ int vhost_backend_push(struct vhost_backend *b, unsigned qi, uint16_t head, uint
 
 void vhost_backend_close(struct vhost_backend *b)
 {
+	if (b->ops && b->ops->quiesce && b->sock >= 0)
+		b->ops->quiesce(b->dev, b);
 	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
 		stop_queue(&b->q[i]);
 		if (b->q[i].call_fd >= 0)
@@ -309,6 +311,20 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 	unsigned qi = 0;
 	int ret;
 
+	switch (m->hdr.request) {
+	case VHOST_USER_SET_MEM_TABLE:
+	case VHOST_USER_GET_VRING_BASE:
+	case VHOST_USER_SET_VRING_ENABLE:
+	case VHOST_USER_SET_INFLIGHT_FD:
+	case VHOST_USER_RESET_OWNER:
+	case VHOST_USER_RESET_DEVICE:
+		/* Requests in flight point into the memory and rings these change. */
+		if (b->ops->quiesce)
+			b->ops->quiesce(b->dev, b);
+		break;
+	default:
+		break;
+	}
 	switch (m->hdr.request) {
 	case VHOST_USER_GET_FEATURES:
 		reply_u64(r, b->ops->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
@@ -423,7 +439,11 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 		*reply = true;
 		return 0;
 	case VHOST_USER_SET_CONFIG:
-		return 0; /* writeback and the like are not writable here */
+		/* A write to a read-only field is the driver's mistake: ignored, as hardware would. */
+		if (b->ops->set_config)
+			b->ops->set_config(b->dev, m->payload.config.region, m->payload.config.offset,
+					   m->payload.config.size);
+		return 0;
 	case VHOST_USER_GET_INFLIGHT_FD: {
 		const struct vhost_user_inflight *in = &m->payload.inflight;
 		size_t size;

@@ -26,6 +26,14 @@ struct vhost_device_ops {
 	uint16_t queue_size;
 	/* Fills len bytes of config space from off; 0 or -EINVAL. */
 	int (*get_config)(void *dev, uint8_t *buf, uint32_t off, uint32_t len);
+	/* The driver wrote config space; 0 or -EINVAL for what is not writable. May be NULL. */
+	int (*set_config)(void *dev, const uint8_t *buf, uint32_t off, uint32_t len);
+	/*
+	 * Finish every request taken: called before the memory table changes, a
+	 * queue stops or the connection closes, since requests in flight point
+	 * into that memory. May be NULL for devices that complete at once.
+	 */
+	void (*quiesce)(void *dev, struct vhost_backend *b);
 	/* The driver kicked queue q: take and complete what it made available. */
 	void (*queue_kicked)(void *dev, struct vhost_backend *b, unsigned q);
 };

@@ -332,6 +332,105 @@ static void expect_refused(const char *name, bool readonly, const char *words)
 		fail_msg("error for %s is '%s', expected '%s'", name, err, words);
 }
 
+/* What image_map says is where image_read finds it: in the overlay, in the base, or nowhere. */
+static void test_map(void **state)
+{
+	uint8_t want[4096], got[4096];
+	struct image_extent x;
+	struct image *img;
+
+	sh("qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 0x11 0 1M' base.qcow2");
+	sh("qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 4M && "
+	   "qemu-io -c 'write -P 0x22 64k 64k' -c 'write -c -P 0x33 2M 64k' top.qcow2");
+	img = open_img("top.qcow2", false);
+	/* Written in the overlay: a plain read there; an in-place write too (the cluster is its own). */
+	assert_int_equal(image_map(img, 65536 + 512, 8192, false, &x), 1);
+	assert_int_equal(x.fd, img->fd);
+	assert_int_equal(x.len, 8192);
+	assert_int_equal(image_read(img, want, sizeof(want), 65536 + 512), 0);
+	assert_int_equal(image_pread(x.fd, got, sizeof(got), x.off), 0);
+	assert_memory_equal(want, got, sizeof(got));
+	assert_int_equal(image_map(img, 65536, 65536 * 3, true, &x), 1);
+	assert_int_equal(x.len, 65536); /* stops at the cluster's end */
+	/* Only in the base: read from the base's file; a write copies on write. */
+	assert_int_equal(image_map(img, 4096, 4096, false, &x), 1);
+	assert_int_equal(x.fd, img->backing->fd);
+	assert_int_equal(image_pread(x.fd, got, sizeof(got), x.off), 0);
+	assert_int_equal(image_read(img, want, sizeof(want), 4096), 0);
+	assert_memory_equal(want, got, sizeof(got));
+	assert_int_equal(image_map(img, 4096, 4096, true, &x), 0);
+	/* Compressed, or nowhere at all: through the image layer. */
+	assert_int_equal(image_map(img, 2 << 20, 4096, false, &x), 0);
+	assert_int_equal(image_map(img, 3 << 20, 4096, false, &x), 0);
+	assert_int_equal(x.len, 4096);
+	assert_int_equal(image_map(img, 4 << 20, 512, false, &x), -ERANGE);
+	image_close(img);
+}
+
+/* A discarded cluster reads as zeros, qemu agrees, and its space is free in qemu's eyes. */
+static void test_discard(void **state)
+{
+	static uint8_t buf[65536 * 3], zeros[65536];
+	struct image *img;
+	char path[128];
+	int fd;
+
+	sh("qemu-img create -q -f qcow2 d.qcow2 1M");
+	img = open_img("d.qcow2", false);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(image_write(img, buf, sizeof(buf), 0), 0);
+	/* The middle cluster whole, and half of the last: only the whole one goes. */
+	assert_int_equal(image_discard(img, 65536, 65536 + 32768), 0);
+	assert_int_equal(image_read(img, buf, sizeof(buf), 0), 0);
+	assert_int_equal(buf[0], 0x5a);
+	assert_memory_equal(buf + 65536, zeros, sizeof(zeros));
+	assert_int_equal(buf[2 * 65536], 0x5a);
+	assert_int_equal(image_flush(img), 0);
+	image_close(img);
+	assert_int_equal(sh_status("qemu-img check d.qcow2"), 0);
+	sh("qemu-img convert -O raw d.qcow2 d.raw && cmp -n 65536 -i 65536:0 d.raw /dev/zero");
+	/* Raw: a hole, reading as zeros. */
+	sh("head -c 262144 /dev/urandom > r.raw");
+	snprintf(path, sizeof(path), "%s/r.raw", dir);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(image_open(fd, IMAGE_RAW, false, NULL, NULL, &img, err, sizeof(err)), 0);
+	assert_int_equal(image_discard(img, 65536, 65536), 0);
+	assert_int_equal(image_read(img, buf, 65536, 65536), 0);
+	assert_memory_equal(buf, zeros, sizeof(zeros));
+	assert_int_equal(image_discard(img, 262144 - 512, 1024), -ERANGE);
+	image_close(img);
+}
+
+/* An image that changes size under us is noticed, with what changed. */
+static void test_size_changed(void **state)
+{
+	struct image *img, *raw;
+	char path[128];
+	int fd;
+
+	sh("qemu-img create -q -f qcow2 s.qcow2 1M && truncate -s 1M s.raw");
+	img = open_img("s.qcow2", false);
+	snprintf(path, sizeof(path), "%s/s.raw", dir);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(image_open(fd, IMAGE_RAW, false, NULL, NULL, &raw, err, sizeof(err)), 0);
+	assert_int_equal(image_check(img, err, sizeof(err)), 0);
+	assert_int_equal(image_check(raw, err, sizeof(err)), 0);
+	sh("qemu-img resize -q s.qcow2 2M && truncate -s 512K s.raw");
+	assert_int_equal(image_check(img, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "changed size"));
+	assert_int_equal(image_check(raw, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "changed size"));
+	/* And a read past the new end of the raw file is an error, not zeros. */
+	{
+		uint8_t b[512];
+		assert_int_equal(image_read(raw, b, sizeof(b), 768 * 1024), -EIO);
+	}
+	image_close(img);
+	image_close(raw);
+}
+
 static void test_hostile(void **state)
 {
 	static const uint8_t cb30[4] = {0, 0, 0, 30}, huge_l1[4] = {0xff, 0xff, 0xff, 0xff};
@@ -438,6 +537,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_overlay_and_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_size_changed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

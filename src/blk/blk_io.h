@@ -1,0 +1,72 @@
+/*
+ * virtio-blk requests of domus-blk's disks, carried out on one io_uring per
+ * process: a request is split where the image's layout splits it
+ * (image_map), each piece that sits in a file becomes a readv or writev
+ * (O_DIRECT when the disk asks for it and the buffers allow), the rest
+ * (zeros, compressed clusters, copy on write) is done at once through the
+ * image layer. Many requests of many disks are in flight together; each
+ * completes when its last piece does, in whatever order.
+ */
+#ifndef DOMUS_BLK_IO_H
+#define DOMUS_BLK_IO_H
+
+#include <liburing.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blk/image.h"
+#include "vhost/backend.h"
+
+#define BLK_NUM_QUEUES 4
+#define BLK_QUEUE_SIZE 256
+#define BLK_MAX_DISCARD_SEGMENTS 32
+
+/* Per-disk counters, in a memfd the supervisor passes (--stats-fd) and reads. */
+struct blk_counters {
+	_Atomic uint64_t read_ops, write_ops, read_bytes, write_bytes;
+};
+
+struct blk_engine;
+
+struct blk_disk {
+	struct image *img;
+	char id[21];
+	bool writeback; /* false: a write completes only once it is on stable storage */
+	struct blk_counters *stats; /* NULL when nobody reads them */
+	struct vhost_device_ops ops; /* per disk: read-only disks say so */
+	struct vhost_backend b;
+	bool connected;
+	struct blk_engine *engine;
+	unsigned inflight;      /* requests taken and not yet completed */
+	uint8_t notify_queues;  /* queues with completions the driver has not been told of */
+	bool notify_listed;
+	unsigned long long requests, errors;
+};
+
+struct blk_engine {
+	struct io_uring ring;
+	bool have_ring; /* false: io_uring is not available and every request is served at once */
+	unsigned delay_us; /* each request held this long before completing (tests) */
+	struct blk_disk *notify[64]; /* disks with notify_queues set */
+	unsigned nnotify;
+	void *free_requests;
+	unsigned nfree;
+};
+
+/* Sets up the ring, restricted to the operations requests use. 0, or -errno with why in err
+ * (the engine then serves requests synchronously). */
+int blk_engine_init(struct blk_engine *e, char *err, size_t errlen);
+/* The descriptor to poll for completions; -1 without a ring. */
+int blk_engine_fd(struct blk_engine *e);
+/* Takes every request queue q of d has and starts it. */
+void blk_engine_kicked(struct blk_disk *d, unsigned q);
+/* Completes what has finished, without waiting. */
+void blk_engine_reap(struct blk_engine *e);
+/* Waits until d has nothing in flight (before its memory goes away). */
+void blk_engine_drain(struct blk_disk *d);
+void blk_engine_close(struct blk_engine *e);
+/* The device operations of a disk: features, config space (with its writeback byte). */
+void blk_disk_init_ops(struct blk_disk *d, bool readonly);
+
+#endif
