@@ -9,7 +9,7 @@
 
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
-	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,in-vmm] | vhost-user:SOCKET]...\n"
+	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
 	"                 [--on-reboot restart|exit]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
@@ -45,7 +45,8 @@ static int parse_number(const char *s, unsigned long long min, unsigned long lon
 int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen)
 {
 	const char *comma = strrchr(arg, ',');
-	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+	size_t len = strlen(arg);
+	const char *end = arg + len;
 
 	d->readonly = false;
 	d->vhost_user = false;
@@ -62,21 +63,34 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 	}
 	d->in_vmm = false;
 	d->qcow2 = false;
+	d->direct = d->writethrough = false;
 	/*
 	 * Options after the path: ro or rw, format=raw or format=qcow2, and in-vmm
 	 * (served inside the VMM, not by domus-blk).
 	 */
 	while (comma) {
-		if (!strcmp(comma + 1, "ro"))
+		/* The option between this comma and the end of the previous one. */
+		char opt[64];
+		size_t olen = (size_t)(end - (comma + 1));
+
+		snprintf(opt, sizeof(opt), "%.*s", (int)(olen < sizeof(opt) ? olen : sizeof(opt) - 1),
+			 comma + 1);
+		if (olen >= sizeof(opt))
+			opt[0] = '?';
+		if (!strcmp(opt, "ro"))
 			d->readonly = true;
-		else if (!strcmp(comma + 1, "in-vmm"))
+		else if (!strcmp(opt, "in-vmm"))
 			d->in_vmm = true;
-		else if (!strcmp(comma + 1, "format=qcow2"))
+		else if (!strcmp(opt, "format=qcow2"))
 			d->qcow2 = true;
-		else if (strcmp(comma + 1, "rw") && strcmp(comma + 1, "format=raw"))
+		else if (!strncmp(opt, "cache=", 6) && disk_cache_parse(opt + 6, d) == 0)
+			;
+		else if (strcmp(opt, "rw") && strcmp(opt, "format=raw"))
 			return bad(err, errlen,
-				   "--disk %s: unknown option '%s' (expected ro, rw, format=raw|qcow2 or in-vmm)",
-				   arg, comma + 1);
+				   "--disk %s: unknown option '%s' (expected ro, rw, format=raw|qcow2, "
+				   "cache=writeback|writethrough|none|directsync or in-vmm)",
+				   arg, opt);
+		end = comma;
 		len = (size_t)(comma - arg);
 		comma = memrchr(arg, ',', len);
 	}
@@ -84,6 +98,8 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 		return bad(err, errlen, "--disk %s: empty path", arg);
 	if (d->qcow2 && d->in_vmm)
 		return bad(err, errlen, "--disk %s: qcow2 is served by domus-blk, not in the VMM", arg);
+	if ((d->direct || d->writethrough) && d->in_vmm)
+		return bad(err, errlen, "--disk %s: cache modes are domus-blk's, not the VMM's", arg);
 	if (len >= sizeof(d->path))
 		return bad(err, errlen, "--disk: path longer than %zu bytes", sizeof(d->path) - 1);
 	memcpy(d->path, arg, len);

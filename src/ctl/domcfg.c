@@ -87,7 +87,11 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 				vdev = eq + 1;
 			else if (!strcmp(tok, "access"))
 				access = eq + 1;
-			else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vmm"))
+			else if (!strcmp(tok, "cache")) {
+				if (disk_cache_parse(eq + 1, d) < 0)
+					return bad(err, errlen, "disk '%s': cache '%s' must be writeback, "
+						   "writethrough, none or directsync", spec, eq + 1);
+			} else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vmm"))
 				d->in_vmm = true; /* served inside the VMM, not by domus-blk */
 			else if (!strcmp(tok, "devtype") || !strcmp(tok, "backendtype") ||
 				 !strcmp(tok, "backend") || !strcmp(tok, "script"))
@@ -126,6 +130,9 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 	d->qcow2 = !strcmp(format, "qcow2");
 	if (d->qcow2 && d->in_vmm)
 		return bad(err, errlen, "disk '%s': qcow2 is served by domus-blk, not with backendtype=vmm",
+			   spec);
+	if ((d->direct || d->writethrough) && d->in_vmm)
+		return bad(err, errlen, "disk '%s': cache modes are domus-blk's, not with backendtype=vmm",
 			   spec);
 	if (!is_access(access))
 		return bad(err, errlen, "disk '%s': access '%s' must be r, ro, w or rw", spec, access);
@@ -518,8 +525,10 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "on_reboot = %s\n", domain_action_name(spec->on_reboot));
 	fprintf(f, "on_crash = %s\n", domain_action_name(spec->on_crash));
 	for (unsigned i = 0; i < vm->ndisks; i++)
-		fprintf(f, "disk.%u = %s,%s%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
-			vm->disks[i].qcow2 ? ",format=qcow2" : "", vm->disks[i].in_vmm ? ",in-vmm" : "");
+		fprintf(f, "disk.%u = %s,%s%s%s%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
+			vm->disks[i].qcow2 ? ",format=qcow2" : "", vm->disks[i].in_vmm ? ",in-vmm" : "",
+			vm->disks[i].direct || vm->disks[i].writethrough ? ",cache=" : "",
+			vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "");
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
 			spec->vifs[i].ip);

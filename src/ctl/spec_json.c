@@ -131,7 +131,7 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 {
 	const struct vm_config *vm = &spec->vm;
 	json_t *o = json_object(), *disks = json_array(), *vifs = json_array();
-	char buf[DISK_PATH_MAX + 64];
+	char buf[DISK_PATH_MAX + 128];
 
 	if (!o || !disks || !vifs) {
 		json_decref(o);
@@ -155,10 +155,12 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	json_object_set_new(o, "on_crash", json_string(domain_action_name(spec->on_crash)));
 	for (unsigned i = 0; i < vm->ndisks; i++) {
 		/* target= last: the path may hold commas. */
-		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, format=%s, %starget=%s",
+		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, format=%s, %s%s%s%starget=%s",
 			 disk_letters[i % 26], vm->disks[i].readonly ? "ro" : "rw",
 			 vm->disks[i].qcow2 ? "qcow2" : "raw", vm->disks[i].in_vmm ? "backendtype=vmm, " : "",
-			 vm->disks[i].path);
+			 vm->disks[i].direct || vm->disks[i].writethrough ? "cache=" : "",
+			 vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "",
+			 vm->disks[i].direct || vm->disks[i].writethrough ? ", " : "", vm->disks[i].path);
 		json_array_append_new(disks, json_string(buf));
 	}
 	json_object_set_new(o, "disk", disks);

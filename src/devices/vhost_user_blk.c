@@ -10,7 +10,9 @@
 #include "lib/log.h"
 #include "vmm/vm.h"
 
+#define VIRTIO_BLK_F_CONFIG_WCE 11
 #define VIRTIO_BLK_F_MQ 12
+#define CONFIG_WRITEBACK 32 /* the one writable byte of config space */
 /* The device features a guest may see: all but multiqueue (one queue here). */
 #define BLK_FEATURES_PASSED ((1ULL << 2) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 9) | \
 			     (1ULL << 10) | (1ULL << 11) | (1ULL << 13) | (1ULL << 14))
@@ -23,6 +25,21 @@ static struct vhost_user_blk *of(struct virtio_dev *vd)
 static void config_read(struct virtio_dev *vd, unsigned off, void *data, unsigned len)
 {
 	memcpy(data, of(vd)->config + off, len);
+}
+
+/* The guest's cache mode (writeback or write-through): kept, and told to the back-end. */
+static void config_write(struct virtio_dev *vd, unsigned off, const void *data, unsigned len)
+{
+	struct vhost_user_blk *d = of(vd);
+	char err[256];
+
+	if (off != CONFIG_WRITEBACK || len != 1 || *(const uint8_t *)data > 1 ||
+	    !(vd->driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)))
+		return;
+	d->config[CONFIG_WRITEBACK] = *(const uint8_t *)data;
+	if (d->connected && d->started &&
+	    vhost_frontend_set_config(&d->fe, CONFIG_WRITEBACK, data, 1, err, sizeof(err)) < 0)
+		log_warnx("vhost-user-blk %s: cache mode: %s", d->path, err);
 }
 
 static void queue_notify(struct virtio_dev *vd, unsigned q)
@@ -53,6 +70,10 @@ static int start_backend(struct vhost_user_blk *d, char *err, size_t errlen)
 		return -EFAULT;
 	}
 	if ((ret = vhost_frontend_setup(&d->fe, vd->driver_features, &vd->vm->mem, err, errlen)) < 0 ||
+	    /* A back-end that restarted must learn the guest's cache mode again. */
+	    ((vd->driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)) &&
+	     (ret = vhost_frontend_set_config(&d->fe, CONFIG_WRITEBACK, &d->config[CONFIG_WRITEBACK], 1,
+					      err, errlen)) < 0) ||
 	    (ret = vhost_frontend_inflight(&d->fe, vq->size, &d->inflight_fd, &d->inflight_size, err,
 					   errlen)) < 0)
 		return ret;
@@ -155,6 +176,7 @@ static const struct virtio_device_ops vhost_user_blk_ops = {
 	.queue_size = 256,
 	.config_size = VHOST_USER_BLK_CONFIG,
 	.config_read = config_read,
+	.config_write = config_write,
 	.queue_notify = queue_notify,
 	.reset = reset,
 	.driver_ok = driver_ok,

@@ -138,6 +138,20 @@ int vhost_frontend_get_config(struct vhost_frontend *f, void *buf, uint32_t len,
 	return 0;
 }
 
+int vhost_frontend_set_config(struct vhost_frontend *f, uint32_t off, const void *buf, uint32_t len,
+			      char *err, size_t errlen)
+{
+	struct vhost_user_msg m = msg(VHOST_USER_SET_CONFIG, 12 + len);
+
+	if (len > VHOST_USER_MAX_CONFIG)
+		return -EINVAL;
+	memset(&m.payload.config, 0, sizeof(m.payload.config));
+	m.payload.config.offset = off;
+	m.payload.config.size = len;
+	memcpy(m.payload.config.region, buf, len);
+	return call(f, &m, NULL, err, errlen);
+}
+
 int vhost_frontend_setup(struct vhost_frontend *f, uint64_t driver_features,
 			 const struct guest_mem *mem, char *err, size_t errlen)
 {

@@ -24,6 +24,9 @@ int vhost_frontend_connect(struct vhost_frontend *f, const char *path, char *err
 void vhost_frontend_close(struct vhost_frontend *f);
 int vhost_frontend_get_config(struct vhost_frontend *f, void *buf, uint32_t len, char *err,
 			      size_t errlen);
+/* Writes len bytes of the back-end's config space at off (the driver wrote them). */
+int vhost_frontend_set_config(struct vhost_frontend *f, uint32_t off, const void *buf, uint32_t len,
+			      char *err, size_t errlen);
 /* SET_FEATURES with what the driver acked, and the guest's memory table. */
 int vhost_frontend_setup(struct vhost_frontend *f, uint64_t driver_features,
 			 const struct guest_mem *mem, char *err, size_t errlen);

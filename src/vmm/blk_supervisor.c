@@ -176,13 +176,14 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 			char *q = malloc(strlen(cfg->disks[i].path) + 128);
 			if (!q)
 				return -ENOMEM;
-			sprintf(q, "%s/disk%u.sock=%s,format=qcow2%s", s->dir, i, cfg->disks[i].path,
-				cfg->disks[i].readonly ? ",ro" : "");
+			sprintf(q, "%s/disk%u.sock=%s,format=qcow2,cache=%s%s", s->dir, i, cfg->disks[i].path,
+				disk_cache_name(&cfg->disks[i]), cfg->disks[i].readonly ? ",ro" : "");
 			s->argv[argc++] = strdup("--disk");
 			s->argv[argc++] = q;
 		} else {
-			snprintf(spec, sizeof(spec), "%s/disk%u.sock=fd:%d%s", s->dir, i,
-				 FIRST_FD + (int)s->nfds, cfg->disks[i].readonly ? ",ro" : "");
+			snprintf(spec, sizeof(spec), "%s/disk%u.sock=fd:%d,cache=%s%s", s->dir, i,
+				 FIRST_FD + (int)s->nfds, disk_cache_name(&cfg->disks[i]),
+				 cfg->disks[i].readonly ? ",ro" : "");
 			s->argv[argc++] = strdup("--disk");
 			s->argv[argc++] = strdup(spec);
 		}

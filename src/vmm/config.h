@@ -22,7 +22,14 @@ struct disk_config {
 	bool vhost_user; /* served by the vhost-user back-end listening at path */
 	bool in_vmm;     /* served inside the VMM, not by a domus-blk process */
 	bool qcow2;      /* a qcow2 image (domus-blk only); raw otherwise */
+	bool direct;       /* domus-blk reads and writes it with O_DIRECT (cache=none, directsync) */
+	bool writethrough; /* every write durable before it completes (cache=writethrough, directsync) */
 };
+
+/* The cache=MODE of a disk: writeback, writethrough, none or directsync; -EINVAL otherwise. */
+int disk_cache_parse(const char *mode, struct disk_config *d);
+/* The name of a disk's cache mode. */
+const char *disk_cache_name(const struct disk_config *d);
 
 struct vm_config {
 	const char *kernel;

@@ -111,6 +111,15 @@ static void test_vhost_user_disk(void **state)
 	assert_true(cfg.disks[1].vhost_user);
 	assert_string_equal(cfg.disks[1].path, "/run/b.sock");
 	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:", NULL));
+	/* Cache modes, QEMU's names. */
+	assert_int_equal(parse("--kernel", "k", "--disk", "a.img,cache=none", "--disk", "b.img,cache=directsync",
+			       "--disk", "c.img,cache=writethrough", NULL), 0);
+	assert_true(cfg.disks[0].direct && !cfg.disks[0].writethrough);
+	assert_true(cfg.disks[1].direct && cfg.disks[1].writethrough);
+	assert_true(!cfg.disks[2].direct && cfg.disks[2].writethrough);
+	assert_string_equal(disk_cache_name(&cfg.disks[1]), "directsync");
+	expect_error("cache=", parse("--kernel", "k", "--disk", "a.img,cache=unsafe", NULL));
+	expect_error("not the VMM's", parse("--kernel", "k", "--disk", "a.img,cache=none,in-vmm", NULL));
 	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:/s,ro", NULL));
 }
 

@@ -221,6 +221,9 @@ static void test_domain_errors(void **state)
 	expect_spec_error("name='a'\nkernel='k'\ndisk=['backendtype=vmm, format=qcow2, target=x.qcow2']\n",
 			  "qcow2 is served by domus-blk");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,raw,xvda,maybe']\n", "unexpected 'maybe'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['cache=unsafe, target=x.img']\n", "cache 'unsafe'");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['backendtype=vmm, cache=none, target=x.img']\n",
+			  "cache modes are domus-blk's");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=[',raw']\n", "no target");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=['x.img,devtype=cdrom']\n", "'devtype=' is not supported");
 	expect_spec_error("name='a'\nkernel='k'\ndisk=[3]\n", "disk entries must be strings");
