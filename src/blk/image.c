@@ -358,6 +358,74 @@ int image_open_path(const char *path, enum image_format format, bool readonly, s
 	return image_open(fd, format, readonly, open_relative, dir, out, err, errlen);
 }
 
+struct chain_record {
+	char dir[PATH_MAX];
+	int *fds;
+	char (*names)[IMAGE_NAME_MAX];
+	unsigned n;
+};
+
+/* Opens a backing file as image_open_path would, and keeps a copy of it and its name. */
+static int open_recorded(void *opaque, const char *name, int *fd, char *err, size_t errlen)
+{
+	struct chain_record *r = opaque;
+	int ret, copy;
+
+	if (r->n == IMAGE_MAX_CHAIN || strlen(name) >= IMAGE_NAME_MAX || strchr(name, '\n')) {
+		snprintf(err, errlen, "cannot be passed on (too deep, too long, or a newline in its name)");
+		return -EINVAL;
+	}
+	ret = open_relative(r->dir, name, fd, err, errlen);
+	if (ret < 0)
+		return ret;
+	copy = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0) {
+		snprintf(err, errlen, "dup: %s", strerror(errno));
+		return -errno;
+	}
+	r->fds[r->n] = copy;
+	snprintf(r->names[r->n], IMAGE_NAME_MAX, "%s", name);
+	r->n++;
+	return 0;
+}
+
+int image_open_chain(const char *path, enum image_format format, bool readonly, int *fd,
+		     int backing_fds[IMAGE_MAX_CHAIN], char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX],
+		     unsigned *n, char *err, size_t errlen)
+{
+	struct chain_record r = {.fds = backing_fds, .names = names, .n = 0};
+	struct image *img;
+	int top, copy, ret;
+
+	*n = 0;
+	*fd = -1;
+	top = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (top < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	copy = fcntl(top, F_DUPFD_CLOEXEC, 3);
+	{
+		char tmp[PATH_MAX];
+		snprintf(tmp, sizeof(tmp), "%s", path);
+		snprintf(r.dir, sizeof(r.dir), "%s", dirname(tmp));
+	}
+	ret = copy < 0 ? -errno : image_open(top, format, readonly, open_recorded, &r, &img, err, errlen);
+	if (ret < 0) {
+		if (copy < 0)
+			close(top);
+		else
+			close(copy);
+		for (unsigned i = 0; i < r.n; i++)
+			close(backing_fds[i]);
+		return ret;
+	}
+	image_close(img);
+	*fd = copy;
+	*n = r.n;
+	return 0;
+}
+
 int image_pread(int fd, void *buf, size_t len, uint64_t off)
 {
 	return pread_full(fd, buf, len, off);

@@ -59,6 +59,17 @@ int image_open(int fd, enum image_format format, bool readonly, image_open_backi
 /* Opens a path, and backing files relative to the image's directory as qemu does. */
 int image_open_path(const char *path, enum image_format format, bool readonly, struct image **out,
 		    char *err, size_t errlen) __attribute__((warn_unused_result));
+/*
+ * For a supervisor that hands images to domus-blk as descriptors: opens
+ * path and its backing chain (checked as image_open_path does, so a bad
+ * chain is refused here with its reason), and returns the image's file in
+ * *fd and each backing file, with the name the chain records for it, in
+ * order. *n says how many backing files; the caller closes every fd.
+ */
+#define IMAGE_NAME_MAX 1024
+int image_open_chain(const char *path, enum image_format format, bool readonly, int *fd,
+		     int backing_fds[IMAGE_MAX_CHAIN], char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX],
+		     unsigned *n, char *err, size_t errlen) __attribute__((warn_unused_result));
 int image_read(struct image *img, void *buf, size_t len, uint64_t off);
 int image_write(struct image *img, const void *buf, size_t len, uint64_t off);
 int image_flush(struct image *img);

@@ -91,7 +91,9 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 				if (disk_cache_parse(eq + 1, d) < 0)
 					return bad(err, errlen, "disk '%s': cache '%s' must be writeback, "
 						   "writethrough, none or directsync", spec, eq + 1);
-			} else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vmm"))
+			} else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vhost-user"))
+				d->vhost_user = true; /* target is a vhost-user back-end's socket */
+			else if (!strcmp(tok, "backendtype") && !strcmp(eq + 1, "vmm"))
 				d->in_vmm = true; /* served inside the VMM, not by domus-blk */
 			else if (!strcmp(tok, "devtype") || !strcmp(tok, "backendtype") ||
 				 !strcmp(tok, "backend") || !strcmp(tok, "script"))
@@ -131,6 +133,11 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 	if (d->qcow2 && d->in_vmm)
 		return bad(err, errlen, "disk '%s': qcow2 is served by domus-blk, not with backendtype=vmm",
 			   spec);
+	if (d->vhost_user && (d->in_vmm || d->qcow2 || d->direct || d->writethrough))
+		return bad(err, errlen, "disk '%s': a vhost-user back-end decides format and cache itself",
+			   spec);
+	if (d->vhost_user && strlen(target) >= 108)
+		return bad(err, errlen, "disk '%s': socket path too long", spec);
 	if ((d->direct || d->writethrough) && d->in_vmm)
 		return bad(err, errlen, "disk '%s': cache modes are domus-blk's, not with backendtype=vmm",
 			   spec);

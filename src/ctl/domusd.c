@@ -139,6 +139,26 @@ static void default_vmm_path(char *out, size_t len)
 	snprintf(out, len, "%s/domus-vmm", self);
 }
 
+/* DOMUS_BLK, else beside domus-vmm (installed), else in the build tree's src/blk. */
+static void find_domus_blk(char *out, size_t len)
+{
+	const char *env = getenv("DOMUS_BLK");
+	char dir[PATH_MAX], *slash;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s", D.vmm_path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(out, len, "%.4000s/domus-blk", slash ? dir : ".");
+	if (access(out, X_OK) == 0)
+		return;
+	snprintf(out, len, "%.4000s/../blk/domus-blk", slash ? dir : ".");
+}
+
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [-v]\n"
@@ -238,6 +258,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	watch_add(sigfd, &w_sig);
+	{
+		char blk_dir[PATH_MAX], program[PATH_MAX];
+		snprintf(blk_dir, sizeof(blk_dir), "%s/blk", D.state_dir);
+		if (mkdirs(blk_dir, 0700) < 0) {
+			log_warn("mkdir %s", blk_dir);
+			return 1;
+		}
+		find_domus_blk(program, sizeof(program));
+		blkhost_init(&D.blk, program, blk_dir);
+	}
 	adopt_domains();
 
 	api_fd = open_api_socket(sock_path);
@@ -305,6 +335,12 @@ int main(int argc, char **argv)
 			case W_PROXY_VMM:
 				proxy_vmm_readable(w->ptr);
 				break;
+			case W_BLK_PID:
+				blkhost_exited(&D.blk);
+				break;
+			case W_BLK_TIMER:
+				blkhost_restart(&D.blk);
+				break;
 			}
 		}
 		MHD_run(D.mhd);
@@ -315,6 +351,7 @@ int main(int argc, char **argv)
 		proxy_close(D.proxies);
 	wake_subscribers(NULL);
 	MHD_stop_daemon(D.mhd);
+	blkhost_stop(&D.blk);
 	unlink(sock_path);
 	return 0;
 }

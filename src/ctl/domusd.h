@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "ctl/api.h"
+#include "ctl/blkhost.h"
 
 #define DEFAULT_SOCKET "/run/domus/domusd.sock"
 #define DEFAULT_STATE_DIR "/var/lib/domus"
@@ -23,7 +24,7 @@
 #define MAX_CLIENTS 128
 
 /* Tags for epoll: what kind of descriptor woke us. */
-enum watch_kind { W_MHD, W_SIGNAL, W_CONTROL, W_PIDFD, W_PROXY_CLIENT, W_PROXY_VMM };
+enum watch_kind { W_MHD, W_SIGNAL, W_CONTROL, W_PIDFD, W_PROXY_CLIENT, W_PROXY_VMM, W_BLK_PID, W_BLK_TIMER };
 
 struct watch {
 	enum watch_kind kind;
@@ -71,6 +72,7 @@ struct daemon {
 	bool have_group;
 	struct proxy *proxies;
 	struct subscriber *subs;
+	struct blkhost blk; /* the host's domus-blk */
 	bool stop;
 	int verbose;
 };

@@ -157,7 +157,8 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		/* target= last: the path may hold commas. */
 		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, format=%s, %s%s%s%starget=%s",
 			 disk_letters[i % 26], vm->disks[i].readonly ? "ro" : "rw",
-			 vm->disks[i].qcow2 ? "qcow2" : "raw", vm->disks[i].in_vmm ? "backendtype=vmm, " : "",
+			 vm->disks[i].qcow2 ? "qcow2" : "raw",
+			 vm->disks[i].in_vmm ? "backendtype=vmm, " : vm->disks[i].vhost_user ? "backendtype=vhost-user, " : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? "cache=" : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? ", " : "", vm->disks[i].path);

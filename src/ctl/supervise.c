@@ -100,9 +100,10 @@ static int save_record(const struct domain *d)
 
 static void remove_files(unsigned domid)
 {
-	static const char *suffixes[] = {"domain.json", "config.json", "sock"};
+	static const char *suffixes[] = {"domain.json", "config.json", "sock", "blkstats"};
 	char path[PATH_MAX];
 
+	blkhost_detach(&D.blk, domid);
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		path_for(path, sizeof(path), domid, suffixes[i]);
 		unlink(path);
@@ -231,15 +232,78 @@ static void reap(pid_t pid)
 		;
 }
 
+/* The domain's counters file, which domus-blk fills and its domus-vmm reads. */
+static int open_blk_stats(unsigned domid, bool create)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	path_for(path, sizeof(path), domid, "blkstats");
+	fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0600);
+	if (fd >= 0 && create && ftruncate(fd, 16 * 32) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Hands the domain's disks that domus-blk serves to the host's domus-blk;
+ * in vmm (when not NULL) they become vhost-user disks on its sockets.
+ * Returns the mask of those disks, or -errno with the reason in err.
+ */
+static int attach_disks(struct domain *d, int stats_fd, struct domain_spec *vmm, char *err,
+			size_t errlen)
+{
+	int mask = 0;
+
+	for (unsigned i = 0; i < d->spec.vm.ndisks; i++) {
+		const struct disk_config *dc = &d->spec.vm.disks[i];
+		char sock[PATH_MAX], why[768];
+		int ret;
+
+		if (dc->vhost_user || dc->in_vmm)
+			continue;
+		ret = blkhost_attach(&D.blk, d->domid, i, dc, stats_fd, sock, sizeof(sock), why, sizeof(why));
+		if (ret < 0) {
+			snprintf(err, errlen, "disk %s: %s", dc->path, why);
+			blkhost_detach(&D.blk, d->domid);
+			return ret;
+		}
+		mask |= 1 << i;
+		if (vmm) {
+			struct disk_config *v = &vmm->vm.disks[i];
+			snprintf(v->path, sizeof(v->path), "%s", sock);
+			v->vhost_user = true;
+			v->qcow2 = v->direct = v->writethrough = false;
+		}
+	}
+	return mask;
+}
+
 static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 {
-	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX], domid[16];
-	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret;
-	json_t *cfg = domain_spec_to_json(&d->spec), *msg = NULL;
-	char *text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
+	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX + 128], domid[16], mask_arg[16];
+	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret, stats_fd = -1, mask;
+	static struct domain_spec vmm_spec;
+	json_t *cfg, *msg = NULL;
+	char *text;
 	const char *ev;
 	pid_t pid;
 
+	/* Disks first: a bad image or chain is refused here, before any process starts. */
+	vmm_spec = d->spec;
+	stats_fd = open_blk_stats(d->domid, true);
+	mask = attach_disks(d, stats_fd, &vmm_spec, err, errlen);
+	if (mask < 0) {
+		if (stats_fd >= 0)
+			close(stats_fd);
+		remove_files(d->domid);
+		return mask;
+	}
+	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
+	cfg = domain_spec_to_json(&vmm_spec);
+	text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
 	json_decref(cfg);
 	path_for(cfg_path, sizeof(cfg_path), d->domid, "config.json");
 	path_for(sock_path, sizeof(sock_path), d->domid, "sock");
@@ -276,6 +340,7 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 		/* Out of the way of 0-4 first, so no dup2 below overwrites a source. */
 		int l = fcntl(listen_fd, F_DUPFD, 10), c = fcntl(sp[1], F_DUPFD, 10);
 		int lg = fcntl(log_fd, F_DUPFD, 10), nl = fcntl(null_fd, F_DUPFD, 10);
+		int st = stats_fd >= 0 ? fcntl(stats_fd, F_DUPFD, 10) : -1;
 		sigset_t all;
 
 		sigemptyset(&all);
@@ -283,18 +348,22 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 		signal(SIGPIPE, SIG_DFL);
 		setsid();
 		if (null_fd < 0 || l < 0 || c < 0 || lg < 0 || nl < 0 || dup2(nl, 0) < 0 ||
-		    dup2(lg, 1) < 0 || dup2(lg, 2) < 0 || dup2(l, 3) < 0 || dup2(c, 4) < 0)
+		    dup2(lg, 1) < 0 || dup2(lg, 2) < 0 || dup2(l, 3) < 0 || dup2(c, 4) < 0 ||
+		    (st >= 0 && dup2(st, 5) < 0))
 			_exit(127);
-		syscall(SYS_close_range, 5, ~0U, 0);
+		syscall(SYS_close_range, st >= 0 ? 6 : 5, ~0U, 0);
 		execl(D.vmm_path, "domus-vmm", "--config", cfg_path, "--domid", domid,
-		      "--listen-fd", "3", "--control-fd", "4", D.verbose ? "-v" : NULL, (char *)NULL);
+		      "--listen-fd", "3", "--control-fd", "4", "--blk-disks", mask_arg,
+		      "--blk-stats-fd", st >= 0 ? "5" : "-1", D.verbose ? "-v" : NULL, (char *)NULL);
 		dprintf(2, "domusd: cannot run %s: %s\n", D.vmm_path, strerror(errno));
 		_exit(127);
 	}
 	close(listen_fd);
 	close(sp[1]);
 	close(log_fd);
-	listen_fd = sp[1] = log_fd = -1;
+	if (stats_fd >= 0)
+		close(stats_fd);
+	listen_fd = sp[1] = log_fd = stats_fd = -1;
 	d->pid = pid;
 	d->ctl_fd = sp[0];
 	ret = vmmproto_recv(d->ctl_fd, START_TIMEOUT_MS, &msg);
@@ -331,6 +400,8 @@ fail:
 		close(sp[1]);
 	if (log_fd >= 0)
 		close(log_fd);
+	if (stats_fd >= 0)
+		close(stats_fd);
 	remove_files(d->domid);
 	return -EIO;
 }
@@ -515,6 +586,14 @@ static void adopt_one(const char *file)
 		goto out;
 	}
 	domain_watch_fds(d);
+	{
+		/* Its disks were served by the previous domusd's domus-blk: served again, same sockets. */
+		int stats_fd = open_blk_stats(d->domid, false);
+		if (attach_disks(d, stats_fd, NULL, err, sizeof(err)) < 0)
+			log_warnx("domain %s: %s; its disk waits", d->spec.name, err);
+		if (stats_fd >= 0)
+			close(stats_fd);
+	}
 	log_info("domain %s (%u, pid %d) found running; managed again", d->spec.name, d->domid,
 		 (int)d->pid);
 	api_event(&D.api, "adopted", d, NULL);

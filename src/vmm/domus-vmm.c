@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sys/mman.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "ctl/spec_json.h"
 #include "lib/log.h"
+#include "vmm/blk_supervisor.h"
 #include "vmm/control.h"
 #include "vmm/run.h"
 
@@ -55,6 +57,8 @@ int main(int argc, char **argv)
 		{"domid", required_argument, NULL, 'd'},
 		{"listen-fd", required_argument, NULL, 'l'},
 		{"control-fd", required_argument, NULL, 'f'},
+		{"blk-disks", required_argument, NULL, 'b'},
+		{"blk-stats-fd", required_argument, NULL, 's'},
 		{"verbose", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
 	};
@@ -64,6 +68,7 @@ int main(int argc, char **argv)
 	struct vm_frontend fe;
 	const char *config = NULL;
 	int listen_fd = -1, ctl_fd = -1, verbose = 0, opt, domid = -1, status = 1;
+	int blk_disks = 0, blk_stats_fd = -1;
 	char err[1024], detail[256];
 
 	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
@@ -72,6 +77,8 @@ int main(int argc, char **argv)
 		case 'd': domid = parse_fd(optarg); break;
 		case 'l': listen_fd = parse_fd(optarg); break;
 		case 'f': ctl_fd = parse_fd(optarg); break;
+		case 'b': blk_disks = parse_fd(optarg); break;
+		case 's': blk_stats_fd = parse_fd(optarg); break;
 		case 'v': verbose = 1; break;
 		default:
 			fprintf(stderr, "domus-vmm is started by domusd\n");
@@ -100,6 +107,16 @@ int main(int argc, char **argv)
 		vmm_domain_close(&dom);
 		return 2;
 	}
+	if (blk_stats_fd >= 0 && blk_disks > 0) {
+		/* Counters of the disks the host's domus-blk serves for us, one slot per disk. */
+		struct blk_counters *c = mmap(NULL, VM_MAX_DISKS * sizeof(*c), PROT_READ | PROT_WRITE,
+					      MAP_SHARED, blk_stats_fd, 0);
+		for (unsigned i = 0; c != MAP_FAILED && i < spec.vm.ndisks; i++)
+			if (blk_disks & (1 << i))
+				dom.res.disk_counters[i] = &c[i];
+	}
+	if (blk_stats_fd >= 0)
+		close(blk_stats_fd);
 	vmm_control_frontend(&ctl, &fe);
 	for (;;) {
 		enum vm_stop reason = vmm_domain_boot(&dom, &fe, detail, sizeof(detail));

@@ -1,0 +1,53 @@
+/*
+ * The host's disk driver domain: one domus-blk process serving the disks of
+ * every domain domusd runs. domusd opens each image and its backing chain
+ * (so a bad image is refused when the domain is created, with the reason),
+ * makes the disk's listening socket, and passes both to domus-blk over a
+ * control socket. The sockets and images stay open here: when domus-blk
+ * dies, it is started again (backing off if it dies at once), handed every
+ * disk again, and each VMM, whose connection to the socket path never went
+ * away, reconnects and has its unfinished requests served again.
+ */
+#ifndef DOMUS_BLKHOST_H
+#define DOMUS_BLKHOST_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "vmm/config.h"
+
+struct blkhost_disk;
+
+struct blkhost {
+	char program[PATH_MAX]; /* domus-blk */
+	char dir[PATH_MAX - 64]; /* the disks' sockets */
+	pid_t pid;               /* 0 while not running */
+	int pidfd, ctl_fd, timer_fd;
+	long started_ms;
+	unsigned delay_ms;
+	unsigned restarts;
+	struct blkhost_disk *disks;
+};
+
+/* Where the program is and where sockets go; starts nothing yet. */
+void blkhost_init(struct blkhost *h, const char *program, const char *dir);
+/*
+ * Serves disk index of domain domid through domus-blk, starting it if it
+ * is not running; its socket's path in socket. stats_fd (or -1) is the
+ * domain's counters file; domus-blk counts this disk in slot index.
+ * 0, or -errno with the reason in err.
+ */
+int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
+		   int stats_fd, char *socket, size_t socklen, char *err, size_t errlen);
+/* Stops serving every disk of domid. */
+void blkhost_detach(struct blkhost *h, unsigned domid);
+/* domus-blk ended (its pidfd is readable): logs it and arms the restart. */
+void blkhost_exited(struct blkhost *h);
+/* The restart is due (the timer is readable). */
+void blkhost_restart(struct blkhost *h);
+/* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */
+void blkhost_stop(struct blkhost *h);
+
+#endif
