@@ -3,6 +3,7 @@
 #include "lib/unix_socket.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +46,17 @@ static int call(struct vhost_frontend *f, struct vhost_user_msg *m, struct vhost
 	}
 	if (!reply && !ack)
 		return 0;
+	{
+		/* A back-end that hangs rather than dies must not hold the vCPU that asked. */
+		struct pollfd p = {.fd = f->sock, .events = POLLIN};
+		if (poll(&p, 1, VHOST_FRONTEND_REPLY_MS) == 0) {
+			snprintf(err, errlen, "the back-end did not answer %s within %d s; dropping it",
+				 vhost_user_request_name(m->hdr.request), VHOST_FRONTEND_REPLY_MS / 1000);
+			/* The hang-up makes the VMM reconnect, as after the back-end's death. */
+			shutdown(f->sock, SHUT_RDWR);
+			return -ETIMEDOUT;
+		}
+	}
 	ret = vhost_user_recv(f->sock, reply ? reply : &r, err, errlen);
 	if (ret < 0)
 		return ret;

@@ -12,6 +12,9 @@
 #include "vhost/vhost_user.h"
 #include "vmm/guest_mem.h"
 
+/* How long a reply may take; a back-end that takes longer is dropped (and reconnected). */
+#define VHOST_FRONTEND_REPLY_MS 10000
+
 struct vhost_frontend {
 	int sock;
 	uint64_t features;          /* the back-end's virtio features */
