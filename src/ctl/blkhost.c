@@ -15,22 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blk/image.h"
 #include "ctl/domusd.h"
 #include "lib/log.h"
-#include "lib/unix_socket.h"
 #include "vmm/blk_supervisor.h"
-
-#define REPLY_TIMEOUT_MS 10000
+#include "vmm/blkctl.h"
 
 struct blkhost_disk {
 	struct blkhost_disk *next;
-	unsigned domid, index;
-	char id[32];
-	char socket[PATH_MAX];
-	char *text; /* the add message, sent again to every domus-blk started */
-	int fds[UNIX_MAX_FDS];
-	unsigned nfds;
+	unsigned domid;
+	struct blkctl_disk c; /* sent again to every domus-blk started */
 };
 
 static struct watch w_pid = {W_BLK_PID, NULL}, w_timer = {W_BLK_TIMER, NULL};
@@ -52,77 +45,20 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 	h->delay_ms = 25; /* doubled to the first back-off, 50 ms */
 }
 
-/* Sends one message and waits for domus-blk's "ok" or its reason. */
-static int request(struct blkhost *h, const char *text, const int *fds, unsigned nfds, char *err,
-		   size_t errlen)
-{
-	struct pollfd p = {.fd = h->ctl_fd, .events = POLLIN};
-	char reply[600];
-	int none[UNIX_MAX_FDS];
-	unsigned nnone;
-	ssize_t n;
-	int ret = unix_send_fds(h->ctl_fd, text, strlen(text), fds, nfds);
-
-	if (ret < 0) {
-		snprintf(err, errlen, "domus-blk: %s", strerror(-ret));
-		return ret;
-	}
-	if (poll(&p, 1, REPLY_TIMEOUT_MS) != 1) {
-		snprintf(err, errlen, "domus-blk did not answer");
-		return -ETIMEDOUT;
-	}
-	n = unix_recv_fds(h->ctl_fd, reply, sizeof(reply) - 1, none, UNIX_MAX_FDS, &nnone);
-	for (unsigned i = 0; i < nnone; i++)
-		close(none[i]);
-	if (n <= 0) {
-		snprintf(err, errlen, "domus-blk went away");
-		return -EPIPE;
-	}
-	reply[n] = 0;
-	if (!strcmp(reply, "ok"))
-		return 0;
-	snprintf(err, errlen, "%s", strncmp(reply, "error ", 6) ? reply : reply + 6);
-	return -EINVAL;
-}
-
 static int spawn(struct blkhost *h, char *err, size_t errlen)
 {
-	int sp[2];
-	pid_t pid;
+	int ret = blkctl_spawn(h->program, D.verbose, &h->pid, &h->ctl_fd, err, errlen);
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		snprintf(err, errlen, "socketpair: %s", strerror(errno));
-		return -errno;
+	if (ret < 0) {
+		h->pid = 0;
+		return ret;
 	}
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(sp[0]);
-		close(sp[1]);
-		return -errno;
-	}
-	if (pid == 0) {
-		/* It ends when we do (its control socket hangs up); the domains wait for the next. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(sp[1], 3) < 0)
-			_exit(127);
-		syscall(SYS_close_range, 4, ~0U, 0);
-		execl(h->program, "domus-blk", "--control-fd", "3", D.verbose ? "-v" : "--quiet",
-		      (char *)NULL);
-		dprintf(2, "domusd: cannot run %s: %s\n", h->program, strerror(errno));
-		_exit(127);
-	}
-	close(sp[1]);
-	h->ctl_fd = sp[0];
-	h->pid = pid;
 	h->started_ms = now_ms();
-	h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	h->pidfd = (int)syscall(SYS_pidfd_open, h->pid, 0);
 	if (h->pidfd < 0) {
 		snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
 		close(h->ctl_fd);
 		h->ctl_fd = -1;
 		h->pid = 0;
@@ -132,103 +68,40 @@ static int spawn(struct blkhost *h, char *err, size_t errlen)
 	return 0;
 }
 
-static void disk_free(struct blkhost_disk *d)
-{
-	for (unsigned i = 0; i < d->nfds; i++)
-		close(d->fds[i]);
-	if (d->socket[0])
-		unlink(d->socket);
-	free(d->text);
-	free(d);
-}
-
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
 		   int stats_fd, char *socket, size_t socklen, char *err, size_t errlen)
 {
-	static char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX];
-	int backing[IMAGE_MAX_CHAIN], image_fd, ret;
-	unsigned nbacking;
 	struct blkhost_disk *d = calloc(1, sizeof(*d));
-	size_t len;
-	char *p;
+	char id[32], path[PATH_MAX];
+	int ret;
 
 	if (!d)
 		return -ENOMEM;
 	d->domid = domid;
-	d->index = index;
-	snprintf(d->id, sizeof(d->id), "%u-%u", domid, index);
-	ret = image_open_chain(dc->path, dc->qcow2 ? IMAGE_QCOW2 : IMAGE_RAW, dc->readonly, &image_fd,
-			       backing, names, &nbacking, err, errlen);
+	snprintf(id, sizeof(id), "%u-%u", domid, index);
+	snprintf(path, sizeof(path), "%.4000s/%s.sock", h->dir, id);
+	ret = blkctl_disk_open(&d->c, id, dc, path, stats_fd, index, err, errlen);
 	if (ret < 0) {
 		free(d);
 		return ret;
 	}
-	/* Descriptors in the order domus-blk takes them: socket, image, O_DIRECT twin, stats, chain. */
-	snprintf(d->socket, sizeof(d->socket), "%s/%s.sock", h->dir, d->id);
-	d->fds[d->nfds++] = unix_listen(d->socket, SOCK_STREAM, 4);
-	d->fds[d->nfds++] = image_fd;
-	if (d->fds[0] < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", d->socket, strerror(-d->fds[0]));
-		d->fds[0] = -1;
-		ret = -EIO;
-	}
-	if (ret == 0 && dc->direct) {
-		char self[64];
-		snprintf(self, sizeof(self), "/proc/self/fd/%d", image_fd);
-		d->fds[d->nfds] = open(self, (dc->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-		if (d->fds[d->nfds] < 0) {
-			snprintf(err, errlen, "%s: cannot open it with O_DIRECT (cache=%s): %s", dc->path,
-				 disk_cache_name(dc), strerror(errno));
-			ret = -errno;
-		} else {
-			d->nfds++;
-		}
-	}
-	if (ret == 0 && stats_fd >= 0 && (d->fds[d->nfds] = fcntl(stats_fd, F_DUPFD_CLOEXEC, 3)) >= 0)
-		d->nfds++;
-	else
-		stats_fd = -1;
-	for (unsigned i = 0; i < nbacking; i++)
-		d->fds[d->nfds++] = backing[i];
-	len = 64 + nbacking * IMAGE_NAME_MAX;
-	d->text = p = malloc(len);
-	if (ret == 0 && !d->text)
-		ret = -ENOMEM;
-	if (ret < 0) {
-		for (unsigned i = 0; i < d->nfds; i++)
-			if (d->fds[i] >= 0)
-				close(d->fds[i]);
-		d->nfds = 0;
-		unlink(d->socket);
-		free(d->text);
-		free(d);
-		return ret;
-	}
-	p += snprintf(p, len, "add\n%s\nformat=%s,cache=%s%s", d->id, dc->qcow2 ? "qcow2" : "raw",
-		      disk_cache_name(dc), dc->readonly ? ",ro" : "");
-	if (stats_fd >= 0)
-		p += sprintf(p, ",stats=%u", index);
-	for (unsigned i = 0; i < nbacking; i++)
-		p += sprintf(p, "\n%s", names[i]);
 	/* Started with the first disk; while a restart is pending, the disk waits for it. */
-	if (h->pid == 0 && h->timer_fd < 0 && (ret = spawn(h, err, errlen)) < 0) {
-		disk_free(d);
-		return ret;
-	}
-	if (h->pid && (ret = request(h, d->text, d->fds, d->nfds, err, errlen)) < 0) {
-		disk_free(d);
+	if ((h->pid == 0 && h->timer_fd < 0 && (ret = spawn(h, err, errlen)) < 0) ||
+	    (h->pid && (ret = blkctl_add(h->ctl_fd, &d->c, err, errlen)) < 0)) {
+		blkctl_disk_close(&d->c, true);
+		free(d);
 		return ret;
 	}
 	d->next = h->disks;
 	h->disks = d;
-	snprintf(socket, socklen, "%s", d->socket);
+	snprintf(socket, socklen, "%s", d->c.socket);
 	return 0;
 }
 
 void blkhost_detach(struct blkhost *h, unsigned domid)
 {
 	struct blkhost_disk **pp = &h->disks;
-	char err[256], text[64];
+	char err[256];
 
 	while (*pp) {
 		struct blkhost_disk *d = *pp;
@@ -237,10 +110,10 @@ void blkhost_detach(struct blkhost *h, unsigned domid)
 			continue;
 		}
 		*pp = d->next;
-		snprintf(text, sizeof(text), "remove\n%s", d->id);
-		if (h->pid && request(h, text, NULL, 0, err, sizeof(err)) < 0)
-			log_warnx("domus-blk: removing disk %s: %s", d->id, err);
-		disk_free(d);
+		if (h->pid && blkctl_remove(h->ctl_fd, d->c.id, err, sizeof(err)) < 0)
+			log_warnx("domus-blk: removing disk %s: %s", d->c.id, err);
+		blkctl_disk_close(&d->c, true);
+		free(d);
 	}
 }
 
@@ -289,8 +162,8 @@ void blkhost_restart(struct blkhost *h)
 		return;
 	}
 	for (struct blkhost_disk *d = h->disks; d; d = d->next, n++)
-		if (request(h, d->text, d->fds, d->nfds, err, sizeof(err)) < 0) {
-			log_warnx("domus-blk: disk %s: %s", d->id, err);
+		if (blkctl_add(h->ctl_fd, &d->c, err, sizeof(err)) < 0) {
+			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
 			failed++;
 		}
 	log_info("domus-blk started again (pid %d), serving %u disk(s)%s", (int)h->pid, n - failed,
@@ -303,8 +176,8 @@ void blkhost_stop(struct blkhost *h)
 		struct blkhost_disk *d = h->disks;
 		h->disks = d->next;
 		/* The sockets stay: domains keep running and the next domusd listens there again. */
-		d->socket[0] = 0;
-		disk_free(d);
+		blkctl_disk_close(&d->c, false);
+		free(d);
 	}
 	if (h->pid) {
 		close(h->ctl_fd); /* it finishes what is in flight and exits */

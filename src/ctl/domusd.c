@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "vmm/blkctl.h"
 #include "lib/unix_socket.h"
 #include "lib/log.h"
 
@@ -139,26 +140,6 @@ static void default_vmm_path(char *out, size_t len)
 	snprintf(out, len, "%s/domus-vmm", self);
 }
 
-/* DOMUS_BLK, else beside domus-vmm (installed), else in the build tree's src/blk. */
-static void find_domus_blk(char *out, size_t len)
-{
-	const char *env = getenv("DOMUS_BLK");
-	char dir[PATH_MAX], *slash;
-
-	if (env && *env) {
-		snprintf(out, len, "%s", env);
-		return;
-	}
-	snprintf(dir, sizeof(dir), "%s", D.vmm_path);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(out, len, "%.4000s/domus-blk", slash ? dir : ".");
-	if (access(out, X_OK) == 0)
-		return;
-	snprintf(out, len, "%.4000s/../blk/domus-blk", slash ? dir : ".");
-}
-
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [-v]\n"
@@ -265,7 +246,7 @@ int main(int argc, char **argv)
 			log_warn("mkdir %s", blk_dir);
 			return 1;
 		}
-		find_domus_blk(program, sizeof(program));
+		blkctl_find_program(program, sizeof(program), D.vmm_path);
 		blkhost_init(&D.blk, program, blk_dir);
 	}
 	adopt_domains();

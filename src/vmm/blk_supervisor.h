@@ -1,8 +1,9 @@
 /*
- * The disk driver domain of one domain's process: a domus-blk child that
- * serves the domain's disks (opened here, passed as descriptors, so the
- * child needs no paths), and a thread that starts it again when it dies,
- * backing off if it dies as soon as it starts.
+ * The disk driver domain of `domus run`: a domus-blk child that serves the
+ * domain's disks, handed to it over its control socket (vmm/blkctl.h: the
+ * images and backing files opened here, so the child needs no paths), and
+ * a thread that starts it again when it dies, backing off if it dies as
+ * soon as it starts, and hands it the disks again.
  */
 #ifndef DOMUS_BLK_SUPERVISOR_H
 #define DOMUS_BLK_SUPERVISOR_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vmm/blkctl.h"
 #include "vmm/config.h"
 
 /* What domus-blk counts per disk, in shared memory (its --stats-fd). */
@@ -21,27 +23,25 @@ struct blk_counters {
 };
 
 struct blk_supervisor {
-	char dir[64];          /* private directory of the sockets */
-	char *argv[64];
-	int fds[VM_MAX_DISKS]; /* the images, passed to every domus-blk started */
-	unsigned nfds;
+	char dir[64]; /* private directory of the sockets */
+	char program[4096];
+	struct blkctl_disk disks[VM_MAX_DISKS]; /* handed to every domus-blk started */
+	bool served[VM_MAX_DISKS];
 	pid_t pid;
-	int pidfd;
-	int stop_fd;
+	int pidfd, ctl_fd, stop_fd;
 	unsigned restarts;
 	int stats_fd;
-	struct blk_counters *stats; /* VM_MAX_DISKS slots, in the order of fds */
-	int slot[VM_MAX_DISKS];     /* a domain's disk's slot, -1 if domus-blk does not serve it */
+	struct blk_counters *stats; /* one slot per disk of the domain */
 	pthread_t thread;
 	bool running;
 };
 
 /*
- * Starts domus-blk for the disks of cfg whose fds[i] >= 0 and rewrites
+ * Starts domus-blk for the disks of cfg with served[i] set and rewrites
  * those disks in cfg as vhost-user disks on its sockets. 0, or -errno with
- * domus-blk's own message logged.
+ * the reason (a bad image, domus-blk's own message) logged.
  */
-int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const int *fds);
+int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const bool *served);
 /* domus-blk's counters for the domain's disk i, NULL if it does not serve it. */
 struct blk_counters *blk_supervisor_counters(struct blk_supervisor *s, unsigned i);
 /*

@@ -223,8 +223,7 @@ static int load_boot_files(const struct vm_config *cfg, struct vm_resources *res
 
 int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 {
-	int blk_fds[VM_MAX_DISKS];
-	bool any = false;
+	bool served[VM_MAX_DISKS] = {false}, any = false;
 
 	memset(d, 0, sizeof(*d));
 	d->served = *cfg;
@@ -235,20 +234,19 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		if (cfg->disks[i].vhost_user)
-			continue; /* the back-end opens the image */
+		if (!cfg->disks[i].in_vmm)
+			continue; /* a back-end's, or domus-blk's: its supervisor opens the image */
 		d->res.disk_fds[i] = open_disk(&cfg->disks[i]);
 		if (d->res.disk_fds[i] < 0)
 			return -EINVAL;
 	}
 	/* Disks are served by a domus-blk process unless they say in-vmm. */
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		bool served = !cfg->disks[i].vhost_user && !cfg->disks[i].in_vmm;
-		blk_fds[i] = served ? d->res.disk_fds[i] : -1;
-		any |= served;
+		served[i] = !cfg->disks[i].vhost_user && !cfg->disks[i].in_vmm;
+		any |= served[i];
 	}
 	if (any) {
-		if (blk_supervisor_start(&d->blk, &d->served, blk_fds) < 0)
+		if (blk_supervisor_start(&d->blk, &d->served, served) < 0)
 			return -EINVAL;
 		d->have_blk = true;
 		for (unsigned i = 0; i < cfg->ndisks; i++)

@@ -1,0 +1,199 @@
+#include "vmm/blkctl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "blk/image.h"
+
+#define REPLY_TIMEOUT_MS 10000
+
+static void close_all(struct blkctl_disk *d)
+{
+	for (unsigned i = 0; i < d->nfds; i++)
+		if (d->fds[i] >= 0)
+			close(d->fds[i]);
+	d->nfds = 0;
+}
+
+int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_config *dc,
+		     const char *socket, int stats_fd, unsigned slot, char *err, size_t errlen)
+{
+	static char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX];
+	int backing[IMAGE_MAX_CHAIN], image_fd, ret;
+	unsigned nbacking;
+	size_t len;
+	char *p;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	if (strlen(socket) >= sizeof(d->socket)) {
+		snprintf(err, errlen, "socket path %s is too long", socket);
+		return -ENAMETOOLONG;
+	}
+	snprintf(d->socket, sizeof(d->socket), "%s", socket);
+	ret = image_open_chain(dc->path, dc->qcow2 ? IMAGE_QCOW2 : IMAGE_RAW, dc->readonly, &image_fd,
+			       backing, names, &nbacking, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* Descriptors in the order domus-blk takes them: socket, image, O_DIRECT twin, stats, chain. */
+	d->fds[d->nfds++] = unix_listen(d->socket, SOCK_STREAM, 4);
+	d->fds[d->nfds++] = image_fd;
+	if (d->fds[0] < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", d->socket, strerror(-d->fds[0]));
+		ret = d->fds[0];
+		d->fds[0] = -1;
+	}
+	if (ret == 0 && dc->direct) {
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", image_fd);
+		d->fds[d->nfds] = open(self, (dc->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+		if (d->fds[d->nfds] < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: cannot open it with O_DIRECT (cache=%s): %s", dc->path,
+				 disk_cache_name(dc), strerror(errno));
+		} else {
+			d->nfds++;
+		}
+	}
+	if (ret == 0 && stats_fd >= 0 && (d->fds[d->nfds] = fcntl(stats_fd, F_DUPFD_CLOEXEC, 3)) >= 0)
+		d->nfds++;
+	else
+		stats_fd = -1;
+	for (unsigned i = 0; i < nbacking; i++)
+		d->fds[d->nfds++] = backing[i];
+	len = 96 + nbacking * IMAGE_NAME_MAX;
+	d->text = p = ret == 0 ? malloc(len) : NULL;
+	if (ret == 0 && !d->text)
+		ret = -ENOMEM;
+	if (ret < 0) {
+		bool bound = d->fds[0] >= 0;
+		close_all(d);
+		if (bound)
+			unlink(d->socket);
+		return ret;
+	}
+	p += snprintf(p, len, "add\n%s\nformat=%s,cache=%s%s", d->id, dc->qcow2 ? "qcow2" : "raw",
+		      disk_cache_name(dc), dc->readonly ? ",ro" : "");
+	if (stats_fd >= 0)
+		p += sprintf(p, ",stats=%u", slot);
+	for (unsigned i = 0; i < nbacking; i++)
+		p += sprintf(p, "\n%s", names[i]);
+	return 0;
+}
+
+void blkctl_disk_close(struct blkctl_disk *d, bool remove_socket)
+{
+	close_all(d);
+	if (remove_socket && d->socket[0])
+		unlink(d->socket);
+	free(d->text);
+	d->text = NULL;
+}
+
+int blkctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, char *err,
+		 size_t errlen)
+{
+	int sp[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -errno;
+	}
+	*pid = fork();
+	if (*pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return -errno;
+	}
+	if (*pid == 0) {
+		/* Only async-signal-safe calls from here to exec: the parent may have threads. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* It ends with its supervisor: the control socket hangs up, and this. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (dup2(sp[1], 3) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 4, ~0U, 0);
+		execl(program, "domus-blk", "--control-fd", "3", verbose ? "-v" : "--quiet", (char *)NULL);
+		_exit(127);
+	}
+	close(sp[1]);
+	*ctl_fd = sp[0];
+	return 0;
+}
+
+static int request(int ctl_fd, const char *text, const int *fds, unsigned nfds, char *err,
+		   size_t errlen)
+{
+	struct pollfd p = {.fd = ctl_fd, .events = POLLIN};
+	char reply[600];
+	int none[UNIX_MAX_FDS];
+	unsigned nnone;
+	ssize_t n;
+	int ret = unix_send_fds(ctl_fd, text, strlen(text), fds, nfds);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "domus-blk: %s", strerror(-ret));
+		return ret;
+	}
+	if (poll(&p, 1, REPLY_TIMEOUT_MS) != 1) {
+		snprintf(err, errlen, "domus-blk did not answer");
+		return -ETIMEDOUT;
+	}
+	n = unix_recv_fds(ctl_fd, reply, sizeof(reply) - 1, none, UNIX_MAX_FDS, &nnone);
+	for (unsigned i = 0; i < nnone; i++)
+		close(none[i]);
+	if (n <= 0) {
+		snprintf(err, errlen, "domus-blk went away (see its messages above)");
+		return -EPIPE;
+	}
+	reply[n] = 0;
+	if (!strcmp(reply, "ok"))
+		return 0;
+	snprintf(err, errlen, "%s", strncmp(reply, "error ", 6) ? reply : reply + 6);
+	return -EINVAL;
+}
+
+int blkctl_add(int ctl_fd, const struct blkctl_disk *d, char *err, size_t errlen)
+{
+	return request(ctl_fd, d->text, d->fds, d->nfds, err, errlen);
+}
+
+int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "remove\n%s", id);
+	return request(ctl_fd, text, NULL, 0, err, errlen);
+}
+
+void blkctl_find_program(char *out, size_t len, const char *near)
+{
+	const char *env = getenv("DOMUS_BLK");
+	char dir[PATH_MAX], *slash;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s", near);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(out, len, "%.4000s/domus-blk", slash ? dir : ".");
+	if (access(out, X_OK) == 0)
+		return;
+	snprintf(out, len, "%.4000s/../blk/domus-blk", slash ? dir : ".");
+}

@@ -1,0 +1,47 @@
+/*
+ * The supervisor's end of domus-blk's control socket, shared by the two
+ * supervisors: domusd (one domus-blk for the host) and `domus run` (one
+ * for its domain). A disk is prepared once: its image and backing chain
+ * opened and checked here (so a bad image is refused before anything
+ * starts, with the reason), its listening socket made, the "add" message
+ * written. The same descriptors and message are handed to every domus-blk
+ * started after, so a restarted one serves the disk on the same socket.
+ * The protocol is in docs/blk.md.
+ */
+#ifndef DOMUS_BLKCTL_H
+#define DOMUS_BLKCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "lib/unix_socket.h"
+#include "vmm/config.h"
+
+struct blkctl_disk {
+	char id[32];
+	char socket[108];
+	char *text; /* the add message */
+	int fds[UNIX_MAX_FDS];
+	unsigned nfds;
+};
+
+/*
+ * Prepares disk dc as id, listening at socket; stats_fd (or -1) is a
+ * counters file in which domus-blk counts it in slot. 0, or -errno with
+ * the reason in err (and nothing left open).
+ */
+int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_config *dc,
+		     const char *socket, int stats_fd, unsigned slot, char *err, size_t errlen);
+/* Closes what the disk holds; removes its socket if remove_socket. */
+void blkctl_disk_close(struct blkctl_disk *d, bool remove_socket);
+/* Starts `program --control-fd 3`; its end of the socket in *ctl_fd. 0 or -errno with err. */
+int blkctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, char *err,
+		 size_t errlen);
+/* Hands d to the domus-blk at ctl_fd and waits (10 s at most) for its answer. */
+int blkctl_add(int ctl_fd, const struct blkctl_disk *d, char *err, size_t errlen);
+int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen);
+/* DOMUS_BLK, else domus-blk beside program `near` (installed), else in the build tree. */
+void blkctl_find_program(char *out, size_t len, const char *near);
+
+#endif
