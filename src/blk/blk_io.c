@@ -423,8 +423,12 @@ void blk_engine_kicked(struct blk_disk *d, unsigned q)
 		start_request(r);
 		req_put(r);
 	}
-	if (e->have_ring)
+	if (e->have_ring) {
 		io_uring_submit(&e->ring);
+		/* Reads the page cache holds complete within the submit: no poll round for them. */
+		blk_engine_reap(e);
+		return;
+	}
 	notify_all(e);
 }
 
