@@ -67,7 +67,8 @@ struct blk_op {
 
 int blk_engine_init(struct blk_engine *e, char *err, size_t errlen)
 {
-	struct io_uring_restriction res[4] = {
+	struct io_uring_restriction res[5] = {
+		{.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_NOP},
 		{.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV},
 		{.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV},
 		{.opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FSYNC},
@@ -76,14 +77,14 @@ int blk_engine_init(struct blk_engine *e, char *err, size_t errlen)
 	int ret;
 
 	memset(e, 0, sizeof(*e));
-	/* Operations on the ring bypass seccomp: it may only ever carry these three. */
+	/* Operations on the ring bypass seccomp: it may only ever carry reads, writes and syncs. */
 	ret = io_uring_queue_init(RING_ENTRIES, &e->ring, IORING_SETUP_R_DISABLED);
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring: %s", strerror(-ret));
 		return ret;
 	}
 	/* Debian's liburing 2.3 does not export these two calls from its shared library: by hand. */
-	if (syscall(SYS_io_uring_register, e->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res, 4) < 0 ||
+	if (syscall(SYS_io_uring_register, e->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res, 5) < 0 ||
 	    syscall(SYS_io_uring_register, e->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "restricting io_uring: %s", strerror(-ret));
@@ -257,8 +258,11 @@ static void start_extent(struct blk_req *r, const struct image_extent *x, bool m
 		/* Also when the ring is full or absent: correct, only not overlapped. */
 		if (slice_through_image(d, iov, n, pos, write) < 0)
 			r->status = VIRTIO_BLK_S_IOERR;
-		if (sqe)
+		if (sqe) {
+			/* The slot is taken: a no-op whose completion nothing waits for. */
 			io_uring_prep_nop(sqe);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
 		return;
 	}
 	*op = (struct blk_op){.req = r, .write = write, .fd = x->fd, .off = x->off, .len = x->len,
@@ -310,8 +314,11 @@ static void start_flush(struct blk_req *r)
 	if (!sqe || !(op = calloc(1, sizeof(*op)))) {
 		if (image_flush(r->d->img) < 0)
 			r->status = VIRTIO_BLK_S_IOERR;
-		if (sqe)
+		if (sqe) {
+			/* The slot is taken: a no-op whose completion nothing waits for. */
 			io_uring_prep_nop(sqe);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
 		return;
 	}
 	op->req = r;
