@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +42,15 @@ int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_co
 		return -ENAMETOOLONG;
 	}
 	snprintf(d->socket, sizeof(d->socket), "%s", socket);
+	/* Root may write a file nobody may write; a user who marked an image read-only meant it. */
+	{
+		struct stat st;
+		if (!dc->readonly && stat(dc->path, &st) == 0 && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
+			snprintf(err, errlen, "the image is read-only (mode %04o); add ,ro (access=ro) to attach "
+				 "it read-only", st.st_mode & 07777);
+			return -EACCES;
+		}
+	}
 	ret = image_open_chain(dc->path, dc->qcow2 ? IMAGE_QCOW2 : IMAGE_RAW, dc->readonly, &image_fd,
 			       backing, names, &nbacking, err, errlen);
 	if (ret < 0)
