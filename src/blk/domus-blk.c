@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "blk/blk_io.h"
@@ -106,6 +107,9 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 		image_close(img);
 		if (direct_fd >= 0)
 			close(direct_fd);
+		close(listen_fd);
+		if (unlink_socket)
+			unlink(name);
 		return -ENOSPC;
 	}
 	snprintf(d->name, sizeof(d->name), "%s", name);
@@ -398,6 +402,13 @@ static void accept_frontend(struct disk *d)
 
 	if (fd < 0)
 		return;
+	{
+		/* One thread serves every disk: a front-end that sends half a message, or reads no
+		 * replies, is dropped after a second rather than holding the others. */
+		struct timeval limit = {.tv_sec = 1};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+	}
 	/* An image that changed size under us would read wrong: it is not served. */
 	if (image_check(d->blk.img, why, sizeof(why)) < 0) {
 		log_warnx("%s: %s; not serving it", d->name, why);

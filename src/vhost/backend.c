@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define VIRTIO_F_VERSION_1 32
@@ -242,6 +243,16 @@ static int set_mem_table(struct vhost_backend *b, struct vhost_user_msg *m)
 
 		if (len < r->memory_size)
 			return fail(b, -EINVAL, "region %u too large", i);
+		{
+			/* Mapping past the file's end would turn the first touch there into SIGBUS. */
+			struct stat st;
+			if (fstat(m->fds[i], &st) < 0 || (S_ISREG(st.st_mode) && (uint64_t)st.st_size < len)) {
+				unmap_memory(b);
+				return fail(b, -EINVAL, "region %u (%llu bytes at %llu) is larger than its file",
+					    i, (unsigned long long)r->memory_size,
+					    (unsigned long long)r->mmap_offset);
+			}
+		}
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[i], 0);
 		if (p == MAP_FAILED) {
 			unmap_memory(b);

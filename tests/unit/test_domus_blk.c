@@ -269,6 +269,15 @@ static void test_hostile_frontend_isolated(void **state)
 		assert_true(read(fd, junk, sizeof(junk)) <= 0);
 	}
 	close(fd);
+	/* Half a message (a header promising a payload that never comes) holds nobody for long. */
+	fd = unix_connect(sock_a, SOCK_STREAM);
+	assert_true(fd >= 0);
+	{
+		uint32_t hdr[3] = {2 /* SET_FEATURES */, 1, 8};
+		assert_int_equal(write(fd, hdr, sizeof(hdr)), sizeof(hdr));
+	}
+	assert_int_equal(one(&good, BLKDRV_T_IN, 16, 4096), BLKDRV_S_OK);
+	close(fd);
 	/* A descriptor pointing outside the shared memory: that queue stops, nothing else. */
 	open_drv(&bad, sock_a);
 	desc = blkdrv_desc(&bad);
