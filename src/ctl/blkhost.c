@@ -85,17 +85,9 @@ int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const stru
 		free(d);
 		return ret;
 	}
-	/* Started with the first disk (or after a failed restart, with every disk); while a
-	 * restart is pending, the disk waits for it. */
-	if (h->pid == 0 && h->timer_fd < 0) {
-		if (h->disks)
-			blkhost_restart(h);
-		else
-			ret = spawn(h, err, errlen);
-	}
-	if (ret == 0 && h->pid && (ret = blkctl_add(h->ctl_fd, &d->c, err, errlen)) == -ETIMEDOUT)
-		kill(h->pid, SIGKILL); /* its late answer would be read as the next one's: start afresh */
-	if (ret < 0) {
+	/* Started with the first disk; while a restart is pending, the disk waits for it. */
+	if ((h->pid == 0 && h->timer_fd < 0 && (ret = spawn(h, err, errlen)) < 0) ||
+	    (h->pid && (ret = blkctl_add(h->ctl_fd, &d->c, err, errlen)) < 0)) {
 		blkctl_disk_close(&d->c, true);
 		free(d);
 		return ret;
@@ -110,7 +102,6 @@ void blkhost_detach(struct blkhost *h, unsigned domid)
 {
 	struct blkhost_disk **pp = &h->disks;
 	char err[256];
-	int ret;
 
 	while (*pp) {
 		struct blkhost_disk *d = *pp;
@@ -119,11 +110,8 @@ void blkhost_detach(struct blkhost *h, unsigned domid)
 			continue;
 		}
 		*pp = d->next;
-		if (h->pid && (ret = blkctl_remove(h->ctl_fd, d->c.id, err, sizeof(err))) < 0) {
+		if (h->pid && blkctl_remove(h->ctl_fd, d->c.id, err, sizeof(err)) < 0)
 			log_warnx("domus-blk: removing disk %s: %s", d->c.id, err);
-			if (ret == -ETIMEDOUT)
-				kill(h->pid, SIGKILL); /* restarted without the disk, channel in step */
-		}
 		blkctl_disk_close(&d->c, true);
 		free(d);
 	}
