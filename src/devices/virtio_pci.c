@@ -98,6 +98,15 @@ void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
 	msix_fire(vd, vd->vqs[q].msix_vector);
 }
 
+void virtio_config_changed(struct virtio_dev *vd)
+{
+	if (!(vd->status & VIRTIO_STATUS_DRIVER_OK))
+		return; /* the driver reads the config when it is ready */
+	vd->config_generation++;
+	vd->isr |= 2;
+	msix_fire(vd, vd->config_msix_vector);
+}
+
 void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)

@@ -33,6 +33,7 @@
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
 
 struct vm;
 struct virtio_dev;
@@ -93,6 +94,8 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
 /* Interrupts the driver for queue q unconditionally (a back-end already decided). Lock held. */
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
+/* Tells the driver its device's config space changed. Lock held. */
+void virtio_config_changed(struct virtio_dev *vd);
 /* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
 /* Whether the driver has set DRIVER_OK and the device is usable. */

@@ -35,7 +35,10 @@ struct vm_config {
 	const char *kernel;
 	const char *initrd;
 	const char *cmdline;
-	uint64_t memory_mib;
+	uint64_t memory_mib;  /* what the domain starts with */
+	uint64_t maxmem_mib;  /* its RAM, when a balloon holds the difference; 0: memory_mib */
+	bool balloon;         /* a virtio-balloon device */
+	bool balloon_deflate_on_oom; /* the guest may deflate by itself when it runs out */
 	unsigned vcpus;
 	struct disk_config disks[VM_MAX_DISKS];
 	unsigned ndisks;

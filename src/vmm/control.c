@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ctl/vmmproto.h"
+#include "devices/virtio_balloon.h"
 #include "lib/log.h"
 
 /* Console output is never allowed to stall a vCPU: a full pipe drops bytes, as a UART would. */
@@ -185,7 +186,62 @@ static json_t *stats_json(struct vmm_control *c)
 	return o;
 }
 
-static const char *control_op(struct vmm_control *c, const char *op, json_t *reply)
+static json_t *balloon_json(struct virtio_balloon *b)
+{
+	static const char *const names[BALLOON_STAT_COUNT] = {
+		"swap_in", "swap_out", "major_faults", "minor_faults", "free_bytes", "total_bytes",
+		"available_bytes", "caches_bytes", "hugetlb_allocations", "hugetlb_failures"};
+	struct balloon_info in;
+	json_t *o, *st;
+
+	virtio_balloon_info(b, &in);
+	o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "ram_mib", (json_int_t)(in.ram_bytes >> 20),
+		      "target_mib", (json_int_t)(in.target_bytes >> 20), "actual_mib",
+		      (json_int_t)(in.actual_bytes >> 20), "inflated_pages",
+		      (json_int_t)in.inflated_pages, "deflated_pages", (json_int_t)in.deflated_pages,
+		      "reported_free_bytes", (json_int_t)in.reported_bytes, "bad_pfns",
+		      (json_int_t)in.bad_pfns, "deflate_on_oom", in.deflate_on_oom);
+	if (!o)
+		return NULL;
+	if (in.have_stats) {
+		st = json_object();
+		for (unsigned i = 0; i < BALLOON_STAT_COUNT; i++)
+			if (in.stats.have & (1u << i))
+				json_object_set_new(st, names[i], json_integer((json_int_t)in.stats.val[i]));
+		json_object_set_new(st, "age_seconds", json_real(in.stats_age));
+		json_object_set_new(o, "guest", st);
+	}
+	if (in.last_error[0])
+		json_object_set_new(o, "guest_error", json_string(in.last_error));
+	return o;
+}
+
+/* The driver moved its balloon, or sent statistics: domusd hears of it. */
+static void balloon_changed(struct vmm_control *c)
+{
+	uint64_t n;
+
+	if (read(c->vm->balloon->event_fd, &n, sizeof(n)) < 0)
+		return;
+	vmm_control_event(c, json_pack("{s:s,s:o*}", "event", "balloon", "balloon",
+				       balloon_json(c->vm->balloon)));
+}
+
+static const char *balloon_set(struct vmm_control *c, json_t *msg)
+{
+	json_t *t = json_object_get(msg, "target_mib");
+	json_int_t mib = json_integer_value(t);
+
+	if (!c->vm->balloon)
+		return "the domain has no balloon (balloon = 0 in its config)";
+	if (!json_is_integer(t) || mib <= 0)
+		return "target_mib must be a positive number of MiB";
+	if (virtio_balloon_set_target(c->vm->balloon, (uint64_t)mib << 20) < 0)
+		return "target_mib is more than the domain's RAM";
+	return NULL;
+}
+
+static const char *control_op(struct vmm_control *c, const char *op, json_t *msg, json_t *reply)
 {
 	if (!strcmp(op, "hello") || !strcmp(op, "state"))
 		return NULL;
@@ -206,6 +262,11 @@ static const char *control_op(struct vmm_control *c, const char *op, json_t *rep
 	}
 	if (!strcmp(op, "stats")) {
 		json_object_set_new(reply, "stats", stats_json(c));
+		return NULL;
+	}
+	if (!strcmp(op, "balloon") && c->vm && c->vm->balloon) {
+		virtio_balloon_request_stats(c->vm->balloon); /* for the next one to ask */
+		json_object_set_new(reply, "balloon", balloon_json(c->vm->balloon));
 		return NULL;
 	}
 	if (!strcmp(op, "destroy")) {
@@ -233,6 +294,10 @@ static const char *control_op(struct vmm_control *c, const char *op, json_t *rep
 		c->state = "running";
 		return NULL;
 	}
+	if (!strcmp(op, "balloon_set"))
+		return balloon_set(c, msg);
+	if (!strcmp(op, "balloon"))
+		return "the domain has no balloon (balloon = 0 in its config)";
 	if (!strcmp(op, "shutdown")) {
 		if (atomic_load(&c->vm->paused))
 			return "the domain is paused; unpause it to let it shut down";
@@ -262,7 +327,7 @@ static void control_message(struct vmm_control *c)
 	op = json_string_value(json_object_get(msg, "op"));
 	reply = json_object();
 	json_object_set_new(reply, "reply", json_string(op ? op : ""));
-	err = op ? control_op(c, op, reply) : "no op";
+	err = op ? control_op(c, op, msg, reply) : "no op";
 	json_object_set_new(reply, "ok", json_boolean(!err));
 	if (err)
 		json_object_set_new(reply, "error", json_string(err));
@@ -322,10 +387,11 @@ static void accept_connection(struct vmm_control *c)
 static unsigned control_poll_fds(void *opaque, struct pollfd *p, unsigned max)
 {
 	struct vmm_control *c = opaque;
-	int fds[5] = {c->listen_fd, c->out_rd, c->ctl_fd, c->con_fd, c->pending_fd};
+	int fds[6] = {c->listen_fd, c->out_rd, c->ctl_fd, c->con_fd, c->pending_fd,
+		      c->vm && c->vm->balloon && !c->holding ? c->vm->balloon->event_fd : -1};
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < 5 && n < max; i++)
+	for (unsigned i = 0; i < 6 && n < max; i++)
 		if (fds[i] >= 0)
 			p[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
 	return n;
@@ -348,6 +414,8 @@ static void control_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, un
 			console_input(c);
 		else if (p[i].fd == c->pending_fd)
 			pending_message(c);
+		else if (c->vm && c->vm->balloon && p[i].fd == c->vm->balloon->event_fd)
+			balloon_changed(c);
 	}
 }
 

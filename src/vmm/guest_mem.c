@@ -1,6 +1,7 @@
 #include "vmm/guest_mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -100,4 +101,44 @@ int gmem_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64
 uint64_t gmem_low_end(const struct guest_mem *gm)
 {
 	return gm->regions[0].size;
+}
+
+int gmem_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	uint8_t *p;
+
+	if ((gpa | len) & 0xfff)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	p = gmem_ptr(gm, gpa, len);
+	if (!p)
+		return -EFAULT;
+	if (gm->fd < 0) {
+		/* A plain buffer (tests): private anonymous memory is dropped by DONTNEED. */
+		return madvise(p, len, MADV_DONTNEED) < 0 ? -errno : 0;
+	}
+	/*
+	 * A hole in the memfd frees the pages for every process that maps it
+	 * (domus-blk too); MADV_DONTNEED would only drop this mapping's view.
+	 */
+	if (fallocate(gm->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(p - gm->base),
+		      (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+int64_t gmem_gpa_of(const struct guest_mem *gm, const void *host, uint64_t len)
+{
+	const uint8_t *h = host;
+
+	for (unsigned i = 0; i < gm->nregions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		if (h < r->host || (uint64_t)(h - r->host) >= r->size)
+			continue;
+		if (len > r->size - (uint64_t)(h - r->host))
+			return -1;
+		return (int64_t)(r->gpa + (uint64_t)(h - r->host));
+	}
+	return -1;
 }

@@ -42,6 +42,14 @@ void *gmem_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 /* Copy in or out; return 0 or -EFAULT. */
 int gmem_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
 int gmem_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+/*
+ * Gives [gpa, gpa+len) back to the host: the pages are freed, and read as
+ * zeros when next touched. The range must lie in one region and be
+ * page-aligned. 0, -EFAULT (not RAM) or -EINVAL (unaligned), or -errno.
+ */
+int gmem_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+/* The guest-physical address of a host pointer into guest RAM, or -1 if it is not one. */
+int64_t gmem_gpa_of(const struct guest_mem *gm, const void *host, uint64_t len);
 /* End of RAM below the PCI hole. */
 uint64_t gmem_low_end(const struct guest_mem *gm);
 

@@ -16,6 +16,7 @@
 
 #include "devices/platform.h"
 #include "devices/serial.h"
+#include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
@@ -41,7 +42,13 @@ struct domain {
 	struct virtio_console console;
 	struct virtio_blk disks[VM_MAX_DISKS];
 	struct vhost_user_blk vdisks[VM_MAX_DISKS];
+	struct virtio_balloon balloon;
 };
+
+uint64_t vm_ram_mib(const struct vm_config *cfg)
+{
+	return cfg->balloon && cfg->maxmem_mib > cfg->memory_mib ? cfg->maxmem_mib : cfg->memory_mib;
+}
 
 static void kick_vcpus(struct vm *vm)
 {
@@ -376,6 +383,13 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||
 	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
 		return ret;
+	if (cfg->balloon) {
+		vm->balloon = &d->balloon; /* destroyed with the domain even if adding fails */
+		ret = virtio_balloon_add(vm, &d->balloon, cfg->balloon_deflate_on_oom,
+					 cfg->memory_mib << 20);
+		if (ret < 0)
+			return ret;
+	}
 	return 0;
 }
 
@@ -449,6 +463,8 @@ static void domain_destroy(struct domain *d)
 
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		vhost_user_blk_destroy(&d->vdisks[i]);
+	if (vm->balloon)
+		virtio_balloon_destroy(vm->balloon);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -503,7 +519,7 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	if (kvm_open_vm(vm, detail, detail_len) < 0 ||
-	    map_memory(vm, cfg->memory_mib << 20, detail, detail_len) < 0)
+	    map_memory(vm, vm_ram_mib(cfg) << 20, detail, detail_len) < 0)
 		goto fail;
 	if (add_devices(d, cfg, res, fe->console_fd) < 0) {
 		snprintf(detail, detail_len, "setting up devices failed");

@@ -42,6 +42,7 @@ struct serial;
 struct virtio_console;
 struct virtio_blk;
 struct blk_counters;
+struct virtio_balloon;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -70,7 +71,11 @@ struct vm {
 	struct virtio_blk *disks[VM_MAX_DISKS];
 	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* disks domus-blk serves */
 	unsigned ndisks;
+	struct virtio_balloon *balloon; /* NULL without one */
 };
+
+/* The domain's RAM: maxmem when it has a balloon to hold the difference. */
+uint64_t vm_ram_mib(const struct vm_config *cfg);
 
 /*
  * How a running domain meets the world outside the VMM: where its console

@@ -1,0 +1,386 @@
+/* virtio-balloon: see virtio_balloon.h. */
+#include "devices/virtio_balloon.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "vmm/vm.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1ULL << PAGE_SHIFT)
+#define STAT_ENTRY_SIZE 10 /* le16 tag, le64 value, packed */
+#define PFN_BATCH 1024
+
+enum balloon_queue { Q_INFLATE, Q_DEFLATE, Q_STATS, Q_REPORTING, Q_NONE };
+
+struct balloon_config {
+	uint32_t num_pages;
+	uint32_t actual;
+	uint32_t free_page_hint_cmd_id;
+	uint32_t poison_val;
+};
+
+int balloon_stats_parse(const uint8_t *buf, size_t len, uint64_t ram_bytes, struct balloon_stats *out,
+			char *err, size_t errlen)
+{
+	struct balloon_stats st = {0};
+	static const enum balloon_stat memory_tags[] = {BALLOON_STAT_FREE, BALLOON_STAT_TOTAL,
+							BALLOON_STAT_AVAILABLE, BALLOON_STAT_CACHES};
+
+	if (len % STAT_ENTRY_SIZE) {
+		snprintf(err, errlen, "statistics of %zu bytes: not a whole number of entries", len);
+		return -EINVAL;
+	}
+	for (size_t off = 0; off < len; off += STAT_ENTRY_SIZE) {
+		uint16_t tag;
+		uint64_t val;
+
+		memcpy(&tag, buf + off, 2);
+		memcpy(&val, buf + off + 2, 8);
+		tag = le16toh(tag);
+		if (tag >= BALLOON_STAT_COUNT)
+			continue; /* a newer driver's statistic */
+		st.val[tag] = le64toh(val);
+		st.have |= 1u << tag;
+	}
+	for (size_t i = 0; i < sizeof(memory_tags) / sizeof(memory_tags[0]); i++) {
+		enum balloon_stat t = memory_tags[i];
+		if ((st.have & (1u << t)) && st.val[t] > ram_bytes) {
+			snprintf(err, errlen, "statistic %d is %llu bytes, more than the domain's %llu of RAM",
+				 (int)t, (unsigned long long)st.val[t], (unsigned long long)ram_bytes);
+			return -EINVAL;
+		}
+	}
+	if ((st.have & (1u << BALLOON_STAT_FREE)) && (st.have & (1u << BALLOON_STAT_TOTAL)) &&
+	    st.val[BALLOON_STAT_FREE] > st.val[BALLOON_STAT_TOTAL]) {
+		snprintf(err, errlen, "free memory %llu is more than total memory %llu",
+			 (unsigned long long)st.val[BALLOON_STAT_FREE],
+			 (unsigned long long)st.val[BALLOON_STAT_TOTAL]);
+		return -EINVAL;
+	}
+	*out = st;
+	return 0;
+}
+
+unsigned balloon_pfn_ranges(const struct guest_mem *mem, const uint8_t *pfns, unsigned n,
+			    struct balloon_range *out, unsigned max, unsigned *bad)
+{
+	unsigned nr = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t pfn;
+		uint64_t gpa;
+
+		memcpy(&pfn, pfns + 4 * i, 4);
+		gpa = (uint64_t)le32toh(pfn) << PAGE_SHIFT;
+		if (!gmem_ptr(mem, gpa, PAGE_SIZE)) {
+			(*bad)++;
+			continue;
+		}
+		/* Extend the last run only if the page follows it in the same region. */
+		if (nr && out[nr - 1].gpa + out[nr - 1].len == gpa &&
+		    gmem_ptr(mem, out[nr - 1].gpa, out[nr - 1].len + PAGE_SIZE)) {
+			out[nr - 1].len += PAGE_SIZE;
+			continue;
+		}
+		if (nr == max)
+			break;
+		out[nr++] = (struct balloon_range){.gpa = gpa, .len = PAGE_SIZE};
+	}
+	return nr;
+}
+
+static struct virtio_balloon *to_balloon(struct virtio_dev *vd)
+{
+	return vd->priv;
+}
+
+static bool negotiated(const struct virtio_dev *vd, unsigned bit)
+{
+	return vd->driver_features & (1ULL << bit);
+}
+
+/* Queues the driver did not negotiate are left out of the numbering (virtio 1.2, 5.5.2). */
+static enum balloon_queue queue_kind(const struct virtio_dev *vd, unsigned q)
+{
+	unsigned stats = negotiated(vd, VIRTIO_BALLOON_F_STATS_VQ);
+
+	if (q < 2)
+		return (enum balloon_queue)q;
+	if (stats && q == 2)
+		return Q_STATS;
+	if (negotiated(vd, VIRTIO_BALLOON_F_REPORTING) && q == 2 + stats)
+		return Q_REPORTING;
+	return Q_NONE;
+}
+
+static void signal_event(struct virtio_balloon *b)
+{
+	uint64_t one = 1;
+
+	if (b->event_fd >= 0 && write(b->event_fd, &one, sizeof(one)) < 0)
+		log_debug("balloon event");
+}
+
+static void note_error(struct virtio_balloon *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void note_error(struct virtio_balloon *b, const char *fmt, ...)
+{
+	char msg[sizeof(b->last_error)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* A guest that keeps sending junk is logged once per kind, not once per buffer. */
+	if (strcmp(msg, b->last_error))
+		log_warnx("virtio-balloon: %s", msg);
+	snprintf(b->last_error, sizeof(b->last_error), "%s", msg);
+}
+
+/* Inflate: the pages are the host's again. Deflate: nothing to do, a touched page comes back zeroed. */
+static void handle_pfns(struct virtio_balloon *b, const struct virtq_chain *c, bool inflate)
+{
+	uint8_t pfns[PFN_BATCH * 4];
+	struct balloon_range runs[PFN_BATCH];
+	uint64_t total = c->out_len / 4;
+	unsigned bad = 0;
+
+	for (uint64_t done = 0; done < total;) {
+		unsigned n = total - done < PFN_BATCH ? (unsigned)(total - done) : PFN_BATCH;
+		unsigned nruns;
+
+		virtq_chain_read(c, done * 4, pfns, (uint64_t)n * 4);
+		nruns = balloon_pfn_ranges(b->mem, pfns, n, runs, PFN_BATCH, &bad);
+		for (unsigned i = 0; i < nruns; i++) {
+			if (inflate) {
+				int r = gmem_discard(b->mem, runs[i].gpa, runs[i].len);
+				if (r < 0)
+					note_error(b, "cannot return inflated pages to the host: error %llu",
+						   (unsigned long long)-r);
+				b->inflated += runs[i].len >> PAGE_SHIFT;
+			} else {
+				b->deflated += runs[i].len >> PAGE_SHIFT;
+			}
+		}
+		done += n;
+	}
+	if (bad) {
+		b->bad_pfns += bad;
+		note_error(b, "the driver sent %llu page numbers outside the domain's RAM; ignored",
+			   (unsigned long long)bad);
+	}
+}
+
+/* Free page reporting: each device-writable buffer is a free range of guest RAM. */
+static void handle_report(struct virtio_balloon *b, const struct virtq_chain *c)
+{
+	for (unsigned i = c->nout; i < c->nout + c->nin; i++) {
+		uint64_t len = c->iov[i].iov_len, start, end;
+		int64_t gpa = gmem_gpa_of(b->mem, c->iov[i].iov_base, len);
+
+		if (gpa < 0)
+			continue; /* the queue mapped it, so it is RAM; but never trust twice */
+		/* Only whole pages inside the range. */
+		start = ((uint64_t)gpa + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+		end = ((uint64_t)gpa + len) & ~(PAGE_SIZE - 1);
+		if (end <= start)
+			continue;
+		if (gmem_discard(b->mem, start, end - start) == 0)
+			b->reported_bytes += end - start;
+	}
+}
+
+static void handle_stats(struct virtio_balloon *b, const struct virtq_chain *c, unsigned q)
+{
+	uint8_t buf[STAT_ENTRY_SIZE * 64];
+	uint64_t len = c->out_len < sizeof(buf) ? c->out_len : sizeof(buf);
+	char err[128];
+
+	virtq_chain_read(c, 0, buf, len);
+	if (c->out_len > sizeof(buf))
+		len -= len % STAT_ENTRY_SIZE; /* what was cut is the driver's excess, not a partial entry */
+	if (balloon_stats_parse(buf, (size_t)len, b->ram_pages << PAGE_SHIFT, &b->stats, err,
+				sizeof(err)) < 0) {
+		note_error(b, "nonsense statistics ignored: %s", err);
+	} else {
+		clock_gettime(CLOCK_MONOTONIC, &b->stats_time);
+	}
+	/* The driver gets its buffer back when we want the next statistics. */
+	if (b->stats_held && virtq_push_used(&b->vd.vqs[q], b->stats_head, 0) == 0)
+		virtio_queue_interrupt(&b->vd, q);
+	b->stats_held = true;
+	b->stats_head = c->head;
+	signal_event(b);
+}
+
+static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct virtio_balloon *b = to_balloon(vd);
+	enum balloon_queue kind = queue_kind(vd, q);
+	struct virtq *vq = &vd->vqs[q];
+	struct virtq_chain c;
+	bool any = false;
+	int r;
+
+	if (kind == Q_NONE)
+		return;
+	while ((r = virtq_pop_avail(vq, &c)) == 1) {
+		if (kind == Q_STATS) {
+			handle_stats(b, &c, q);
+			continue;
+		}
+		if (kind == Q_REPORTING)
+			handle_report(b, &c);
+		else
+			handle_pfns(b, &c, kind == Q_INFLATE);
+		if (virtq_push_used(vq, c.head, 0) < 0)
+			break;
+		any = true;
+	}
+	if (r < 0)
+		virtio_needs_reset(vd, "malformed balloon queue");
+	if (any)
+		virtio_queue_interrupt(vd, q);
+}
+
+static void balloon_config_read(struct virtio_dev *vd, unsigned offset, void *data, unsigned len)
+{
+	struct virtio_balloon *b = to_balloon(vd);
+	struct balloon_config cfg = {
+		.num_pages = htole32(atomic_load(&b->target_pages)),
+		.actual = htole32(atomic_load(&b->actual_pages)),
+	};
+
+	memcpy(data, (uint8_t *)&cfg + offset, len);
+}
+
+static void balloon_config_write(struct virtio_dev *vd, unsigned offset, const void *data, unsigned len)
+{
+	struct virtio_balloon *b = to_balloon(vd);
+	uint32_t actual;
+
+	/* Only `actual` is the driver's to write, and only whole. */
+	if (offset != offsetof(struct balloon_config, actual) || len != 4)
+		return;
+	memcpy(&actual, data, 4);
+	actual = le32toh(actual);
+	if (actual > b->ram_pages) {
+		note_error(b, "the driver claims a balloon of %u pages, more than the domain's RAM",
+			   actual);
+		actual = (uint32_t)b->ram_pages;
+	}
+	if (atomic_exchange(&b->actual_pages, actual) != actual)
+		signal_event(b);
+}
+
+static void balloon_reset(struct virtio_dev *vd)
+{
+	struct virtio_balloon *b = to_balloon(vd);
+
+	/* A driver that resets holds no pages any more: they are its RAM again. */
+	atomic_store(&b->actual_pages, 0);
+	b->stats_held = false;
+	signal_event(b);
+}
+
+static const struct virtio_device_ops virtio_balloon_ops = {
+	.name = "virtio-balloon",
+	.device_id = VIRTIO_ID_BALLOON,
+	.pci_class = 0x058000, /* memory controller, other */
+	.nqueues = 4,
+	.queue_size = 128,
+	.config_size = sizeof(struct balloon_config),
+	.config_read = balloon_config_read,
+	.config_write = balloon_config_write,
+	.queue_notify = balloon_queue_notify,
+	.reset = balloon_reset,
+};
+
+int virtio_balloon_set_target(struct virtio_balloon *b, uint64_t bytes)
+{
+	uint64_t pages = bytes >> PAGE_SHIFT;
+
+	if (pages > b->ram_pages)
+		return -ERANGE;
+	pthread_mutex_lock(&b->vd.lock);
+	atomic_store(&b->target_pages, (uint32_t)(b->ram_pages - pages));
+	virtio_config_changed(&b->vd);
+	pthread_mutex_unlock(&b->vd.lock);
+	return 0;
+}
+
+void virtio_balloon_request_stats(struct virtio_balloon *b)
+{
+	unsigned q = 2;
+
+	pthread_mutex_lock(&b->vd.lock);
+	if (b->stats_held && queue_kind(&b->vd, q) == Q_STATS) {
+		b->stats_held = false;
+		if (virtq_push_used(&b->vd.vqs[q], b->stats_head, 0) == 0)
+			virtio_queue_signal(&b->vd, q);
+	}
+	pthread_mutex_unlock(&b->vd.lock);
+}
+
+void virtio_balloon_info(struct virtio_balloon *b, struct balloon_info *info)
+{
+	struct timespec now;
+
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&b->vd.lock);
+	info->ram_bytes = b->ram_pages << PAGE_SHIFT;
+	info->target_bytes = (b->ram_pages - atomic_load(&b->target_pages)) << PAGE_SHIFT;
+	info->actual_bytes = (b->ram_pages - atomic_load(&b->actual_pages)) << PAGE_SHIFT;
+	info->inflated_pages = b->inflated;
+	info->deflated_pages = b->deflated;
+	info->reported_bytes = b->reported_bytes;
+	info->bad_pfns = b->bad_pfns;
+	info->deflate_on_oom = b->deflate_on_oom;
+	info->have_stats = b->stats_time.tv_sec || b->stats_time.tv_nsec;
+	if (info->have_stats) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		info->stats_age = (double)(now.tv_sec - b->stats_time.tv_sec) +
+				  (double)(now.tv_nsec - b->stats_time.tv_nsec) / 1e9;
+		info->stats = b->stats;
+	}
+	snprintf(info->last_error, sizeof(info->last_error), "%s", b->last_error);
+	pthread_mutex_unlock(&b->vd.lock);
+}
+
+int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_oom,
+		       uint64_t target_bytes)
+{
+	uint64_t features = (1ULL << VIRTIO_BALLOON_F_STATS_VQ) | (1ULL << VIRTIO_BALLOON_F_REPORTING);
+	int ret;
+
+	b->mem = &vm->mem;
+	b->ram_pages = vm->mem.size >> PAGE_SHIFT;
+	b->deflate_on_oom = deflate_on_oom;
+	b->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->event_fd < 0)
+		return -errno;
+	if (b->ram_pages > UINT32_MAX)
+		return -E2BIG; /* num_pages is 32 bits: 16 TiB, far above VM_MAX_MEMORY_MIB */
+	if (target_bytes > vm->mem.size)
+		return -ERANGE;
+	atomic_store(&b->target_pages, (uint32_t)(b->ram_pages - (target_bytes >> PAGE_SHIFT)));
+	if (deflate_on_oom)
+		features |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+	ret = virtio_pci_add(vm, &b->vd, &virtio_balloon_ops, b, features);
+	return ret;
+}
+
+void virtio_balloon_destroy(struct virtio_balloon *b)
+{
+	if (b->event_fd > 0)
+		close(b->event_fd);
+	b->event_fd = -1;
+}

@@ -1,0 +1,106 @@
+/*
+ * virtio-balloon (virtio 1.2, section 5.5): the control domain sets how
+ * many of the guest's pages the balloon should hold; the guest's driver
+ * inflates (gives pages back) or deflates (takes them again) towards it.
+ * Pages given back, inflated or reported free, are punched out of the
+ * guest-RAM memfd, so the host really gets them back. The guest also sends
+ * memory statistics on request, and may deflate by itself under memory
+ * pressure (deflate on OOM) when the domain allows it.
+ */
+#ifndef DOMUS_VIRTIO_BALLOON_H
+#define DOMUS_VIRTIO_BALLOON_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "devices/virtio_pci.h"
+
+#define VIRTIO_BALLOON_F_MUST_TELL_HOST 0
+#define VIRTIO_BALLOON_F_STATS_VQ 1
+#define VIRTIO_BALLOON_F_DEFLATE_ON_OOM 2
+#define VIRTIO_BALLOON_F_REPORTING 5
+
+/* The statistics tags of section 5.5.6.3. */
+enum balloon_stat {
+	BALLOON_STAT_SWAP_IN,
+	BALLOON_STAT_SWAP_OUT,
+	BALLOON_STAT_MAJOR_FAULTS,
+	BALLOON_STAT_MINOR_FAULTS,
+	BALLOON_STAT_FREE,
+	BALLOON_STAT_TOTAL,
+	BALLOON_STAT_AVAILABLE,
+	BALLOON_STAT_CACHES,
+	BALLOON_STAT_HUGETLB_ALLOCS,
+	BALLOON_STAT_HUGETLB_FAILURES,
+	BALLOON_STAT_COUNT,
+};
+
+struct balloon_stats {
+	uint64_t val[BALLOON_STAT_COUNT];
+	uint32_t have; /* bit n: tag n was reported */
+};
+
+/* A run of guest pages, from the PFN lists of the inflate and deflate queues. */
+struct balloon_range {
+	uint64_t gpa;
+	uint64_t len;
+};
+
+/*
+ * Parses a statistics buffer (packed {le16 tag; le64 value} entries) from
+ * a guest with ram_bytes of RAM. Unknown tags are skipped. Returns 0, or
+ * -EINVAL with why in err (a partial entry, memory figures beyond RAM or
+ * contradicting each other); *out is then untouched.
+ */
+int balloon_stats_parse(const uint8_t *buf, size_t len, uint64_t ram_bytes, struct balloon_stats *out,
+			char *err, size_t errlen);
+/*
+ * Turns n little-endian 32-bit PFNs (4 KiB frames) into runs of
+ * consecutive pages, at most max. PFNs that are not guest RAM are left
+ * out and counted in *bad. Returns the number of runs.
+ */
+unsigned balloon_pfn_ranges(const struct guest_mem *mem, const uint8_t *pfns, unsigned n,
+			    struct balloon_range *out, unsigned max, unsigned *bad);
+
+struct virtio_balloon {
+	struct virtio_dev vd;
+	const struct guest_mem *mem;
+	uint64_t ram_pages;
+	bool deflate_on_oom;
+	_Atomic uint32_t target_pages; /* how many pages the balloon should hold */
+	_Atomic uint32_t actual_pages; /* how many the driver says it holds */
+	int event_fd;                  /* written when actual changes or statistics arrive */
+	/* The rest under vd.lock. */
+	bool stats_held; /* the driver's statistics buffer is with us */
+	uint16_t stats_head;
+	struct balloon_stats stats;
+	struct timespec stats_time; /* CLOCK_MONOTONIC of the last good statistics; 0 for none */
+	uint64_t inflated, deflated;   /* pages, since boot */
+	uint64_t reported_bytes;       /* free page reporting, since boot */
+	uint64_t bad_pfns;             /* PFNs outside RAM the driver sent */
+	char last_error[160];
+};
+
+struct balloon_info {
+	uint64_t ram_bytes, target_bytes, actual_bytes;
+	uint64_t inflated_pages, deflated_pages, reported_bytes, bad_pfns;
+	bool deflate_on_oom;
+	bool have_stats;
+	double stats_age; /* seconds */
+	struct balloon_stats stats;
+	char last_error[160];
+};
+
+int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_oom,
+		       uint64_t target_bytes) __attribute__((warn_unused_result));
+/* Sets the domain's memory (RAM minus the balloon); -ERANGE if above RAM. Any thread. */
+int virtio_balloon_set_target(struct virtio_balloon *b, uint64_t bytes);
+/* Asks the guest for fresh statistics (they arrive later; event_fd says when). */
+void virtio_balloon_request_stats(struct virtio_balloon *b);
+void virtio_balloon_info(struct virtio_balloon *b, struct balloon_info *info);
+void virtio_balloon_destroy(struct virtio_balloon *b);
+
+#endif
