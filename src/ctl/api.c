@@ -20,6 +20,8 @@ void api_init(struct api *a, const struct domain_ops *ops, void *ctx, unsigned h
 	a->host_total_mib = host_total_mib;
 	a->mem.capacity_mib = capacity_mib;
 	a->next_domid = 1;
+	a->reclaim = true;
+	a->reclaim_timeout_ms = API_RECLAIM_TIMEOUT_MS;
 }
 
 void api_free(struct api *a)
@@ -34,7 +36,7 @@ void api_free(struct api *a)
 	memset(a->events, 0, sizeof(a->events));
 }
 
-static void reply_json(struct api_response *r, unsigned status, json_t *body)
+void api_reply_json(struct api_response *r, unsigned status, json_t *body)
 {
 	r->status = status;
 	r->content_type = "application/json";
@@ -46,11 +48,7 @@ static void reply_json(struct api_response *r, unsigned status, json_t *body)
 	}
 }
 
-static void reply_error(struct api_response *r, unsigned status, const char *code, const char *fmt,
-			...) __attribute__((format(printf, 4, 5)));
-
-static void reply_error(struct api_response *r, unsigned status, const char *code, const char *fmt,
-			...)
+void api_reply_error(struct api_response *r, unsigned status, const char *code, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -62,7 +60,7 @@ static void reply_error(struct api_response *r, unsigned status, const char *cod
 	for (char *p = msg; *p; p++)
 		if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
 			*p = '?';
-	reply_json(r, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+	api_reply_json(r, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
 void api_response_free(struct api_response *resp)
@@ -122,13 +120,14 @@ json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config)
 	json_t *o = json_pack("{s:i,s:s,s:s,s:i,s:I,s:I,s:i,s:I,s:i}", "domid", d->domid, "name",
 			      d->spec.name, "state", d->state, "pid", (int)d->pid, "memory",
 			      (json_int_t)d->spec.vm.memory_mib, "maxmem",
-			      (json_int_t)d->spec.maxmem_mib, "vcpus", d->spec.vm.vcpus, "created",
+			      (json_int_t)d->spec.vm.maxmem_mib, "vcpus", d->spec.vm.vcpus, "created",
 			      (json_int_t)d->created, "restarts", d->restarts);
 
 	if (!o)
 		return NULL;
 	if (d->spec.uuid[0])
 		json_object_set_new(o, "uuid", json_string(d->spec.uuid));
+	api_mem_json(a, d, o);
 	if (a->ops->usage)
 		a->ops->usage(a->ctx, d, o);
 	if (with_config)
@@ -161,6 +160,7 @@ void api_domain_gone(struct api *a, struct domain *d)
 				    : (d->stop_reason[0] ? d->stop_reason : "domus-vmm ended unexpectedly"));
 	unlink_domain(a, d);
 	free(d);
+	api_mem_give_back(a);
 }
 
 static void add_domain(struct api *a, struct domain *d)
@@ -183,8 +183,7 @@ int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen)
 		return -EEXIST;
 	}
 	/* It already runs: account its memory even past capacity, rather than lose track of it. */
-	a->mem.used_mib += d->spec.vm.memory_mib;
-	d->mem_mib = d->spec.vm.memory_mib;
+	api_mem_start(a, d);
 	add_domain(a, d);
 	return 0;
 }
@@ -223,7 +222,7 @@ static int parse_config(const struct api_request *req, struct domain_spec *spec,
 	int ret;
 
 	if (req->too_large) {
-		reply_error(r, 413, "request_too_large", "the request body is over %d bytes",
+		api_reply_error(r, 413, "request_too_large", "the request body is over %d bytes",
 			    API_MAX_BODY);
 		return -1;
 	}
@@ -232,7 +231,7 @@ static int parse_config(const struct api_request *req, struct domain_spec *spec,
 		json_t *j = json_loadb(req->body ? req->body : "", req->body_len,
 				       JSON_REJECT_DUPLICATES, &jerr);
 		if (!j) {
-			reply_error(r, 400, "invalid_json", "%s:%d:%d: %s", what, jerr.line,
+			api_reply_error(r, 400, "invalid_json", "%s:%d:%d: %s", what, jerr.line,
 				    jerr.column, jerr.text);
 			return -1;
 		}
@@ -248,19 +247,19 @@ static int parse_config(const struct api_request *req, struct domain_spec *spec,
 			xl_free(&xl);
 		}
 	} else {
-		reply_error(r, 415, "unsupported_media_type",
+		api_reply_error(r, 415, "unsupported_media_type",
 			    "send the configuration as application/json or as xl.cfg text "
 			    "(text/plain), not %.100s", req->content_type);
 		return -1;
 	}
 	if (ret == -ENOMEM) {
-		reply_error(r, 500, "internal", "out of memory");
+		api_reply_error(r, 500, "internal", "out of memory");
 		return -1;
 	}
 	if (!ret)
 		ret = check_paths(spec, err, sizeof(err));
 	if (ret < 0) {
-		reply_error(r, 400, "invalid_config", "%s", err);
+		api_reply_error(r, 400, "invalid_config", "%s", err);
 		return -1;
 	}
 	return 0;
@@ -275,31 +274,31 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	json_t *body, *warnings;
 
 	if (!d) {
-		reply_error(r, 500, "internal", "out of memory");
+		api_reply_error(r, 500, "internal", "out of memory");
 		return;
 	}
 	if (parse_config(req, &d->spec, r) < 0)
 		goto fail;
 	domain_spec_fixup(&d->spec);
 	if (cpulist_parse(d->spec.cpus, &cpus, &highest) > 0 && highest >= a->host_cpus) {
-		reply_error(r, 400, "invalid_config", "cpus '%s' names CPU %u; the host has CPUs 0-%u",
+		api_reply_error(r, 400, "invalid_config", "cpus '%s' names CPU %u; the host has CPUs 0-%u",
 			    d->spec.cpus, highest, a->host_cpus - 1);
 		goto fail;
 	}
 	if (api_find(a, d->spec.name)) {
-		reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
+		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
 		goto fail;
 	}
 	if (a->ndomains >= API_MAX_DOMAINS) {
-		reply_error(r, 409, "too_many_domains", "domusd runs at most %d domains",
+		api_reply_error(r, 409, "too_many_domains", "domusd runs at most %d domains",
 			    API_MAX_DOMAINS);
 		goto fail;
 	}
-	if (mem_account_claim(&a->mem, d->spec.vm.memory_mib, err, sizeof(err)) < 0) {
-		reply_error(r, 409, "insufficient_memory", "%s", err);
+	if (api_mem_make_room(a, d->spec.vm.memory_mib, err, sizeof(err)) < 0) {
+		api_reply_error(r, 409, "insufficient_memory", "%s", err);
 		goto fail;
 	}
-	d->mem_mib = d->spec.vm.memory_mib;
+	api_mem_start(a, d);
 	d->domid = a->next_domid;
 	d->state = "running";
 	d->created = time(NULL);
@@ -307,7 +306,8 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	d->pidfd = -1;
 	if (a->ops->start(a->ctx, d, err, sizeof(err)) < 0) {
 		mem_account_release(&a->mem, d->mem_mib);
-		reply_error(r, 422, "start_failed", "%s", err);
+		api_reply_error(r, 422, "start_failed", "%s", err);
+		api_mem_give_back(a);
 		goto fail;
 	}
 	a->next_domid++;
@@ -324,7 +324,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 				      json_string("cpu_weight, cap: recorded; the vCPU scheduler that "
 						  "applies them is not part of this build"));
 	json_object_set_new(body, "warnings", warnings);
-	reply_json(r, 201, body);
+	api_reply_json(r, 201, body);
 	return;
 fail:
 	free(d);
@@ -336,7 +336,7 @@ static bool request_ok(struct api *a, struct domain *d, const char *op, json_t *
 	char err[512];
 
 	if (a->ops->request(a->ctx, d, op, reply, err, sizeof(err)) < 0) {
-		reply_error(r, 502, "domain_unreachable", "domain '%s': %s", d->spec.name, err);
+		api_reply_error(r, 502, "domain_unreachable", "domain '%s': %s", d->spec.name, err);
 		return false;
 	}
 	return true;
@@ -350,7 +350,7 @@ static void domain_action(struct api *a, struct domain *d, const char *action,
 	if (!strcmp(action, "pause") || !strcmp(action, "unpause")) {
 		bool pause = action[0] == 'p';
 		if (pause ? !running : !paused) {
-			reply_error(r, 409, "invalid_state", "domain '%s' is %s, not %s", d->spec.name,
+			api_reply_error(r, 409, "invalid_state", "domain '%s' is %s, not %s", d->spec.name,
 				    d->state, pause ? "running" : "paused");
 			return;
 		}
@@ -360,7 +360,7 @@ static void domain_action(struct api *a, struct domain *d, const char *action,
 		api_event(a, pause ? "paused" : "unpaused", d, NULL);
 	} else if (!strcmp(action, "shutdown")) {
 		if (!running) {
-			reply_error(r, 409, "invalid_state",
+			api_reply_error(r, 409, "invalid_state",
 				    "domain '%s' is %s; only a running domain can be asked to shut down",
 				    d->spec.name, d->state);
 			return;
@@ -368,26 +368,26 @@ static void domain_action(struct api *a, struct domain *d, const char *action,
 		if (!request_ok(a, d, "shutdown", NULL, r))
 			return;
 		api_event(a, "shutdown_requested", d, "ACPI power button pressed");
-		reply_json(r, 202, api_domain_json(a, d, false));
+		api_reply_json(r, 202, api_domain_json(a, d, false));
 		return;
 	} else if (!strcmp(action, "reboot")) {
 		if (!request_ok(a, d, "reset", NULL, r))
 			return;
-		reply_json(r, 202, api_domain_json(a, d, false));
+		api_reply_json(r, 202, api_domain_json(a, d, false));
 		return;
 	} else if (!strcmp(action, "destroy")) {
 		a->ops->destroy(a->ctx, d);
 		snprintf(d->stop_reason, sizeof(d->stop_reason), "destroyed");
 		snprintf(d->stop_detail, sizeof(d->stop_detail), "destroyed by request");
-		reply_json(r, 200, json_pack("{s:s,s:i}", "destroyed", d->spec.name, "domid", d->domid));
+		api_reply_json(r, 200, json_pack("{s:s,s:i}", "destroyed", d->spec.name, "domid", d->domid));
 		api_domain_gone(a, d);
 		return;
 	} else {
-		reply_error(r, 404, "not_found", "no action '%.40s' (shutdown, reboot, pause, unpause, "
+		api_reply_error(r, 404, "not_found", "no action '%.40s' (shutdown, reboot, pause, unpause, "
 			    "destroy)", action);
 		return;
 	}
-	reply_json(r, 200, api_domain_json(a, d, false));
+	api_reply_json(r, 200, api_domain_json(a, d, false));
 }
 
 static void domain_stats(struct api *a, struct domain *d, struct api_response *r)
@@ -403,7 +403,7 @@ static void domain_stats(struct api *a, struct domain *d, struct api_response *r
 		json_object_update(o, stats);
 	json_object_set_new(o, "networks", json_array());
 	json_decref(reply);
-	reply_json(r, 200, o);
+	api_reply_json(r, 200, o);
 }
 
 static void console_text(struct api *a, struct domain *d, struct api_response *r)
@@ -426,7 +426,7 @@ static void host_info(struct api *a, struct api_response *r)
 
 	for (struct domain *d = a->domains; d; d = d->next)
 		vcpus += d->spec.vm.vcpus;
-	reply_json(r, 200,
+	api_reply_json(r, 200,
 		   json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus,
 			     "memory_total_mib", (json_int_t)a->host_total_mib,
 			     "memory_capacity_mib", (json_int_t)a->mem.capacity_mib,
@@ -441,13 +441,13 @@ static void list_domains(struct api *a, struct api_response *r)
 
 	for (struct domain *d = a->domains; d; d = d->next)
 		json_array_append_new(list, api_domain_json(a, d, false));
-	reply_json(r, 200, json_pack("{s:o}", "domains", list));
+	api_reply_json(r, 200, json_pack("{s:o}", "domains", list));
 }
 
 static void method_not_allowed(struct api_response *r, const struct api_request *req,
 			       const char *allowed)
 {
-	reply_error(r, 405, "method_not_allowed", "%.10s is not allowed on %.200s (allowed: %s)",
+	api_reply_error(r, 405, "method_not_allowed", "%.10s is not allowed on %.200s (allowed: %s)",
 		    req->method, req->path, allowed);
 }
 
@@ -461,7 +461,7 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 
 	memset(r, 0, sizeof(*r));
 	if (!p || !m || strncmp(p, "/v1/", 4)) {
-		reply_error(r, 404, "not_found", "no such path %.200s (the API lives under /v1/)",
+		api_reply_error(r, 404, "not_found", "no such path %.200s (the API lives under /v1/)",
 			    p ? p : "");
 		return;
 	}
@@ -482,7 +482,7 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 			char *end;
 			unsigned long long v = strtoull(req->since, &end, 10);
 			if (!*req->since || *end) {
-				reply_error(r, 400, "bad_request", "since '%.40s' is not an event number",
+				api_reply_error(r, 400, "bad_request", "since '%.40s' is not an event number",
 					    req->since);
 				return;
 			}
@@ -502,26 +502,26 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		return method_not_allowed(r, req, "GET, POST");
 	}
 	if (strncmp(p, "domains/", 8)) {
-		reply_error(r, 404, "not_found", "no such path %.200s", req->path);
+		api_reply_error(r, 404, "not_found", "no such path %.200s", req->path);
 		return;
 	}
 	p += 8;
 	slash = strchr(p, '/');
 	n = slash ? (size_t)(slash - p) : strlen(p);
 	if (n == 0 || n > DOMAIN_NAME_MAX) {
-		reply_error(r, 404, "not_found", "no such domain");
+		api_reply_error(r, 404, "not_found", "no such domain");
 		return;
 	}
 	memcpy(name, p, n);
 	name[n] = 0;
 	d = api_find(a, name);
 	if (!d) {
-		reply_error(r, 404, "not_found", "no domain named '%s'", name);
+		api_reply_error(r, 404, "not_found", "no domain named '%s'", name);
 		return;
 	}
 	if (!slash || !slash[1]) {
 		if (!strcmp(m, "GET")) {
-			reply_json(r, 200, api_domain_json(a, d, true));
+			api_reply_json(r, 200, api_domain_json(a, d, true));
 			return;
 		}
 		if (!strcmp(m, "DELETE"))
@@ -529,10 +529,15 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		return method_not_allowed(r, req, "GET, DELETE");
 	}
 	if (strlen(slash + 1) >= sizeof(action) || strchr(slash + 1, '/')) {
-		reply_error(r, 404, "not_found", "no such path %.200s", req->path);
+		api_reply_error(r, 404, "not_found", "no such path %.200s", req->path);
 		return;
 	}
 	strcpy(action, slash + 1);
+	if (!strcmp(action, "memory")) {
+		if (strcmp(m, "PUT"))
+			return method_not_allowed(r, req, "PUT");
+		return api_mem_set(a, d, req, r);
+	}
 	if (!strcmp(action, "stats") || !strcmp(action, "console")) {
 		if (strcmp(m, "GET"))
 			return method_not_allowed(r, req, "GET");

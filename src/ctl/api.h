@@ -21,6 +21,23 @@
 #define API_EVENT_RING 256
 #define API_MAX_DOMAINS 1024
 
+struct api;
+
+/* What domusd knows of a domain's balloon, from its process's events. */
+struct domain_balloon {
+	uint64_t target_mib; /* domusd's word; the domain's memory without a balloon */
+	uint64_t actual_mib; /* RAM less the balloon, as the guest's driver says */
+	bool heard;          /* the driver has said something since the domain started */
+	bool reached;        /* actual came to target since the target was set */
+	bool reclaimed;      /* the policy shrank it: give-back may grow it again */
+	struct timespec target_set; /* CLOCK_MONOTONIC */
+	bool have_stats;
+	uint64_t stats_free_mib, stats_available_mib, stats_total_mib, stats_caches_mib;
+	double stats_age;
+	uint64_t bad_pfns;
+	char guest_error[160];
+};
+
 struct domain {
 	struct domain *next;
 	unsigned domid;
@@ -30,7 +47,8 @@ struct domain {
 	unsigned long long starttime; /* of pid, in clock ticks after boot: tells pid reuse */
 	time_t created;
 	unsigned restarts;
-	uint64_t mem_mib; /* claimed from the host account */
+	uint64_t mem_mib; /* claimed from the host account: see api_mem.c */
+	struct domain_balloon balloon;
 	int ctl_fd;
 	int pidfd;
 	char stop_reason[32]; /* from the domain's last "stopped" event */
@@ -50,6 +68,13 @@ struct domain_ops {
 	void (*usage)(void *ctx, const struct domain *d, json_t *out);
 	/* Called after an event is recorded, for live event streams. */
 	void (*event)(void *ctx);
+	/* Tells d's process its balloon's new target; 0 or -errno with why in err. */
+	int (*balloon_set)(void *ctx, struct domain *d, uint64_t target_mib, char *err, size_t errlen);
+	/*
+	 * Takes the domains' events (balloon moves among them) for up to
+	 * timeout_ms, until done(a, arg) holds; returns whether it does.
+	 */
+	bool (*wait)(void *ctx, bool (*done)(struct api *a, void *arg), void *arg, int timeout_ms);
 };
 
 struct api {
@@ -61,6 +86,8 @@ struct api {
 	uint64_t host_total_mib;
 	const struct domain_ops *ops;
 	void *ctx;
+	bool reclaim;                 /* the balloon policy may shrink domains to admit others */
+	unsigned reclaim_timeout_ms;  /* how long domains have to give memory back */
 	unsigned long long event_seq; /* sequence number of the next event */
 	char *events[API_EVENT_RING];
 };
@@ -103,6 +130,32 @@ void api_event(struct api *a, const char *type, const struct domain *d, const ch
 /* The event with sequence number seq as one JSON line, or NULL if not kept or not yet. */
 const char *api_event_line(const struct api *a, unsigned long long seq);
 json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config);
+
+/* api_mem.c: memory targets, the balloon policy and the account that follows them. */
+#define API_RECLAIM_TIMEOUT_MS 30000
+#define API_BALLOON_TIMEOUT_S 60 /* a target not reached by then is reported as timed out */
+/* A domain's memory starts at its configured memory; its account follows. */
+void api_mem_start(struct api *a, struct domain *d);
+/* The domain's process sent {"event":"balloon","balloon":{...}}. */
+void api_mem_balloon_event(struct api *a, struct domain *d, const json_t *balloon);
+/* PUT /v1/domains/D/memory {"target_mib": N} */
+void api_mem_set(struct api *a, struct domain *d, const struct api_request *req,
+		 struct api_response *r);
+/*
+ * Makes need_mib free for a new domain, by the balloon policy if it must:
+ * 0, or -ENOMEM with why in err (what is free, what each domain could give,
+ * who did not give it in time).
+ */
+int api_mem_make_room(struct api *a, uint64_t need_mib, char *err, size_t errlen);
+/* Memory came free: domains the policy shrank get it back, up to their configured memory. */
+void api_mem_give_back(struct api *a);
+/* The balloon part of a domain's JSON. */
+void api_mem_json(const struct api *a, const struct domain *d, json_t *o);
+
+/* Shared by api.c and api_mem.c. */
+void api_reply_json(struct api_response *r, unsigned status, json_t *body);
+void api_reply_error(struct api_response *r, unsigned status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 void api_free(struct api *a);
 
 #endif

@@ -8,9 +8,9 @@
 #include <string.h>
 
 const char run_usage[] =
-	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB]\n"
+	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB] [--maxmem MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
-	"                 [--on-reboot restart|exit]\n"
+	"                 [--on-reboot restart|exit] [--no-balloon]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -40,6 +40,38 @@ static int parse_number(const char *s, unsigned long long min, unsigned long lon
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+int mem_size_parse(const char *s, uint64_t *mib)
+{
+	static const char suffixes[] = "bkmgt";
+	unsigned long long v, bytes;
+	const char *suf;
+	char digits[32];
+	size_t n = s ? strspn(s, "0123456789") : 0;
+	unsigned shift;
+
+	if (n == 0 || n >= sizeof(digits))
+		return -EINVAL;
+	memcpy(digits, s, n);
+	digits[n] = 0;
+	if (parse_number(digits, 1, ~0ULL, &v) < 0)
+		return -EINVAL;
+	if (!s[n]) {
+		suf = suffixes + 2; /* MiB */
+	} else {
+		suf = s[n + 1] ? NULL : strchr(suffixes, s[n] | 0x20);
+		if (!suf || !*suf)
+			return -EINVAL;
+	}
+	shift = 10 * (unsigned)(suf - suffixes);
+	if (shift && v > (~0ULL >> shift))
+		return -EINVAL;
+	bytes = v << shift;
+	if (bytes % (1ULL << 20))
+		return -EINVAL; /* the balloon moves whole MiB */
+	*mib = bytes >> 20;
+	return *mib ? 0 : -EINVAL;
 }
 
 int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen)
@@ -121,9 +153,19 @@ static const char *find_config(int argc, char **argv)
 	return NULL;
 }
 
+static bool has_option(int argc, char **argv, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], name, n) && (argv[i][n] == 0 || argv[i][n] == '='))
+			return true;
+	return false;
+}
+
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
-	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN };
+	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -131,6 +173,8 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"initrd", required_argument, NULL, 'i'},
 		{"cmdline", required_argument, NULL, 'c'},
 		{"memory", required_argument, NULL, 'm'},
+		{"maxmem", required_argument, NULL, OPT_MAXMEM},
+		{"no-balloon", no_argument, NULL, OPT_NO_BALLOON},
 		{"vcpus", required_argument, NULL, 'n'},
 		{"disk", required_argument, NULL, 'd'},
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -165,6 +209,14 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 					   optarg, (unsigned long long)VM_MAX_MEMORY_MIB);
 			cfg->memory_mib = v;
 			break;
+		case OPT_MAXMEM:
+			if (parse_number(optarg, 1, VM_MAX_MEMORY_MIB, &v) < 0)
+				return bad(err, errlen,
+					   "--maxmem '%s': expected a size in MiB from 1 to %llu",
+					   optarg, (unsigned long long)VM_MAX_MEMORY_MIB);
+			cfg->maxmem_mib = v;
+			break;
+		case OPT_NO_BALLOON: cfg->balloon = false; break;
 		case 'n':
 			if (parse_number(optarg, 1, VM_MAX_VCPUS, &v) < 0)
 				return bad(err, errlen, "--vcpus '%s': expected a number from 1 to %u",
@@ -211,5 +263,8 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		return bad(err, errlen, "unexpected argument '%s'", argv[optind]);
 	if (!cfg->kernel)
 		return bad(err, errlen, "--kernel FILE (or --config FILE) is required");
-	return 0;
+	/* --memory alone, or above a config's maxmem, sizes the RAM as before. */
+	if (cfg->maxmem_mib < cfg->memory_mib && !has_option(argc, argv, "--maxmem"))
+		cfg->maxmem_mib = cfg->memory_mib;
+	return vm_config_check_memory(cfg, err, errlen);
 }

@@ -2,6 +2,7 @@
 #define DOMUS_ARGS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ctl/domcfg.h"
 #include "vmm/config.h"
@@ -15,6 +16,11 @@
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen);
 /* Parses "PATH[,ro|,rw]". Returns 0 or -EINVAL. */
 int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t errlen);
+/*
+ * A memory size as `xl mem-set` takes it: MiB, or a number with a suffix
+ * b, k, m, g or t (case ignored), in whole MiB. 0 or -EINVAL.
+ */
+int mem_size_parse(const char *s, uint64_t *mib);
 extern const char run_usage[];
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl/args.h"
 #include "ctl/client.h"
 
 /* Exit statuses: 0 done, 1 domusd refused, 2 bad usage, 3 domusd unreachable. */
@@ -32,6 +33,8 @@ const char cli_usage[] =
 	"  pause DOMAIN          stop the domain's vCPUs and its clock\n"
 	"  unpause DOMAIN        let a paused domain run again\n"
 	"  console DOMAIN        attach to the domain's console (Ctrl-] detaches)\n"
+	"  mem-set [-w] DOMAIN SIZE\n"
+	"                        set the domain's memory (MiB, or with k/m/g); -w: wait for the guest\n"
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
@@ -197,11 +200,13 @@ static int cmd_list(int argc, char **argv)
 	} else if (want_json) {
 		print_json(json_object_get(reply, "domains"));
 	} else {
-		printf("%-32s %5s %7s %5s %-9s %9s\n", "Name", "ID", "Mem", "VCPUs", "State",
-		       "Time(s)");
+		/* As xl list, Mem is what the domain has now; Target is what it was asked to have. */
+		printf("%-32s %5s %7s %7s %5s %-9s %9s\n", "Name", "ID", "Mem", "Target", "VCPUs",
+		       "State", "Time(s)");
 		json_array_foreach(json_object_get(reply, "domains"), i, d)
-			printf("%-32.32s %5.0f %7.0f %5.0f %-9s %9.1f\n", str(d, "name"), num(d, "domid"),
-			       num(d, "memory"), num(d, "vcpus"), str(d, "state"), num(d, "cpu_seconds"));
+			printf("%-32.32s %5.0f %7.0f %7.0f %5.0f %-9s %9.1f\n", str(d, "name"),
+			       num(d, "domid"), num(d, "actual_mib"), num(d, "target_mib"),
+			       num(d, "vcpus"), str(d, "state"), num(d, "cpu_seconds"));
 	}
 	json_decref(reply);
 	return 0;
@@ -493,6 +498,65 @@ static int cmd_top(int argc, char **argv)
 	return ret;
 }
 
+/* Polls the domain until its balloon has done what it can with the target. */
+static int wait_balloon(const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/v1/domains/%s", name);
+	for (;;) {
+		json_t *reply;
+		int status = client_request(&C, "GET", path, NULL, NULL, 0, &reply, NULL);
+		const char *state;
+
+		if (status < 0)
+			return EXIT_UNREACHABLE;
+		if (status >= 300)
+			return refused(reply, status);
+		state = json_string_value(json_object_get(json_object_get(reply, "balloon"), "state"));
+		if (!state || !strcmp(state, "reached")) {
+			json_decref(reply);
+			return 0;
+		}
+		if (!strcmp(state, "timed out") || !strcmp(state, "deflated by the guest")) {
+			fprintf(stderr, "domus: domain %s: balloon %s at %.0f MiB of a %.0f MiB target\n",
+				name, state, num(reply, "actual_mib"), num(reply, "target_mib"));
+			json_decref(reply);
+			return EXIT_REFUSED;
+		}
+		json_decref(reply);
+		poll(NULL, 0, 200);
+	}
+}
+
+static int cmd_mem_set(int argc, char **argv)
+{
+	bool wait = argc > 1 && !strcmp(argv[1], "-w");
+	char path[256], body[64];
+	uint64_t mib;
+	json_t *reply;
+	int status;
+
+	if (argc != 3 + wait) {
+		fprintf(stderr, "usage: domus mem-set [-w] DOMAIN SIZE\n");
+		return EXIT_USAGE;
+	}
+	if (mem_size_parse(argv[2 + wait], &mib) < 0) {
+		fprintf(stderr, "domus: mem-set: '%s' is not a size (MiB, or a number with k, m, g or t)\n",
+			argv[2 + wait]);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/domains/%s/memory", argv[1 + wait]);
+	snprintf(body, sizeof(body), "{\"target_mib\":%llu}", (unsigned long long)mib);
+	status = client_request(&C, "PUT", path, "application/json", body, strlen(body), &reply, NULL);
+	if (status < 0)
+		return EXIT_UNREACHABLE;
+	if (status >= 300)
+		return refused(reply, status);
+	json_decref(reply);
+	return wait ? wait_balloon(argv[1 + wait]) : 0;
+}
+
 static int cmd_events(int argc, char **argv)
 {
 	(void)argc;
@@ -518,6 +582,7 @@ int cli_run(int argc, char **argv)
 		{"pause", NULL, "POST", "pause"},
 		{"unpause", NULL, "POST", "unpause"},
 		{"console", cmd_console, NULL, NULL},
+		{"mem-set", cmd_mem_set, NULL, NULL},
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
 	};

@@ -323,13 +323,15 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 	const struct xl_setting *cmdline = NULL, *extra = NULL, *root = NULL;
 	unsigned long long v;
 	bool have_memory = false, have_maxmem = false, have_maxvcpus = false;
+	char memwhy[256];
+	int r;
 
 	domain_spec_defaults(spec);
 	for (size_t i = 0; i < xl->n; i++) {
 		const struct xl_setting *s = &xl->settings[i];
 		const char *k = s->key;
-		int r = 0;
 
+		r = 0;
 		if (!strcmp(k, "name")) {
 			r = string_into(s, spec->name, sizeof(spec->name), file, err, errlen);
 			if (!r && (!spec->name[0] || strspn(spec->name, "abcdefghijklmnopqrstuvwxyz"
@@ -353,8 +355,18 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			spec->vm.memory_mib = v;
 			have_memory = true;
 		} else if (!strcmp(k, "maxmem")) {
-			r = number(s, 1, VM_MAX_MEMORY_MIB, &spec->maxmem_mib, file, err, errlen);
+			r = number(s, 1, VM_MAX_MEMORY_MIB, &v, file, err, errlen);
+			spec->vm.maxmem_mib = v;
 			have_maxmem = true;
+		} else if (!strcmp(k, "minmem")) {
+			r = number(s, 1, VM_MAX_MEMORY_MIB, &v, file, err, errlen);
+			spec->vm.minmem_mib = v;
+		} else if (!strcmp(k, "balloon")) {
+			r = number(s, 0, 1, &v, file, err, errlen);
+			spec->vm.balloon = v;
+		} else if (!strcmp(k, "deflate_on_oom")) {
+			r = number(s, 0, 1, &v, file, err, errlen);
+			spec->vm.balloon_deflate_on_oom = v;
 		} else if (!strcmp(k, "vcpus")) {
 			r = number(s, 1, VM_MAX_VCPUS, &v, file, err, errlen);
 			spec->vm.vcpus = (unsigned)v;
@@ -459,12 +471,12 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 		strcat(spec->cmdline, " " VM_DEFAULT_CMDLINE);
 	}
 	if (!have_memory && have_maxmem)
-		spec->vm.memory_mib = spec->maxmem_mib;
+		spec->vm.memory_mib = spec->vm.maxmem_mib;
 	if (!have_maxmem)
-		spec->maxmem_mib = spec->vm.memory_mib;
-	if (spec->maxmem_mib < spec->vm.memory_mib)
-		return bad(err, errlen, "%s: maxmem %llu MiB is below memory %llu MiB", file,
-			   spec->maxmem_mib, (unsigned long long)spec->vm.memory_mib);
+		spec->vm.maxmem_mib = spec->vm.memory_mib;
+	r = vm_config_check_memory(&spec->vm, memwhy, sizeof(memwhy));
+	if (r < 0)
+		return bad(err, errlen, "%s: %s", file, memwhy);
 	if (!have_maxvcpus)
 		spec->maxvcpus = spec->vm.vcpus;
 	if (spec->maxvcpus < spec->vm.vcpus)
@@ -525,7 +537,10 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "ramdisk = %s\n", vm->initrd ? vm->initrd : "");
 	fprintf(f, "cmdline = %s\n", vm->cmdline);
 	fprintf(f, "memory = %llu\n", (unsigned long long)vm->memory_mib);
-	fprintf(f, "maxmem = %llu\n", spec->maxmem_mib);
+	fprintf(f, "maxmem = %llu\n", (unsigned long long)vm->maxmem_mib);
+	fprintf(f, "minmem = %llu\n", (unsigned long long)vm_config_minmem(vm));
+	fprintf(f, "balloon = %d\n", vm->balloon);
+	fprintf(f, "deflate_on_oom = %d\n", vm->balloon_deflate_on_oom);
 	fprintf(f, "vcpus = %u\n", vm->vcpus);
 	fprintf(f, "maxvcpus = %u\n", spec->maxvcpus);
 	fprintf(f, "on_poweroff = %s\n", domain_action_name(spec->on_poweroff));

@@ -36,7 +36,6 @@ struct domain_spec {
 	char ramdisk[DISK_PATH_MAX];
 	char cmdline[2048];
 	struct vm_config vm; /* kernel/initrd/cmdline point into the buffers above */
-	unsigned long long maxmem_mib;
 	unsigned maxvcpus;
 	enum domain_action on_poweroff, on_reboot, on_crash;
 	char cpus[256];      /* vCPU affinity, xl's syntax ("0-3,5"), "" for any */

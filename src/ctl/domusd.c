@@ -142,12 +142,13 @@ static void default_vmm_path(char *out, size_t len)
 
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
-	"              [--vmm PATH] [-v]\n"
+	"              [--vmm PATH] [--no-reclaim] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
 	"  --memory MIB      give domains at most this much memory in all\n"
-	"  --vmm PATH        the domus-vmm binary (default: beside domusd)\n";
+	"  --vmm PATH        the domus-vmm binary (default: beside domusd)\n"
+	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n";
 
 int main(int argc, char **argv)
 {
@@ -157,6 +158,7 @@ int main(int argc, char **argv)
 		{"group", required_argument, NULL, 'g'},
 		{"memory", required_argument, NULL, 'm'},
 		{"vmm", required_argument, NULL, 'x'},
+		{"no-reclaim", no_argument, NULL, 'R'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
 	const char *sock_path = DEFAULT_SOCKET, *state_dir = DEFAULT_STATE_DIR, *group = "domus";
 	unsigned long long limit_mib = 0;
 	uint64_t total_mib = 0;
+	bool reclaim = true;
 	struct epoll_event ev;
 	struct watch w_mhd = {W_MHD, NULL}, w_sig = {W_SIGNAL, NULL};
 	struct group *gr;
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
+		case 'R': reclaim = false; break;
 		case 'v': D.verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -224,6 +228,7 @@ int main(int argc, char **argv)
 	}
 	api_init(&D.api, &vmm_ops, &D, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), total_mib,
 		 mem_account_capacity(total_mib, limit_mib));
+	D.api.reclaim = reclaim;
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);

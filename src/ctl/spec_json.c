@@ -147,7 +147,11 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		json_object_set_new(o, "ramdisk", json_string(spec->ramdisk));
 	json_object_set_new(o, "cmdline", json_string(vm->cmdline));
 	json_object_set_new(o, "memory", json_integer((json_int_t)vm->memory_mib));
-	json_object_set_new(o, "maxmem", json_integer((json_int_t)spec->maxmem_mib));
+	json_object_set_new(o, "maxmem", json_integer((json_int_t)vm->maxmem_mib));
+	if (vm->minmem_mib)
+		json_object_set_new(o, "minmem", json_integer((json_int_t)vm->minmem_mib));
+	json_object_set_new(o, "balloon", json_integer(vm->balloon));
+	json_object_set_new(o, "deflate_on_oom", json_integer(vm->balloon_deflate_on_oom));
 	json_object_set_new(o, "vcpus", json_integer(vm->vcpus));
 	json_object_set_new(o, "maxvcpus", json_integer(spec->maxvcpus));
 	json_object_set_new(o, "on_poweroff", json_string(domain_action_name(spec->on_poweroff)));

@@ -156,6 +156,8 @@ static void handle_vmm_message(struct domain *d, json_t *msg)
 		/* on_*=preserve: the domain stays until destroyed. */
 		d->state = ev[0] == 'c' ? "crashed" : "shutdown";
 		api_event(&D.api, ev, d, detail);
+	} else if (!strcmp(ev, "balloon")) {
+		api_mem_balloon_event(&D.api, d, json_object_get(msg, "balloon"));
 	} else if (!strcmp(ev, "stopped")) {
 		d->state = "stopped";
 		snprintf(d->stop_reason, sizeof(d->stop_reason), "%s", reason ? reason : "");
@@ -163,13 +165,14 @@ static void handle_vmm_message(struct domain *d, json_t *msg)
 	}
 }
 
-static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
-		       size_t errlen)
+/* Sends msg (consumed) to d's process and waits for the reply to its op. */
+static int vmm_send_request(struct domain *d, json_t *msg, json_t **reply, char *err, size_t errlen)
 {
-	json_t *msg = json_pack("{s:s}", "op", op);
+	char op[32];
 	struct timespec start, now;
 	int ret;
 
+	snprintf(op, sizeof(op), "%s", msg ? json_string_value(json_object_get(msg, "op")) : "");
 	if (reply)
 		*reply = NULL;
 	if (d->ctl_fd < 0) {
@@ -224,6 +227,49 @@ static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **rep
 			json_decref(msg);
 		return 0;
 	}
+}
+
+static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
+		       size_t errlen)
+{
+	return vmm_send_request(d, json_pack("{s:s}", "op", op), reply, err, errlen);
+}
+
+static int vmm_balloon_set(void *ctx, struct domain *d, uint64_t target_mib, char *err, size_t errlen)
+{
+	return vmm_send_request(d, json_pack("{s:s,s:I}", "op", "balloon_set", "target_mib",
+					     (json_int_t)target_mib),
+				NULL, err, errlen);
+}
+
+/* Reads the domains' events, and nothing else, until done() or the time is up. */
+static bool vmm_wait(void *ctx, bool (*done)(struct api *a, void *arg), void *arg, int timeout_ms)
+{
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (!done(&D.api, arg)) {
+		struct pollfd p[API_MAX_DOMAINS];
+		struct domain *who[API_MAX_DOMAINS];
+		unsigned n = 0;
+		long waited;
+
+		for (struct domain *d = D.api.domains; d && n < API_MAX_DOMAINS; d = d->next)
+			if (d->ctl_fd >= 0) {
+				who[n] = d;
+				p[n++] = (struct pollfd){.fd = d->ctl_fd, .events = POLLIN};
+			}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= timeout_ms || n == 0)
+			return false;
+		if (poll(p, n, (int)(timeout_ms - waited)) < 0 && errno != EINTR)
+			return false;
+		for (unsigned i = 0; i < n; i++)
+			if (p[i].revents)
+				control_readable(who[i]);
+	}
+	return true;
 }
 static void reap(pid_t pid)
 {
@@ -474,6 +520,8 @@ const struct domain_ops vmm_ops = {
 	.destroy = vmm_destroy,
 	.usage = vmm_usage,
 	.event = wake_subscribers,
+	.balloon_set = vmm_balloon_set,
+	.wait = vmm_wait,
 };
 /* The domain's process ended (its pidfd is readable). */
 void domain_exited(struct domain *d)

@@ -3,6 +3,7 @@
 #define DOMUS_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VM_MAX_VCPUS 64
@@ -35,9 +36,10 @@ struct vm_config {
 	const char *kernel;
 	const char *initrd;
 	const char *cmdline;
-	uint64_t memory_mib;  /* what the domain starts with */
-	uint64_t maxmem_mib;  /* its RAM, when a balloon holds the difference; 0: memory_mib */
-	bool balloon;         /* a virtio-balloon device */
+	uint64_t memory_mib; /* what the domain starts with: its balloon holds the rest of maxmem */
+	uint64_t maxmem_mib; /* its RAM; 0 (domus run without --maxmem): memory_mib */
+	uint64_t minmem_mib; /* the balloon never leaves it less; 0: vm_config_minmem() */
+	bool balloon;        /* a virtio-balloon device */
 	bool balloon_deflate_on_oom; /* the guest may deflate by itself when it runs out */
 	unsigned vcpus;
 	struct disk_config disks[VM_MAX_DISKS];
@@ -49,5 +51,11 @@ struct vm_config {
 };
 
 void vm_config_defaults(struct vm_config *cfg);
+/* The domain's RAM in MiB: maxmem when a balloon holds the difference, memory otherwise. */
+uint64_t vm_config_ram_mib(const struct vm_config *cfg);
+/* The least memory the balloon may leave: minmem, or by default a quarter of memory, at least 64 MiB. */
+uint64_t vm_config_minmem(const struct vm_config *cfg);
+/* memory, maxmem and minmem in range and in order; -EINVAL with why in err. */
+int vm_config_check_memory(const struct vm_config *cfg, char *err, size_t errlen);
 
 #endif

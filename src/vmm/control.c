@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "ctl/vmmproto.h"
@@ -15,6 +16,8 @@
 
 /* Console output is never allowed to stall a vCPU: a full pipe drops bytes, as a UART would. */
 #define CONSOLE_PIPE_SIZE (1 << 20)
+/* How often the guest is asked for memory statistics: domusd's balloon policy reads them. */
+#define BALLOON_STATS_SECONDS 2
 
 const char *vm_stop_name(enum vm_stop reason)
 {
@@ -53,6 +56,15 @@ int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,
 	if (fcntl(listen_fd, F_SETFL, O_NONBLOCK) < 0)
 		return -errno;
 	c->have_affinity = cpulist_parse(spec->cpus, &c->affinity, &highest) > 0;
+	c->balloon_target_mib = spec->vm.memory_mib;
+	c->stats_timer_fd = -1;
+	if (spec->vm.balloon) {
+		struct itimerspec every = {.it_interval = {BALLOON_STATS_SECONDS, 0},
+					   .it_value = {BALLOON_STATS_SECONDS, 0}};
+		c->stats_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (c->stats_timer_fd < 0 || timerfd_settime(c->stats_timer_fd, 0, &every, NULL) < 0)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -227,18 +239,34 @@ static void balloon_changed(struct vmm_control *c)
 				       balloon_json(c->vm->balloon)));
 }
 
+/* domusd checks targets too; the domain's own process never trusts a message to be checked. */
 static const char *balloon_set(struct vmm_control *c, json_t *msg)
 {
+	const struct vm_config *cfg = &c->spec->vm;
 	json_t *t = json_object_get(msg, "target_mib");
 	json_int_t mib = json_integer_value(t);
 
-	if (!c->vm->balloon)
+	if (!cfg->balloon)
 		return "the domain has no balloon (balloon = 0 in its config)";
 	if (!json_is_integer(t) || mib <= 0)
 		return "target_mib must be a positive number of MiB";
-	if (virtio_balloon_set_target(c->vm->balloon, (uint64_t)mib << 20) < 0)
+	if ((uint64_t)mib < vm_config_minmem(cfg) || (uint64_t)mib > vm_config_ram_mib(cfg))
+		return "target_mib is outside the domain's minmem to maxmem";
+	c->balloon_target_mib = (uint64_t)mib;
+	/* Between boots the target waits for the next one's balloon. */
+	if (c->vm && c->vm->balloon && virtio_balloon_set_target(c->vm->balloon, (uint64_t)mib << 20) < 0)
 		return "target_mib is more than the domain's RAM";
 	return NULL;
+}
+
+static void balloon_stats_due(struct vmm_control *c)
+{
+	uint64_t n;
+
+	if (read(c->stats_timer_fd, &n, sizeof(n)) < 0)
+		return;
+	if (c->vm && c->vm->balloon)
+		virtio_balloon_request_stats(c->vm->balloon);
 }
 
 static const char *control_op(struct vmm_control *c, const char *op, json_t *msg, json_t *reply)
@@ -387,11 +415,12 @@ static void accept_connection(struct vmm_control *c)
 static unsigned control_poll_fds(void *opaque, struct pollfd *p, unsigned max)
 {
 	struct vmm_control *c = opaque;
-	int fds[6] = {c->listen_fd, c->out_rd, c->ctl_fd, c->con_fd, c->pending_fd,
-		      c->vm && c->vm->balloon && !c->holding ? c->vm->balloon->event_fd : -1};
+	bool balloon = c->vm && c->vm->balloon && !c->holding;
+	int fds[7] = {c->listen_fd, c->out_rd, c->ctl_fd, c->con_fd, c->pending_fd,
+		      balloon ? c->vm->balloon->event_fd : -1, balloon ? c->stats_timer_fd : -1};
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < 6 && n < max; i++)
+	for (unsigned i = 0; i < 7 && n < max; i++)
 		if (fds[i] >= 0)
 			p[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
 	return n;
@@ -416,6 +445,8 @@ static void control_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, un
 			pending_message(c);
 		else if (c->vm && c->vm->balloon && p[i].fd == c->vm->balloon->event_fd)
 			balloon_changed(c);
+		else if (p[i].fd == c->stats_timer_fd)
+			balloon_stats_due(c);
 	}
 }
 
@@ -426,6 +457,10 @@ static void control_vm_changed(void *opaque, struct vm *vm)
 	c->vm = vm;
 	if (!vm)
 		return;
+	/* A reboot keeps the target domusd set, not the config's. */
+	if (vm->balloon && virtio_balloon_set_target(vm->balloon, c->balloon_target_mib << 20) < 0)
+		log_warnx("balloon target %llu MiB is more than the domain's RAM",
+			  (unsigned long long)c->balloon_target_mib);
 	if (c->have_affinity)
 		for (unsigned i = 0; i < vm->nvcpus; i++)
 			if (vm->vcpus[i].started &&

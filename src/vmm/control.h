@@ -34,6 +34,8 @@ struct vmm_control {
 	bool holding;
 	bool have_affinity;
 	cpu_set_t affinity;
+	uint64_t balloon_target_mib; /* the last target domusd set, kept across reboots */
+	int stats_timer_fd;          /* asks the balloon for statistics, -1 without one */
 };
 
 int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,

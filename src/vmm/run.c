@@ -26,6 +26,8 @@ void vm_config_defaults(struct vm_config *cfg)
 	cfg->cmdline = VM_DEFAULT_CMDLINE;
 	cfg->on_reboot = ON_REBOOT_RESTART;
 	cfg->console = CONSOLE_SERIAL;
+	cfg->balloon = true;
+	cfg->balloon_deflate_on_oom = true;
 }
 
 static int read_initrd(const char *path, uint8_t **data, uint64_t *size, uint64_t mem_bytes)
@@ -164,6 +166,8 @@ static void terminal_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, u
 
 static int check_config(const struct vm_config *cfg)
 {
+	char err[256];
+
 	if (!cfg->kernel) {
 		log_warnx("no kernel given (--kernel FILE)");
 		return -1;
@@ -172,9 +176,8 @@ static int check_config(const struct vm_config *cfg)
 		log_warnx("vcpus %u is out of range: 1 to %u", cfg->vcpus, VM_MAX_VCPUS);
 		return -1;
 	}
-	if (cfg->memory_mib < 1 || cfg->memory_mib > VM_MAX_MEMORY_MIB) {
-		log_warnx("memory %llu MiB is out of range: 1 to %llu MiB",
-			  (unsigned long long)cfg->memory_mib, (unsigned long long)VM_MAX_MEMORY_MIB);
+	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return -1;
 	}
 	return 0;

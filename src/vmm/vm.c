@@ -45,11 +45,6 @@ struct domain {
 	struct virtio_balloon balloon;
 };
 
-uint64_t vm_ram_mib(const struct vm_config *cfg)
-{
-	return cfg->balloon && cfg->maxmem_mib > cfg->memory_mib ? cfg->maxmem_mib : cfg->memory_mib;
-}
-
 static void kick_vcpus(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -519,7 +514,7 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	if (kvm_open_vm(vm, detail, detail_len) < 0 ||
-	    map_memory(vm, vm_ram_mib(cfg) << 20, detail, detail_len) < 0)
+	    map_memory(vm, vm_config_ram_mib(cfg) << 20, detail, detail_len) < 0)
 		goto fail;
 	if (add_devices(d, cfg, res, fe->console_fd) < 0) {
 		snprintf(detail, detail_len, "setting up devices failed");

@@ -74,9 +74,6 @@ struct vm {
 	struct virtio_balloon *balloon; /* NULL without one */
 };
 
-/* The domain's RAM: maxmem when it has a balloon to hold the difference. */
-uint64_t vm_ram_mib(const struct vm_config *cfg);
-
 /*
  * How a running domain meets the world outside the VMM: where its console
  * output goes, and which descriptors the main thread watches for it (the

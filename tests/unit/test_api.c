@@ -414,7 +414,7 @@ static void test_spec_json_round_trip(void **state)
 	assert_string_equal(a.vm.initrd, b.vm.initrd);
 	assert_string_equal(a.vm.cmdline, b.vm.cmdline);
 	assert_int_equal(a.vm.memory_mib, b.vm.memory_mib);
-	assert_int_equal(a.maxmem_mib, b.maxmem_mib);
+	assert_int_equal(a.vm.maxmem_mib, b.vm.maxmem_mib);
 	assert_int_equal(a.vm.vcpus, b.vm.vcpus);
 	assert_int_equal(a.maxvcpus, b.maxvcpus);
 	assert_int_equal(a.on_poweroff, b.on_poweroff);

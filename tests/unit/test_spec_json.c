@@ -63,7 +63,7 @@ static void assert_same_spec(const struct domain_spec *a, const struct domain_sp
 	}
 	assert_string_equal(a->vm.cmdline, b->vm.cmdline);
 	assert_int_equal(a->vm.memory_mib, b->vm.memory_mib);
-	assert_int_equal(a->maxmem_mib, b->maxmem_mib);
+	assert_int_equal(a->vm.maxmem_mib, b->vm.maxmem_mib);
 	assert_int_equal(a->vm.vcpus, b->vm.vcpus);
 	assert_int_equal(a->maxvcpus, b->maxvcpus);
 	assert_int_equal(a->on_poweroff, b->on_poweroff);
@@ -130,7 +130,7 @@ static void test_round_trip_full(void **state)
 	assert_string_equal(a.name, "web-1.example");
 	assert_string_equal(a.vm.cmdline, "root=/dev/vda ro quiet console=ttyS0");
 	assert_int_equal(a.vm.memory_mib, 768);
-	assert_int_equal(a.maxmem_mib, 2048);
+	assert_int_equal(a.vm.maxmem_mib, 2048);
 	assert_int_equal(a.vm.vcpus, 3);
 	assert_int_equal(a.maxvcpus, 4);
 	assert_int_equal(a.vm.ndisks, 3);
@@ -183,7 +183,7 @@ static void test_round_trip_defaults(void **state)
 
 	assert_int_equal(from_text("{\"name\": \"min\", \"kernel\": \"/k\"}", &a), 0);
 	assert_int_equal(a.vm.memory_mib, 512);
-	assert_int_equal(a.maxmem_mib, 512);
+	assert_int_equal(a.vm.maxmem_mib, 512);
 	assert_int_equal(a.vm.vcpus, 1);
 	assert_int_equal(a.maxvcpus, 1);
 	assert_int_equal(a.on_poweroff, ACTION_DESTROY);

@@ -156,7 +156,7 @@ static void test_xen_example(void **state)
 	assert_null(spec.vm.initrd);
 	assert_string_equal(spec.vm.cmdline, "root=/dev/xvda1 console=ttyS0");
 	assert_int_equal(spec.vm.memory_mib, 128);
-	assert_int_equal(spec.maxmem_mib, 128);
+	assert_int_equal(spec.vm.maxmem_mib, 128);
 	assert_int_equal(spec.vm.vcpus, 2);
 	assert_int_equal(spec.nvifs, 1);
 	assert_int_equal(spec.vm.ndisks, 1);
@@ -179,7 +179,7 @@ static void test_all_keys(void **state)
 	assert_int_equal(spec_from(text, &spec), 0);
 	assert_string_equal(spec.vm.initrd, "r");
 	assert_string_equal(spec.vm.cmdline, "root=/dev/vda quiet console=ttyS0");
-	assert_int_equal(spec.maxmem_mib, 1024);
+	assert_int_equal(spec.vm.maxmem_mib, 1024);
 	assert_int_equal(spec.maxvcpus, 4);
 	assert_int_equal(spec.on_reboot, ACTION_DESTROY);
 	assert_int_equal(spec.vm.on_reboot, ON_REBOOT_EXIT);

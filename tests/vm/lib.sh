@@ -79,7 +79,7 @@ domain_cfg() {
 		echo "name = \"$name\""
 		echo "kernel = \"$IMAGES/vmlinuz-cloud\""
 		echo "ramdisk = \"$IMAGES/initramfs-cloud.cpio.gz\""
-		echo "memory = 192"
+		case " $* " in *" memory ="*) ;; *) echo "memory = 192" ;; esac
 		echo "extra = \"console=ttyS0 quiet domus_shell=1\""
 		for l in "$@"; do echo "$l"; done
 	} >"$file"
