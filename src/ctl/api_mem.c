@@ -35,9 +35,14 @@ static uint64_t held_mib(const struct domain *d)
 {
 	const struct domain_balloon *b = &d->balloon;
 
-	if (!has_balloon(d) || !b->heard || b->actual_mib < b->target_mib)
+	uint64_t start = d->spec.vm.memory_mib;
+
+	if (!has_balloon(d))
 		return b->target_mib;
-	return b->actual_mib;
+	/* Until its driver speaks, the guest may use what it started with. */
+	if (!b->heard)
+		return b->target_mib > start ? b->target_mib : start;
+	return b->actual_mib > b->target_mib ? b->actual_mib : b->target_mib;
 }
 
 /* The account follows what the domain holds, past capacity if it must: it is used already. */

@@ -23,6 +23,8 @@ struct fake {
 	bool fail_request;
 	char last_op[32];
 	pid_t next_pid;
+	bool balloons_obey;   /* fake_wait: guests follow their targets */
+	unsigned balloon_sets;
 };
 
 static int fake_start(void *ctx, struct domain *d, char *err, size_t errlen)
@@ -67,14 +69,46 @@ static void fake_event(void *ctx)
 	((struct fake *)ctx)->events++;
 }
 
+static int fake_balloon_set(void *ctx, struct domain *d, uint64_t target_mib, char *err, size_t errlen)
+{
+	((struct fake *)ctx)->balloon_sets++;
+	return 0;
+}
+
+static struct api A;
+
+/* The guest's driver speaks: actual MiB, and MemAvailable in its statistics (-1: none). */
+static void guest_says(struct domain *d, uint64_t actual, long available)
+{
+	json_t *b = json_pack("{s:I}", "actual_mib", (json_int_t)actual);
+
+	if (available >= 0)
+		json_object_set_new(b, "guest", json_pack("{s:I,s:I}", "available_bytes",
+							  (json_int_t)available << 20, "total_bytes",
+							  (json_int_t)actual << 20));
+	api_mem_balloon_event(&A, d, b);
+	json_decref(b);
+}
+
+static bool fake_wait(void *ctx, bool (*done)(struct api *a, void *arg), void *arg, int timeout_ms)
+{
+	struct fake *f = ctx;
+
+	for (struct domain *d = A.domains; d && f->balloons_obey; d = d->next)
+		if (d->balloon.heard)
+			guest_says(d, d->balloon.target_mib, (long)d->balloon.stats_available_mib);
+	return done(&A, arg);
+}
+
 static const struct domain_ops fake_ops = {
 	.start = fake_start,
 	.request = fake_request,
 	.destroy = fake_destroy,
 	.event = fake_event,
+	.balloon_set = fake_balloon_set,
+	.wait = fake_wait,
 };
 
-static struct api A;
 static struct fake F;
 static struct api_response R;
 static json_t *J;
@@ -131,6 +165,93 @@ static unsigned create_json(const char *name, unsigned mib)
 	snprintf(body, sizeof(body), "{\"name\":\"%s\",\"kernel\":\"/boot/vmlinuz\",\"memory\":%u}",
 		 name, mib);
 	return call("POST", "/v1/domains", "application/json", body);
+}
+
+static uint64_t num_of(const char *path, const char *key)
+{
+	call("GET", path, NULL, NULL);
+	return (uint64_t)json_integer_value(json_object_get(J, key));
+}
+
+static void test_mem_set(void **state)
+{
+	assert_int_equal(create_json("web", 512), 201);
+	/* Before the driver speaks the guest may use all it started with. */
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "{\"target_mib\":128}"), 200);
+	assert_int_equal(F.balloon_sets, 1);
+	assert_int_equal(num_of("/v1/domains/web", "target_mib"), 128);
+	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 512);
+	/* The account follows the guest down, not the request. */
+	guest_says(api_find(&A, "web"), 300, 250);
+	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 300);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
+			    "inflating");
+	guest_says(api_find(&A, "web"), 128, 100);
+	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 128);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
+			    "reached");
+	assert_int_equal(num_of("/v1/host", "memory_used_mib"), 128);
+	/* A guest that deflates by itself (OOM) is accounted for what it took. */
+	guest_says(api_find(&A, "web"), 140, 0);
+	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 140);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
+			    "deflated by the guest");
+	/* A driver claiming more than the domain's RAM is held to its RAM. */
+	guest_says(api_find(&A, "web"), 99999, 0);
+	assert_int_equal(num_of("/v1/domains/web", "actual_mib"), 512);
+
+	/* Out of range, malformed, too much, no balloon. */
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "{\"target_mib\":64}"), 400);
+	assert_non_null(strstr(error_message(), "minmem 128 to maxmem 512"));
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "{\"target_mib\":513}"), 400);
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "{\"target_mib\":\"1g\"}"), 400);
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "{\"target_mib\":-5}"), 400);
+	assert_int_equal(call("PUT", "/v1/domains/web/memory", NULL, "[1"), 400);
+	assert_int_equal(call("POST", "/v1/domains/web/memory", NULL, "{\"target_mib\":200}"), 405);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='fixed'\nkernel='/k'\nmemory=100\nballoon=0\n"), 201);
+	assert_int_equal(call("PUT", "/v1/domains/fixed/memory", NULL, "{\"target_mib\":64}"), 409);
+	assert_string_equal(error_code(), "no_balloon");
+	/* Growing needs the host's memory: 1000 - 140 - 100 - 700 free. */
+	guest_says(api_find(&A, "web"), 140, 0);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='big'\nkernel='/k'\nmemory=700\nmaxmem=900\n"), 201);
+	assert_int_equal(call("PUT", "/v1/domains/big/memory", NULL, "{\"target_mib\":900}"), 409);
+	assert_string_equal(error_code(), "insufficient_memory");
+}
+
+static void test_reclaim(void **state)
+{
+	F.balloons_obey = true;
+	assert_int_equal(create_json("idle", 512), 201);
+	guest_says(api_find(&A, "idle"), 512, 450);
+	/* 488 free: idle gives 212, and b is admitted once it has. */
+	assert_int_equal(create_json("b", 700), 201);
+	assert_int_equal(num_of("/v1/domains/idle", "target_mib"), 300);
+	assert_int_equal(num_of("/v1/domains/idle", "actual_mib"), 300);
+	assert_int_equal(num_of("/v1/host", "memory_free_mib"), 0);
+	/* Nothing can make 600 MiB: refused, with what could be given. */
+	assert_int_equal(create_json("c", 600), 409);
+	assert_string_equal(error_code(), "insufficient_memory");
+	assert_non_null(strstr(error_message(), "balloons could give back only 172 MiB"));
+	assert_non_null(strstr(error_message(), "idle 300 MiB (at least 128)"));
+	assert_int_equal(num_of("/v1/domains/idle", "target_mib"), 300);
+	/* b goes: idle gets its memory back. */
+	assert_int_equal(call("DELETE", "/v1/domains/b", NULL, NULL), 200);
+	assert_int_equal(num_of("/v1/domains/idle", "target_mib"), 512);
+	/* A guest that does not give back: the create fails, the target is restored. */
+	F.balloons_obey = false;
+	guest_says(api_find(&A, "idle"), 512, 450);
+	assert_int_equal(create_json("d", 600), 409);
+	assert_non_null(strstr(error_message(), "did not within"));
+	assert_int_equal(num_of("/v1/domains/idle", "target_mib"), 512);
+	assert_int_equal(num_of("/v1/host", "memory_used_mib"), 512);
+	/* With reclaim off a domain that does not fit is refused at once. */
+	A.reclaim = false;
+	F.balloons_obey = true;
+	F.balloon_sets = 0;
+	assert_int_equal(create_json("e", 600), 409);
+	assert_int_equal(F.balloon_sets, 0);
 }
 
 static void test_create_and_list(void **state)
@@ -469,6 +590,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_paths_and_methods, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mem_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
 		cmocka_unit_test(test_spec_json_round_trip),
 		cmocka_unit_test(test_cpulist),

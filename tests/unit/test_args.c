@@ -123,6 +123,56 @@ static void test_vhost_user_disk(void **state)
 	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:/s,ro", NULL));
 }
 
+static void test_mem_size(void **state)
+{
+	uint64_t mib = 0;
+
+	assert_int_equal(mem_size_parse("512", &mib), 0);
+	assert_int_equal(mib, 512);
+	assert_int_equal(mem_size_parse("2g", &mib), 0);
+	assert_int_equal(mib, 2048);
+	assert_int_equal(mem_size_parse("2G", &mib), 0);
+	assert_int_equal(mem_size_parse("131072k", &mib), 0);
+	assert_int_equal(mib, 128);
+	assert_int_equal(mem_size_parse("1t", &mib), 0);
+	assert_int_equal(mib, 1024 * 1024);
+	assert_int_equal(mem_size_parse("256m", &mib), 0);
+	assert_int_equal(mib, 256);
+	assert_int_equal(mem_size_parse("1048576b", &mib), 0);
+	assert_int_equal(mib, 1);
+	/* Not whole MiB, nothing, junk, overflow, signs. */
+	assert_int_equal(mem_size_parse("1000k", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("0", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse(NULL, &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("12x", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("12mm", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("-5", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("99999999999999999999", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("99999999999t", &mib), -EINVAL);
+	assert_int_equal(mem_size_parse("1 g", &mib), -EINVAL);
+}
+
+static void test_maxmem_options(void **state)
+{
+	char *ok[] = {"run", "--kernel", "/k", "--memory", "256", "--maxmem", "1024", NULL};
+	char *below[] = {"run", "--kernel", "/k", "--memory", "256", "--maxmem", "128", NULL};
+	char *fixed[] = {"run", "--kernel", "/k", "--maxmem", "1024", "--no-balloon", NULL};
+	char *alone[] = {"run", "--kernel", "/k", "--memory", "300", NULL};
+
+	assert_int_equal(run_args_parse(7, ok, &spec, err, sizeof(err)), 0);
+	assert_int_equal(spec.vm.memory_mib, 256);
+	assert_int_equal(vm_config_ram_mib(&spec.vm), 1024);
+	assert_true(spec.vm.balloon);
+	assert_int_equal(run_args_parse(7, below, &spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "maxmem 128 MiB is below memory 256 MiB"));
+	assert_int_equal(run_args_parse(6, fixed, &spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "needs the balloon"));
+	assert_int_equal(run_args_parse(5, alone, &spec, err, sizeof(err)), 0);
+	assert_int_equal(vm_config_ram_mib(&spec.vm), 300);
+	assert_int_equal(vm_config_minmem(&spec.vm), 75);
+}
+
 static void test_help(void **state)
 {
 	assert_int_equal(parse("--help", NULL), 1);
@@ -133,7 +183,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_disks),
-		cmocka_unit_test(test_help),       cmocka_unit_test(test_vhost_user_disk),
+		cmocka_unit_test(test_help),       cmocka_unit_test(test_mem_size),
+		cmocka_unit_test(test_maxmem_options),       cmocka_unit_test(test_vhost_user_disk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

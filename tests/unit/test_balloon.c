@@ -1,0 +1,121 @@
+/*
+ * virtio-balloon's parsers of guest data: statistics buffers and PFN lists,
+ * hostile ones included; and gmem_discard really giving memory back.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "devices/virtio_balloon.h"
+#include "vmm/guest_mem.h"
+
+#define MiB (1ULL << 20)
+
+static size_t put_stat(uint8_t *buf, size_t off, uint16_t tag, uint64_t val)
+{
+	uint16_t t = htole16(tag);
+	uint64_t v = htole64(val);
+
+	memcpy(buf + off, &t, 2);
+	memcpy(buf + off + 2, &v, 8);
+	return off + 10;
+}
+
+static void test_stats(void **state)
+{
+	uint8_t buf[200];
+	struct balloon_stats st = {0};
+	char err[160];
+	size_t n = 0;
+
+	n = put_stat(buf, n, BALLOON_STAT_FREE, 100 * MiB);
+	n = put_stat(buf, n, BALLOON_STAT_TOTAL, 480 * MiB);
+	n = put_stat(buf, n, BALLOON_STAT_AVAILABLE, 200 * MiB);
+	n = put_stat(buf, n, 77, 5); /* a newer driver's tag: skipped */
+	assert_int_equal(balloon_stats_parse(buf, n, 512 * MiB, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.val[BALLOON_STAT_FREE], 100 * MiB);
+	assert_int_equal(st.val[BALLOON_STAT_AVAILABLE], 200 * MiB);
+	assert_true(st.have & (1u << BALLOON_STAT_TOTAL));
+	assert_false(st.have & (1u << BALLOON_STAT_CACHES));
+
+	/* A partial entry, memory beyond RAM, free above total: refused, st untouched. */
+	assert_int_equal(balloon_stats_parse(buf, n - 3, 512 * MiB, &st, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a whole number"));
+	n = put_stat(buf, 0, BALLOON_STAT_FREE, 4096 * MiB);
+	assert_int_equal(balloon_stats_parse(buf, n, 512 * MiB, &st, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "more than the domain's"));
+	n = put_stat(buf, 0, BALLOON_STAT_FREE, 300 * MiB);
+	n = put_stat(buf, n, BALLOON_STAT_TOTAL, 200 * MiB);
+	assert_int_equal(balloon_stats_parse(buf, n, 512 * MiB, &st, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "more than total"));
+	assert_int_equal(st.val[BALLOON_STAT_FREE], 100 * MiB);
+	/* Nothing at all is no statistics, not an error. */
+	assert_int_equal(balloon_stats_parse(buf, 0, 512 * MiB, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.have, 0);
+}
+
+static void put_pfns(uint8_t *buf, const uint32_t *pfn, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t v = htole32(pfn[i]);
+		memcpy(buf + 4 * i, &v, 4);
+	}
+}
+
+static void test_pfn_ranges(void **state)
+{
+	static uint8_t ram[64 * 4096];
+	struct guest_mem mem;
+	struct balloon_range r[8];
+	uint8_t buf[64];
+	unsigned bad = 0;
+	/* Runs 3-5 and 9, then frames past RAM (64 and 2^32-1), then 10. */
+	const uint32_t pfns[] = {3, 4, 5, 9, 64, 0xffffffff, 10};
+
+	gmem_wrap(&mem, ram, sizeof(ram));
+	put_pfns(buf, pfns, 7);
+	assert_int_equal(balloon_pfn_ranges(&mem, buf, 7, r, 8, &bad), 2);
+	assert_int_equal(bad, 2);
+	assert_int_equal(r[0].gpa, 3 * 4096);
+	assert_int_equal(r[0].len, 3 * 4096);
+	assert_int_equal(r[1].gpa, 9 * 4096);
+	assert_int_equal(r[1].len, 2 * 4096);
+	/* No more runs than asked for. */
+	bad = 0;
+	assert_int_equal(balloon_pfn_ranges(&mem, buf, 7, r, 1, &bad), 1);
+}
+
+static void test_discard(void **state)
+{
+	struct guest_mem mem;
+	uint8_t page[4096], zero[4096] = {0};
+
+	assert_int_equal(gmem_create(&mem, 8 * MiB), 0);
+	memset(page, 0xab, sizeof(page));
+	assert_int_equal(gmem_write(&mem, 2 * MiB, page, sizeof(page)), 0);
+	assert_int_equal(gmem_discard(&mem, 2 * MiB, 4096), 0);
+	/* A page given back reads as zeros. */
+	assert_int_equal(gmem_read(&mem, 2 * MiB, page, sizeof(page)), 0);
+	assert_memory_equal(page, zero, sizeof(page));
+	/* Unaligned, or outside RAM: refused. */
+	assert_int_equal(gmem_discard(&mem, 2 * MiB + 1, 4096), -EINVAL);
+	assert_int_equal(gmem_discard(&mem, 8 * MiB, 4096), -EFAULT);
+	assert_int_equal(gmem_discard(&mem, 6 * MiB, 4 * MiB), -EFAULT);
+	gmem_destroy(&mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_pfn_ranges),
+		cmocka_unit_test(test_discard),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
