@@ -251,6 +251,17 @@ static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
 		virtio_queue_interrupt(vd, q);
 }
 
+/*
+ * Linux's driver queues its first statistics and kicks before it sets
+ * DRIVER_OK, when the transport still ignores kicks: catch up here.
+ */
+static void balloon_driver_ok(struct virtio_dev *vd)
+{
+	for (unsigned q = 0; q < vd->ops->nqueues; q++)
+		if (vd->vqs[q].enabled)
+			balloon_queue_notify(vd, q);
+}
+
 static void balloon_config_read(struct virtio_dev *vd, unsigned offset, void *data, unsigned len)
 {
 	struct virtio_balloon *b = to_balloon(vd);
@@ -301,6 +312,7 @@ static const struct virtio_device_ops virtio_balloon_ops = {
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
 	.queue_notify = balloon_queue_notify,
+	.driver_ok = balloon_driver_ok,
 	.reset = balloon_reset,
 };
 
