@@ -179,7 +179,7 @@ static const struct bus_ops pmem_ro_ops = {
 	.write = pmem_ro_write,
 };
 
-static const struct virtio_device_ops virtio_pmem_ops = {
+const struct virtio_device_ops virtio_pmem_ops = {
 	.name = "virtio-pmem",
 	.device_id = VIRTIO_ID_PMEM,
 	.pci_class = 0x058000, /* memory controller, other */

@@ -71,6 +71,9 @@ struct virtio_pmem {
 	_Atomic bool warned;
 };
 
+/* The device's ops (virtio-pci calls them); public so tests can drive the request queue. */
+extern const struct virtio_device_ops virtio_pmem_ops;
+
 /*
  * Maps the open file fd (size bytes, from pmem_open) at guest-physical
  * gpa and adds the device. fd stays the caller's. Returns 0 or -errno.

@@ -1,12 +1,15 @@
 /*
  * virtio-pmem's host side: which backing files are refused and why (the
- * message names the file), and where the regions go in guest-physical
- * space (above RAM and the PCI hole, 1 GiB aligned, never overlapping).
+ * message names the file), where the regions go in guest-physical space
+ * (above RAM and the PCI hole, 1 GiB aligned, never overlapping), and the
+ * request queue: flushes, and requests that put the device in NEEDS_RESET.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,15 +113,155 @@ static void test_place(void **state)
 	assert_int_equal(gpas[0], 8 * GiB);
 }
 
+/* The request queue, driven by a synthetic driver in host memory. */
+#define MEM_SIZE (1 << 20)
+#define QSIZE 8
+#define DESC 0x1000
+#define AVAIL 0x2000
+#define USED 0x3000
+#define REQ 0x10000
+#define RESP 0x10100
+
+static uint8_t *mem;
+static struct guest_mem gmem;
+static struct virtio_pmem dev;
+
+static void queue_setup(bool readonly, int fd)
+{
+	memset(mem, 0, MEM_SIZE);
+	memset(&dev, 0, sizeof(dev));
+	gmem_wrap(&gmem, mem, MEM_SIZE);
+	dev.vd.ops = &virtio_pmem_ops;
+	dev.vd.priv = &dev;
+	dev.path = "test.img";
+	dev.readonly = readonly;
+	dev.fd = fd;
+	virtq_init(&dev.vd.vqs[0], &gmem, QSIZE);
+	dev.vd.vqs[0].desc_gpa = DESC;
+	dev.vd.vqs[0].avail_gpa = AVAIL;
+	dev.vd.vqs[0].used_gpa = USED;
+	assert_int_equal(virtq_enable(&dev.vd.vqs[0]), 0);
+}
+
+static void set_desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	((struct virtq_desc *)(mem + DESC))[i] =
+		(struct virtq_desc){.addr = addr, .len = len, .flags = flags, .next = next};
+}
+
+/* Offers a request of type `type` (readable part req_len bytes, writable resp_len) and serves it. */
+static void request(uint32_t type, uint32_t req_len, uint32_t resp_len)
+{
+	uint16_t *avail = (uint16_t *)(mem + AVAIL);
+	uint16_t idx = avail[1];
+
+	memcpy(mem + REQ, &type, sizeof(type));
+	memset(mem + RESP, 0xee, 4);
+	if (resp_len) {
+		set_desc(0, REQ, req_len, VIRTQ_DESC_F_NEXT, 1);
+		set_desc(1, RESP, resp_len, VIRTQ_DESC_F_WRITE, 0);
+	} else {
+		set_desc(0, REQ, req_len, 0, 0);
+	}
+	avail[2 + idx % QSIZE] = 0;
+	avail[1] = (uint16_t)(idx + 1);
+	virtio_pmem_ops.queue_notify(&dev.vd, 0);
+}
+
+static uint32_t reply(void)
+{
+	uint32_t ret;
+
+	memcpy(&ret, mem + RESP, 4);
+	return ret;
+}
+
+static uint16_t used_idx(void)
+{
+	uint16_t idx;
+
+	memcpy(&idx, mem + USED + 2, 2);
+	return idx;
+}
+
+static bool needs_reset(void)
+{
+	return dev.vd.status & VIRTIO_STATUS_NEEDS_RESET;
+}
+
+static void test_flush(void **state)
+{
+	char path[sizeof(dir) + 16];
+	int fd;
+
+	/* Read-only: a flush has nothing to do and succeeds. */
+	queue_setup(true, -1);
+	request(0, 4, 4);
+	assert_int_equal(used_idx(), 1);
+	assert_int_equal(reply(), 0);
+	assert_int_equal(atomic_load(&dev.flushes), 1);
+	assert_false(needs_reset());
+	/* A type a later spec may define: answered with an error, the device goes on. */
+	request(7, 4, 4);
+	assert_int_equal(used_idx(), 2);
+	assert_int_equal(reply(), 1);
+	assert_false(needs_reset());
+
+	/* Read-write: an fsync of the file; one that fails is an error to the guest. */
+	snprintf(path, sizeof(path), "%s/flush", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	queue_setup(false, fd);
+	request(0, 4, 4);
+	assert_int_equal(reply(), 0);
+	close(fd);
+	queue_setup(false, -1);
+	request(0, 4, 4);
+	assert_int_equal(reply(), 1);
+	assert_false(needs_reset());
+}
+
+static void test_hostile_requests(void **state)
+{
+	/* No device-writable part: nowhere to answer. */
+	queue_setup(true, -1);
+	request(0, 8, 0);
+	assert_true(needs_reset());
+	assert_int_equal(used_idx(), 0);
+	/* A type shorter than 4 bytes. */
+	queue_setup(true, -1);
+	request(0, 2, 4);
+	assert_true(needs_reset());
+	assert_int_equal(reply(), 0xeeeeeeee);
+	/* A reply buffer shorter than 4 bytes: nothing is written past it. */
+	queue_setup(true, -1);
+	request(0, 4, 2);
+	assert_true(needs_reset());
+	assert_int_equal(reply(), 0xeeeeeeee);
+	/* A request outside guest memory breaks the queue. */
+	queue_setup(true, -1);
+	set_desc(0, MEM_SIZE - 2, 4, 0, 0);
+	((uint16_t *)(mem + AVAIL))[1] = 1;
+	virtio_pmem_ops.queue_notify(&dev.vd, 0);
+	assert_true(needs_reset());
+	/* Longer buffers than needed are fine: only 4 bytes are read and written. */
+	queue_setup(true, -1);
+	request(0, 64, 64);
+	assert_false(needs_reset());
+	assert_int_equal(reply(), 0);
+}
+
 static int setup(void **state)
 {
-	return mkdtemp(dir) ? 0 : -1;
+	mem = calloc(1, MEM_SIZE);
+	return mem && mkdtemp(dir) ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
 	char cmd[sizeof(dir) + 16];
 
+	free(mem);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -128,6 +271,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open),
 		cmocka_unit_test(test_place),
+		cmocka_unit_test(test_flush),
+		cmocka_unit_test(test_hostile_requests),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
