@@ -64,7 +64,8 @@ int pmem_open(const struct pmem_config *pc, uint64_t *size, char *err, size_t er
 	}
 	/* As for disks: root could write a file nobody may write; whoever marked it so meant it. */
 	if (!pc->readonly && !(st.st_mode & 0222)) {
-		snprintf(err, errlen, "pmem %s is read-only (mode %04o); drop ,rw to attach it read-only",
+		snprintf(err, errlen,
+			 "pmem %s is read-only (mode %04o); drop ,rw to attach it read-only",
 			 pc->path, st.st_mode & 07777);
 		goto fail;
 	}
@@ -99,7 +100,8 @@ static void pmem_config_read(struct virtio_dev *vd, unsigned offset, void *data,
 static uint32_t pmem_flush(struct virtio_pmem *p)
 {
 	atomic_fetch_add(&p->flushes, 1);
-	log_debug("virtio-pmem %s: flush%s", p->path, p->readonly ? " (read-only: nothing to do)" : "");
+	log_debug("virtio-pmem %s: flush%s", p->path,
+		  p->readonly ? " (read-only: nothing to do)" : "");
 	if (p->readonly)
 		return PMEM_RESP_OK;
 	/*
@@ -125,9 +127,9 @@ static void pmem_queue_notify(struct virtio_dev *vd, unsigned q)
 	while ((r = virtq_pop_avail(vq, &c)) == 1) {
 		uint32_t type, ret;
 
-		/* A request the driver cannot have meant: lengths are the guest's, so check them. */
+		/* Lengths are the guest's: a request too short to be one is a broken driver. */
 		if (c.out_len < sizeof(type) || c.in_len < sizeof(ret)) {
-			virtio_needs_reset(vd, "pmem request without a 4-byte type or a 4-byte reply buffer");
+			virtio_needs_reset(vd, "pmem request without a 4-byte type or reply buffer");
 			return;
 		}
 		virtq_chain_read(&c, 0, &type, sizeof(type));

@@ -149,7 +149,7 @@ static void set_desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags, ui
 		(struct virtq_desc){.addr = addr, .len = len, .flags = flags, .next = next};
 }
 
-/* Offers a request of type `type` (readable part req_len bytes, writable resp_len) and serves it. */
+/* Offers a request of `type`, req_len bytes readable and resp_len writable, and serves it. */
 static void request(uint32_t type, uint32_t req_len, uint32_t resp_len)
 {
 	uint16_t *avail = (uint16_t *)(mem + AVAIL);
