@@ -211,6 +211,11 @@ static int check_paths(const struct domain_spec *s, char *err, size_t errlen)
 			snprintf(err, errlen, "disk '%.200s' must be an absolute path", s->vm.disks[i].path);
 			return -EINVAL;
 		}
+	for (unsigned i = 0; i < s->vm.npmems; i++)
+		if (s->vm.pmems[i].path[0] != '/') {
+			snprintf(err, errlen, "pmem '%.200s' must be an absolute path", s->vm.pmems[i].path);
+			return -EINVAL;
+		}
 	return 0;
 }
 

@@ -401,6 +401,22 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 				else
 					spec->vm.ndisks++;
 			}
+		} else if (!strcmp(k, "pmem")) {
+			/* A domus extension: files the guest sees as persistent memory (DAX). */
+			r = want_type(s, XL_LIST, file, err, errlen);
+			for (size_t j = 0; !r && j < s->value.nitems; j++) {
+				char why[512];
+				if (s->value.items[j].type != XL_STRING)
+					r = bad(err, errlen, "%s:%u: pmem entries must be strings", file, s->line);
+				else if (spec->vm.npmems == VM_MAX_PMEM)
+					r = bad(err, errlen, "%s:%u: more than %u pmem devices", file, s->line,
+						VM_MAX_PMEM);
+				else if (pmem_spec_parse(s->value.items[j].str, &spec->vm.pmems[spec->vm.npmems],
+							 why, sizeof(why)) < 0)
+					r = bad(err, errlen, "%s:%u: pmem %s", file, s->value.items[j].line, why);
+				else
+					spec->vm.npmems++;
+			}
 		} else if (!strcmp(k, "vif")) {
 			r = want_type(s, XL_LIST, file, err, errlen);
 			for (size_t j = 0; !r && j < s->value.nitems; j++) {
@@ -551,6 +567,8 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 			vm->disks[i].qcow2 ? ",format=qcow2" : "", vm->disks[i].in_vmm ? ",in-vmm" : "",
 			vm->disks[i].direct || vm->disks[i].writethrough ? ",cache=" : "",
 			vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "");
+	for (unsigned i = 0; i < vm->npmems; i++)
+		fprintf(f, "pmem.%u = %s,%s\n", i, vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
 			spec->vifs[i].ip);

@@ -130,13 +130,14 @@ static const char *disk_letters = "abcdefghijklmnopqrstuvwxyz";
 json_t *domain_spec_to_json(const struct domain_spec *spec)
 {
 	const struct vm_config *vm = &spec->vm;
-	json_t *o = json_object(), *disks = json_array(), *vifs = json_array();
+	json_t *o = json_object(), *disks = json_array(), *vifs = json_array(), *pmems = json_array();
 	char buf[DISK_PATH_MAX + 128];
 
-	if (!o || !disks || !vifs) {
+	if (!o || !disks || !vifs || !pmems) {
 		json_decref(o);
 		json_decref(disks);
 		json_decref(vifs);
+		json_decref(pmems);
 		return NULL;
 	}
 	json_object_set_new(o, "name", json_string(spec->name));
@@ -169,6 +170,15 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		json_array_append_new(disks, json_string(buf));
 	}
 	json_object_set_new(o, "disk", disks);
+	for (unsigned i = 0; i < vm->npmems; i++) {
+		snprintf(buf, sizeof(buf), "%s,%s", vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
+		json_array_append_new(pmems, json_string(buf));
+	}
+	/* Only when there are some: a domain record without pmem reads as before. */
+	if (vm->npmems)
+		json_object_set_new(o, "pmem", pmems);
+	else
+		json_decref(pmems);
 	for (unsigned i = 0; i < spec->nvifs; i++) {
 		const struct vif_config *v = &spec->vifs[i];
 		size_t n = 0;

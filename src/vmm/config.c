@@ -74,3 +74,44 @@ int vm_config_check_memory(const struct vm_config *cfg, char *err, size_t errlen
 		return 0;
 	return -EINVAL;
 }
+
+int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t errlen)
+{
+	size_t len = strlen(spec);
+	const char *comma;
+	bool seen_ro = false, seen_rw = false;
+
+	memset(p, 0, sizeof(*p));
+	/* Every comma starts an option: paths with commas cannot be given (as for --disk). */
+	while ((comma = memrchr(spec, ',', len)) != NULL) {
+		const char *opt = comma + 1;
+		size_t olen = len - (size_t)(opt - spec);
+
+		if (olen == 2 && !strncmp(opt, "ro", 2))
+			seen_ro = true;
+		else if (olen == 2 && !strncmp(opt, "rw", 2))
+			seen_rw = true;
+		else {
+			snprintf(err, errlen, "'%s': unknown option '%.*s' (expected ro or rw)", spec,
+				 (int)(olen > 64 ? 64 : olen), opt);
+			return -EINVAL;
+		}
+		len = (size_t)(comma - spec);
+	}
+	if (seen_ro && seen_rw) {
+		snprintf(err, errlen, "'%s': both ro and rw", spec);
+		return -EINVAL;
+	}
+	if (len == 0) {
+		snprintf(err, errlen, "'%s': empty path", spec);
+		return -EINVAL;
+	}
+	if (len >= sizeof(p->path)) {
+		snprintf(err, errlen, "path longer than %zu bytes", sizeof(p->path) - 1);
+		return -EINVAL;
+	}
+	memcpy(p->path, spec, len);
+	p->path[len] = 0;
+	p->readonly = !seen_rw;
+	return 0;
+}

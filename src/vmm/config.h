@@ -27,6 +27,24 @@ struct disk_config {
 	bool writethrough; /* every write durable before it completes (cache=writethrough, directsync) */
 };
 
+/*
+ * A virtio-pmem device: a file the guest sees as persistent memory, mapped
+ * straight into its physical address space (DAX). Read-only unless given
+ * with rw: sharing one base image between domains is what it is for.
+ */
+#define VM_MAX_PMEM 4
+
+struct pmem_config {
+	char path[DISK_PATH_MAX];
+	bool readonly;
+};
+
+/*
+ * "PATH[,ro|,rw]": the spec of --pmem and of an xl.cfg pmem entry. Returns 0,
+ * or -EINVAL with why in err (the message names the spec, no prefix).
+ */
+int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t errlen);
+
 /* The cache=MODE of a disk: writeback, writethrough, none or directsync; -EINVAL otherwise. */
 int disk_cache_parse(const char *mode, struct disk_config *d);
 /* The name of a disk's cache mode. */
@@ -44,6 +62,8 @@ struct vm_config {
 	unsigned vcpus;
 	struct disk_config disks[VM_MAX_DISKS];
 	unsigned ndisks;
+	struct pmem_config pmems[VM_MAX_PMEM];
+	unsigned npmems;
 	enum on_reboot on_reboot;
 	enum console_input console;
 	int verbose;

@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "devices/virtio_pmem.h"
 #include "lib/log.h"
 #include "vmm/boot.h"
 #include "vmm/vm.h"
@@ -176,6 +177,10 @@ static int check_config(const struct vm_config *cfg)
 		log_warnx("vcpus %u is out of range: 1 to %u", cfg->vcpus, VM_MAX_VCPUS);
 		return -1;
 	}
+	if (cfg->npmems > VM_MAX_PMEM) {
+		log_warnx("%u pmem devices: at most %u", cfg->npmems, VM_MAX_PMEM);
+		return -1;
+	}
 	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
@@ -234,8 +239,20 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 	d->res.kernel = &d->kernel;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		d->res.disk_fds[i] = -1;
+	for (unsigned i = 0; i < VM_MAX_PMEM; i++)
+		d->res.pmem_fds[i] = -1;
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		char err[DISK_PATH_MAX + 256];
+		int fd = pmem_open(&cfg->pmems[i], &d->res.pmem_sizes[i], err, sizeof(err));
+
+		if (fd < 0) {
+			log_warnx("%s", err);
+			return -EINVAL;
+		}
+		d->res.pmem_fds[i] = fd;
+	}
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		if (!cfg->disks[i].in_vmm)
 			continue; /* a back-end's, or domus-blk's: its supervisor opens the image */
@@ -279,6 +296,9 @@ void vmm_domain_close(struct vmm_domain *d)
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		if (d->res.disk_fds[i] >= 0)
 			close(d->res.disk_fds[i]);
+	for (unsigned i = 0; i < VM_MAX_PMEM; i++)
+		if (d->res.pmem_fds[i] >= 0)
+			close(d->res.pmem_fds[i]);
 	free(d->res.initrd);
 	d->res.initrd = NULL;
 	kernel_free(&d->kernel);

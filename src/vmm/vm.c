@@ -19,6 +19,7 @@
 #include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_pmem.h"
 #include "devices/virtio_rng.h"
 #include "devices/vhost_user_blk.h"
 #include "lib/log.h"
@@ -43,6 +44,8 @@ struct domain {
 	struct virtio_blk disks[VM_MAX_DISKS];
 	struct vhost_user_blk vdisks[VM_MAX_DISKS];
 	struct virtio_balloon balloon;
+	struct virtio_pmem pmems[VM_MAX_PMEM];
+	unsigned npmems; /* added, so mapped */
 };
 
 static void kick_vcpus(struct vm *vm)
@@ -323,6 +326,24 @@ static int kvm_open_vm(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+int vm_add_memslot(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool readonly)
+{
+	struct kvm_userspace_memory_region mr = {
+		.slot = vm->nslots,
+		.flags = readonly ? KVM_MEM_READONLY : 0,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+
+	if (readonly && ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return -ENOTSUP;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
+		return -errno;
+	vm->nslots++;
+	return 0;
+}
+
 static int map_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
 {
 	int ret = gmem_create(&vm->mem, size);
@@ -344,6 +365,35 @@ static int map_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
 			snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
 			return -errno;
 		}
+	}
+	vm->nslots = vm->mem.nregions;
+	return 0;
+}
+
+/* The pmem regions, above all RAM (pmem_place); each maps its file, so unmapped at destroy. */
+static int add_pmems(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res)
+{
+	struct vm *vm = &d->vm;
+	uint64_t gpas[VM_MAX_PMEM], ram_end = 0;
+	int ret;
+
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		const struct gmem_region *r = &vm->mem.regions[i];
+		if (r->gpa + r->size > ram_end)
+			ram_end = r->gpa + r->size;
+	}
+	pmem_place(ram_end, res->pmem_sizes, cfg->npmems, gpas);
+	for (unsigned i = 0; i < cfg->npmems; i++) {
+		d->npmems = i + 1;
+		ret = virtio_pmem_add(vm, &d->pmems[i], &cfg->pmems[i], res->pmem_fds[i],
+				      res->pmem_sizes[i], gpas[i]);
+		if (ret < 0) {
+			log_errno(ret, "pmem %s at 0x%llx", cfg->pmems[i].path, (unsigned long long)gpas[i]);
+			return ret;
+		}
+		log_debug("pmem %s: %llu MiB at 0x%llx%s", cfg->pmems[i].path,
+			  (unsigned long long)res->pmem_sizes[i] >> 20, (unsigned long long)gpas[i],
+			  cfg->pmems[i].readonly ? ", read-only" : "");
 	}
 	return 0;
 }
@@ -377,6 +427,8 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
 	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||
 	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
+		return ret;
+	if ((ret = add_pmems(d, cfg, res)) < 0)
 		return ret;
 	if (cfg->balloon) {
 		vm->balloon = &d->balloon; /* destroyed with the domain even if adding fails */
@@ -460,6 +512,8 @@ static void domain_destroy(struct domain *d)
 		vhost_user_blk_destroy(&d->vdisks[i]);
 	if (vm->balloon)
 		virtio_balloon_destroy(vm->balloon);
+	for (unsigned i = 0; i < d->npmems; i++)
+		virtio_pmem_destroy(&d->pmems[i]);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +73,7 @@ struct vm {
 	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* disks domus-blk serves */
 	unsigned ndisks;
 	struct virtio_balloon *balloon; /* NULL without one */
+	unsigned nslots;                /* KVM memory slots in use: RAM's, then devices' */
 };
 
 /*
@@ -112,6 +114,12 @@ void vm_console_input(struct vm *vm, const void *buf, size_t n);
 void vm_disk_stats(struct vm *vm, unsigned disk, struct vm_disk_stats *st);
 /* Injects an edge on an ISA/IOAPIC interrupt line. */
 void vm_irq_line(struct vm *vm, unsigned gsi, int level);
+/*
+ * Maps host memory [host, host+size) at guest-physical gpa as the next KVM
+ * memory slot; read-only makes guest writes exit as MMIO. 0 or -errno.
+ */
+int vm_add_memslot(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool readonly)
+	__attribute__((warn_unused_result));
 /* Sends an MSI; returns 0 or -errno. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
@@ -126,6 +134,8 @@ struct vm_resources {
 	uint64_t initrd_size;
 	int disk_fds[VM_MAX_DISKS];
 	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* domus-blk's, for its disks */
+	int pmem_fds[VM_MAX_PMEM]; /* the pmem backing files, checked (pmem_open) */
+	uint64_t pmem_sizes[VM_MAX_PMEM];
 };
 
 /*

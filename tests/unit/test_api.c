@@ -329,6 +329,9 @@ static void test_create_errors(void **state)
 	assert_int_equal(call("POST", "/v1/domains", "text/plain",
 			      "name='x'\nkernel='/k'\ndisk=['img,raw,xvda,rw']\n"),
 			 400);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='x'\nkernel='/k'\npmem=['base.ext4']\n"),
+			 400);
+	assert_non_null(strstr(error_message(), "pmem 'base.ext4' must be an absolute path"));
 	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='x'\nkernel='/k'\ncpus='2'\n"), 400);
 	assert_non_null(strstr(error_message(), "the host has CPUs 0-1"));
 	assert_int_equal(call("POST", "/v1/domains", "image/png", "x"), 415);

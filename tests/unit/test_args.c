@@ -173,6 +173,38 @@ static void test_maxmem_options(void **state)
 	assert_int_equal(vm_config_minmem(&spec.vm), 75);
 }
 
+static void test_pmem(void **state)
+{
+	char *argv[64] = {"run", "--kernel", "k"};
+	int argc = 3;
+
+	assert_int_equal(parse("--kernel", "k", NULL), 0);
+	assert_int_equal(cfg.npmems, 0);
+	/* Read-only unless rw is asked for: sharing a base image is what it is for. */
+	assert_int_equal(parse("--kernel", "k", "--pmem", "base.ext4", "--pmem", "b.img,ro", "--pmem",
+			       "/srv/c.img,rw", NULL),
+			 0);
+	assert_int_equal(cfg.npmems, 3);
+	assert_string_equal(cfg.pmems[0].path, "base.ext4");
+	assert_true(cfg.pmems[0].readonly);
+	assert_string_equal(cfg.pmems[1].path, "b.img");
+	assert_true(cfg.pmems[1].readonly);
+	assert_string_equal(cfg.pmems[2].path, "/srv/c.img");
+	assert_false(cfg.pmems[2].readonly);
+	expect_error("--pmem 'b.img,bogus': unknown option 'bogus'",
+		     parse("--kernel", "k", "--pmem", "b.img,bogus", NULL));
+	expect_error("both ro and rw", parse("--kernel", "k", "--pmem", "b.img,ro,rw", NULL));
+	expect_error("empty path", parse("--kernel", "k", "--pmem", ",ro", NULL));
+	expect_error("empty path", parse("--kernel", "k", "--pmem", "", NULL));
+	expect_error("--pmem", parse("--kernel", "k", "--pmem", NULL));
+	for (int i = 0; i <= VM_MAX_PMEM; i++) {
+		argv[argc++] = "--pmem";
+		argv[argc++] = "p.img";
+	}
+	assert_int_equal(run_args_parse(argc, argv, &spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "too many pmem devices: at most 4"));
+}
+
 static void test_help(void **state)
 {
 	assert_int_equal(parse("--help", NULL), 1);
@@ -183,8 +215,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_disks),
-		cmocka_unit_test(test_help),       cmocka_unit_test(test_mem_size),
-		cmocka_unit_test(test_maxmem_options),       cmocka_unit_test(test_vhost_user_disk),
+		cmocka_unit_test(test_help),       cmocka_unit_test(test_vhost_user_disk),
+		cmocka_unit_test(test_mem_size),   cmocka_unit_test(test_maxmem_options),
+		cmocka_unit_test(test_pmem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

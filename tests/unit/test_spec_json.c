@@ -77,6 +77,11 @@ static void assert_same_spec(const struct domain_spec *a, const struct domain_sp
 		assert_string_equal(a->vm.disks[i].path, b->vm.disks[i].path);
 		assert_int_equal(a->vm.disks[i].readonly, b->vm.disks[i].readonly);
 	}
+	assert_int_equal(a->vm.npmems, b->vm.npmems);
+	for (unsigned i = 0; i < a->vm.npmems; i++) {
+		assert_string_equal(a->vm.pmems[i].path, b->vm.pmems[i].path);
+		assert_int_equal(a->vm.pmems[i].readonly, b->vm.pmems[i].readonly);
+	}
 	assert_int_equal(a->nvifs, b->nvifs);
 	for (unsigned i = 0; i < a->nvifs; i++) {
 		assert_string_equal(a->vifs[i].mac, b->vifs[i].mac);
@@ -123,7 +128,7 @@ static void test_round_trip_full(void **state)
 			  " \"vif\": [\"mac=00:16:3e:0a:0b:0c,bridge=br0,ip=10.0.0.2\", \"bridge=lan\", \"\"],"
 			  " \"on_poweroff\": \"preserve\", \"on_reboot\": \"destroy\","
 			  " \"on_crash\": \"restart\", \"cpus\": \"0-3,5\", \"cpu_weight\": 512,"
-			  " \"cap\": 150}",
+			  " \"cap\": 150, \"pmem\": [\"/img/base.ext4\", \"/img/rw.img,rw\"]}",
 			  &a),
 		0);
 	/* What was read is what was written. */
@@ -147,6 +152,9 @@ static void test_round_trip_full(void **state)
 	assert_string_equal(a.cpus, "0-3,5");
 	assert_int_equal(a.cpu_weight, 512);
 	assert_int_equal(a.cap, 150);
+	assert_int_equal(a.vm.npmems, 2);
+	assert_true(a.vm.pmems[0].readonly);
+	assert_false(a.vm.pmems[1].readonly);
 
 	round_trip(&a, &b);
 	assert_same_spec(&a, &b);

@@ -234,6 +234,28 @@ static void test_domain_errors(void **state)
 	expect_spec_error("kernel='k'\n", "no name");
 }
 
+/* pmem = [...], domus's own key: "PATH[,ro|,rw]", read-only by default. */
+static void test_pmem(void **state)
+{
+	static struct domain_spec spec;
+
+	assert_int_equal(spec_from("name='p'\nkernel='/k'\npmem=[ '/img/base.ext4', '/img/b,ro',\n"
+				   "  '/img/c,rw', ]\n",
+				   &spec),
+			 0);
+	assert_int_equal(spec.vm.npmems, 3);
+	assert_string_equal(spec.vm.pmems[0].path, "/img/base.ext4");
+	assert_true(spec.vm.pmems[0].readonly);
+	assert_true(spec.vm.pmems[1].readonly);
+	assert_string_equal(spec.vm.pmems[2].path, "/img/c");
+	assert_false(spec.vm.pmems[2].readonly);
+	expect_spec_error("name='a'\nkernel='k'\npmem='/img/b'\n", "t.cfg:3: 'pmem' must be a list");
+	expect_spec_error("name='a'\nkernel='k'\npmem=[1]\n", "pmem entries must be strings");
+	expect_spec_error("name='a'\nkernel='k'\npmem=['b',\n'c,share']\n",
+			  "t.cfg:4: pmem 'c,share': unknown option 'share'");
+	expect_spec_error("name='a'\nkernel='k'\npmem=['a','b','c','d','e']\n", "more than 4 pmem devices");
+}
+
 /* A command line naming no console gets the serial port; one naming a console keeps it. */
 static void test_console_added_once(void **state)
 {
@@ -254,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_embedded_nul), cmocka_unit_test(test_xen_example),
 		cmocka_unit_test(test_all_keys),
 		cmocka_unit_test(test_console_added_once),     cmocka_unit_test(test_domain_errors),
+		cmocka_unit_test(test_pmem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
