@@ -136,6 +136,12 @@ json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config)
 	return o;
 }
 
+static void memory_changed(struct api *a)
+{
+	if (a->ops->memory_changed)
+		a->ops->memory_changed(a->ctx, mem_account_free(&a->mem));
+}
+
 static void unlink_domain(struct api *a, struct domain *d)
 {
 	for (struct domain **p = &a->domains; *p; p = &(*p)->next)
@@ -145,6 +151,7 @@ static void unlink_domain(struct api *a, struct domain *d)
 			break;
 		}
 	mem_account_release(&a->mem, d->mem_mib);
+	memory_changed(a);
 }
 
 void api_domain_gone(struct api *a, struct domain *d)
@@ -186,6 +193,7 @@ int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen)
 	a->mem.used_mib += d->spec.vm.memory_mib;
 	d->mem_mib = d->spec.vm.memory_mib;
 	add_domain(a, d);
+	memory_changed(a);
 	return 0;
 }
 
@@ -300,6 +308,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		goto fail;
 	}
 	d->mem_mib = d->spec.vm.memory_mib;
+	memory_changed(a);
 	d->domid = a->next_domid;
 	d->state = "running";
 	d->created = time(NULL);
@@ -307,6 +316,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	d->pidfd = -1;
 	if (a->ops->start(a->ctx, d, err, sizeof(err)) < 0) {
 		mem_account_release(&a->mem, d->mem_mib);
+		memory_changed(a);
 		reply_error(r, 422, "start_failed", "%s", err);
 		goto fail;
 	}
@@ -423,16 +433,18 @@ static void console_text(struct api *a, struct domain *d, struct api_response *r
 static void host_info(struct api *a, struct api_response *r)
 {
 	unsigned vcpus = 0;
+	json_t *o;
 
 	for (struct domain *d = a->domains; d; d = d->next)
 		vcpus += d->spec.vm.vcpus;
-	reply_json(r, 200,
-		   json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus,
-			     "memory_total_mib", (json_int_t)a->host_total_mib,
-			     "memory_capacity_mib", (json_int_t)a->mem.capacity_mib,
-			     "memory_used_mib", (json_int_t)a->mem.used_mib, "memory_free_mib",
-			     (json_int_t)mem_account_free(&a->mem), "domains", a->ndomains,
-			     "vcpus", vcpus));
+	o = json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus, "memory_total_mib",
+		      (json_int_t)a->host_total_mib, "memory_capacity_mib",
+		      (json_int_t)a->mem.capacity_mib, "memory_used_mib", (json_int_t)a->mem.used_mib,
+		      "memory_free_mib", (json_int_t)mem_account_free(&a->mem), "domains",
+		      a->ndomains, "vcpus", vcpus);
+	if (o && a->ops->host)
+		a->ops->host(a->ctx, o);
+	reply_json(r, 200, o);
 }
 
 static void list_domains(struct api *a, struct api_response *r)

@@ -50,6 +50,14 @@ struct domain_ops {
 	void (*usage)(void *ctx, const struct domain *d, json_t *out);
 	/* Called after an event is recorded, for live event streams. */
 	void (*event)(void *ctx);
+	/*
+	 * The memory claimed by domains changed: free_mib is unclaimed now.
+	 * Called after a domain's memory is claimed and before it starts (so
+	 * the disk cache shrinks first), and after memory is released.
+	 */
+	void (*memory_changed)(void *ctx, uint64_t free_mib);
+	/* Adds host-wide state (the disk cache: "blk_cache") to GET /v1/host's object. */
+	void (*host)(void *ctx, json_t *out);
 };
 
 struct api {
