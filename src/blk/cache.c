@@ -26,10 +26,10 @@ struct writer {
 
 struct blk_cache {
 	struct blk_cache_block **buckets;
-	size_t nbuckets;            /* a power of two */
+	size_t nbuckets;		     /* a power of two */
 	struct blk_cache_block *head, *tail; /* LRU */
 	struct blk_cache_chunk *chunks;
-	uint64_t nblocks;           /* in the table, plus doomed ones still pinned */
+	uint64_t nblocks; /* in the table, plus doomed ones still pinned */
 	uint64_t max_blocks;
 	struct writer writers[MAX_WRITERS];
 	unsigned nwriters;
@@ -263,8 +263,13 @@ int blk_cache_get(struct blk_cache *c, uint64_t dev, uint64_t ino, uint64_t inde
 		slot_give_back(c, chunk, slot);
 		return -ENOMEM;
 	}
-	*b = (struct blk_cache_block){.dev = dev, .ino = ino, .index = index, .data = data,
-				      .pins = 1, .chunk = chunk, .slot = slot};
+	*b = (struct blk_cache_block){.dev = dev,
+				      .ino = ino,
+				      .index = index,
+				      .data = data,
+				      .pins = 1,
+				      .chunk = chunk,
+				      .slot = slot};
 	if (c->nblocks >= c->nbuckets)
 		table_grow(c);
 	h = hash(dev, ino, index, c->nbuckets);
@@ -373,7 +378,7 @@ void blk_cache_free(struct blk_cache *c)
 
 /* ---- the statistics as text (domus-blk's control socket) ---- */
 
-#define STATS_FIELDS(X)                                                                       \
+#define STATS_FIELDS(X)                                                                            \
 	X(size) X(limit) X(hits) X(misses) X(hit_bytes) X(miss_bytes) X(insertions) X(evictions)
 
 int blk_cache_stats_format(const struct blk_cache_stats *s, char *buf, size_t len)
@@ -381,10 +386,10 @@ int blk_cache_stats_format(const struct blk_cache_stats *s, char *buf, size_t le
 	size_t used = 0;
 	int n;
 
-#define FORMAT_ONE(f)                                                                          \
-	n = snprintf(buf + used, len - used, "%s" #f "=%" PRIu64, used ? " " : "", s->f);     \
-	if (n < 0 || (size_t)n >= len - used)                                                  \
-		return -EINVAL;                                                                \
+#define FORMAT_ONE(f)                                                                              \
+	n = snprintf(buf + used, len - used, "%s" #f "=%" PRIu64, used ? " " : "", s->f);          \
+	if (n < 0 || (size_t)n >= len - used)                                                      \
+		return -EINVAL;                                                                    \
 	used += (size_t)n;
 	STATS_FIELDS(FORMAT_ONE)
 #undef FORMAT_ONE
@@ -413,12 +418,12 @@ int blk_cache_stats_parse(const char *text, struct blk_cache_stats *s)
 		{
 			unsigned bit = 0;
 			bool known = false;
-#define PARSE_ONE(f)                                                                           \
-	if (!known && klen == sizeof(#f) - 1 && !memcmp(text, #f, klen)) {                     \
-		s->f = v;                                                                      \
-		seen |= 1u << bit;                                                             \
-		known = true;                                                                  \
-	}                                                                                      \
+#define PARSE_ONE(f)                                                                               \
+	if (!known && klen == sizeof(#f) - 1 && !memcmp(text, #f, klen)) {                         \
+		s->f = v;                                                                          \
+		seen |= 1u << bit;                                                                 \
+		known = true;                                                                      \
+	}                                                                                          \
 	bit++;
 			STATS_FIELDS(PARSE_ONE)
 #undef PARSE_ONE

@@ -31,22 +31,22 @@
 enum { BLK_CACHE_HIT = 0, BLK_CACHE_FILL = 1 };
 
 struct blk_cache_stats {
-	uint64_t hits, misses;           /* read pieces served whole from the cache, or not */
+	uint64_t hits, misses; /* read pieces served whole from the cache, or not */
 	uint64_t hit_bytes, miss_bytes;
-	uint64_t insertions, evictions;  /* blocks */
-	uint64_t size, limit;            /* bytes */
+	uint64_t insertions, evictions; /* blocks */
+	uint64_t size, limit;		/* bytes */
 };
 
 struct blk_cache_chunk;
 
 struct blk_cache_block {
 	uint64_t dev, ino, index; /* the key: bytes [index * BLK_CACHE_BLOCK, +BLK_CACHE_BLOCK) */
-	uint8_t *data;            /* BLK_CACHE_BLOCK bytes, aligned for O_DIRECT */
-	uint32_t len;             /* bytes that are the file's: less only at its end */
-	bool valid;               /* filled; false while a read into it is in flight */
-	bool doomed;              /* taken out of the table while pinned: freed at the last unpin */
+	uint8_t *data;		  /* BLK_CACHE_BLOCK bytes, aligned for O_DIRECT */
+	uint32_t len;		  /* bytes that are the file's: less only at its end */
+	bool valid;		  /* filled; false while a read into it is in flight */
+	bool doomed;		  /* taken out of the table while pinned: freed at the last unpin */
 	unsigned pins;
-	struct blk_cache_block *hnext;       /* hash chain */
+	struct blk_cache_block *hnext;	     /* hash chain */
 	struct blk_cache_block *prev, *next; /* LRU: head most recent */
 	struct blk_cache_chunk *chunk;
 	unsigned slot;
@@ -84,7 +84,7 @@ void blk_cache_account(struct blk_cache *c, bool hit, uint64_t bytes);
  * the file is not cached, and what was cached of it is dropped at once.
  */
 int blk_cache_writer(struct blk_cache *c, uint64_t dev, uint64_t ino, bool add)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* The statistics as one line "size=N limit=N hits=N ...", and back. 0 or -EINVAL. */
 int blk_cache_stats_format(const struct blk_cache_stats *s, char *buf, size_t len);

@@ -266,8 +266,11 @@ static void test_stats_text(void **state)
 				  "insertions=5 evictions=6");
 	assert_int_equal(blk_cache_stats_parse(text, &back), 0);
 	assert_memory_equal(&s, &back, sizeof(s));
-	assert_int_equal(blk_cache_stats_parse("size=1 future=3 limit=2 hits=0 misses=0 hit_bytes=0 "
-					       "miss_bytes=0 insertions=0 evictions=0", &back), 0);
+	assert_int_equal(
+	    blk_cache_stats_parse("size=1 future=3 limit=2 hits=0 misses=0 hit_bytes=0 "
+				  "miss_bytes=0 insertions=0 evictions=0",
+				  &back),
+	    0);
 	assert_int_equal(back.limit, 2);
 	assert_int_equal(blk_cache_stats_parse("size=1", &back), -EINVAL);
 	assert_int_equal(blk_cache_stats_parse("size=x limit=2", &back), -EINVAL);
@@ -278,14 +281,14 @@ static void test_stats_text(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hit_miss),
-		cmocka_unit_test(test_eviction_order),
-		cmocka_unit_test(test_limit_change_frees),
-		cmocka_unit_test(test_limit_with_pins),
-		cmocka_unit_test(test_files_apart),
-		cmocka_unit_test(test_writer),
-		cmocka_unit_test(test_many),
-		cmocka_unit_test(test_stats_text),
+	    cmocka_unit_test(test_hit_miss),
+	    cmocka_unit_test(test_eviction_order),
+	    cmocka_unit_test(test_limit_change_frees),
+	    cmocka_unit_test(test_limit_with_pins),
+	    cmocka_unit_test(test_files_apart),
+	    cmocka_unit_test(test_writer),
+	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_stats_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
