@@ -55,9 +55,13 @@ struct blk_req {
 	struct virtq_chain c;
 };
 
-/* One piece of a request on the ring. */
+struct blk_cache_read;
+
+/* One piece of a request on the ring, or the read of a block into the cache (cr set). */
 struct blk_op {
 	struct blk_req *req;
+	struct blk_cache_read *cr;
+	struct blk_cache_block *blk;
 	bool write, direct, sync;
 	int fd; /* the buffered descriptor: where a short or refused transfer is finished */
 	uint64_t off, len;
@@ -150,24 +154,35 @@ static int slice_through_image(struct blk_disk *d, const struct iovec *iov, unsi
 	return write && !d->writeback ? image_flush(d->img) : 0;
 }
 
-/* Finishes an op on its buffered descriptor from byte done: the file ending early is an error. */
-static int op_finish_plainly(struct blk_op *op, uint64_t done)
+/* Moves bytes [done, len) of iov to or from fd at off, plainly: the file ending early is an error. */
+static int transfer_plainly(int fd, bool write, const struct iovec *iov_all, unsigned niov,
+			    uint64_t off, uint64_t len, uint64_t done)
 {
 	struct iovec iov[VIRTQ_MAX_CHAIN];
 	unsigned n;
 
-	while (done < op->len) {
+	while (done < len) {
 		ssize_t got;
 
-		n = iov_slice(op->iov, op->niov, done, op->len - done, iov, VIRTQ_MAX_CHAIN);
-		got = op->write ? pwritev(op->fd, iov, (int)n, (off_t)(op->off + done))
-				: preadv(op->fd, iov, (int)n, (off_t)(op->off + done));
+		n = iov_slice(iov_all, niov, done, len - done, iov, VIRTQ_MAX_CHAIN);
+		got = write ? pwritev(fd, iov, (int)n, (off_t)(off + done))
+			    : preadv(fd, iov, (int)n, (off_t)(off + done));
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0)
 			return got < 0 ? -errno : -EIO;
 		done += (uint64_t)got;
 	}
+	return 0;
+}
+
+/* Finishes an op on its buffered descriptor from byte done. */
+static int op_finish_plainly(struct blk_op *op, uint64_t done)
+{
+	int ret = transfer_plainly(op->fd, op->write, op->iov, op->niov, op->off, op->len, done);
+
+	if (ret < 0)
+		return ret;
 	return op->write && op->sync && fdatasync(op->fd) < 0 ? -errno : 0;
 }
 
@@ -246,6 +261,198 @@ static void notify_all(struct blk_engine *e)
 	e->nnotify = 0;
 }
 
+/* ---- reads through the shared cache ---- */
+
+#define CACHE_MAX_BLOCKS 16 /* one cached piece spans at most this many blocks (1 MiB) */
+
+/* A read piece waiting for blocks being read into the cache. */
+struct blk_cache_read {
+	struct blk_req *r;
+	int fd;            /* the buffered descriptor: where the piece is read if the cache fails it */
+	uint64_t off, len; /* the piece, in that file */
+	unsigned pending;  /* block reads in flight, plus one while they are being started */
+	unsigned nblocks;
+	struct blk_cache_block *blocks[CACHE_MAX_BLOCKS];
+	unsigned niov;
+	struct iovec iov[];
+};
+
+/* How many bytes of block i (of the piece's blocks) the piece needs it to hold. */
+static uint32_t cache_need(uint64_t off, uint64_t len, unsigned i)
+{
+	uint64_t start = (off / BLK_CACHE_BLOCK + i) * BLK_CACHE_BLOCK, end = off + len;
+
+	return (uint32_t)(end - start < BLK_CACHE_BLOCK ? end - start : BLK_CACHE_BLOCK);
+}
+
+/* Copies the piece [off, off+len) of the file from its blocks into the guest's buffers. */
+static void cache_copy_out(struct blk_cache_block *const *blocks, uint64_t off,
+			   const struct iovec *iov, unsigned niov)
+{
+	uint64_t first = off / BLK_CACHE_BLOCK, pos = off;
+
+	for (unsigned i = 0; i < niov; i++) {
+		uint8_t *dst = iov[i].iov_base;
+		uint64_t left = iov[i].iov_len;
+
+		while (left) {
+			uint64_t in = pos % BLK_CACHE_BLOCK, n = BLK_CACHE_BLOCK - in;
+			if (n > left)
+				n = left;
+			memcpy(dst, blocks[pos / BLK_CACHE_BLOCK - first]->data + in, n);
+			dst += n;
+			pos += n;
+			left -= n;
+		}
+	}
+}
+
+/*
+ * Reads a block at off into data from byte have on, plainly, to its end or
+ * the file's: when O_DIRECT was refused or the ring's read came back short.
+ * The bytes held, or -errno.
+ */
+static int cache_read_block_plainly(int fd, uint8_t *data, uint64_t off, uint32_t have)
+{
+	while (have < BLK_CACHE_BLOCK) {
+		ssize_t got = pread(fd, data + have, BLK_CACHE_BLOCK - have, (off_t)(off + have));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break; /* the end of the file: the block is short */
+		have += (uint32_t)got;
+	}
+	return (int)have;
+}
+
+/* Every block of the piece has been read (or has failed): the piece goes to the guest. */
+static void cache_read_finish(struct blk_cache_read *cr)
+{
+	struct blk_req *r = cr->r;
+	struct blk_cache *c = r->d->engine->cache;
+	bool whole = true;
+
+	for (unsigned i = 0; i < cr->nblocks; i++)
+		if (!cr->blocks[i]->valid || cr->blocks[i]->len < cache_need(cr->off, cr->len, i))
+			whole = false;
+	if (whole) {
+		cache_copy_out(cr->blocks, cr->off, cr->iov, cr->niov);
+	} else {
+		/* A block failed or ended early: the file itself says what the piece is. */
+		int ret = transfer_plainly(cr->fd, false, cr->iov, cr->niov, cr->off, cr->len, 0);
+		if (ret < 0) {
+			r->status = VIRTIO_BLK_S_IOERR;
+			log_warnx("%s: read at byte %llu of a backing or read-only file: %s", r->d->id,
+				  (unsigned long long)cr->off, strerror(-ret));
+		}
+	}
+	for (unsigned i = 0; i < cr->nblocks; i++)
+		blk_cache_unpin(c, cr->blocks[i]);
+	free(cr);
+	req_put(r);
+}
+
+static void cache_fill_done(struct blk_op *op, int res)
+{
+	struct blk_cache_read *cr = op->cr;
+
+	if ((res == -EINVAL && op->direct) || (res >= 0 && res < (int)BLK_CACHE_BLOCK))
+		res = cache_read_block_plainly(op->fd, op->blk->data, op->off, res < 0 ? 0 : (uint32_t)res);
+	blk_cache_filled(cr->r->d->engine->cache, op->blk, res);
+	free(op);
+	if (--cr->pending == 0)
+		cache_read_finish(cr);
+}
+
+/* Starts the read of block b of piece cr into the cache on the ring, or does it at once. */
+static void cache_fill_start(struct blk_cache_read *cr, const struct image_extent *x,
+			     struct blk_cache_block *b)
+{
+	struct io_uring_sqe *sqe = get_sqe(cr->r->d->engine);
+	struct blk_op *op = sqe ? malloc(sizeof(*op) + sizeof(struct iovec)) : NULL;
+	uint64_t off = b->index * BLK_CACHE_BLOCK;
+
+	if (!op) {
+		blk_cache_filled(cr->r->d->engine->cache, b,
+				 cache_read_block_plainly(x->fd, b->data, off, 0));
+		if (sqe) {
+			/* The slot is taken: a no-op whose completion nothing waits for. */
+			io_uring_prep_nop(sqe);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
+		return;
+	}
+	/* The block is aligned in the file and in memory: O_DIRECT takes it as it is. */
+	*op = (struct blk_op){.req = cr->r, .cr = cr, .blk = b, .fd = x->fd, .off = off,
+			      .len = BLK_CACHE_BLOCK, .niov = 1, .direct = x->direct_fd >= 0};
+	op->iov[0] = (struct iovec){b->data, BLK_CACHE_BLOCK};
+	io_uring_prep_readv(sqe, op->direct ? x->direct_fd : x->fd, op->iov, 1, off);
+	io_uring_sqe_set_data(sqe, op);
+	cr->pending++;
+}
+
+/*
+ * A read piece x of a file opened read-only, through the cache: copied at
+ * once when every block is there, else the missing blocks are read into
+ * the cache and the piece is finished when they are. false when the cache
+ * cannot take it (a block another read is filling, no room, a writer):
+ * then the caller reads the file as ever.
+ */
+static bool start_cached(struct blk_req *r, const struct image_extent *x, const struct iovec *iov,
+			 unsigned n)
+{
+	struct blk_cache *c = r->d->engine->cache;
+	struct blk_cache_block *blocks[CACHE_MAX_BLOCKS];
+	bool fill[CACHE_MAX_BLOCKS];
+	uint64_t first = x->off / BLK_CACHE_BLOCK;
+	unsigned nb = (unsigned)((x->off + x->len - 1) / BLK_CACHE_BLOCK - first + 1), got, nfill = 0;
+	struct blk_cache_read *cr;
+	int ret = 0;
+
+	for (got = 0; got < nb; got++) {
+		ret = blk_cache_get(c, x->dev, x->ino, first + got, &blocks[got]);
+		if (ret == BLK_CACHE_HIT && blocks[got]->len < cache_need(x->off, x->len, got)) {
+			blk_cache_unpin(c, blocks[got]); /* the file ended there when it was read */
+			ret = -ESPIPE;
+		}
+		if (ret < 0)
+			break;
+		fill[got] = ret == BLK_CACHE_FILL;
+		nfill += fill[got];
+	}
+	if (got == nb && nfill == 0) {
+		cache_copy_out(blocks, x->off, iov, n);
+		for (unsigned i = 0; i < nb; i++)
+			blk_cache_unpin(c, blocks[i]);
+		blk_cache_account(c, true, x->len);
+		return true;
+	}
+	cr = got == nb ? malloc(sizeof(*cr) + n * sizeof(struct iovec)) : NULL;
+	if (ret != -EPERM)
+		blk_cache_account(c, false, x->len);
+	if (!cr) {
+		for (unsigned i = 0; i < got; i++) {
+			if (fill[i])
+				blk_cache_filled(c, blocks[i], -ECANCELED);
+			blk_cache_unpin(c, blocks[i]);
+		}
+		return false;
+	}
+	*cr = (struct blk_cache_read){.r = r, .fd = x->fd, .off = x->off, .len = x->len,
+				      .pending = 1, .nblocks = nb, .niov = n};
+	memcpy(cr->blocks, blocks, nb * sizeof(blocks[0]));
+	memcpy(cr->iov, iov, n * sizeof(*iov));
+	r->pending++; /* the request completes after the piece */
+	for (unsigned i = 0; i < nb; i++)
+		if (fill[i])
+			cache_fill_start(cr, x, blocks[i]);
+	if (--cr->pending == 0)
+		cache_read_finish(cr);
+	return true;
+}
+
 /* Starts a transfer of one extent on the ring, or does it at once. */
 static void start_extent(struct blk_req *r, const struct image_extent *x, bool mapped,
 			 const struct iovec *iov, unsigned n, uint64_t pos, bool write)
@@ -290,12 +497,21 @@ static void start_transfer(struct blk_req *r, const struct iovec *iov, unsigned 
 		int mapped = image_map(r->d->img, pos, len, write, &x);
 		unsigned k;
 
+		bool cached = mapped == 1 && !write && x.readonly && r->d->engine->cache;
+
+		if (cached && x.len > 0) {
+			/* A piece through the cache spans a bounded number of blocks; the rest is next. */
+			uint64_t end = (x.off / BLK_CACHE_BLOCK + CACHE_MAX_BLOCKS) * BLK_CACHE_BLOCK;
+			if (x.off + x.len > end)
+				x.len = end - x.off;
+		}
 		if (mapped < 0 || x.len == 0 || x.len > len ||
 		    !(k = iov_slice(iov, n, skip, x.len, piece, VIRTQ_MAX_CHAIN))) {
 			r->status = VIRTIO_BLK_S_IOERR;
 			return;
 		}
-		start_extent(r, &x, mapped == 1, piece, k, pos, write);
+		if (!cached || !start_cached(r, &x, piece, k))
+			start_extent(r, &x, mapped == 1, piece, k, pos, write);
 		if (r->status != VIRTIO_BLK_S_OK)
 			return;
 		skip += x.len;
@@ -444,6 +660,10 @@ static void op_done(struct blk_op *op, int res)
 	struct blk_req *r = op->req;
 	int ret = 0;
 
+	if (op->cr) {
+		cache_fill_done(op, res);
+		return;
+	}
 	if (op->niov == 0) /* a flush */
 		ret = res;
 	else if (res == -EINVAL && op->direct) /* alignment O_DIRECT refused: plainly instead */

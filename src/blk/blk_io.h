@@ -6,6 +6,11 @@
  * (zeros, compressed clusters, copy on write) is done at once through the
  * image layer. Many requests of many disks are in flight together; each
  * completes when its last piece does, in whatever order.
+ *
+ * A read piece in a file opened read-only goes through the engine's shared
+ * cache (blk/cache.h) when it has one: copied from the cache when every
+ * block it touches is there, else the missing blocks are read whole into
+ * the cache on the ring and the piece is copied from them when they land.
  */
 #ifndef DOMUS_BLK_IO_H
 #define DOMUS_BLK_IO_H
@@ -15,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blk/cache.h"
 #include "blk/image.h"
 #include "vhost/backend.h"
 
@@ -52,6 +58,7 @@ struct blk_engine {
 	unsigned nnotify;
 	void *free_requests;
 	unsigned nfree;
+	struct blk_cache *cache; /* reads of files that cannot change; NULL: none */
 };
 
 /* Sets up the ring, restricted to the operations requests use. 0, or -errno with why in err

@@ -17,7 +17,10 @@
  * (domusd, for every domain of the host) sends "add" and "remove" messages
  * on that SOCK_SEQPACKET socket with the listening socket, the image and
  * its backing files attached as descriptors (see blkctl_* in docs/blk.md);
- * domus-blk exits when the supervisor goes away.
+ * domus-blk exits when the supervisor goes away. "cache-limit\nBYTES" sets
+ * the shared read cache's limit (blk/cache.h; --cache-mib at the start,
+ * BLK_CACHE_DEFAULT_MIB if not told, 0 for none) and "cache-stats" answers
+ * "ok size=N limit=N hits=N ...".
  *
  * Then it drops to its own user (--user, default domus-blk, else nobody)
  * and a seccomp allow-list (blk/sandbox.c) unless --no-sandbox says not to.
@@ -120,6 +123,16 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 	d->unlink_socket = unlink_socket;
 	if (direct_fd >= 0)
 		image_set_direct(img, direct_fd);
+	/* A file some disk writes must not be served from the cache to another disk. */
+	if (!img->readonly && engine.cache && blk_cache_writer(engine.cache, img->dev, img->ino, true) < 0) {
+		snprintf(err, errlen, "%s: too many writable disks for the cache to track", name);
+		image_close(img);
+		close(listen_fd);
+		if (unlink_socket)
+			unlink(name);
+		free(d);
+		return -ENOSPC;
+	}
 	blk_disk_init_ops(&d->blk, o->readonly);
 	snprintf(d->blk.id, sizeof(d->blk.id), "domus-blk-%u", ndisks);
 	if (!quiet)
@@ -216,6 +229,9 @@ static void disk_free(unsigned i)
 		disk_drop_frontend(d);
 	if (!quiet || d->blk.errors)
 		log_info("%s: %llu requests served, %llu failed", d->name, d->blk.requests, d->blk.errors);
+	if (!d->blk.img->readonly && engine.cache &&
+	    blk_cache_writer(engine.cache, d->blk.img->dev, d->blk.img->ino, false) < 0)
+		log_warnx("%s: the cache did not know it as a writer", d->name);
 	image_close(d->blk.img);
 	close(d->listen_fd);
 	if (d->unlink_socket)
@@ -344,6 +360,37 @@ static int control_remove(const char *id, char *err, size_t errlen)
 	return -ENOENT;
 }
 
+/* "cache-limit\nBYTES": the cache's new limit, evicting at once if it is lower. */
+static int control_cache_limit(const char *arg, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (!*arg || *end || errno || arg[0] == '-') {
+		snprintf(err, errlen, "cache-limit: '%.40s' is not a number of bytes", arg);
+		return -EINVAL;
+	}
+	if (!engine.cache) {
+		snprintf(err, errlen, "cache-limit: this domus-blk has no cache (out of memory at start)");
+		return -ENOMEM;
+	}
+	blk_cache_set_limit(engine.cache, v);
+	return 0;
+}
+
+/* "cache-stats": answered "ok size=N limit=N ..." (the reply is written here). */
+static int control_cache_stats(char *reply, size_t len)
+{
+	struct blk_cache_stats st = {0};
+
+	if (engine.cache)
+		blk_cache_get_stats(engine.cache, &st);
+	memcpy(reply, "ok ", 3);
+	return blk_cache_stats_format(&st, reply + 3, len - 3);
+}
+
 /* One message from the supervisor; -EPIPE once it has gone. */
 static int control_handle(int sock)
 {
@@ -351,6 +398,7 @@ static int control_handle(int sock)
 	int fds[UNIX_MAX_FDS];
 	unsigned nfds;
 	ssize_t n = unix_recv_fds(sock, text, sizeof(text) - 1, fds, UNIX_MAX_FDS, &nfds);
+	bool answered = false; /* the reply is written already (cache-stats) */
 	int ret;
 
 	if (n == 0 || n == -ECONNRESET)
@@ -364,6 +412,10 @@ static int control_handle(int sock)
 			ret = control_add(text + 4, fds, nfds, err, sizeof(err));
 		else if (!strncmp(text, "remove\n", 7))
 			ret = control_remove(text + 7, err, sizeof(err));
+		else if (!strncmp(text, "cache-limit\n", 12))
+			ret = control_cache_limit(text + 12, err, sizeof(err));
+		else if (!strcmp(text, "cache-stats"))
+			answered = (ret = control_cache_stats(reply, sizeof(reply))) == 0;
 		else {
 			snprintf(err, sizeof(err), "unknown request '%.20s'", text);
 			ret = -EINVAL;
@@ -372,9 +424,12 @@ static int control_handle(int sock)
 			if (fds[i] >= 0)
 				close(fds[i]);
 	}
+	if (ret < 0 && !err[0])
+		snprintf(err, sizeof(err), "%s", strerror(-ret));
 	if (ret < 0)
 		log_warnx("%s", err);
-	snprintf(reply, sizeof(reply), ret < 0 ? "error %s" : "ok", err);
+	if (!answered)
+		snprintf(reply, sizeof(reply), ret < 0 ? "error %s" : "ok", err);
 	return unix_send_fds(sock, reply, strlen(reply), NULL, 0) < 0 ? -EPIPE : 0;
 }
 
@@ -484,6 +539,7 @@ int main(int argc, char **argv)
 		{"stats-fd", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
 		{"no-sandbox", no_argument, NULL, 'N'},     {"cache", required_argument, NULL, 'c'},
 		{"control-fd", required_argument, NULL, 'C'}, {"user", required_argument, NULL, 'u'},
+		{"cache-mib", required_argument, NULL, 'M'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *sock_path = NULL, *image = NULL, *specs[MAX_DISKS], *user = NULL;
@@ -491,6 +547,7 @@ int main(int argc, char **argv)
 	struct disk_options o = {.format = IMAGE_RAW};
 	int opt, verbose = 0, ready_fd = -1, stats_fd = -1, control_fd = -1, ret;
 	bool no_sandbox = false;
+	unsigned long cache_mib = BLK_CACHE_DEFAULT_MIB;
 	char err[512];
 	struct sigaction sa = {.sa_handler = on_signal};
 
@@ -538,6 +595,13 @@ int main(int argc, char **argv)
 				goto usage;
 			*(opt == 'R' ? &ready_fd : opt == 'S' ? &stats_fd : &control_fd) = (int)v;
 			break;
+		case 'M':
+			cache_mib = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || cache_mib > (1ul << 30)) {
+				fprintf(stderr, "domus-blk: --cache-mib %s: a number of MiB (0: no cache)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'u': user = optarg; break;
 		case 'v': verbose = 1; break;
 		case 'q': quiet = true; break;
@@ -555,6 +619,9 @@ int main(int argc, char **argv)
 			log_warnx("%s: requests are served one at a time", err);
 		engine.delay_us = delay;
 	}
+	/* Made even at 0 MiB, so that the supervisor can raise the limit later. */
+	if (blk_cache_new((uint64_t)cache_mib << 20, &engine.cache) < 0)
+		log_warnx("no memory for the read cache; reads go to the files");
 	if (sock_path) {
 		char spec[4200];
 		snprintf(spec, sizeof(spec), "%s=%s", sock_path, image);
@@ -588,11 +655,12 @@ int main(int argc, char **argv)
 	while (ndisks)
 		disk_free(ndisks - 1);
 	blk_engine_close(&engine);
+	blk_cache_free(engine.cache);
 	return ret < 0 ? 1 : 0;
 usage:
 	fprintf(stderr, "usage: domus-blk --disk SOCKET=IMAGE[,ro][,format=raw|qcow2][,cache=MODE]...\n"
 			"                 [--ready-fd N] [--stats-fd N] [--request-delay-us N]\n"
-			"                 [--user NAME] [--no-sandbox] [-q] [-v]\n"
+			"                 [--user NAME] [--no-sandbox] [--cache-mib N] [-q] [-v]\n"
 			"       domus-blk --socket PATH --image FILE [--format raw|qcow2] [--readonly]\n"
 			"                 [--cache writeback|writethrough|none|directsync] ...\n"
 			"       domus-blk --control-fd N [--user NAME] ...\n");

@@ -79,7 +79,8 @@ static int raw_flush(struct image *img)
 static int raw_map(struct image *img, uint64_t off, uint64_t len, bool write,
 		   struct image_extent *e)
 {
-	*e = (struct image_extent){.fd = img->fd, .direct_fd = img->direct_fd, .off = off, .len = len};
+	*e = (struct image_extent){.fd = img->fd, .direct_fd = img->direct_fd, .off = off, .len = len,
+				   .dev = img->dev, .ino = img->ino, .readonly = img->readonly};
 	return 1;
 }
 
@@ -263,6 +264,8 @@ static int open_one(int fd, enum image_format format, bool readonly, image_open_
 		img->fd = fd;
 		img->direct_fd = -1;
 		img->readonly = readonly;
+		img->dev = st.st_dev;
+		img->ino = st.st_ino;
 		img->size = file_size(fd);
 		*out = img;
 		return 0;
@@ -271,6 +274,8 @@ static int open_one(int fd, enum image_format format, bool readonly, image_open_
 			 sizeof(backing_fmt), err, errlen);
 	if (ret < 0)
 		return ret;
+	img->dev = st.st_dev;
+	img->ino = st.st_ino;
 	if (backing[0]) {
 		enum image_format bf = IMAGE_QCOW2;
 		char why[512];

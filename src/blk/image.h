@@ -22,6 +22,10 @@ struct image_extent {
 	int direct_fd; /* the same file opened O_DIRECT, or -1 */
 	uint64_t off;  /* where in that file */
 	uint64_t len;  /* how many of the bytes asked for share this answer */
+	/* The file's identity, and whether it was opened read-only (the shared read cache's key
+	 * and its first condition: blk/cache.h). */
+	uint64_t dev, ino;
+	bool readonly;
 };
 
 struct image_ops {
@@ -42,6 +46,7 @@ struct image {
 	int fd;
 	int direct_fd;          /* the same file with O_DIRECT, for data, or -1 (image_set_direct) */
 	bool readonly;
+	uint64_t dev, ino;      /* the file's st_dev and st_ino */
 	uint64_t size;          /* what the guest sees, in bytes */
 	struct image *backing;  /* qcow2: where unallocated clusters come from; NULL for zeros */
 };

@@ -494,6 +494,9 @@ static int qcow2_map(struct image *img, uint64_t off, uint64_t len, bool write,
 		e->fd = img->fd;
 		e->direct_fd = img->direct_fd;
 		e->off = (entry & OFFSET_MASK) + in;
+		e->dev = img->dev;
+		e->ino = img->ino;
+		e->readonly = img->readonly;
 		return 1;
 	}
 	if (!write && kind == C_UNALLOCATED && img->backing && off < img->backing->size) {

@@ -135,6 +135,19 @@ json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config)
 	return o;
 }
 
+void api_memory_changed(struct api *a, bool always)
+{
+	uint64_t free_mib = mem_account_free(&a->mem);
+	uint64_t moved = free_mib > a->free_told_mib ? free_mib - a->free_told_mib
+						     : a->free_told_mib - free_mib;
+
+	/* Balloons move a MiB at a time: the cache hears of it in steps, not of each. */
+	if (!a->ops->memory_changed || moved == 0 || (!always && moved < API_MEMORY_STEP_MIB))
+		return;
+	a->free_told_mib = free_mib;
+	a->ops->memory_changed(a->ctx, free_mib);
+}
+
 static void unlink_domain(struct api *a, struct domain *d)
 {
 	for (struct domain **p = &a->domains; *p; p = &(*p)->next)
@@ -144,6 +157,7 @@ static void unlink_domain(struct api *a, struct domain *d)
 			break;
 		}
 	mem_account_release(&a->mem, d->mem_mib);
+	api_memory_changed(a, true);
 }
 
 void api_domain_gone(struct api *a, struct domain *d)
@@ -304,6 +318,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		goto fail;
 	}
 	api_mem_start(a, d);
+	api_memory_changed(a, true); /* the disk cache gives way before the domain starts */
 	d->domid = a->next_domid;
 	d->state = "running";
 	d->created = time(NULL);
@@ -311,6 +326,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	d->pidfd = -1;
 	if (a->ops->start(a->ctx, d, err, sizeof(err)) < 0) {
 		mem_account_release(&a->mem, d->mem_mib);
+		api_memory_changed(a, true);
 		api_reply_error(r, 422, "start_failed", "%s", err);
 		api_mem_give_back(a);
 		goto fail;
@@ -428,16 +444,18 @@ static void console_text(struct api *a, struct domain *d, struct api_response *r
 static void host_info(struct api *a, struct api_response *r)
 {
 	unsigned vcpus = 0;
+	json_t *o;
 
 	for (struct domain *d = a->domains; d; d = d->next)
 		vcpus += d->spec.vm.vcpus;
-	api_reply_json(r, 200,
-		   json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus,
-			     "memory_total_mib", (json_int_t)a->host_total_mib,
-			     "memory_capacity_mib", (json_int_t)a->mem.capacity_mib,
-			     "memory_used_mib", (json_int_t)a->mem.used_mib, "memory_free_mib",
-			     (json_int_t)mem_account_free(&a->mem), "domains", a->ndomains,
-			     "vcpus", vcpus));
+	o = json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus, "memory_total_mib",
+		      (json_int_t)a->host_total_mib, "memory_capacity_mib",
+		      (json_int_t)a->mem.capacity_mib, "memory_used_mib", (json_int_t)a->mem.used_mib,
+		      "memory_free_mib", (json_int_t)mem_account_free(&a->mem), "domains",
+		      a->ndomains, "vcpus", vcpus);
+	if (o && a->ops->host)
+		a->ops->host(a->ctx, o);
+	api_reply_json(r, 200, o);
 }
 
 static void list_domains(struct api *a, struct api_response *r)

@@ -75,6 +75,14 @@ struct domain_ops {
 	 * timeout_ms, until done(a, arg) holds; returns whether it does.
 	 */
 	bool (*wait)(void *ctx, bool (*done)(struct api *a, void *arg), void *arg, int timeout_ms);
+	/*
+	 * The memory claimed by domains changed: free_mib is unclaimed now.
+	 * Called after a domain's memory is claimed and before it starts (so
+	 * the disk cache shrinks first), and after memory is released.
+	 */
+	void (*memory_changed)(void *ctx, uint64_t free_mib);
+	/* Adds host-wide state (the disk cache: "blk_cache") to GET /v1/host's object. */
+	void (*host)(void *ctx, json_t *out);
 };
 
 struct api {
@@ -87,6 +95,7 @@ struct api {
 	const struct domain_ops *ops;
 	void *ctx;
 	bool reclaim;                 /* the balloon policy may shrink domains to admit others */
+	uint64_t free_told_mib;       /* what memory_changed last said was free */
 	unsigned reclaim_timeout_ms;  /* how long domains have to give memory back */
 	unsigned long long event_seq; /* sequence number of the next event */
 	char *events[API_EVENT_RING];
@@ -152,6 +161,12 @@ void api_mem_give_back(struct api *a);
 /* The balloon part of a domain's JSON. */
 void api_mem_json(const struct api *a, const struct domain *d, json_t *o);
 
+/*
+ * Tells ops->memory_changed what is free now: always, or only when it has
+ * moved by API_MEMORY_STEP_MIB since it was last told.
+ */
+#define API_MEMORY_STEP_MIB 16
+void api_memory_changed(struct api *a, bool always);
 /* Shared by api.c and api_mem.c. */
 void api_reply_json(struct api_response *r, unsigned status, json_t *body);
 void api_reply_error(struct api_response *r, unsigned status, const char *code, const char *fmt, ...)

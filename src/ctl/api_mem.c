@@ -55,6 +55,7 @@ static void account(struct api *a, struct domain *d)
 	else
 		mem_account_release(&a->mem, d->mem_mib - now);
 	d->mem_mib = now;
+	api_memory_changed(a, false);
 }
 
 void api_mem_start(struct api *a, struct domain *d)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "ctl/memacct.h"
 #include "lib/log.h"
 #include "vmm/blk_supervisor.h"
 #include "vmm/blkctl.h"
@@ -43,6 +44,7 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
 	h->pidfd = h->ctl_fd = h->timer_fd = -1;
 	h->delay_ms = 25; /* doubled to the first back-off, 50 ms */
+	h->cache_max_mib = BLK_CACHE_DEFAULT_MIB;
 }
 
 static int spawn(struct blkhost *h, char *err, size_t errlen)
@@ -65,6 +67,12 @@ static int spawn(struct blkhost *h, char *err, size_t errlen)
 		return -errno;
 	}
 	watch_add(h->pidfd, &w_pid);
+	/* A new domus-blk starts with its own default: it gets domusd's limit before any disk. */
+	if (h->cache_limit_set) {
+		char why[256];
+		if (blkctl_cache_limit(h->ctl_fd, h->cache_limit, why, sizeof(why)) < 0)
+			log_warnx("domus-blk: setting the cache limit: %s", why);
+	}
 	return 0;
 }
 
@@ -194,4 +202,61 @@ void blkhost_stop(struct blkhost *h)
 	if (h->timer_fd >= 0)
 		close(h->timer_fd);
 	h->timer_fd = -1;
+}
+
+int blkhost_cache_limit(struct blkhost *h, uint64_t bytes, char *err, size_t errlen)
+{
+	h->cache_limit = bytes;
+	h->cache_limit_set = true;
+	return h->pid ? blkctl_cache_limit(h->ctl_fd, bytes, err, errlen) : 0;
+}
+
+int blkhost_cache_fit(struct blkhost *h, uint64_t idle_mib, uint64_t *freed_mib, char *err,
+		      size_t errlen)
+{
+	uint64_t mib = mem_account_cache_mib(idle_mib, h->cache_max_mib);
+	struct blk_cache_stats before = {0}, after = {0};
+	int ret;
+
+	if (freed_mib && (ret = blkhost_cache_stats(h, &before, err, errlen)) < 0)
+		return ret;
+	if ((!h->cache_limit_set || h->cache_limit != mib << 20) &&
+	    (ret = blkhost_cache_limit(h, mib << 20, err, errlen)) < 0)
+		return ret;
+	if (freed_mib) {
+		if ((ret = blkhost_cache_stats(h, &after, err, errlen)) < 0)
+			return ret;
+		*freed_mib = before.size > after.size ? (before.size - after.size) >> 20 : 0;
+	}
+	return 0;
+}
+
+int blkhost_cache_stats(struct blkhost *h, struct blk_cache_stats *out, char *err, size_t errlen)
+{
+	if (h->pid)
+		return blkctl_cache_stats(h->ctl_fd, out, err, errlen);
+	/* Nothing is cached without a domus-blk; the next one starts with this limit. */
+	memset(out, 0, sizeof(*out));
+	out->limit = h->cache_limit_set ? h->cache_limit / BLK_CACHE_BLOCK * BLK_CACHE_BLOCK
+					: (uint64_t)BLK_CACHE_DEFAULT_MIB << 20;
+	return 0;
+}
+
+json_t *blkhost_cache_json(struct blkhost *h)
+{
+	struct blk_cache_stats s;
+	char err[256];
+	uint64_t asked;
+
+	if (blkhost_cache_stats(h, &s, err, sizeof(err)) < 0) {
+		log_warnx("domus-blk: cache statistics: %s", err);
+		return NULL;
+	}
+	asked = s.hit_bytes + s.miss_bytes;
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "size_bytes", (json_int_t)s.size,
+			 "limit_bytes", (json_int_t)s.limit, "hits", (json_int_t)s.hits, "misses",
+			 (json_int_t)s.misses, "hit_bytes", (json_int_t)s.hit_bytes, "miss_bytes",
+			 (json_int_t)s.miss_bytes, "insertions", (json_int_t)s.insertions,
+			 "evictions", (json_int_t)s.evictions, "hit_ratio",
+			 asked ? (double)s.hit_bytes / (double)asked : 0.0);
 }

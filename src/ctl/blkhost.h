@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+#include <stdint.h>
+
+#include "blk/cache.h"
 #include "vmm/config.h"
 
 struct blkhost_disk;
@@ -29,6 +33,9 @@ struct blkhost {
 	unsigned delay_ms;
 	unsigned restarts;
 	struct blkhost_disk *disks;
+	uint64_t cache_max_mib;  /* the shared read cache's limit never goes past this */
+	uint64_t cache_limit;    /* bytes, told to every domus-blk started */
+	bool cache_limit_set;    /* false: domus-blk's own default until domusd decides */
 };
 
 /* Where the program is and where sockets go; starts nothing yet. */
@@ -49,5 +56,28 @@ void blkhost_exited(struct blkhost *h);
 void blkhost_restart(struct blkhost *h);
 /* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */
 void blkhost_stop(struct blkhost *h);
+
+/*
+ * The shared read cache (docs/blk.md). blkhost_cache_limit sets its limit
+ * in bytes, now if domus-blk runs and again whenever one is started;
+ * lowering it evicts at once and the memory goes back to the host.
+ * 0, or -errno with the reason in err (the limit is kept for the next
+ * domus-blk all the same).
+ */
+int blkhost_cache_limit(struct blkhost *h, uint64_t bytes, char *err, size_t errlen);
+/*
+ * Sets the limit from the idle memory of the host (what domains have not
+ * claimed): half of it, at most cache_max_mib (mem_account_cache_mib).
+ * domusd calls it whenever a domain is admitted (before it starts) or
+ * goes; a memory policy calls it with what it means to leave idle before
+ * it takes memory back from domains, so the cache shrinks first. The MiB
+ * the cache gave back, if freed_mib. 0, or -errno with the reason in err.
+ */
+int blkhost_cache_fit(struct blkhost *h, uint64_t idle_mib, uint64_t *freed_mib, char *err,
+		      size_t errlen);
+/* The cache's counters; zeros and the limit to be when domus-blk does not run. 0 or -errno. */
+int blkhost_cache_stats(struct blkhost *h, struct blk_cache_stats *out, char *err, size_t errlen);
+/* GET /v1/host's "blk_cache" object: size, limit, hits, misses, bytes, hit_ratio (NULL: none). */
+json_t *blkhost_cache_json(struct blkhost *h);
 
 #endif

@@ -228,6 +228,17 @@ static int cmd_info(int argc, char **argv)
 		printf("free_memory            : %.0f\n", num(h, "memory_free_mib"));
 		printf("nr_domains             : %.0f\n", num(h, "domains"));
 		printf("nr_vcpus               : %.0f\n", num(h, "vcpus"));
+		{
+			json_t *c = json_object_get(h, "blk_cache");
+			if (c) {
+				printf("blk_cache              : %.1f MiB of %.0f MiB\n",
+				       num(c, "size_bytes") / 1048576, num(c, "limit_bytes") / 1048576);
+				printf("blk_cache_hits         : %.0f of %.0f reads, %.1f%% of %.1f MiB\n",
+				       num(c, "hits"), num(c, "hits") + num(c, "misses"),
+				       num(c, "hit_ratio") * 100,
+				       (num(c, "hit_bytes") + num(c, "miss_bytes")) / 1048576);
+			}
+		}
 		printf("domusd_socket          : %s\n", C.socket);
 	}
 	json_decref(h);

@@ -142,13 +142,15 @@ static void default_vmm_path(char *out, size_t len)
 
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
-	"              [--vmm PATH] [--no-reclaim] [-v]\n"
+	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
 	"  --memory MIB      give domains at most this much memory in all\n"
 	"  --vmm PATH        the domus-vmm binary (default: beside domusd)\n"
-	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n";
+	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n"
+	"  --blk-cache-mib MIB  the disk read cache takes half the idle memory, at most this\n"
+	"                    (default 1024; 0: no cache)\n";
 
 int main(int argc, char **argv)
 {
@@ -159,12 +161,13 @@ int main(int argc, char **argv)
 		{"memory", required_argument, NULL, 'm'},
 		{"vmm", required_argument, NULL, 'x'},
 		{"no-reclaim", no_argument, NULL, 'R'},
+		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *sock_path = DEFAULT_SOCKET, *state_dir = DEFAULT_STATE_DIR, *group = "domus";
-	unsigned long long limit_mib = 0;
+	unsigned long long limit_mib = 0, cache_max_mib = DEFAULT_BLK_CACHE_MAX_MIB;
 	uint64_t total_mib = 0;
 	bool reclaim = true;
 	struct epoll_event ev;
@@ -183,6 +186,14 @@ int main(int argc, char **argv)
 			limit_mib = strtoull(optarg, &end, 10);
 			if (!*optarg || *end || !limit_mib) {
 				fprintf(stderr, "domusd: --memory '%s': expected a number of MiB\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			errno = 0;
+			cache_max_mib = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || errno || optarg[0] == '-' || cache_max_mib > (1ull << 30)) {
+				fprintf(stderr, "domusd: --blk-cache-mib '%s': expected a number of MiB\n", optarg);
 				return 2;
 			}
 			break;
@@ -253,8 +264,15 @@ int main(int argc, char **argv)
 		}
 		blkctl_find_program(program, sizeof(program), D.vmm_path);
 		blkhost_init(&D.blk, program, blk_dir);
+		D.blk.cache_max_mib = cache_max_mib;
 	}
 	adopt_domains();
+	{
+		char why[256];
+		/* With no domain adopted nothing called it yet; domus-blk gets it when it starts. */
+		if (blkhost_cache_fit(&D.blk, mem_account_free(&D.api.mem), NULL, why, sizeof(why)) < 0)
+			log_warnx("domus-blk: setting the cache limit: %s", why);
+	}
 
 	api_fd = open_api_socket(sock_path);
 	if (api_fd < 0) {

@@ -22,6 +22,7 @@
 #define REQUEST_TIMEOUT_MS 10000
 #define CLIENT_IDLE_SECONDS 30
 #define MAX_CLIENTS 128
+#define DEFAULT_BLK_CACHE_MAX_MIB 1024 /* the disk read cache's limit at most (--blk-cache-mib) */
 
 /* Tags for epoll: what kind of descriptor woke us. */
 enum watch_kind { W_MHD, W_SIGNAL, W_CONTROL, W_PIDFD, W_PROXY_CLIENT, W_PROXY_VMM, W_BLK_PID, W_BLK_TIMER };

@@ -76,3 +76,12 @@ void mem_account_release(struct mem_account *a, uint64_t mib)
 {
 	a->used_mib = mib > a->used_mib ? 0 : a->used_mib - mib;
 }
+
+uint64_t mem_account_cache_mib(uint64_t idle_mib, uint64_t max_mib)
+{
+	uint64_t mib = idle_mib / 2;
+
+	if (mib > max_mib)
+		mib = max_mib;
+	return mib < MEM_CACHE_MIN_MIB ? 0 : mib;
+}

@@ -25,5 +25,14 @@ uint64_t mem_account_capacity(uint64_t total_mib, uint64_t limit_mib);
 int mem_account_claim(struct mem_account *a, uint64_t mib, char *err, size_t errlen);
 void mem_account_release(struct mem_account *a, uint64_t mib);
 uint64_t mem_account_free(const struct mem_account *a);
+/*
+ * The limit of domus-blk's shared read cache when idle_mib of the domains'
+ * memory is unclaimed: half of it, at most max_mib, and none below
+ * MEM_CACHE_MIN_MIB (too small to hold a base image's hot blocks). The
+ * cache lives in memory domains may claim: it takes only part of what they
+ * leave, and is set again (shrinking first) before a domain gets memory.
+ */
+#define MEM_CACHE_MIN_MIB 8
+uint64_t mem_account_cache_mib(uint64_t idle_mib, uint64_t max_mib);
 
 #endif

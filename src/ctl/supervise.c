@@ -514,6 +514,24 @@ static void vmm_usage(void *ctx, const struct domain *d, json_t *out)
 			    json_real((double)(utime + stime) / (double)sysconf(_SC_CLK_TCK)));
 	json_object_set_new(out, "memory_rss_kib", json_integer(rss_kib));
 }
+/* The disk cache follows the memory domains leave idle; it shrinks before a domain starts. */
+static void vmm_memory_changed(void *ctx, uint64_t free_mib)
+{
+	char err[256];
+
+	if (blkhost_cache_fit(&D.blk, free_mib, NULL, err, sizeof(err)) < 0)
+		log_warnx("domus-blk: fitting the cache to %llu MiB idle: %s",
+			  (unsigned long long)free_mib, err);
+}
+
+static void vmm_host(void *ctx, json_t *out)
+{
+	json_t *cache = blkhost_cache_json(&D.blk);
+
+	if (cache)
+		json_object_set_new(out, "blk_cache", cache);
+}
+
 const struct domain_ops vmm_ops = {
 	.start = vmm_start,
 	.request = vmm_request,
@@ -522,6 +540,8 @@ const struct domain_ops vmm_ops = {
 	.event = wake_subscribers,
 	.balloon_set = vmm_balloon_set,
 	.wait = vmm_wait,
+	.memory_changed = vmm_memory_changed,
+	.host = vmm_host,
 };
 /* The domain's process ended (its pidfd is readable). */
 void domain_exited(struct domain *d)

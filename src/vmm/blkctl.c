@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "blk/cache.h"
 #include "blk/image.h"
 
 #define REPLY_TIMEOUT_MS 10000
@@ -144,8 +146,9 @@ int blkctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, cha
 	return 0;
 }
 
-static int request(int ctl_fd, const char *text, const int *fds, unsigned nfds, char *err,
-		   size_t errlen)
+/* Sends text (and fds) and reads the answer: "ok[ DETAIL]" (DETAIL into detail, if asked). */
+static int request(int ctl_fd, const char *text, const int *fds, unsigned nfds, char *detail,
+		   size_t detail_len, char *err, size_t errlen)
 {
 	struct pollfd p = {.fd = ctl_fd, .events = POLLIN};
 	char reply[600];
@@ -170,15 +173,18 @@ static int request(int ctl_fd, const char *text, const int *fds, unsigned nfds, 
 		return -EPIPE;
 	}
 	reply[n] = 0;
-	if (!strcmp(reply, "ok"))
+	if (!strcmp(reply, "ok") || (detail && !strncmp(reply, "ok ", 3))) {
+		if (detail)
+			snprintf(detail, detail_len, "%s", reply[2] ? reply + 3 : "");
 		return 0;
+	}
 	snprintf(err, errlen, "%s", strncmp(reply, "error ", 6) ? reply : reply + 6);
 	return -EINVAL;
 }
 
 int blkctl_add(int ctl_fd, const struct blkctl_disk *d, char *err, size_t errlen)
 {
-	return request(ctl_fd, d->text, d->fds, d->nfds, err, errlen);
+	return request(ctl_fd, d->text, d->fds, d->nfds, NULL, 0, err, errlen);
 }
 
 int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen)
@@ -186,7 +192,29 @@ int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen)
 	char text[64];
 
 	snprintf(text, sizeof(text), "remove\n%s", id);
-	return request(ctl_fd, text, NULL, 0, err, errlen);
+	return request(ctl_fd, text, NULL, 0, NULL, 0, err, errlen);
+}
+
+int blkctl_cache_limit(int ctl_fd, uint64_t bytes, char *err, size_t errlen)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "cache-limit\n%" PRIu64, bytes);
+	return request(ctl_fd, text, NULL, 0, NULL, 0, err, errlen);
+}
+
+int blkctl_cache_stats(int ctl_fd, struct blk_cache_stats *out, char *err, size_t errlen)
+{
+	char detail[600];
+	int ret = request(ctl_fd, "cache-stats", NULL, 0, detail, sizeof(detail), err, errlen);
+
+	if (ret < 0)
+		return ret;
+	if (blk_cache_stats_parse(detail, out) < 0) {
+		snprintf(err, errlen, "domus-blk's cache statistics are unreadable: '%.80s'", detail);
+		return -EPROTO;
+	}
+	return 0;
 }
 
 void blkctl_find_program(char *out, size_t len, const char *near)

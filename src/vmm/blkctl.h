@@ -13,8 +13,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
+#include "blk/cache.h"
 #include "lib/unix_socket.h"
 #include "vmm/config.h"
 
@@ -41,6 +43,10 @@ int blkctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, cha
 /* Hands d to the domus-blk at ctl_fd and waits (10 s at most) for its answer. */
 int blkctl_add(int ctl_fd, const struct blkctl_disk *d, char *err, size_t errlen);
 int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen);
+/* The shared read cache's limit in bytes (0: none); lowering it evicts at once. 0 or -errno. */
+int blkctl_cache_limit(int ctl_fd, uint64_t bytes, char *err, size_t errlen);
+/* The shared read cache's counters, size and limit. 0 or -errno with err. */
+int blkctl_cache_stats(int ctl_fd, struct blk_cache_stats *out, char *err, size_t errlen);
 /* DOMUS_BLK, else domus-blk beside program `near` (installed), else in the build tree. */
 void blkctl_find_program(char *out, size_t len, const char *near);
 

@@ -25,6 +25,9 @@ struct fake {
 	pid_t next_pid;
 	bool balloons_obey;   /* fake_wait: guests follow their targets */
 	unsigned balloon_sets;
+	uint64_t free_seen;   /* the last memory_changed */
+	int starts_at_change; /* starts done when it came: the cache shrinks before a start */
+	unsigned changes;
 };
 
 static int fake_start(void *ctx, struct domain *d, char *err, size_t errlen)
@@ -100,6 +103,20 @@ static bool fake_wait(void *ctx, bool (*done)(struct api *a, void *arg), void *a
 	return done(&A, arg);
 }
 
+static void fake_memory_changed(void *ctx, uint64_t free_mib)
+{
+	struct fake *f = ctx;
+
+	f->free_seen = free_mib;
+	f->starts_at_change = f->starts;
+	f->changes++;
+}
+
+static void fake_host(void *ctx, json_t *out)
+{
+	json_object_set_new(out, "blk_cache", json_pack("{s:i,s:f}", "size_bytes", 65536, "hit_ratio", 0.5));
+}
+
 static const struct domain_ops fake_ops = {
 	.start = fake_start,
 	.request = fake_request,
@@ -107,6 +124,8 @@ static const struct domain_ops fake_ops = {
 	.event = fake_event,
 	.balloon_set = fake_balloon_set,
 	.wait = fake_wait,
+	.memory_changed = fake_memory_changed,
+	.host = fake_host,
 };
 
 static struct fake F;
@@ -277,6 +296,14 @@ static void test_create_and_list(void **state)
 	assert_int_equal(json_integer_value(json_object_get(J, "memory_free_mib")), 616);
 	assert_int_equal(json_integer_value(json_object_get(J, "vcpus")), 3);
 	assert_int_equal(json_integer_value(json_object_get(J, "domains")), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(J, "blk_cache"), "size_bytes")),
+			 65536);
+	/* The memory left idle was told before the second domain started, and after it went. */
+	assert_int_equal(F.changes, 2);
+	assert_int_equal(F.free_seen, 616);
+	assert_int_equal(F.starts_at_change, 1);
+	assert_int_equal(call("DELETE", "/v1/domains/db", NULL, NULL), 200);
+	assert_int_equal(F.free_seen, 744);
 }
 
 static void test_create_errors(void **state)

@@ -5,6 +5,14 @@
  * error status and the back-end goes on serving, a front-end that breaks
  * the protocol is dropped without harm to the other disk, and an image that
  * changed size is not served.
+ *
+ * Then the shared read cache, on a domus-blk driven over its control
+ * socket as domusd drives it: qcow2 overlays of one base image share the
+ * base's blocks (the second overlay's reads hit), data through the cache
+ * is the file's, a write to one overlay never shows in the other, a file
+ * attached read-only and then read-write by another disk is no longer
+ * served from the cache, a limit of zero and limits changed while reads
+ * are in flight.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +34,7 @@
 #include "../blkdriver/blkdriver.h"
 #include "devices/virtq.h"
 #include "lib/unix_socket.h"
+#include "vmm/blkctl.h"
 
 #define DISK_BYTES (1u << 20)
 #define SLOTS 64
@@ -327,6 +336,327 @@ static void test_size_changed(void **state)
 	blkdrv_close(&d);
 }
 
+/* ---- the shared read cache, through the control socket ---- */
+
+#define BASE_BYTES (4u << 20)
+#define CACHE_DISKS 5
+
+static char cdir[64];
+static pid_t cache_pid;
+static int ctl = -1;
+static uint8_t base[BASE_BYTES];
+static struct blkctl_disk cdisks[CACHE_DISKS];
+static unsigned ncdisks;
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0)
+		fail_msg("failed: %s", cmd);
+}
+
+/* Serves image (in cdir) as disk id on cdir/ID.sock. */
+static void cache_add(const char *id, const char *image, bool qcow2, bool readonly, bool direct)
+{
+	struct disk_config dc = {.qcow2 = qcow2, .readonly = readonly, .direct = direct};
+	char sock[128];
+
+	assert_true(ncdisks < CACHE_DISKS);
+	snprintf(dc.path, sizeof(dc.path), "%s/%s", cdir, image);
+	snprintf(sock, sizeof(sock), "%s/%s.sock", cdir, id);
+	if (blkctl_disk_open(&cdisks[ncdisks], id, &dc, sock, -1, 0, err, sizeof(err)) < 0 ||
+	    blkctl_add(ctl, &cdisks[ncdisks], err, sizeof(err)) < 0)
+		fail_msg("adding %s: %s", id, err);
+	ncdisks++;
+}
+
+static void cache_stats(struct blk_cache_stats *s)
+{
+	if (blkctl_cache_stats(ctl, s, err, sizeof(err)) < 0)
+		fail_msg("cache-stats: %s", err);
+}
+
+static void cache_limit(uint64_t bytes)
+{
+	if (blkctl_cache_limit(ctl, bytes, err, sizeof(err)) < 0)
+		fail_msg("cache-limit: %s", err);
+}
+
+static void open_id(struct blkdrv *d, const char *id)
+{
+	char sock[128];
+
+	snprintf(sock, sizeof(sock), "%s/%s.sock", cdir, id);
+	open_drv(d, sock);
+}
+
+/* Reads [off, off+len) through d in requests of chunk bytes and compares it with want. */
+static void read_check(struct blkdrv *d, uint64_t off, uint64_t len, uint32_t chunk, const uint8_t *want)
+{
+	for (uint64_t p = off; p < off + len; p += chunk) {
+		uint32_t n = off + len - p < chunk ? (uint32_t)(off + len - p) : chunk;
+		assert_int_equal(one(d, BLKDRV_T_IN, p / 512, n), BLKDRV_S_OK);
+		if (memcmp(blkdrv_data(d, 0), want + (p - off), n))
+			fail_msg("wrong data at byte %llu", (unsigned long long)p);
+	}
+}
+
+static int cache_setup(void **state)
+{
+	int sp[2];
+
+	snprintf(cdir, sizeof(cdir), "/tmp/domus-blk-cache.XXXXXX");
+	assert_non_null(mkdtemp(cdir));
+	srandom(11);
+	for (size_t i = 0; i < sizeof(base); i++)
+		base[i] = (uint8_t)random();
+	{
+		char path[128];
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/base.raw", cdir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		assert_int_equal(fwrite(base, 1, sizeof(base), f), sizeof(base));
+		fclose(f);
+	}
+	sh("cd %s && cp base.raw shared.raw && qemu-img convert -q -f raw -O qcow2 base.raw base.qcow2 && "
+	   "for o in o1 o2 o3; do qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 $o.qcow2; done", cdir);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+	cache_pid = fork();
+	assert_true(cache_pid >= 0);
+	if (cache_pid == 0) {
+		dup2(sp[1], 3);
+		execl(getenv("DOMUS_BLK"), "domus-blk", "--no-sandbox", "--quiet", "--control-fd", "3",
+		      "--cache-mib", "16", (char *)NULL);
+		_exit(127);
+	}
+	close(sp[1]);
+	ctl = sp[0];
+	cache_add("o1", "o1.qcow2", true, false, false);
+	cache_add("o2", "o2.qcow2", true, false, false);
+	cache_add("o3", "o3.qcow2", true, false, true); /* cache=none */
+	return 0;
+}
+
+static int cache_teardown(void **state)
+{
+	int st;
+
+	close(ctl); /* domus-blk ends with its supervisor */
+	waitpid(cache_pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (unsigned i = 0; i < ncdisks; i++)
+		blkctl_disk_close(&cdisks[i], true);
+	sh("rm -rf %s", cdir);
+	return 0;
+}
+
+/* The second overlay reads what the first brought in: hits, and the base's bytes. */
+static void test_cache_shared_base(void **state)
+{
+	struct blkdrv a, b, c;
+	struct blk_cache_stats s0, s1, s2;
+
+	cache_stats(&s0);
+	assert_int_equal(s0.limit, 16u << 20);
+	open_id(&a, "o1");
+	read_check(&a, 0, BASE_BYTES, 65536, base);
+	cache_stats(&s1);
+	assert_true(s1.misses > s0.misses);
+	assert_true(s1.size >= BASE_BYTES);
+	assert_int_equal(s1.insertions - s0.insertions, BASE_BYTES / BLK_CACHE_BLOCK);
+	open_id(&b, "o2");
+	read_check(&b, 0, BASE_BYTES, 65536, base);
+	/* Pieces that do not fit the blocks: inside one, across two, odd sizes. */
+	read_check(&b, 3 * 512, 4096, 4096, base + 3 * 512);
+	read_check(&b, 65536 - 512, 8192, 8192, base + 65536 - 512);
+	read_check(&b, 1000 * 512, 65536, 65536, base + 1000 * 512);
+	cache_stats(&s2);
+	assert_int_equal(s2.hit_bytes - s1.hit_bytes, BASE_BYTES + 4096 + 8192 + 65536);
+	assert_int_equal(s2.misses, s1.misses);
+	assert_int_equal(s2.insertions, s1.insertions);
+	/* cache=none: the same blocks serve it. */
+	open_id(&c, "o3");
+	read_check(&c, 0, BASE_BYTES, 32768, base);
+	cache_stats(&s1);
+	assert_int_equal(s1.hit_bytes - s2.hit_bytes, BASE_BYTES);
+	blkdrv_close(&c);
+	blkdrv_close(&b);
+	blkdrv_close(&a);
+}
+
+/* What one overlay writes lands in the overlay; the other, and the base, never see it. */
+static void test_cache_overlay_write(void **state)
+{
+	static uint8_t mine[256 * 1024];
+	struct blkdrv a, b;
+	uint8_t file[4096];
+
+	open_id(&a, "o1");
+	open_id(&b, "o2");
+	read_check(&b, 0, sizeof(mine), 65536, base); /* the range is in the cache */
+	memset(mine, 0xd7, sizeof(mine));
+	for (unsigned off = 0; off < sizeof(mine); off += 65536) {
+		memcpy(blkdrv_data(&a, 0), mine + off, 65536);
+		assert_int_equal(one(&a, BLKDRV_T_OUT, off / 512, 65536), BLKDRV_S_OK);
+	}
+	assert_int_equal(one(&a, BLKDRV_T_FLUSH, 0, 0), BLKDRV_S_OK);
+	read_check(&a, 0, sizeof(mine), 65536, mine);
+	read_check(&b, 0, sizeof(mine), 65536, base);
+	read_check(&b, 0, sizeof(mine), 4096, base);
+	/* A write of part of a cluster copies the rest from the base: both halves right. */
+	memset(blkdrv_data(&a, 0), 0x11, 4096);
+	assert_int_equal(one(&a, BLKDRV_T_OUT, (1u << 20) / 512, 4096), BLKDRV_S_OK);
+	memcpy(file, blkdrv_data(&a, 0), sizeof(file));
+	assert_int_equal(one(&a, BLKDRV_T_IN, (1u << 20) / 512, 65536), BLKDRV_S_OK);
+	assert_memory_equal(blkdrv_data(&a, 0), file, 4096);
+	assert_memory_equal(blkdrv_data(&a, 0) + 4096, base + (1u << 20) + 4096, 65536 - 4096);
+	read_check(&b, 1u << 20, 65536, 65536, base + (1u << 20));
+	/* The base image holds what it held. */
+	sh("cd %s && qemu-img convert -q -O raw base.qcow2 base.check && cmp -s base.check base.raw", cdir);
+	blkdrv_close(&b);
+	blkdrv_close(&a);
+}
+
+/* A file attached read-only is cached; once a disk writes it, readers see the writes. */
+static void test_cache_writer_stops_caching(void **state)
+{
+	static uint8_t now[1u << 20];
+	struct blkdrv ro, rw;
+	struct blk_cache_stats s0, s1;
+
+	cache_add("r1", "shared.raw", false, true, false);
+	open_id(&ro, "r1");
+	read_check(&ro, 0, sizeof(now), 65536, base);
+	cache_stats(&s0);
+	read_check(&ro, 0, sizeof(now), 65536, base);
+	cache_stats(&s1);
+	assert_int_equal(s1.hit_bytes - s0.hit_bytes, sizeof(now));
+	cache_add("w1", "shared.raw", false, false, false);
+	open_id(&rw, "w1");
+	memcpy(now, base, sizeof(now));
+	memset(now + 8192, 0x99, 65536);
+	memcpy(blkdrv_data(&rw, 0), now + 8192, 65536);
+	assert_int_equal(one(&rw, BLKDRV_T_OUT, 8192 / 512, 65536), BLKDRV_S_OK);
+	read_check(&ro, 0, sizeof(now), 65536, now);
+	cache_stats(&s0);
+	assert_int_equal(s0.hit_bytes, s1.hit_bytes);
+	blkdrv_close(&rw);
+	blkdrv_close(&ro);
+}
+
+static long anon_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* A limit of zero: the memory goes back, reads go to the files and are right. */
+static void test_cache_zero_limit(void **state)
+{
+	struct blkdrv b;
+	struct blk_cache_stats s0, s1;
+	long full, after;
+
+	open_id(&b, "o2");
+	read_check(&b, 0, BASE_BYTES, 65536, base);
+	cache_stats(&s0);
+	assert_true(s0.size >= BASE_BYTES);
+	full = anon_kib(cache_pid);
+	cache_limit(0);
+	cache_stats(&s0);
+	assert_int_equal(s0.size, 0);
+	assert_int_equal(s0.limit, 0);
+	after = anon_kib(cache_pid);
+	if (full - after < (long)BASE_BYTES / 1024 * 3 / 4)
+		fail_msg("domus-blk's anonymous memory went from %ld to %ld KiB", full, after);
+	read_check(&b, 0, BASE_BYTES, 65536, base);
+	read_check(&b, 512, 4096, 4096, base + 512);
+	cache_stats(&s1);
+	assert_int_equal(s1.hit_bytes, s0.hit_bytes);
+	assert_int_equal(s1.size, 0);
+	cache_limit(16u << 20);
+	blkdrv_close(&b);
+}
+
+/* Limits changed while many reads (hits and misses) are in flight: every read right. */
+static void test_cache_limit_in_flight(void **state)
+{
+	static const uint64_t limits[] = {0, BLK_CACHE_BLOCK, 3 * BLK_CACHE_BLOCK, 16u << 20, 1u << 20};
+	struct blkdrv b;
+	uint64_t sector[SLOTS];
+	uint32_t len[SLOTS];
+
+	open_id(&b, "o3");
+	cache_limit(1u << 20);
+	for (int round = 0; round < 30; round++) {
+		completed = 0;
+		for (unsigned s = 0; s < SLOTS; s++) {
+			len[s] = (uint32_t)(512 * (1 + random() % 128));
+			sector[s] = (uint64_t)random() % (BASE_BYTES / 512 - len[s] / 512 + 1);
+			memset(status_of + s, BLKDRV_STATUS_NONE, 1);
+			assert_int_equal(blkdrv_submit(&b, s, BLKDRV_T_IN, sector[s], len[s]), 0);
+		}
+		assert_int_equal(blkdrv_kick(&b), 0);
+		cache_limit(limits[round % 5]);
+		for (int i = 0; i < 100 && completed < SLOTS; i++)
+			assert_true(blkdrv_reap(&b, 100, on_done, NULL) >= 0);
+		assert_int_equal(completed, SLOTS);
+		for (unsigned s = 0; s < SLOTS; s++) {
+			assert_int_equal(status_of[s], BLKDRV_S_OK);
+			if (memcmp(blkdrv_data(&b, s), base + sector[s] * 512, len[s]))
+				fail_msg("round %d slot %u: wrong data", round, s);
+		}
+	}
+	{
+		struct blk_cache_stats s;
+		cache_stats(&s);
+		assert_true(s.size <= s.limit);
+	}
+	cache_limit(16u << 20);
+	blkdrv_close(&b);
+}
+
+/* Bad cache messages get an error and change nothing. */
+static void test_cache_bad_messages(void **state)
+{
+	static const char *bad[] = {"cache-limit\nlots", "cache-limit\n-1", "cache-limit\n",
+				    "cache-limit\n99999999999999999999999", "cache-stats\nextra"};
+	struct blk_cache_stats s;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char reply[600];
+		ssize_t n;
+		unsigned nfds;
+		int fds[UNIX_MAX_FDS];
+
+		assert_int_equal(unix_send_fds(ctl, bad[i], strlen(bad[i]), NULL, 0), 0);
+		n = unix_recv_fds(ctl, reply, sizeof(reply) - 1, fds, UNIX_MAX_FDS, &nfds);
+		assert_true(n > 0);
+		reply[n] = 0;
+		if (strncmp(reply, "error ", 6))
+			fail_msg("'%s' got '%s'", bad[i], reply);
+	}
+	cache_stats(&s);
+	assert_int_equal(s.limit, 16u << 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +668,17 @@ int main(void)
 		cmocka_unit_test(test_size_changed),
 	};
 
+	const struct CMUnitTest cache_tests[] = {
+		cmocka_unit_test(test_cache_shared_base),
+		cmocka_unit_test(test_cache_overlay_write),
+		cmocka_unit_test(test_cache_writer_stops_caching),
+		cmocka_unit_test(test_cache_zero_limit),
+		cmocka_unit_test(test_cache_limit_in_flight),
+		cmocka_unit_test(test_cache_bad_messages),
+	};
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	failed = cmocka_run_group_tests(tests, setup, teardown);
+	return failed + cmocka_run_group_tests_name("cache", cache_tests, cache_setup, cache_teardown);
 }

@@ -63,12 +63,38 @@ static void test_claims(void **state)
 	assert_int_equal(mem_account_free(&a), 0);
 }
 
+/* The cache takes half of the idle memory, at most its maximum, nothing when that is tiny. */
+static void test_cache_policy(void **state)
+{
+	struct mem_account a = {.capacity_mib = 4000};
+	uint64_t before;
+
+	assert_int_equal(mem_account_cache_mib(mem_account_free(&a), 1024), 1024);
+	assert_int_equal(mem_account_cache_mib(1000, 1024), 500);
+	assert_int_equal(mem_account_cache_mib(1000, 0), 0); /* the cache switched off */
+	assert_int_equal(mem_account_cache_mib(16, 1024), 8);
+	assert_int_equal(mem_account_cache_mib(15, 1024), 0);
+	assert_int_equal(mem_account_cache_mib(0, 1024), 0);
+	assert_int_equal(mem_account_cache_mib(UINT64_MAX, UINT64_MAX), UINT64_MAX / 2);
+	/* A domain admitted shrinks the cache, and the two together never pass the capacity. */
+	for (uint64_t claim = 0; claim <= 4000; claim += 250) {
+		char err[256];
+		struct mem_account b = {.capacity_mib = 4000};
+		assert_int_equal(mem_account_claim(&b, claim, err, sizeof(err)), 0);
+		assert_true(b.used_mib + mem_account_cache_mib(mem_account_free(&b), UINT64_MAX) <= b.capacity_mib);
+	}
+	before = mem_account_cache_mib(mem_account_free(&a), 4000);
+	a.used_mib = 3000;
+	assert_true(mem_account_cache_mib(mem_account_free(&a), 4000) < before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_meminfo),
 		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_cache_policy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
