@@ -302,7 +302,7 @@ static void balloon_reset(struct virtio_dev *vd)
 	signal_event(b);
 }
 
-static const struct virtio_device_ops virtio_balloon_ops = {
+const struct virtio_device_ops virtio_balloon_ops = {
 	.name = "virtio-balloon",
 	.device_id = VIRTIO_ID_BALLOON,
 	.pci_class = 0x058000, /* memory controller, other */

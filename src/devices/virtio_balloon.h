@@ -94,6 +94,9 @@ struct balloon_info {
 	char last_error[160];
 };
 
+/* The device's operations (the fuzz target drives them directly). */
+extern const struct virtio_device_ops virtio_balloon_ops;
+
 int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_oom,
 		       uint64_t target_bytes) __attribute__((warn_unused_result));
 /* Sets the domain's memory (RAM minus the balloon); -ERANGE if above RAM. Any thread. */
