@@ -205,6 +205,11 @@ static void test_mem_set(void **state)
 	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 300);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
 			    "inflating");
+	/* A guest that has not got there within the time allowed is reported so. */
+	api_find(&A, "web")->balloon.target_set.tv_sec -= API_BALLOON_TIMEOUT_S + 1;
+	call("GET", "/v1/domains/web", NULL, NULL);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
+			    "timed out");
 	guest_says(api_find(&A, "web"), 128, 100);
 	assert_int_equal(num_of("/v1/domains/web", "memory_accounted_mib"), 128);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(J, "balloon"), "state")),
