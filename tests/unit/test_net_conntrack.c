@@ -100,8 +100,8 @@ static void test_tcp_handshake_and_fin(void **state)
 	assert_int_equal(state_of(ct, f), CT_TCP_SYN_SENT);
 	step(ct, syn, 1100, CT_ESTABLISHED, CT_TCP_SYN_SENT, f); /* retransmitted */
 	/* The originator cannot answer its own SYN; data before the handshake is refused. */
-	step(ct, tcp(A, 40000, B, 22, PKT_TCP_SYN | PKT_TCP_ACK), 1100, CT_INVALID,
-	     CT_TCP_SYN_SENT, f);
+	step(ct, tcp(A, 40000, B, 22, PKT_TCP_SYN | PKT_TCP_ACK), 1100, CT_INVALID, CT_TCP_SYN_SENT,
+	     f);
 	step(ct, tcp(B, 22, A, 40000, PKT_TCP_ACK), 1100, CT_INVALID, CT_TCP_SYN_SENT, f);
 	step(ct, tcp(B, 22, A, 40000, PKT_TCP_SYN | PKT_TCP_ACK), 1200, CT_ESTABLISHED,
 	     CT_TCP_SYN_RECV, f);
@@ -153,8 +153,8 @@ static void test_tcp_reset_and_timeouts(void **state)
 	assert_int_equal(ct_new(64, 0, 1, &ct), 0);
 	/* A refused connection: RST+ACK from the other side closes it. */
 	f = open_flow(ct, &syn, 0);
-	step(ct, tcp(B, 80, A, 40000, PKT_TCP_RST | PKT_TCP_ACK), 10, CT_ESTABLISHED,
-	     CT_TCP_CLOSED, f);
+	step(ct, tcp(B, 80, A, 40000, PKT_TCP_RST | PKT_TCP_ACK), 10, CT_ESTABLISHED, CT_TCP_CLOSED,
+	     f);
 	step(ct, tcp(A, 40000, B, 80, PKT_TCP_ACK), 20, CT_INVALID, CT_TCP_CLOSED, f);
 	/* CLOSED lasts 10 s. */
 	assert_int_equal(ct_expire(ct, 10000), 0);
@@ -318,14 +318,15 @@ static void test_recheck(void **state)
 	struct vfr_rule r;
 	struct ct_table *ct;
 	struct ct_ends web = {.dir = VFR_DIR_IN, .dst_domain = 1, .src_net = 10, .dst_net = 10};
-	struct pkt ssh = tcp(A, 40000, B, 22, PKT_TCP_SYN), http = tcp(A, 40001, B, 80, PKT_TCP_SYN);
+	struct pkt ssh = tcp(A, 40000, B, 22, PKT_TCP_SYN),
+		   http = tcp(A, 40001, B, 80, PKT_TCP_SYN);
 	uint32_t fs, fh, id;
 	char err[128];
 
 	assert_int_equal(vfr_ruleset_new(VFR_DROP, &rs), 0);
-	assert_int_equal(vfr_rule_parse("accept in proto tcp to 10.0.2.0/24 port 22,80", &r, err,
-					sizeof(err)),
-			 0);
+	assert_int_equal(
+	    vfr_rule_parse("accept in proto tcp to 10.0.2.0/24 port 22,80", &r, err, sizeof(err)),
+	    0);
 	assert_int_equal(vfr_ruleset_insert(rs, 0, &r, &id), 0);
 	assert_int_equal(ct_new(64, 0, 1, &ct), 0);
 	ct_set_done(ct, done, NULL);
@@ -447,14 +448,14 @@ static void test_in_place(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tcp_handshake_and_fin),
-		cmocka_unit_test(test_tcp_reset_and_timeouts),
-		cmocka_unit_test(test_udp_icmp),
-		cmocka_unit_test(test_related),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_recheck),
-		cmocka_unit_test(test_save_restore),
-		cmocka_unit_test(test_in_place),
+	    cmocka_unit_test(test_tcp_handshake_and_fin),
+	    cmocka_unit_test(test_tcp_reset_and_timeouts),
+	    cmocka_unit_test(test_udp_icmp),
+	    cmocka_unit_test(test_related),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_recheck),
+	    cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
