@@ -184,7 +184,9 @@ static uint32_t rebuild(struct ct_table *ct)
 
 		if (f->state != CT_FREE &&
 		    (f->state >= CT_STATE_COUNT || !proto_of_state(f->proto, f->state) ||
-		     f->owner >= CT_MAX_DOMAINS || find(ct, &k, -1, &dir) != CT_NIL)) {
+		     f->owner >= CT_MAX_DOMAINS ||
+		     /* A duplicate; echo flows both ways with one id are two flows. */
+		     find(ct, &k, f->proto == PKT_PROTO_ICMP ? 0 : -1, &dir) != CT_NIL)) {
 			dropped++;
 			f->state = CT_FREE;
 		}

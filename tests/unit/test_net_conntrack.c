@@ -438,9 +438,15 @@ static void test_in_place(void **state)
 	assert_int_equal(ct_init(mem, len, 16, 0, 5, &ct), 0);
 	assert_int_equal(ct_capacity(ct), 16);
 	f = open_flow(ct, &q, 0);
+	/* Pings both ways with one id: two flows, both kept by the attach below. */
+	struct pkt ab = echo(A, B, PKT_ICMP_ECHO, 7), ba = echo(B, A, PKT_ICMP_ECHO, 7);
+	uint32_t fab = open_flow(ct, &ab, 0), fba = open_flow(ct, &ba, 0);
 	ct_free(ct); /* the handle only */
 	assert_int_equal(ct_attach(mem, len, &ct, err, sizeof(err)), 0);
+	assert_int_equal(ct_count(ct), 3);
 	step(ct, udp(B, 2, A, 1), 1, CT_ESTABLISHED, CT_UDP_REPLIED, f);
+	step(ct, echo(B, A, PKT_ICMP_ECHO_REPLY, 7), 1, CT_ESTABLISHED, CT_ICMP_REPLIED, fab);
+	step(ct, echo(A, B, PKT_ICMP_ECHO_REPLY, 7), 1, CT_ESTABLISHED, CT_ICMP_REPLIED, fba);
 	ct_free(ct);
 	free(mem);
 }
