@@ -258,31 +258,46 @@ static int domain_verb(int argc, char **argv, const char *method, const char *ac
 	return simple(method, path, NULL);
 }
 
-/* Waits until the domain is gone or stopped and preserved. */
-static int wait_gone(const char *name)
+/*
+ * Polls GET /v1/domains/NAME every 200 ms until done() says the wait is
+ * over (-1 to go on, or the exit status); reply is NULL once it is gone.
+ */
+static int poll_domain(const char *name, int (*done)(const char *name, json_t *reply))
 {
 	char path[256];
 
 	snprintf(path, sizeof(path), "/v1/domains/%s", name);
 	for (;;) {
 		json_t *reply;
-		int status = client_request(&C, "GET", path, NULL, NULL, 0, &reply, NULL);
-		const char *state;
+		int status = client_request(&C, "GET", path, NULL, NULL, 0, &reply, NULL), ret;
 
 		if (status < 0)
 			return EXIT_UNREACHABLE;
+		if (status >= 300 && status != 404)
+			return refused(reply, status);
 		if (status == 404) {
 			json_decref(reply);
-			return 0;
+			reply = NULL;
 		}
-		state = json_string_value(json_object_get(reply, "state"));
-		if (state && (!strcmp(state, "shutdown") || !strcmp(state, "crashed"))) {
-			json_decref(reply);
-			return 0;
-		}
+		ret = done(name, reply);
 		json_decref(reply);
+		if (ret >= 0)
+			return ret;
 		poll(NULL, 0, 200);
 	}
+}
+
+/* Gone, or stopped and preserved. */
+static int gone_or_stopped(const char *name, json_t *reply)
+{
+	const char *state = json_string_value(json_object_get(reply, "state"));
+
+	return !reply || (state && (!strcmp(state, "shutdown") || !strcmp(state, "crashed"))) ? 0 : -1;
+}
+
+static int wait_gone(const char *name)
+{
+	return poll_domain(name, gone_or_stopped);
 }
 
 static int cmd_shutdown(int argc, char **argv)
@@ -509,35 +524,23 @@ static int cmd_top(int argc, char **argv)
 	return ret;
 }
 
-/* Polls the domain until its balloon has done what it can with the target. */
-static int wait_balloon(const char *name)
+/* The balloon has done what it can with the target. */
+static int balloon_settled(const char *name, json_t *reply)
 {
-	char path[256];
+	const char *state = json_string_value(json_object_get(json_object_get(reply, "balloon"), "state"));
 
-	snprintf(path, sizeof(path), "/v1/domains/%s", name);
-	for (;;) {
-		json_t *reply;
-		int status = client_request(&C, "GET", path, NULL, NULL, 0, &reply, NULL);
-		const char *state;
-
-		if (status < 0)
-			return EXIT_UNREACHABLE;
-		if (status >= 300)
-			return refused(reply, status);
-		state = json_string_value(json_object_get(json_object_get(reply, "balloon"), "state"));
-		if (!state || !strcmp(state, "reached")) {
-			json_decref(reply);
-			return 0;
-		}
-		if (!strcmp(state, "timed out") || !strcmp(state, "deflated by the guest")) {
-			fprintf(stderr, "domus: domain %s: balloon %s at %.0f MiB of a %.0f MiB target\n",
-				name, state, num(reply, "actual_mib"), num(reply, "target_mib"));
-			json_decref(reply);
-			return EXIT_REFUSED;
-		}
-		json_decref(reply);
-		poll(NULL, 0, 200);
+	if (!reply) {
+		fprintf(stderr, "domus: domain %s is gone\n", name);
+		return EXIT_REFUSED;
 	}
+	if (!state || !strcmp(state, "reached"))
+		return 0;
+	if (!strcmp(state, "timed out") || !strcmp(state, "deflated by the guest")) {
+		fprintf(stderr, "domus: domain %s: balloon %s at %.0f MiB of a %.0f MiB target\n", name,
+			state, num(reply, "actual_mib"), num(reply, "target_mib"));
+		return EXIT_REFUSED;
+	}
+	return -1;
 }
 
 static int cmd_mem_set(int argc, char **argv)
@@ -565,7 +568,7 @@ static int cmd_mem_set(int argc, char **argv)
 	if (status >= 300)
 		return refused(reply, status);
 	json_decref(reply);
-	return wait ? wait_balloon(argv[1 + wait]) : 0;
+	return wait ? poll_domain(argv[1 + wait], balloon_settled) : 0;
 }
 
 static int cmd_events(int argc, char **argv)
