@@ -9,24 +9,24 @@
 
 /* The template's fields: IANA element id and length, in record order. */
 static const uint16_t fields[IPFIX_N_FIELDS][2] = {
-	{8, 4},	  /* sourceIPv4Address */
-	{12, 4},  /* destinationIPv4Address */
-	{7, 2},	  /* sourceTransportPort */
-	{11, 2},  /* destinationTransportPort */
-	{4, 1},	  /* protocolIdentifier */
-	{1, 8},	  /* octetDeltaCount */
-	{2, 8},	  /* packetDeltaCount */
-	{152, 8}, /* flowStartMilliseconds */
-	{153, 8}, /* flowEndMilliseconds */
-	{10, 4},  /* ingressInterface */
-	{14, 4},  /* egressInterface */
-	{89, 1},  /* forwardingStatus */
+    {8, 4},   /* sourceIPv4Address */
+    {12, 4},  /* destinationIPv4Address */
+    {7, 2},   /* sourceTransportPort */
+    {11, 2},  /* destinationTransportPort */
+    {4, 1},   /* protocolIdentifier */
+    {1, 8},   /* octetDeltaCount */
+    {2, 8},   /* packetDeltaCount */
+    {152, 8}, /* flowStartMilliseconds */
+    {153, 8}, /* flowEndMilliseconds */
+    {10, 4},  /* ingressInterface */
+    {14, 4},  /* egressInterface */
+    {89, 1},  /* forwardingStatus */
 };
 
 void ipfix_exporter_init(struct ipfix_exporter *x, uint32_t odid, uint32_t mtu)
 {
-	*x = (struct ipfix_exporter){.odid = odid, .mtu = mtu ? mtu : 1500,
-				     .refresh_ms = IPFIX_TEMPLATE_REFRESH_MS};
+	*x = (struct ipfix_exporter){
+	    .odid = odid, .mtu = mtu ? mtu : 1500, .refresh_ms = IPFIX_TEMPLATE_REFRESH_MS};
 }
 
 /* Network byte order writers: IPFIX is big-endian throughout (RFC 7011 section 3). */
@@ -90,10 +90,7 @@ static uint8_t *put_record(uint8_t *p, const struct ipfix_flow *f, bool reverse)
 	return put8(p, fwd_status(f->verdict));
 }
 
-static size_t records_of(const struct ipfix_flow *f)
-{
-	return f->rev_packets ? 2 : 1;
-}
+static size_t records_of(const struct ipfix_flow *f) { return f->rev_packets ? 2 : 1; }
 
 int ipfix_encode(struct ipfix_exporter *x, uint64_t now_ms, const struct ipfix_flow *flows,
 		 size_t n, size_t *used, uint8_t *buf, size_t len)

@@ -50,7 +50,7 @@
 enum ipfix_verdict { IPFIX_ACCEPT, IPFIX_DROP, IPFIX_REJECT };
 
 struct ipfix_flow {
-	uint64_t start_ms, end_ms; /* since the epoch */
+	uint64_t start_ms, end_ms;	     /* since the epoch */
 	const char *src_domain, *dst_domain; /* NULL: outside, beyond the uplink */
 	uint32_t src_port_if, dst_port_if;   /* the domains' VFR ports, as interface indexes */
 	uint32_t src_addr, dst_addr;	     /* IPv4, host order */
@@ -65,9 +65,9 @@ struct ipfix_flow {
 /* One exporter per collector and observation domain. */
 struct ipfix_exporter {
 	uint32_t odid;
-	uint32_t mtu;	      /* path MTU to the collector; messages stay within it */
-	uint32_t refresh_ms;  /* 0: IPFIX_TEMPLATE_REFRESH_MS */
-	uint32_t seq;	      /* data records sent so far, modulo 2^32 */
+	uint32_t mtu;	     /* path MTU to the collector; messages stay within it */
+	uint32_t refresh_ms; /* 0: IPFIX_TEMPLATE_REFRESH_MS */
+	uint32_t seq;	     /* data records sent so far, modulo 2^32 */
 	bool template_sent;
 	uint64_t template_ms; /* when it was last sent */
 };

@@ -8,10 +8,7 @@
 
 #define NPORTS 65536u
 
-static bool slot_used(const struct rsip_slice *s)
-{
-	return s->start <= s->end;
-}
+static bool slot_used(const struct rsip_slice *s) { return s->start <= s->end; }
 
 static void slot_clear(struct rsip_slice *s)
 {
@@ -97,8 +94,9 @@ static void describe_conflict(const struct rsip_table *t, struct rsip_range r, u
 		for (size_t i = 0; i < t->cfg.n_forbidden; i++) {
 			const struct rsip_range *f = &t->cfg.forbidden[i];
 			if (p >= f->start && p <= f->end) {
-				snprintf(err, errlen, "slice %u-%u overlaps the reserved range %u-%u",
-					 r.start, r.end, f->start, f->end);
+				snprintf(err, errlen,
+					 "slice %u-%u overlaps the reserved range %u-%u", r.start,
+					 r.end, f->start, f->end);
 				return;
 			}
 		}
@@ -136,8 +134,8 @@ static int check_new_domain(const struct rsip_table *t, uint32_t domid, char *er
 
 	if (i < 0)
 		return 0;
-	snprintf(err, errlen, "domain %u already has the slice %u-%u", domid,
-		 t->slices[i].start, t->slices[i].end);
+	snprintf(err, errlen, "domain %u already has the slice %u-%u", domid, t->slices[i].start,
+		 t->slices[i].end);
 	return -EEXIST;
 }
 
@@ -293,15 +291,9 @@ int rsip_owner(const struct rsip_table *t, uint16_t port, uint32_t *domid)
 }
 
 /* ICMP types that carry the header of the packet they are about (RFC 792). */
-static bool icmp_is_error(uint8_t type)
-{
-	return type == 3 || type == 11 || type == 12;
-}
+static bool icmp_is_error(uint8_t type) { return type == 3 || type == 11 || type == 12; }
 
-static bool has_ports(uint8_t proto)
-{
-	return proto == RSIP_PROTO_TCP || proto == RSIP_PROTO_UDP;
-}
+static bool has_ports(uint8_t proto) { return proto == RSIP_PROTO_TCP || proto == RSIP_PROTO_UDP; }
 
 int rsip_demux(const struct rsip_table *t, const struct rsip_packet *p, uint32_t *domid)
 {
@@ -363,10 +355,7 @@ int rsip_parse_port_range(const char *text, struct rsip_range *out)
 	return 0;
 }
 
-static int fitted(int n, size_t len)
-{
-	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
-}
+static int fitted(int n, size_t len) { return n < 0 || (size_t)n >= len ? -ENOSPC : n; }
 
 int rsip_format_cmdline(uint32_t addr, struct rsip_range r, char *buf, size_t len)
 {
@@ -379,8 +368,8 @@ int rsip_format_cmdline(uint32_t addr, struct rsip_range r, char *buf, size_t le
 int rsip_format_sysctl(struct rsip_range r, char *buf, size_t len)
 {
 	return fitted(
-		snprintf(buf, len, "sysctl -w net.ipv4.ip_local_port_range=\"%u %u\"", r.start, r.end),
-		len);
+	    snprintf(buf, len, "sysctl -w net.ipv4.ip_local_port_range=\"%u %u\"", r.start, r.end),
+	    len);
 }
 
 int rsip_format_dhcp_option(struct rsip_range r, uint8_t *buf, size_t len)

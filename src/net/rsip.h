@@ -63,11 +63,11 @@ struct rsip_table {
 
 /* A packet as the VFR's parser gives it, only what RSIP looks at. */
 struct rsip_packet {
-	uint8_t proto;		       /* RSIP_PROTO_* or any other IP protocol */
-	uint16_t src_port, dst_port;   /* TCP, UDP */
-	uint8_t icmp_type;	       /* ICMP */
-	uint16_t icmp_id;	       /* ICMP echo request and reply */
-	uint8_t inner_proto;	       /* ICMP error: the embedded original header */
+	uint8_t proto;		     /* RSIP_PROTO_* or any other IP protocol */
+	uint16_t src_port, dst_port; /* TCP, UDP */
+	uint8_t icmp_type;	     /* ICMP */
+	uint16_t icmp_id;	     /* ICMP echo request and reply */
+	uint8_t inner_proto;	     /* ICMP error: the embedded original header */
 	uint16_t inner_src_port, inner_dst_port;
 };
 
@@ -77,7 +77,7 @@ struct rsip_packet {
  * or -ENOMEM.
  */
 int rsip_init(struct rsip_table *t, const struct rsip_config *cfg, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void rsip_free(struct rsip_table *t);
 
 /*

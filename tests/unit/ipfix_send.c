@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/ipfix.h"
@@ -47,15 +47,21 @@ int main(int argc, char **argv)
 	}
 	/* Enough flows for several messages of a 576-byte MTU, some one-way. */
 	for (int i = 0; i < N; i++) {
-		f[i] = (struct ipfix_flow){
-			.start_ms = now - 60000 + (uint64_t)i * 137, .end_ms = now - 1000 + (uint64_t)i,
-			.src_port_if = 1 + (uint32_t)(i % 3), .dst_port_if = 0,
-			.src_addr = 0xcb007107, .dst_addr = 0xc6336400u + (uint32_t)i,
-			.src_port = (uint16_t)(20000 + i), .dst_port = i % 2 ? 53 : 443,
-			.proto = i % 2 ? 17 : 6, .packets = 10 + (uint64_t)i,
-			.bytes = 1000 + (uint64_t)i * 1234567, .rev_packets = i % 4 ? 5 + (uint64_t)i : 0,
-			.rev_bytes = i % 4 ? 700 + (uint64_t)i * 77 : 0,
-			.verdict = i % 5 ? IPFIX_ACCEPT : IPFIX_DROP, .rule = (uint32_t)i};
+		f[i] = (struct ipfix_flow){.start_ms = now - 60000 + (uint64_t)i * 137,
+					   .end_ms = now - 1000 + (uint64_t)i,
+					   .src_port_if = 1 + (uint32_t)(i % 3),
+					   .dst_port_if = 0,
+					   .src_addr = 0xcb007107,
+					   .dst_addr = 0xc6336400u + (uint32_t)i,
+					   .src_port = (uint16_t)(20000 + i),
+					   .dst_port = i % 2 ? 53 : 443,
+					   .proto = i % 2 ? 17 : 6,
+					   .packets = 10 + (uint64_t)i,
+					   .bytes = 1000 + (uint64_t)i * 1234567,
+					   .rev_packets = i % 4 ? 5 + (uint64_t)i : 0,
+					   .rev_bytes = i % 4 ? 700 + (uint64_t)i * 77 : 0,
+					   .verdict = i % 5 ? IPFIX_ACCEPT : IPFIX_DROP,
+					   .rule = (uint32_t)i};
 	}
 	ipfix_exporter_init(&x, 7, 576);
 	rc = ipfix_export(&x, fd, now, f, N);

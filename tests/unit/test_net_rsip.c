@@ -1,4 +1,5 @@
-/* RSIP: slice allocation, refusals and their messages, save/restore, demultiplexing, guest strings. */
+/* RSIP: slice allocation, refusals and their messages, save/restore, demultiplexing, guest strings.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,12 +106,14 @@ static void test_exhaustion_message(void **state)
 	struct rsip_range r;
 	char err[160];
 
-	/* 10000-11199 free, a domain near its start: pieces of 50 and 1100, the big one unaligned. */
+	/* 10000-11199 free, a domain near its start: pieces of 50 and 1100, the big one unaligned.
+	 */
 	assert_int_equal(rsip_init(&t, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(rsip_request(&t, 1, (struct rsip_range){10050, 10099}, err, sizeof(err)),
 			 0);
 	assert_int_equal(rsip_alloc(&t, 2, 1200, &r, err, sizeof(err)), -ENOSPC);
-	assert_string_equal(err, "no free slice of 1200 ports: 1150 free in pieces of at most 1100");
+	assert_string_equal(err,
+			    "no free slice of 1200 ports: 1150 free in pieces of at most 1100");
 	/* A piece big enough but not aligned: the message says why. */
 	assert_int_equal(rsip_alloc(&t, 2, 1000, &r, err, sizeof(err)), -ENOSPC);
 	assert_string_equal(err, "no free slice of 1000 ports starting at a multiple of 1000: "
@@ -196,7 +199,8 @@ static void test_save_restore(void **state)
 	assert_int_equal(rsip_restore(&u, saved, 2, err, sizeof(err)), -EBUSY);
 	rsip_free(&u);
 
-	/* The host's ephemeral range grew over a saved slice: refused, the domain named, nothing kept. */
+	/* The host's ephemeral range grew over a saved slice: refused, the domain named, nothing
+	 * kept. */
 	struct rsip_config cfg = {.forbidden = {{0, 1023}, {32768, 63999}}, .n_forbidden = 2};
 	assert_int_equal(rsip_init(&u, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(rsip_restore(&u, saved, 2, err, sizeof(err)), -EBUSY);
@@ -228,14 +232,18 @@ static void test_demux(void **state)
 	udp.dst_port = 22000;
 	assert_int_equal(rsip_demux(&t, &udp, &d), -ENOENT);
 	/* Port unreachable about a UDP datagram domain 4 sent from 21500. */
-	struct rsip_packet unreach = {.proto = RSIP_PROTO_ICMP, .icmp_type = 3,
-				      .inner_proto = RSIP_PROTO_UDP, .inner_src_port = 21500,
+	struct rsip_packet unreach = {.proto = RSIP_PROTO_ICMP,
+				      .icmp_type = 3,
+				      .inner_proto = RSIP_PROTO_UDP,
+				      .inner_src_port = 21500,
 				      .inner_dst_port = 53};
 	assert_int_equal(rsip_demux(&t, &unreach, &d), 0);
 	assert_int_equal(d, 4);
 	/* Time exceeded about domain 3's TCP segment. */
-	struct rsip_packet ttl = {.proto = RSIP_PROTO_ICMP, .icmp_type = 11,
-				  .inner_proto = RSIP_PROTO_TCP, .inner_src_port = 20001};
+	struct rsip_packet ttl = {.proto = RSIP_PROTO_ICMP,
+				  .icmp_type = 11,
+				  .inner_proto = RSIP_PROTO_TCP,
+				  .inner_src_port = 20001};
 	assert_int_equal(rsip_demux(&t, &ttl, &d), 0);
 	assert_int_equal(d, 3);
 	ttl.inner_proto = 47; /* GRE: no port to go by */
@@ -275,8 +283,10 @@ static void test_outbound(void **state)
 	p.icmp_id = 1234;
 	assert_false(rsip_outbound_ok(&t, 3, &p));
 	/* Domain 4 says port unreachable about a datagram sent to its 21234. */
-	p = (struct rsip_packet){.proto = RSIP_PROTO_ICMP, .icmp_type = 3,
-				 .inner_proto = RSIP_PROTO_UDP, .inner_src_port = 53,
+	p = (struct rsip_packet){.proto = RSIP_PROTO_ICMP,
+				 .icmp_type = 3,
+				 .inner_proto = RSIP_PROTO_UDP,
+				 .inner_src_port = 53,
 				 .inner_dst_port = 21234};
 	assert_true(rsip_outbound_ok(&t, 4, &p));
 	assert_false(rsip_outbound_ok(&t, 3, &p));
@@ -319,11 +329,11 @@ static void test_guest_strings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_alloc_aligned),	   cmocka_unit_test(test_forbidden_never_given),
-		cmocka_unit_test(test_overlap_refused),	   cmocka_unit_test(test_exhaustion_message),
-		cmocka_unit_test(test_release_reuse),	   cmocka_unit_test(test_save_restore),
-		cmocka_unit_test(test_demux),		   cmocka_unit_test(test_outbound),
-		cmocka_unit_test(test_guest_strings),
+	    cmocka_unit_test(test_alloc_aligned),   cmocka_unit_test(test_forbidden_never_given),
+	    cmocka_unit_test(test_overlap_refused), cmocka_unit_test(test_exhaustion_message),
+	    cmocka_unit_test(test_release_reuse),   cmocka_unit_test(test_save_restore),
+	    cmocka_unit_test(test_demux),	    cmocka_unit_test(test_outbound),
+	    cmocka_unit_test(test_guest_strings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
