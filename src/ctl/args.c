@@ -10,7 +10,8 @@
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB] [--maxmem MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
-	"                 [--pmem PATH[,ro|,rw]]... [--on-reboot restart|exit] [--no-balloon]\n"
+	"                 [--pmem PATH[,ro|,rw]]... [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
+	"                 [--on-reboot restart|exit] [--no-balloon]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -165,7 +166,8 @@ static bool has_option(int argc, char **argv, const char *name)
 
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
-	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON, OPT_PMEM };
+	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON, OPT_PMEM,
+	       OPT_NET };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -178,6 +180,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"vcpus", required_argument, NULL, 'n'},
 		{"disk", required_argument, NULL, 'd'},
 		{"pmem", required_argument, NULL, OPT_PMEM},
+		{"net", required_argument, NULL, OPT_NET},
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"config", required_argument, NULL, OPT_CONFIG},
@@ -239,6 +242,15 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 			if (pmem_spec_parse(optarg, &cfg->pmems[cfg->npmems], why, sizeof(why)) < 0)
 				return bad(err, errlen, "--pmem %s", why);
 			cfg->npmems++;
+			break;
+		}
+		case OPT_NET: {
+			char why[256];
+			if (cfg->nnics == VM_MAX_NICS)
+				return bad(err, errlen, "too many network interfaces: at most %u", VM_MAX_NICS);
+			if (nic_spec_parse(optarg, cfg->nnics, &cfg->nics[cfg->nnics], why, sizeof(why)) < 0)
+				return bad(err, errlen, "--net %s", why);
+			cfg->nnics++;
 			break;
 		}
 		case OPT_ON_REBOOT:

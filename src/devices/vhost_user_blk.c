@@ -1,11 +1,8 @@
 #include "devices/vhost_user_blk.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "lib/log.h"
 #include "vmm/vm.h"
@@ -37,136 +34,42 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	    !(vd->driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)))
 		return;
 	d->config[CONFIG_WRITEBACK] = *(const uint8_t *)data;
-	if (d->connected && d->started &&
-	    vhost_frontend_set_config(&d->fe, CONFIG_WRITEBACK, data, 1, err, sizeof(err)) < 0)
-		log_warnx("vhost-user-blk %s: cache mode: %s", d->path, err);
+	if (d->u.connected && d->u.started &&
+	    vhost_frontend_set_config(&d->u.fe, CONFIG_WRITEBACK, data, 1, err, sizeof(err)) < 0)
+		log_warnx("vhost-user-blk %s: cache mode: %s", d->u.path, err);
+}
+
+/* A back-end that restarted must learn the guest's cache mode again. */
+static int prepare(struct vhost_user_dev *u, char *err, size_t errlen)
+{
+	struct vhost_user_blk *d = u->vdev.priv;
+
+	if (!(u->vdev.driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)))
+		return 0;
+	return vhost_frontend_set_config(&u->fe, CONFIG_WRITEBACK, &d->config[CONFIG_WRITEBACK], 1,
+					 err, errlen);
 }
 
 static void queue_notify(struct virtio_dev *vd, unsigned q)
 {
-	uint64_t one = 1;
-
-	if (q == 0 && of(vd)->started && write(of(vd)->kick_fd, &one, 8) < 0)
-		log_warn("vhost-user-blk: kick");
-}
-
-static void stop(struct vhost_user_blk *d)
-{
-	if (d->started && d->connected && vhost_frontend_stop_queue(&d->fe, 0) < 0)
-		log_warnx("vhost-user-blk: the back-end did not stop its queue");
-	d->started = false;
-}
-
-/* Hands the back-end memory, inflight area and queue 0. Lock held. */
-static int start_backend(struct vhost_user_blk *d, char *err, size_t errlen)
-{
-	struct virtio_dev *vd = &d->vdev;
-	struct virtq *vq = &vd->vqs[0];
-	uint16_t *used_idx = gmem_ptr(&vd->vm->mem, vq->used_gpa + 2, 2);
-	int ret;
-
-	if (!used_idx) {
-		snprintf(err, errlen, "the used ring is outside guest memory");
-		return -EFAULT;
-	}
-	if ((ret = vhost_frontend_setup(&d->fe, vd->driver_features, &vd->vm->mem, err, errlen)) < 0 ||
-	    /* A back-end that restarted must learn the guest's cache mode again. */
-	    ((vd->driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)) &&
-	     (ret = vhost_frontend_set_config(&d->fe, CONFIG_WRITEBACK, &d->config[CONFIG_WRITEBACK], 1,
-					      err, errlen)) < 0) ||
-	    (ret = vhost_frontend_inflight(&d->fe, vq->size, &d->inflight_fd, &d->inflight_size, err,
-					   errlen)) < 0)
-		return ret;
-	/* What the driver sees completed; a back-end with an inflight area knows the rest. */
-	return vhost_frontend_start_queue(&d->fe, &vd->vm->mem, 0, vq->size, vq->desc_gpa,
-					  vq->avail_gpa, vq->used_gpa, *used_idx, d->kick_fd,
-					  d->call_fd, err, errlen);
+	vhost_user_dev_queue_notify(&of(vd)->u, q);
 }
 
 static void reset(struct virtio_dev *vd)
 {
-	stop(of(vd));
+	vhost_user_dev_reset(&of(vd)->u);
 }
 
 static void driver_ok(struct virtio_dev *vd)
 {
-	struct vhost_user_blk *d = of(vd);
-	char err[256];
-
-	if (!vd->vqs[0].enabled) {
-		virtio_needs_reset(vd, "DRIVER_OK without queue 0");
-		return;
-	}
-	d->started = true;
-	/* Without a back-end now, the next one is handed the queue when it comes. */
-	if (d->connected && start_backend(d, err, sizeof(err)) < 0)
-		log_warnx("vhost-user-blk %s: %s; waiting for the back-end to come back", d->path, err);
+	vhost_user_dev_driver_ok(&of(vd)->u);
 }
 
-/* The back-end went away: forget its connection, keep everything the guest sees. */
-static void backend_lost(struct vhost_user_blk *d)
-{
-	pthread_mutex_lock(&d->vdev.lock);
-	vhost_frontend_close(&d->fe);
-	d->connected = false;
-	pthread_mutex_unlock(&d->vdev.lock);
-	log_warnx("vhost-user-blk %s: the back-end went away; waiting for it", d->path);
-}
-
-/* A back-end listens again: negotiate and hand it the running queue. */
-static bool backend_back(struct vhost_user_blk *d)
-{
-	struct vhost_frontend fe;
-	char err[256];
-	bool ok = true;
-
-	if (vhost_frontend_connect(&fe, d->path, err, sizeof(err)) < 0)
-		return false;
-	pthread_mutex_lock(&d->vdev.lock);
-	d->fe = fe;
-	d->connected = true;
-	if (d->started && start_backend(d, err, sizeof(err)) < 0) {
-		vhost_frontend_close(&d->fe);
-		d->connected = false;
-		ok = false;
-	}
-	pthread_mutex_unlock(&d->vdev.lock);
-	if (ok) {
-		d->reconnects++;
-		log_info("vhost-user-blk %s: the back-end is back (reconnect %u)", d->path, d->reconnects);
-	}
-	return ok;
-}
-
-/*
- * Calls from the back-end become the queue's interrupt; a back-end that
- * hangs up is waited for and reconnected.
- */
-static void *call_thread(void *arg)
-{
-	struct vhost_user_blk *d = arg;
-
-	for (;;) {
-		struct pollfd p[3] = {{.fd = d->call_fd, .events = POLLIN},
-				      {.fd = d->stop_fd, .events = POLLIN},
-				      {.fd = d->connected ? d->fe.sock : -1, .events = POLLRDHUP}};
-		uint64_t v;
-
-		if (poll(p, 3, d->connected ? -1 : 20) < 0)
-			continue;
-		if (p[1].revents)
-			return NULL;
-		if ((p[0].revents & POLLIN) && read(d->call_fd, &v, sizeof(v)) == sizeof(v)) {
-			pthread_mutex_lock(&d->vdev.lock);
-			virtio_queue_signal(&d->vdev, 0);
-			pthread_mutex_unlock(&d->vdev.lock);
-		}
-		if (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))
-			backend_lost(d);
-		if (!d->connected)
-			backend_back(d);
-	}
-}
+static const struct vhost_user_dev_hooks blk_hooks = {
+	.kind = "vhost-user-blk",
+	.inflight = true,
+	.prepare = prepare,
+};
 
 static const struct virtio_device_ops vhost_user_blk_ops = {
 	.name = "vhost-user-blk",
@@ -188,64 +91,21 @@ int vhost_user_blk_add(struct vm *vm, struct vhost_user_blk *d, const char *path
 	int ret;
 
 	memset(d, 0, sizeof(*d));
-	d->kick_fd = d->call_fd = d->stop_fd = d->inflight_fd = -1;
-	snprintf(d->path, sizeof(d->path), "%s", path);
-	if (vm->mem.fd < 0) {
-		log_warnx("disk %s: vhost-user needs guest memory in a memfd", path);
-		return -EINVAL;
-	}
-	if ((ret = vhost_frontend_connect(&d->fe, path, err, sizeof(err))) < 0 ||
-	    (ret = vhost_frontend_get_config(&d->fe, d->config, sizeof(d->config), err,
+	if ((ret = vhost_user_dev_open(&d->u, path, 1, &blk_hooks, err, sizeof(err))) < 0 ||
+	    (ret = vhost_frontend_get_config(&d->u.fe, d->config, sizeof(d->config), err,
 					     sizeof(err))) < 0) {
 		log_warnx("disk %s: %s", path, err);
-		vhost_frontend_close(&d->fe);
+		vhost_user_dev_close(&d->u);
 		return ret;
 	}
 	/* One queue: the guest must not read a larger num_queues from config space. */
 	d->config[34] = 1;
 	d->config[35] = 0;
-	d->connected = true;
-	d->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	d->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	d->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (d->kick_fd < 0 || d->call_fd < 0 || d->stop_fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	ret = virtio_pci_add(vm, &d->vdev, &vhost_user_blk_ops, d, d->fe.features & BLK_FEATURES_PASSED);
-	if (ret < 0)
-		goto fail;
-	if (pthread_create(&d->thread, NULL, call_thread, d) != 0) {
-		ret = -EAGAIN;
-		goto fail;
-	}
-	d->active = true;
-	return 0;
-fail:
-	if (d->kick_fd >= 0)
-		close(d->kick_fd);
-	if (d->call_fd >= 0)
-		close(d->call_fd);
-	if (d->stop_fd >= 0)
-		close(d->stop_fd);
-	vhost_frontend_close(&d->fe);
-	return ret;
+	return vhost_user_dev_add(vm, &d->u, &vhost_user_blk_ops, d,
+				  d->u.fe.features & BLK_FEATURES_PASSED);
 }
 
 void vhost_user_blk_destroy(struct vhost_user_blk *d)
 {
-	uint64_t one = 1;
-
-	if (!d->active)
-		return;
-	if (write(d->stop_fd, &one, 8) < 0)
-		log_warn("vhost-user-blk: stop");
-	pthread_join(d->thread, NULL);
-	vhost_frontend_close(&d->fe);
-	close(d->kick_fd);
-	close(d->call_fd);
-	close(d->stop_fd);
-	if (d->inflight_fd >= 0)
-		close(d->inflight_fd);
-	d->active = false;
+	vhost_user_dev_destroy(&d->u);
 }

@@ -1,35 +1,19 @@
 /*
  * A virtio-blk device whose requests a vhost-user back-end (domus-blk,
- * qemu-storage-daemon) serves: the VMM keeps the PCI transport, hands the
- * back-end guest memory and the rings, forwards the driver's kicks to it,
- * and turns its calls into the queue's MSI-X interrupt. When the back-end
- * dies, the device waits for its successor on the same socket, hands it
- * the same memory, rings and inflight area, and the guest sees a pause.
+ * qemu-storage-daemon) serves, on devices/vhost_user_dev.c: a back-end
+ * that dies is waited for and its successor finishes, through the
+ * inflight area, what it had taken.
  */
 #ifndef DOMUS_VHOST_USER_BLK_H
 #define DOMUS_VHOST_USER_BLK_H
 
-#include <pthread.h>
-#include <stdbool.h>
-
-#include "devices/virtio_pci.h"
-#include "vhost/frontend.h"
+#include "devices/vhost_user_dev.h"
 
 #define VHOST_USER_BLK_CONFIG 60
 
 struct vhost_user_blk {
-	struct virtio_dev vdev;
-	struct vhost_frontend fe;
-	char path[108];
+	struct vhost_user_dev u;
 	uint8_t config[VHOST_USER_BLK_CONFIG];
-	int kick_fd, call_fd, stop_fd;
-	int inflight_fd; /* kept across back-end restarts */
-	uint64_t inflight_size;
-	bool started;   /* the driver set DRIVER_OK and the queue runs */
-	bool connected; /* a back-end process serves us now */
-	unsigned reconnects;
-	pthread_t thread;
-	bool active;
 };
 
 /* Connects to the back-end at path and adds the device; 0 or -errno (logged). */

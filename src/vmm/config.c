@@ -115,3 +115,72 @@ int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t e
 	p->readonly = !seen_rw;
 	return 0;
 }
+
+int mac_parse(const char *text, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (strlen(text) != 17 ||
+	    sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6)
+		return -EINVAL;
+	for (unsigned i = 0; i < 6; i++) {
+		if (text[3 * i] == '+' || text[3 * i] == '-' || text[3 * i] == ' ' ||
+		    text[3 * i + 1] == ' ')
+			return -EINVAL;
+		mac[i] = (uint8_t)v[i];
+	}
+	if (mac[0] & 1)
+		return -EINVAL; /* a multicast address is no interface's */
+	return 0;
+}
+
+int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL, *tok, *first;
+
+	memset(n, 0, sizeof(*n));
+	n->mac[0] = 0x52, n->mac[1] = 0x54, n->mac[2] = 0x00, n->mac[3] = 0x12, n->mac[4] = 0x34;
+	n->mac[5] = (uint8_t)(0x50 + index);
+	if (strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "'%.40s...': too long", spec);
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	first = strtok_r(buf, ",", &save);
+	if (!first) {
+		snprintf(err, errlen, "'%s': expected tap=IFNAME or vhost-user:SOCKET", spec);
+		return -EINVAL;
+	}
+	if (!strncmp(first, "tap=", 4)) {
+		if (!first[4] || strlen(first + 4) >= sizeof(n->tap)) {
+			snprintf(err, errlen, "'%s': a TAP name is 1 to %zu bytes", spec, sizeof(n->tap) - 1);
+			return -EINVAL;
+		}
+		strcpy(n->tap, first + 4);
+	} else if (!strncmp(first, "vhost-user:", 11)) {
+		if (!first[11] || strlen(first + 11) >= sizeof(n->socket)) {
+			snprintf(err, errlen, "'%s': a socket path is 1 to %zu bytes", spec,
+				 sizeof(n->socket) - 1);
+			return -EINVAL;
+		}
+		strcpy(n->socket, first + 11);
+	} else {
+		snprintf(err, errlen, "'%s': expected tap=IFNAME or vhost-user:SOCKET, found '%s'", spec,
+			 first);
+		return -EINVAL;
+	}
+	while ((tok = strtok_r(NULL, ",", &save)) != NULL) {
+		if (!strncmp(tok, "mac=", 4)) {
+			if (mac_parse(tok + 4, n->mac) < 0) {
+				snprintf(err, errlen, "'%s': bad mac '%s' (six hex pairs, not multicast)",
+					 spec, tok + 4);
+				return -EINVAL;
+			}
+		} else {
+			snprintf(err, errlen, "'%s': unknown option '%s' (expected mac=MAC)", spec, tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}

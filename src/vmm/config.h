@@ -45,6 +45,27 @@ struct pmem_config {
  */
 int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t errlen);
 
+/*
+ * A network interface: virtio-net on a vhost-user back-end's socket
+ * (domus-net's port, under domusd), or in the VMM on a TAP interface.
+ */
+#define VM_MAX_NICS 8
+
+struct nic_config {
+	uint8_t mac[6];
+	char socket[108]; /* vhost-user; "" for the in-VMM device */
+	char tap[16];     /* the in-VMM device's TAP interface */
+};
+
+/*
+ * "tap=IFNAME[,mac=MAC]" or "vhost-user:SOCKET[,mac=MAC]": the spec of
+ * --net. Without mac= one is made from index (52:54:00:12:34:5N, N the
+ * index). 0, or -EINVAL with why in err.
+ */
+int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char *err, size_t errlen);
+/* "aa:bb:cc:dd:ee:ff" into mac; 0 or -EINVAL (not six hex pairs, or multicast). */
+int mac_parse(const char *text, uint8_t mac[6]);
+
 /* The cache=MODE of a disk: writeback, writethrough, none or directsync; -EINVAL otherwise. */
 int disk_cache_parse(const char *mode, struct disk_config *d);
 /* The name of a disk's cache mode. */
@@ -64,6 +85,8 @@ struct vm_config {
 	unsigned ndisks;
 	struct pmem_config pmems[VM_MAX_PMEM];
 	unsigned npmems;
+	struct nic_config nics[VM_MAX_NICS];
+	unsigned nnics;
 	enum on_reboot on_reboot;
 	enum console_input console;
 	int verbose;

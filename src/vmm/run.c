@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "devices/virtio_net.h"
 #include "devices/virtio_pmem.h"
 #include "lib/log.h"
 #include "vmm/boot.h"
@@ -241,8 +242,22 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.disk_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_PMEM; i++)
 		d->res.pmem_fds[i] = -1;
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		d->res.tap_fds[i] = -1;
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
+	for (unsigned i = 0; i < cfg->nnics; i++) {
+		char err[256];
+		int fd;
+
+		if (cfg->nics[i].socket[0])
+			continue;
+		if ((fd = tap_open(cfg->nics[i].tap, err, sizeof(err))) < 0) {
+			log_warnx("network interface %u: %s", i, err);
+			return -EINVAL;
+		}
+		d->res.tap_fds[i] = fd;
+	}
 	for (unsigned i = 0; i < cfg->npmems; i++) {
 		char err[DISK_PATH_MAX + 256];
 		int fd = pmem_open(&cfg->pmems[i], &d->res.pmem_sizes[i], err, sizeof(err));
@@ -299,6 +314,9 @@ void vmm_domain_close(struct vmm_domain *d)
 	for (unsigned i = 0; i < VM_MAX_PMEM; i++)
 		if (d->res.pmem_fds[i] >= 0)
 			close(d->res.pmem_fds[i]);
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		if (d->res.tap_fds[i] >= 0)
+			close(d->res.tap_fds[i]);
 	free(d->res.initrd);
 	d->res.initrd = NULL;
 	kernel_free(&d->kernel);

@@ -22,6 +22,7 @@
 #include "devices/virtio_pmem.h"
 #include "devices/virtio_rng.h"
 #include "devices/vhost_user_blk.h"
+#include "devices/virtio_net.h"
 #include "lib/log.h"
 #include "vmm/acpi.h"
 #include "vmm/blk_supervisor.h"
@@ -46,6 +47,8 @@ struct domain {
 	struct virtio_balloon balloon;
 	struct virtio_pmem pmems[VM_MAX_PMEM];
 	unsigned npmems; /* added, so mapped */
+	struct virtio_net nets[VM_MAX_NICS];
+	struct vhost_user_net vnets[VM_MAX_NICS];
 };
 
 static void kick_vcpus(struct vm *vm)
@@ -424,6 +427,18 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 		vm->disk_counters[i] = res->disk_counters[i];
 	}
 	vm->ndisks = cfg->ndisks;
+	for (unsigned i = 0; i < cfg->nnics; i++) {
+		const struct nic_config *nc = &cfg->nics[i];
+
+		if (nc->socket[0])
+			ret = vhost_user_net_add(vm, &d->vnets[i], nc->socket, nc->mac);
+		else
+			ret = virtio_net_add(vm, &d->nets[i], res->tap_fds[i], nc->mac);
+		if (ret < 0) {
+			log_errno(ret, "network interface %u (%s)", i, nc->socket[0] ? nc->socket : nc->tap);
+			return ret;
+		}
+	}
 	if ((ret = virtio_rng_add(vm, &d->rng)) < 0 ||
 	    (ret = virtio_console_add(vm, &d->console, console_fd)) < 0 ||
 	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
@@ -510,6 +525,10 @@ static void domain_destroy(struct domain *d)
 
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		vhost_user_blk_destroy(&d->vdisks[i]);
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		vhost_user_net_destroy(&d->vnets[i]);
+		virtio_net_destroy(&d->nets[i]);
+	}
 	if (vm->balloon)
 		virtio_balloon_destroy(vm->balloon);
 	for (unsigned i = 0; i < d->npmems; i++)

@@ -136,6 +136,7 @@ struct vm_resources {
 	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* domus-blk's, for its disks */
 	int pmem_fds[VM_MAX_PMEM]; /* the pmem backing files, checked (pmem_open) */
 	uint64_t pmem_sizes[VM_MAX_PMEM];
+	int tap_fds[VM_MAX_NICS]; /* the in-VMM network devices' TAPs, -1 for vhost-user ones */
 };
 
 /*

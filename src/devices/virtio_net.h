@@ -1,0 +1,66 @@
+/*
+ * virtio-net (virtio 1.2, section 5.1), one queue pair, no offloads: the
+ * guest sends and receives whole Ethernet frames behind a 12-byte header.
+ * Two devices share this header: the in-VMM one on a TAP device
+ * (virtio_net.c, the fallback with no firewall-router on the path) and
+ * the one whose queues a vhost-user back-end serves (vhost_user_net.c:
+ * domus-net, or any vhost-user-net back-end).
+ */
+#ifndef DOMUS_VIRTIO_NET_H
+#define DOMUS_VIRTIO_NET_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/vhost_user_dev.h"
+#include "devices/virtio_pci.h"
+
+#define VIRTIO_ID_NET 1
+#define VIRTIO_NET_F_MTU 3
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_S_LINK_UP 1
+#define VIRTIO_NET_HDR_LEN 12 /* struct virtio_net_hdr_v1, VERSION_1 */
+#define VIRTIO_NET_RX 0
+#define VIRTIO_NET_TX 1
+#define VIRTIO_NET_QUEUE_SIZE 256
+#define VIRTIO_NET_FRAME_MAX 1518 /* Ethernet, one VLAN tag, no FCS: what we carry */
+
+/* The device config space: mac, status, max_virtqueue_pairs, mtu. */
+struct virtio_net_config {
+	uint8_t mac[6];
+	uint16_t status;
+	uint16_t max_virtqueue_pairs;
+	uint16_t mtu;
+} __attribute__((packed));
+
+/* The in-VMM device on a TAP: a thread moves what the TAP reads into the receive queue. */
+struct virtio_net {
+	struct virtio_dev vdev;
+	struct virtio_net_config config;
+	int tap_fd, stop_fd;
+	pthread_t thread;
+	bool active;
+	uint64_t rx_dropped, tx_dropped; /* no buffer, frames that did not fit */
+};
+
+/* Adds the device on tap_fd (an open TAP, IFF_NO_PI, kept by the caller across reboots). 0 or -errno. */
+int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])
+	__attribute__((warn_unused_result));
+void virtio_net_destroy(struct virtio_net *n);
+
+struct vhost_user_net {
+	struct vhost_user_dev u;
+	struct virtio_net_config config;
+};
+
+/* Connects to the back-end at path and adds the device with this MAC; 0 or -errno (logged). */
+int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path,
+		       const uint8_t mac[6]) __attribute__((warn_unused_result));
+void vhost_user_net_destroy(struct vhost_user_net *n);
+
+/* Opens (creating if need be) the TAP interface name, IFF_TAP | IFF_NO_PI. fd or -errno with err. */
+int tap_open(const char *name, char *err, size_t errlen);
+
+#endif
