@@ -517,6 +517,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		}
 		return;
 	}
+	if (!strncmp(p, "vfr/", 4) && a->ops->vfr)
+		return a->ops->vfr(a->ctx, a, req, p + 4, r);
 	if (!strcmp(p, "domains") || !strcmp(p, "domains/")) {
 		if (!strcmp(m, "GET"))
 			return list_domains(a, r);

@@ -22,6 +22,8 @@
 #define API_MAX_DOMAINS 1024
 
 struct api;
+struct api_request;
+struct api_response;
 
 /* What domusd knows of a domain's balloon, from its process's events. */
 struct domain_balloon {
@@ -83,6 +85,12 @@ struct domain_ops {
 	void (*memory_changed)(void *ctx, uint64_t free_mib);
 	/* Adds host-wide state (the disk cache: "blk_cache") to GET /v1/host's object. */
 	void (*host)(void *ctx, json_t *out);
+	/*
+	 * /v1/vfr/PATH: the firewall-router's networks, rules, statistics and
+	 * captures (src/ctl/api_vfr.c). NULL: 404.
+	 */
+	void (*vfr)(void *ctx, struct api *a, const struct api_request *req, const char *path,
+		    struct api_response *r);
 };
 
 struct api {

@@ -27,53 +27,31 @@ struct blkhost_disk {
 	struct blkctl_disk c; /* sent again to every domus-blk started */
 };
 
-static struct watch w_pid = {W_BLK_PID, NULL}, w_timer = {W_BLK_TIMER, NULL};
-
-static long now_ms(void)
+/* A new domus-blk starts with its own default: it gets domusd's limit, then every disk. */
+static void started(struct backend_proc *p, bool again)
 {
-	struct timespec ts;
+	struct blkhost *h = (struct blkhost *)((char *)p - offsetof(struct blkhost, proc));
+	char err[512];
+	unsigned n = 0, failed = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (h->cache_limit_set && blkctl_cache_limit(p->ctl_fd, h->cache_limit, err, sizeof(err)) < 0)
+		log_warnx("domus-blk: setting the cache limit: %s", err);
+	for (struct blkhost_disk *d = h->disks; d; d = d->next, n++)
+		if (blkctl_add(p->ctl_fd, &d->c, err, sizeof(err)) < 0) {
+			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
+			failed++;
+		}
+	if (again)
+		log_info("domus-blk started again (pid %d), serving %u disk(s)%s", (int)p->pid,
+			 n - failed, failed ? "; some could not be served again" : "");
 }
 
 void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 {
 	memset(h, 0, sizeof(*h));
-	snprintf(h->program, sizeof(h->program), "%s", program);
+	backend_proc_init(&h->proc, "domus-blk", program, blkctl_spawn, started);
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
-	h->pidfd = h->ctl_fd = h->timer_fd = -1;
-	h->delay_ms = 25; /* doubled to the first back-off, 50 ms */
 	h->cache_max_mib = BLK_CACHE_DEFAULT_MIB;
-}
-
-static int spawn(struct blkhost *h, char *err, size_t errlen)
-{
-	int ret = blkctl_spawn(h->program, D.verbose, &h->pid, &h->ctl_fd, err, errlen);
-
-	if (ret < 0) {
-		h->pid = 0;
-		return ret;
-	}
-	h->started_ms = now_ms();
-	h->pidfd = (int)syscall(SYS_pidfd_open, h->pid, 0);
-	if (h->pidfd < 0) {
-		snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
-		kill(h->pid, SIGKILL);
-		waitpid(h->pid, NULL, 0);
-		close(h->ctl_fd);
-		h->ctl_fd = -1;
-		h->pid = 0;
-		return -errno;
-	}
-	watch_add(h->pidfd, &w_pid);
-	/* A new domus-blk starts with its own default: it gets domusd's limit before any disk. */
-	if (h->cache_limit_set) {
-		char why[256];
-		if (blkctl_cache_limit(h->ctl_fd, h->cache_limit, why, sizeof(why)) < 0)
-			log_warnx("domus-blk: setting the cache limit: %s", why);
-	}
-	return 0;
 }
 
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
@@ -94,8 +72,8 @@ int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const stru
 		return ret;
 	}
 	/* Started with the first disk; while a restart is pending, the disk waits for it. */
-	if ((h->pid == 0 && h->timer_fd < 0 && (ret = spawn(h, err, errlen)) < 0) ||
-	    (h->pid && (ret = blkctl_add(h->ctl_fd, &d->c, err, errlen)) < 0)) {
+	if ((ret = backend_proc_ensure(&h->proc, err, errlen)) < 0 ||
+	    (backend_proc_running(&h->proc) && (ret = blkctl_add(h->proc.ctl_fd, &d->c, err, errlen)) < 0)) {
 		blkctl_disk_close(&d->c, true);
 		free(d);
 		return ret;
@@ -118,64 +96,12 @@ void blkhost_detach(struct blkhost *h, unsigned domid)
 			continue;
 		}
 		*pp = d->next;
-		if (h->pid && blkctl_remove(h->ctl_fd, d->c.id, err, sizeof(err)) < 0)
+		if (backend_proc_running(&h->proc) &&
+		    blkctl_remove(h->proc.ctl_fd, d->c.id, err, sizeof(err)) < 0)
 			log_warnx("domus-blk: removing disk %s: %s", d->c.id, err);
 		blkctl_disk_close(&d->c, true);
 		free(d);
 	}
-}
-
-void blkhost_exited(struct blkhost *h)
-{
-	siginfo_t si;
-	struct itimerspec when = {{0, 0}, {0, 0}};
-
-	memset(&si, 0, sizeof(si));
-	waitid(P_PID, (id_t)h->pid, &si, WEXITED);
-	watch_del(h->pidfd);
-	close(h->pidfd);
-	close(h->ctl_fd);
-	h->pidfd = h->ctl_fd = -1;
-	h->delay_ms = blk_restart_delay_ms(h->delay_ms, now_ms() - h->started_ms);
-	h->restarts++;
-	log_warnx("domus-blk (pid %d) %s %d; starting it again in %u ms (restart %u)", (int)h->pid,
-		  si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal", si.si_status,
-		  h->delay_ms, h->restarts);
-	h->pid = 0;
-	if (h->timer_fd < 0) {
-		h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-		if (h->timer_fd < 0) {
-			log_warn("timerfd");
-			return;
-		}
-		watch_add(h->timer_fd, &w_timer);
-	}
-	when.it_value.tv_sec = h->delay_ms / 1000;
-	when.it_value.tv_nsec = (long)(h->delay_ms % 1000) * 1000000;
-	timerfd_settime(h->timer_fd, 0, &when, NULL);
-}
-
-void blkhost_restart(struct blkhost *h)
-{
-	char err[512];
-	unsigned n = 0, failed = 0;
-
-	if (h->timer_fd >= 0) {
-		watch_del(h->timer_fd);
-		close(h->timer_fd);
-		h->timer_fd = -1;
-	}
-	if (spawn(h, err, sizeof(err)) < 0) {
-		log_warnx("cannot start domus-blk again: %s; the domains' disks wait", err);
-		return;
-	}
-	for (struct blkhost_disk *d = h->disks; d; d = d->next, n++)
-		if (blkctl_add(h->ctl_fd, &d->c, err, sizeof(err)) < 0) {
-			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
-			failed++;
-		}
-	log_info("domus-blk started again (pid %d), serving %u disk(s)%s", (int)h->pid, n - failed,
-		 failed ? "; some could not be served again" : "");
 }
 
 void blkhost_stop(struct blkhost *h)
@@ -187,28 +113,14 @@ void blkhost_stop(struct blkhost *h)
 		blkctl_disk_close(&d->c, false);
 		free(d);
 	}
-	if (h->pid) {
-		close(h->ctl_fd); /* it finishes what is in flight and exits */
-		h->ctl_fd = -1;
-		if (h->pidfd >= 0) {
-			struct pollfd p = {.fd = h->pidfd, .events = POLLIN};
-			if (poll(&p, 1, 5000) != 1)
-				kill(h->pid, SIGKILL);
-			waitpid(h->pid, NULL, 0);
-			close(h->pidfd);
-		}
-		h->pid = 0;
-	}
-	if (h->timer_fd >= 0)
-		close(h->timer_fd);
-	h->timer_fd = -1;
+	backend_proc_stop(&h->proc);
 }
 
 int blkhost_cache_limit(struct blkhost *h, uint64_t bytes, char *err, size_t errlen)
 {
 	h->cache_limit = bytes;
 	h->cache_limit_set = true;
-	return h->pid ? blkctl_cache_limit(h->ctl_fd, bytes, err, errlen) : 0;
+	return backend_proc_running(&h->proc) ? blkctl_cache_limit(h->proc.ctl_fd, bytes, err, errlen) : 0;
 }
 
 int blkhost_cache_fit(struct blkhost *h, uint64_t idle_mib, uint64_t *freed_mib, char *err,
@@ -233,8 +145,8 @@ int blkhost_cache_fit(struct blkhost *h, uint64_t idle_mib, uint64_t *freed_mib,
 
 int blkhost_cache_stats(struct blkhost *h, struct blk_cache_stats *out, char *err, size_t errlen)
 {
-	if (h->pid)
-		return blkctl_cache_stats(h->ctl_fd, out, err, errlen);
+	if (backend_proc_running(&h->proc))
+		return blkctl_cache_stats(h->proc.ctl_fd, out, err, errlen);
 	/* Nothing is cached without a domus-blk; the next one starts with this limit. */
 	memset(out, 0, sizeof(*out));
 	out->limit = h->cache_limit_set ? h->cache_limit / BLK_CACHE_BLOCK * BLK_CACHE_BLOCK

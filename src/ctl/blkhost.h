@@ -20,18 +20,14 @@
 #include <stdint.h>
 
 #include "blk/cache.h"
+#include "ctl/backend_proc.h"
 #include "vmm/config.h"
 
 struct blkhost_disk;
 
 struct blkhost {
-	char program[PATH_MAX]; /* domus-blk */
-	char dir[PATH_MAX - 64]; /* the disks' sockets */
-	pid_t pid;               /* 0 while not running */
-	int pidfd, ctl_fd, timer_fd;
-	long started_ms;
-	unsigned delay_ms;
-	unsigned restarts;
+	struct backend_proc proc; /* domus-blk */
+	char dir[PATH_MAX - 64];  /* the disks' sockets */
 	struct blkhost_disk *disks;
 	uint64_t cache_max_mib;  /* the shared read cache's limit never goes past this */
 	uint64_t cache_limit;    /* bytes, told to every domus-blk started */
@@ -50,10 +46,6 @@ int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const stru
 		   int stats_fd, char *socket, size_t socklen, char *err, size_t errlen);
 /* Stops serving every disk of domid. */
 void blkhost_detach(struct blkhost *h, unsigned domid);
-/* domus-blk ended (its pidfd is readable): logs it and arms the restart. */
-void blkhost_exited(struct blkhost *h);
-/* The restart is due (the timer is readable). */
-void blkhost_restart(struct blkhost *h);
 /* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */
 void blkhost_stop(struct blkhost *h);
 

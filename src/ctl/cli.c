@@ -18,10 +18,7 @@
 #include "ctl/args.h"
 #include "ctl/client.h"
 
-/* Exit statuses: 0 done, 1 domusd refused, 2 bad usage, 3 domusd unreachable. */
-#define EXIT_REFUSED 1
-#define EXIT_USAGE 2
-#define EXIT_UNREACHABLE 3
+/* Exit statuses: 0 done, 1 domusd refused, 2 bad usage, 3 domusd unreachable (cli.h). */
 
 const char cli_usage[] =
 	"  create CFG [-c]       create a domain from an xl.cfg file (-c: attach its console)\n"
@@ -38,6 +35,9 @@ const char cli_usage[] =
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
+	"  vfr networks | net-add NAME CIDR [mode=..] [default=..] | rules | add [-p POS] RULE...\n"
+	"      | remove ID | stats | capture DOMAIN FILE | uncapture DOMAIN\n"
+	"                        the firewall-router: networks, rules (live), counters, pcap\n"
 	"options for all: --socket PATH (or DOMUS_SOCKET; default " DOMUS_DEFAULT_SOCKET ")\n";
 
 static struct client C;
@@ -48,6 +48,21 @@ static int refused(json_t *reply, int status)
 	client_print_error(reply, status);
 	json_decref(reply);
 	return EXIT_REFUSED;
+}
+
+struct client *cli_client(void)
+{
+	return &C;
+}
+
+bool cli_want_json(void)
+{
+	return want_json;
+}
+
+int cli_refused(json_t *reply, int status)
+{
+	return refused(reply, status);
 }
 
 /* A request whose reply we only check; prints the error if there is one. */
@@ -599,6 +614,7 @@ int cli_run(int argc, char **argv)
 		{"mem-set", cmd_mem_set, NULL, NULL},
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
+		{"vfr", cmd_vfr, NULL, NULL},
 	};
 	char *args[64];
 	int n = 0;

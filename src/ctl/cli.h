@@ -6,4 +6,17 @@
 int cli_run(int argc, char **argv);
 extern const char cli_usage[];
 
+/* Shared by the verbs' files (cli.c, cli_vfr.c). */
+#include <jansson.h>
+#include <stdbool.h>
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+struct client *cli_client(void);
+bool cli_want_json(void);
+/* Prints domusd's refusal; EXIT_REFUSED. */
+int cli_refused(json_t *reply, int status);
+/* domus vfr ... (cli_vfr.c) */
+int cmd_vfr(int argc, char **argv);
+
 #endif

@@ -163,6 +163,20 @@ static int valid_mac(const char *m)
 	return 1;
 }
 
+void vif_to_nic(const struct vif_config *v, unsigned index, struct nic_config *n)
+{
+	memset(n, 0, sizeof(*n));
+	if (!v->mac[0] || mac_parse(v->mac, n->mac) < 0) {
+		static const uint8_t base[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x50};
+		memcpy(n->mac, base, 6);
+		n->mac[5] = (uint8_t)(0x50 + index);
+	}
+	if (v->backend == VIF_VMM)
+		snprintf(n->tap, sizeof(n->tap), "%s", v->vifname);
+	else if (v->backend == VIF_VHOST_USER)
+		snprintf(n->socket, sizeof(n->socket), "%s", v->socket);
+}
+
 int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen)
 {
 	char buf[512], *save = NULL, *tok;
@@ -189,13 +203,54 @@ int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t err
 		} else if (!strcmp(tok, "ip")) {
 			if (copy(v->ip, sizeof(v->ip), eq + 1) < 0)
 				return bad(err, errlen, "vif '%s': ip too long", spec);
-		} else if (!strcmp(tok, "type") || !strcmp(tok, "model") || !strcmp(tok, "vifname") ||
-			   !strcmp(tok, "script") || !strcmp(tok, "backend") || !strcmp(tok, "rate")) {
+		} else if (!strcmp(tok, "backendtype")) {
+			if (!strcmp(eq + 1, "vmm"))
+				v->backend = VIF_VMM;
+			else if (!strcmp(eq + 1, "vhost-user"))
+				v->backend = VIF_VHOST_USER;
+			else if (!strcmp(eq + 1, "domus-net"))
+				v->backend = VIF_DOMUS_NET;
+			else
+				return bad(err, errlen,
+					   "vif '%s': backendtype '%s' must be domus-net, vmm or vhost-user",
+					   spec, eq + 1);
+		} else if (!strcmp(tok, "rsip")) {
+			unsigned lo, hi;
+			char end;
+			if (sscanf(eq + 1, "%u-%u%c", &lo, &hi, &end) != 2 || lo > hi || hi > 65535 ||
+			    copy(v->rsip, sizeof(v->rsip), eq + 1) < 0)
+				return bad(err, errlen, "vif '%s': rsip '%s' must be START-END, ports 0 to 65535",
+					   spec, eq + 1);
+		} else if (!strcmp(tok, "vifname")) {
+			if (!eq[1] || copy(v->vifname, sizeof(v->vifname), eq + 1) < 0)
+				return bad(err, errlen, "vif '%s': vifname is 1 to %zu bytes", spec,
+					   sizeof(v->vifname) - 1);
+		} else if (!strcmp(tok, "socket")) {
+			if (!eq[1] || copy(v->socket, sizeof(v->socket), eq + 1) < 0)
+				return bad(err, errlen, "vif '%s': socket is 1 to %zu bytes", spec,
+					   sizeof(v->socket) - 1);
+		} else if (!strcmp(tok, "type") || !strcmp(tok, "model")) {
+			/* Xen's ioemu/vif and e1000/rtl8139: domus has one model, virtio-net. */
+			if (strcmp(eq + 1, "vif") && strcmp(eq + 1, "virtio") && strcmp(eq + 1, "virtio-net"))
+				return bad(err, errlen, "vif '%s': %s '%s': domus's interfaces are virtio-net",
+					   spec, tok, eq + 1);
+		} else if (!strcmp(tok, "script") || !strcmp(tok, "backend") || !strcmp(tok, "rate")) {
 			return bad(err, errlen, "vif '%s': '%s=' is not supported by domus", spec, tok);
 		} else {
 			return bad(err, errlen, "vif '%s': unknown key '%s'", spec, tok);
 		}
 	}
+	if (v->backend == VIF_VMM && !v->vifname[0])
+		return bad(err, errlen, "vif '%s': backendtype=vmm needs vifname=TAP", spec);
+	if (v->backend == VIF_VHOST_USER && !v->socket[0])
+		return bad(err, errlen, "vif '%s': backendtype=vhost-user needs socket=PATH", spec);
+	if (v->backend != VIF_VMM && v->vifname[0])
+		return bad(err, errlen, "vif '%s': vifname is the TAP of backendtype=vmm", spec);
+	if (v->backend != VIF_VHOST_USER && v->socket[0])
+		return bad(err, errlen, "vif '%s': socket is for backendtype=vhost-user", spec);
+	if (v->backend != VIF_DOMUS_NET && (v->ip[0] || v->bridge[0] || v->rsip[0]))
+		return bad(err, errlen, "vif '%s': ip, bridge and rsip are domus-net's, not backendtype=%s's",
+			   spec, v->backend == VIF_VMM ? "vmm" : "vhost-user");
 	return 0;
 }
 
@@ -486,6 +541,9 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			return bad(err, errlen, "%s: command line too long", file);
 		strcat(spec->cmdline, " " VM_DEFAULT_CMDLINE);
 	}
+	for (unsigned i = 0; i < spec->nvifs; i++)
+		vif_to_nic(&spec->vifs[i], i, &spec->vm.nics[i]);
+	spec->vm.nnics = spec->nvifs;
 	if (!have_memory && have_maxmem)
 		spec->vm.memory_mib = spec->vm.maxmem_mib;
 	if (!have_maxmem)
@@ -570,8 +628,11 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	for (unsigned i = 0; i < vm->npmems; i++)
 		fprintf(f, "pmem.%u = %s,%s\n", i, vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
 	for (unsigned i = 0; i < spec->nvifs; i++)
-		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s\n", i, spec->vifs[i].mac, spec->vifs[i].bridge,
-			spec->vifs[i].ip);
+		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s,backendtype=%s%s%s\n", i, spec->vifs[i].mac,
+			spec->vifs[i].bridge, spec->vifs[i].ip,
+			spec->vifs[i].backend == VIF_VMM ? "vmm,vifname=" :
+			spec->vifs[i].backend == VIF_VHOST_USER ? "vhost-user,socket=" : "domus-net",
+			spec->vifs[i].vifname, spec->vifs[i].socket);
 	fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);

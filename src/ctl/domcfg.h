@@ -23,10 +23,20 @@ enum domain_action {
 	ACTION_PRESERVE,
 };
 
+enum vif_backend {
+	VIF_DOMUS_NET = 0, /* a port of domus-net, the firewall-router (domusd only) */
+	VIF_VMM,	   /* backendtype=vmm: the in-VMM device on TAP vifname */
+	VIF_VHOST_USER,	   /* backendtype=vhost-user: any back-end listening at socket */
+};
+
 struct vif_config {
-	char mac[18];    /* "" when the backend chooses */
+	char mac[18];	 /* "" when the backend chooses */
 	char bridge[64]; /* the network to join */
 	char ip[64];
+	enum vif_backend backend;
+	char vifname[16]; /* VIF_VMM: the TAP interface */
+	char socket[108]; /* VIF_VHOST_USER */
+	char rsip[16];	  /* VIF_DOMUS_NET on an RSIP network: the slice "START-END" asked for */
 };
 
 struct domain_spec {
@@ -57,6 +67,11 @@ int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size
 int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t errlen);
 /* One entry of vif = [...]: comma-separated key=value pairs. */
 int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen);
+/*
+ * The VMM's view of vif index: its MAC (or 52:54:00:12:34:5N), its TAP or
+ * socket; a domus-net vif has neither until domusd gives it its port.
+ */
+void vif_to_nic(const struct vif_config *v, unsigned index, struct nic_config *n);
 const char *domain_action_name(enum domain_action a);
 /*
  * xl's CPU list ("0-3,5"): 1 with the CPUs in set and the highest in

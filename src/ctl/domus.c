@@ -8,10 +8,19 @@
 #include "vmm/run.h"
 
 /* What a config may say that a single foreground `domus run` does not act on. */
-static void warn_unapplied(const struct domain_spec *spec)
+static void warn_unapplied(struct domain_spec *spec)
 {
-	if (spec->nvifs)
-		log_warnx("vif: this build has no network backend; the domain gets no network device");
+	unsigned kept = 0;
+
+	/* domus-net's ports are domusd's: here such a vif gives no interface. */
+	for (unsigned i = 0; i < spec->vm.nnics; i++) {
+		if (spec->vm.nics[i].socket[0] || spec->vm.nics[i].tap[0])
+			spec->vm.nics[kept++] = spec->vm.nics[i];
+		else
+			log_warnx("vif %u: a domus-net port needs domusd; domus run gives it no interface "
+				  "(backendtype=vmm,vifname=TAP or --net give one)", i);
+	}
+	spec->vm.nnics = kept;
 	if (spec->cpus[0] && strcmp(spec->cpus, "all"))
 		log_warnx("cpus: vCPU affinity is applied by domusd, not by domus run");
 	if (spec->cpu_weight != 256 || spec->cap)

@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "ctl/backend_proc.h"
+#include "net/netctl.h"
 #include "vmm/blkctl.h"
 #include "lib/unix_socket.h"
 #include "lib/log.h"
@@ -150,7 +152,11 @@ static const char usage_text[] =
 	"  --vmm PATH        the domus-vmm binary (default: beside domusd)\n"
 	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n"
 	"  --blk-cache-mib MIB  the disk read cache takes half the idle memory, at most this\n"
-	"                    (default 1024; 0: no cache)\n";
+	"                    (default 1024; 0: no cache)\n"
+	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
+	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
+	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
+	"  --ipfix ADDR:PORT send flow records as IPFIX to this collector\n";
 
 int main(int argc, char **argv)
 {
@@ -162,6 +168,9 @@ int main(int argc, char **argv)
 		{"vmm", required_argument, NULL, 'x'},
 		{"no-reclaim", no_argument, NULL, 'R'},
 		{"blk-cache-mib", required_argument, NULL, 'c'},
+		{"uplink", required_argument, NULL, 'U'},
+		{"network", required_argument, NULL, 'N'},
+		{"ipfix", required_argument, NULL, 'I'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -176,6 +185,8 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, api_fd, sigfd, ret;
 	char logpath[PATH_MAX], *end;
+	const char *uplink = NULL, *ipfix = NULL, *networks[VFR_NETWORKS_MAX];
+	unsigned nnetworks = 0;
 
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -199,6 +210,15 @@ int main(int argc, char **argv)
 			break;
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
 		case 'R': reclaim = false; break;
+		case 'U': uplink = optarg; break;
+		case 'I': ipfix = optarg; break;
+		case 'N':
+			if (nnetworks == VFR_NETWORKS_MAX) {
+				fprintf(stderr, "domusd: more than %d networks\n", VFR_NETWORKS_MAX);
+				return 2;
+			}
+			networks[nnetworks++] = optarg;
+			break;
 		case 'v': D.verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -265,6 +285,34 @@ int main(int argc, char **argv)
 		blkctl_find_program(program, sizeof(program), D.vmm_path);
 		blkhost_init(&D.blk, program, blk_dir);
 		D.blk.cache_max_mib = cache_max_mib;
+	}
+	{
+		char net_dir[PATH_MAX], program[PATH_MAX], why[512];
+		bool have_default = false;
+
+		snprintf(net_dir, sizeof(net_dir), "%s/net", D.state_dir);
+		if (mkdirs(net_dir, 0700) < 0) {
+			log_warn("mkdir %s", net_dir);
+			return 1;
+		}
+		netctl_find_program(program, sizeof(program), D.vmm_path);
+		nethost_init(&D.net, program, net_dir);
+		if ((uplink && nethost_set_uplink(&D.net, uplink, why, sizeof(why)) < 0) ||
+		    (ipfix && nethost_set_ipfix(&D.net, ipfix, why, sizeof(why)) < 0)) {
+			log_warnx("%s", why);
+			return 2;
+		}
+		for (unsigned i = 0; i < nnetworks; i++) {
+			if (nethost_add_network(&D.net, networks[i], why, sizeof(why)) < 0) {
+				log_warnx("--network: %s", why);
+				return 2;
+			}
+			have_default |= !strncmp(networks[i], NETHOST_DEFAULT_NETWORK "=",
+						 strlen(NETHOST_DEFAULT_NETWORK) + 1);
+		}
+		if (!have_default &&
+		    nethost_add_network(&D.net, NETHOST_DEFAULT_NETWORK "=10.0.2.0/24", why, sizeof(why)) < 0)
+			log_warnx("the default network: %s", why);
 	}
 	adopt_domains();
 	{
@@ -339,11 +387,11 @@ int main(int argc, char **argv)
 			case W_PROXY_VMM:
 				proxy_vmm_readable(w->ptr);
 				break;
-			case W_BLK_PID:
-				blkhost_exited(&D.blk);
+			case W_BACKEND_PID:
+				backend_proc_exited(w->ptr);
 				break;
-			case W_BLK_TIMER:
-				blkhost_restart(&D.blk);
+			case W_BACKEND_TIMER:
+				backend_proc_restart(w->ptr);
 				break;
 			}
 		}
@@ -356,6 +404,7 @@ int main(int argc, char **argv)
 	wake_subscribers(NULL);
 	MHD_stop_daemon(D.mhd);
 	blkhost_stop(&D.blk);
+	nethost_stop(&D.net);
 	unlink(sock_path);
 	return 0;
 }

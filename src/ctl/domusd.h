@@ -15,6 +15,8 @@
 
 #include "ctl/api.h"
 #include "ctl/blkhost.h"
+#include "ctl/nethost.h"
+#include "ctl/watch.h"
 
 #define DEFAULT_SOCKET "/run/domus/domusd.sock"
 #define DEFAULT_STATE_DIR "/var/lib/domus"
@@ -24,13 +26,6 @@
 #define MAX_CLIENTS 128
 #define DEFAULT_BLK_CACHE_MAX_MIB 1024 /* the disk read cache's limit at most (--blk-cache-mib) */
 
-/* Tags for epoll: what kind of descriptor woke us. */
-enum watch_kind { W_MHD, W_SIGNAL, W_CONTROL, W_PIDFD, W_PROXY_CLIENT, W_PROXY_VMM, W_BLK_PID, W_BLK_TIMER };
-
-struct watch {
-	enum watch_kind kind;
-	void *ptr;
-};
 
 /* A console attach: the client's upgraded HTTP socket spliced to the domain's console. */
 struct proxy {
@@ -74,6 +69,7 @@ struct daemon {
 	struct proxy *proxies;
 	struct subscriber *subs;
 	struct blkhost blk; /* the host's domus-blk */
+	struct nethost net; /* the host's domus-net */
 	bool stop;
 	int verbose;
 };
@@ -81,8 +77,6 @@ struct daemon {
 extern struct daemon D;
 
 /* domusd.c */
-void watch_add(int fd, struct watch *w);
-void watch_del(int fd);
 /* STATE_DIR/DOMID.SUFFIX */
 void path_for(char *buf, size_t len, unsigned domid, const char *suffix);
 
@@ -94,6 +88,10 @@ void domain_exited(struct domain *d);
 void control_readable(struct domain *d);
 /* Finds the domains a previous domusd left running, from their records. */
 void adopt_domains(void);
+
+/* api_vfr.c: /v1/vfr/... on the host's domus-net (ops->vfr). */
+void api_vfr(void *ctx, struct api *a, const struct api_request *req, const char *path,
+	     struct api_response *r);
 
 /* httpd.c */
 enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -190,6 +190,14 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "bridge=%s,", v->bridge);
 		if (v->ip[0])
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "ip=%s,", v->ip);
+		if (v->rsip[0])
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "rsip=%s,", v->rsip);
+		if (v->backend == VIF_VMM)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "backendtype=vmm,vifname=%s,",
+					      v->vifname);
+		else if (v->backend == VIF_VHOST_USER)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "backendtype=vhost-user,socket=%s,",
+					      v->socket);
 		if (n)
 			buf[n - 1] = 0;
 		json_array_append_new(vifs, json_string(buf));

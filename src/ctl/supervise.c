@@ -104,6 +104,7 @@ static void remove_files(unsigned domid)
 	char path[PATH_MAX];
 
 	blkhost_detach(&D.blk, domid);
+	nethost_detach(&D.net, domid);
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		path_for(path, sizeof(path), domid, suffixes[i]);
 		unlink(path);
@@ -327,6 +328,53 @@ static int attach_disks(struct domain *d, int stats_fd, struct domain_spec *vmm,
 	return mask;
 }
 
+/*
+ * Gives the domain's domus-net interfaces their ports; in vmm (when not
+ * NULL) they become vhost-user interfaces on the ports' sockets. What the
+ * VFR chose (MAC, address, RSIP slice) is written into the domain's own
+ * vifs, so that its record keeps it and an adopting domusd asks for the
+ * same. 0, or -errno with the reason in err.
+ */
+static int attach_vifs(struct domain *d, struct domain_spec *vmm, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < d->spec.nvifs; i++) {
+		struct vif_config *v = &d->spec.vifs[i];
+		char sock[108];
+		uint8_t mac[6];
+		json_t *port;
+		int ret;
+
+		if (v->backend != VIF_DOMUS_NET)
+			continue;
+		ret = nethost_attach(&D.net, d->domid, d->spec.name, i, v, sock, sizeof(sock), mac, err,
+				     errlen);
+		if (ret < 0) {
+			nethost_detach(&D.net, d->domid);
+			return ret;
+		}
+		snprintf(v->mac, sizeof(v->mac), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+			 mac[3], mac[4], mac[5]);
+		port = nethost_port_json(&D.net, d->domid);
+		if (port && !json_object_get(port, "rsip_slice"))
+			snprintf(v->ip, sizeof(v->ip), "%s",
+				 json_string_value(json_object_get(port, "address")));
+		else if (port)
+			snprintf(v->rsip, sizeof(v->rsip), "%d-%d",
+				 (int)json_integer_value(json_array_get(json_object_get(port, "rsip_slice"), 0)),
+				 (int)json_integer_value(json_array_get(json_object_get(port, "rsip_slice"), 1)));
+		json_decref(port);
+		if (vmm) {
+			struct vif_config *vv = &vmm->vifs[i];
+			memset(vv, 0, sizeof(*vv));
+			snprintf(vv->mac, sizeof(vv->mac), "%s", v->mac);
+			vv->backend = VIF_VHOST_USER;
+			snprintf(vv->socket, sizeof(vv->socket), "%s", sock);
+			vif_to_nic(vv, i, &vmm->vm.nics[i]);
+		}
+	}
+	return 0;
+}
+
 static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 {
 	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX + 128], domid[16], mask_arg[16];
@@ -346,6 +394,12 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 			close(stats_fd);
 		remove_files(d->domid);
 		return mask;
+	}
+	if ((ret = attach_vifs(d, &vmm_spec, err, errlen)) < 0) {
+		if (stats_fd >= 0)
+			close(stats_fd);
+		remove_files(d->domid);
+		return ret;
 	}
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
 	cfg = domain_spec_to_json(&vmm_spec);
@@ -477,6 +531,10 @@ static void vmm_destroy(void *ctx, struct domain *d)
 
 static void vmm_usage(void *ctx, const struct domain *d, json_t *out)
 {
+	json_t *port = nethost_port_json(&D.net, d->domid);
+
+	if (port)
+		json_object_set_new(out, "network", port);
 	char path[64], buf[2048], *p;
 	unsigned long long utime = 0, stime = 0;
 	long rss_kib = 0;
@@ -542,6 +600,7 @@ const struct domain_ops vmm_ops = {
 	.wait = vmm_wait,
 	.memory_changed = vmm_memory_changed,
 	.host = vmm_host,
+	.vfr = api_vfr,
 };
 /* The domain's process ended (its pidfd is readable). */
 void domain_exited(struct domain *d)
@@ -659,6 +718,8 @@ static void adopt_one(const char *file)
 		int stats_fd = open_blk_stats(d->domid, false);
 		if (attach_disks(d, stats_fd, NULL, err, sizeof(err)) < 0)
 			log_warnx("domain %s: %s; its disk waits", d->spec.name, err);
+		if (attach_vifs(d, NULL, err, sizeof(err)) < 0)
+			log_warnx("domain %s: %s; its network interface waits", d->spec.name, err);
 		if (stats_fd >= 0)
 			close(stats_fd);
 	}

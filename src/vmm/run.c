@@ -182,6 +182,11 @@ static int check_config(const struct vm_config *cfg)
 		log_warnx("%u pmem devices: at most %u", cfg->npmems, VM_MAX_PMEM);
 		return -1;
 	}
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		if (!cfg->nics[i].socket[0] && !cfg->nics[i].tap[0]) {
+			log_warnx("network interface %u has no back-end (a domus-net port is domusd's to give)", i);
+			return -1;
+		}
 	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;

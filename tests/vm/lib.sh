@@ -119,3 +119,32 @@ console_close() {
 }
 # alive PID: the process exists and is not a zombie waiting for its parent.
 alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+
+# Consoles of several domains at once: con_open NAME, con_type NAME TEXT,
+# con_seen NAME REGEX, con_close NAME (output in $work/NAME.con).
+declare -A con_fd con_pid
+con_open() {
+	mkfifo "$work/$1.in"
+	"$DOMUS" console "$1" <"$work/$1.in" >"$work/$1.con" 2>"$work/$1.con-err" &
+	con_pid[$1]=$!
+	exec {fd}>"$work/$1.in"
+	con_fd[$1]=$fd
+}
+con_type() { printf '%s\n' "$2" >&"${con_fd[$1]}"; }
+con_seen() { grep -qaE -- "$2" "$work/$1.con"; }
+con_close() {
+	printf '\035' >&"${con_fd[$1]}"
+	exec {con_fd[$1]}>&-
+	wait "${con_pid[$1]}" 2>/dev/null || true
+	rm -f "$work/$1.in"
+}
+# con_run NAME TAG COMMAND: runs COMMAND in the domain's shell and waits up to
+# 120 s for it; its output lines, prefixed, come after "TAG-begin" and its exit
+# status is in "TAG-end STATUS". Sets $out to the output, $rc to the status.
+con_run() {
+	local name=$1 tag=$2 secs=${CON_RUN_SECS:-120}
+	con_type "$name" "echo $tag-\$((0))begin; ( $3 ) 2>&1; echo $tag-end=\$?="
+	wait_for "$name: $tag" "$secs" con_seen "$name" "$tag-end=[0-9]+="
+	out=$(sed -n "/$tag-0begin/,/$tag-end=/p" "$work/$name.con" | tr -d '\r' | sed '1d;$d')
+	rc=$(grep -aoE "$tag-end=[0-9]+=" "$work/$name.con" | head -1 | tr -dc 0-9)
+}

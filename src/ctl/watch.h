@@ -1,0 +1,25 @@
+/* domusd's epoll loop: what kind of descriptor woke it, and the object it belongs to. */
+#ifndef DOMUS_WATCH_H
+#define DOMUS_WATCH_H
+
+enum watch_kind {
+	W_MHD,
+	W_SIGNAL,
+	W_CONTROL,
+	W_PIDFD,
+	W_PROXY_CLIENT,
+	W_PROXY_VMM,
+	W_BACKEND_PID,	 /* a driver domain's process ended (ptr: struct backend_proc) */
+	W_BACKEND_TIMER, /* its restart is due */
+};
+
+struct watch {
+	enum watch_kind kind;
+	void *ptr;
+};
+
+/* domusd.c */
+void watch_add(int fd, struct watch *w);
+void watch_del(int fd);
+
+#endif
