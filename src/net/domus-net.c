@@ -355,43 +355,19 @@ static int cmd_uplink(struct request *r)
 	return 0;
 }
 
-static int parse_action(const char *s, enum vfr_action *a)
+/* The index of s in names[0, n) (the values of an enum in order), or -EINVAL. */
+static int pick(const char *s, const char *const *names, int n)
 {
-	if (!strcmp(s, "accept"))
-		*a = VFR_ACCEPT;
-	else if (!strcmp(s, "drop"))
-		*a = VFR_DROP;
-	else if (!strcmp(s, "reject"))
-		*a = VFR_REJECT;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-static int parse_mode(const char *s, enum vfr_uplink_mode *m)
-{
-	static const char *const names[] = {"none", "routed", "nat", "rsip"};
-
-	for (unsigned i = 0; i < 4; i++)
-		if (!strcmp(s, names[i])) {
-			*m = (enum vfr_uplink_mode)i;
-			return 0;
-		}
+	for (int i = 0; i < n; i++)
+		if (!strcmp(s, names[i]))
+			return i;
 	return -EINVAL;
 }
 
-static int parse_frag(const char *s, enum pkt_frag_policy *f)
-{
-	if (!strcmp(s, "drop"))
-		*f = PKT_FRAG_DROP;
-	else if (!strcmp(s, "first"))
-		*f = PKT_FRAG_FIRST;
-	else if (!strcmp(s, "allow"))
-		*f = PKT_FRAG_ALLOW;
-	else
-		return -EINVAL;
-	return 0;
-}
+/* In the order of enum vfr_action, enum vfr_uplink_mode and enum pkt_frag_policy. */
+static const char *const actions[] = {"accept", "drop", "reject"};
+static const char *const modes[] = {"none", "routed", "nat", "rsip"};
+static const char *const frags[] = {"drop", "first", "allow"};
 
 /* "net NAME ID SUBNET/PREFIX GATEWAY mode=M default=A [dns=ADDR] [frag=drop|first|allow]" */
 static int cmd_net(struct request *r)
@@ -410,14 +386,16 @@ static int cmd_net(struct request *r)
 		goto usage;
 	snprintf(c.name, sizeof(c.name), "%s", w[0]);
 	for (unsigned i = 4; i < n; i++) {
-		if (!strncmp(w[i], "mode=", 5) && parse_mode(w[i] + 5, &c.mode) == 0)
+		int v = -EINVAL;
+		if (!strncmp(w[i], "mode=", 5) && (v = pick(w[i] + 5, modes, 4)) >= 0) {
+			c.mode = (enum vfr_uplink_mode)v;
 			mode = true;
-		else if (!strncmp(w[i], "default=", 8) &&
-			 parse_action(w[i] + 8, &c.default_action) == 0)
+		} else if (!strncmp(w[i], "default=", 8) && (v = pick(w[i] + 8, actions, 3)) >= 0) {
+			c.default_action = (enum vfr_action)v;
 			def = true;
-		else if (!(!strncmp(w[i], "dns=", 4) && parse_ip(w[i] + 4, &c.dns) == 0) &&
-			 !(!strncmp(w[i], "frag=", 5) &&
-			   parse_frag(w[i] + 5, &c.frag_policy) == 0)) {
+		} else if (!strncmp(w[i], "frag=", 5) && (v = pick(w[i] + 5, frags, 3)) >= 0) {
+			c.frag_policy = (enum pkt_frag_policy)v;
+		} else if (strncmp(w[i], "dns=", 4) || parse_ip(w[i] + 4, &c.dns) < 0) {
 			snprintf(r->err, r->errlen, "net %s: bad option '%.40s'", c.name, w[i]);
 			return -EINVAL;
 		}

@@ -207,3 +207,30 @@ int netdrv_receive(struct netdrv *d, void *buf, size_t len, int timeout_ms)
 			return -errno;
 	}
 }
+
+size_t netdrv_udp_frame(uint8_t *f, const uint8_t *from, const uint8_t *to, uint8_t src,
+			uint8_t dst, uint16_t dport, uint32_t seq)
+{
+	uint32_t sum = 0;
+
+	memset(f, 0, 64);
+	memcpy(f, to, 6);
+	memcpy(f + 6, from, 6);
+	f[12] = 0x08; /* IPv4 */
+	f[14] = 0x45;
+	f[17] = 50; /* total length: 20 + 8 + 22 */
+	f[22] = 64; /* TTL */
+	f[23] = 17; /* UDP */
+	f[26] = 10, f[29] = src;
+	f[30] = 10, f[33] = dst;
+	for (int i = 14; i < 34; i += 2)
+		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
+	f[24] = (uint8_t)(sum >> 8), f[25] = (uint8_t)sum;
+	f[34] = 40000 >> 8, f[35] = 40000 & 0xff;
+	f[36] = (uint8_t)(dport >> 8), f[37] = (uint8_t)dport;
+	f[39] = 30; /* UDP length */
+	memcpy(f + 42, &seq, 4);
+	return 64;
+}

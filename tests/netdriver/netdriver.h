@@ -65,6 +65,13 @@ unsigned netdrv_tx_free(struct netdrv *d);
  * or -errno.
  */
 int netdrv_receive(struct netdrv *d, void *buf, size_t len, int timeout_ms);
+/*
+ * A 64-byte Ethernet frame into f (64 bytes): IPv4 from 10.0.0.src to
+ * 10.0.0.dst (header checksum set), UDP 40000 to dport without a checksum,
+ * seq in the first four bytes of the 22-byte payload. Returns 64.
+ */
+size_t netdrv_udp_frame(uint8_t *f, const uint8_t *from, const uint8_t *to, uint8_t src,
+			uint8_t dst, uint16_t dport, uint32_t seq);
 /* For forged chains: the transmit descriptors, the next slot, publishing a head. */
 struct virtq_desc *netdrv_tx_desc(struct netdrv *d);
 uint16_t netdrv_tx_slot(const struct netdrv *d);

@@ -43,34 +43,6 @@ static pid_t net_pid;
 static struct netdrv A, B;
 static char err[512], reply[NETCTL_MSG_MAX];
 
-/* A 64-byte UDP frame from 10.0.0.src to 10.0.0.dst, its payload marked with seq. */
-static size_t udp_frame(uint8_t *f, const uint8_t *from, const uint8_t *to, uint8_t src,
-			uint8_t dst, uint32_t seq)
-{
-	uint32_t sum = 0;
-
-	memset(f, 0, 64);
-	memcpy(f, to, 6);
-	memcpy(f + 6, from, 6);
-	f[12] = 0x08;
-	f[14] = 0x45;
-	f[17] = 50; /* total length: 20 + 8 + 22 */
-	f[22] = 64; /* TTL */
-	f[23] = 17; /* UDP */
-	f[26] = 10, f[29] = src;
-	f[30] = 10, f[33] = dst;
-	for (int i = 14; i < 34; i += 2)
-		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = ~((sum & 0xffff) + (sum >> 16)) & 0xffff;
-	f[24] = (uint8_t)(sum >> 8), f[25] = (uint8_t)sum;
-	f[34] = 0x9c, f[35] = 0x40; /* 40000 */
-	f[36] = 0x13, f[37] = 0x89; /* 5001 */
-	f[39] = 30;		    /* UDP length; checksum 0: none */
-	memcpy(f + 42, &seq, 4);
-	return 64;
-}
-
 static int ask(const char *text, const int *fds, unsigned nfds)
 {
 	err[0] = reply[0] = 0;
@@ -143,7 +115,7 @@ static void pass(struct netdrv *from, struct netdrv *to, uint32_t seq)
 {
 	uint8_t f[64], got[2048];
 	bool a = from == &A;
-	size_t len = udp_frame(f, from->mac, to->mac, a ? 2 : 3, a ? 3 : 2, seq);
+	size_t len = netdrv_udp_frame(f, from->mac, to->mac, a ? 2 : 3, a ? 3 : 2, 5001, seq);
 	int n;
 
 	assert_int_equal(netdrv_send(from, f, len), 0);
@@ -298,7 +270,8 @@ static void test_capture(void **state)
 		memcpy(&orig, buf + off + 12, 4);
 		assert_int_equal(caplen, 64);
 		assert_int_equal(orig, 64);
-		udp_frame(f, i ? mac_b : mac_a, i ? mac_a : mac_b, i ? 3 : 2, i ? 2 : 3, 4000 + i);
+		netdrv_udp_frame(f, i ? mac_b : mac_a, i ? mac_a : mac_b, i ? 3 : 2, i ? 2 : 3,
+				 5001, 4000 + i);
 		assert_memory_equal(buf + off + PCAP_RECORD_LEN + 12, f + 12, 52);
 		off += PCAP_RECORD_LEN + 64;
 	}
@@ -316,7 +289,7 @@ static void test_restart(void **state)
 	/* Once more, with a frame sent while domus-net is dead. */
 	{
 		uint8_t f[64], got[2048];
-		size_t len = udp_frame(f, mac_a, mac_b, 2, 3, 6000);
+		size_t len = netdrv_udp_frame(f, mac_a, mac_b, 2, 3, 5001, 6000);
 		stop_net();
 		assert_int_equal(netdrv_send(&A, f, len), 0);
 		start_net(false);
