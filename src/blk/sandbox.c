@@ -1,15 +1,9 @@
 #include "blk/sandbox.h"
 
-#include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <seccomp.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
-#define NOBODY 65534
+#include "lib/sandbox.h"
+
 #define DEFAULT_USER "domus-blk"
 
 /* What serving vhost-user requests on open descriptors takes, and no more. */
@@ -29,51 +23,6 @@ static const int allowed[] = {
 
 int blk_sandbox_enter(const char *user, char *err, size_t errlen)
 {
-	scmp_filter_ctx ctx;
-	uid_t uid = NOBODY;
-	gid_t gid = NOBODY;
-	int ret;
-
-	if (geteuid() == 0) {
-		/* Root opened the images and bound the sockets; an unprivileged user serves them. */
-		struct passwd *pw = getpwnam(user ? user : DEFAULT_USER);
-		if (pw) {
-			uid = pw->pw_uid;
-			gid = pw->pw_gid;
-		} else if (user) {
-			snprintf(err, errlen, "no user '%s' to run as", user);
-			return -ENOENT;
-		}
-		if (uid == 0 || setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
-		    setresuid(uid, uid, uid) < 0) {
-			snprintf(err, errlen, "dropping to user %s: %s", pw ? pw->pw_name : "nobody",
-				 uid == 0 ? "it is root" : strerror(errno));
-			return uid == 0 ? -EPERM : -errno;
-		}
-	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
-		return -errno;
-	}
-	/* Anything else fails with EPERM rather than happening. */
-	ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-	if (!ctx) {
-		snprintf(err, errlen, "seccomp_init failed");
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
-		if (ret < 0) {
-			snprintf(err, errlen, "seccomp rule %zu: %s", i, strerror(-ret));
-			seccomp_release(ctx);
-			return ret;
-		}
-	}
-	ret = seccomp_load(ctx);
-	seccomp_release(ctx);
-	if (ret < 0) {
-		snprintf(err, errlen, "loading the seccomp filter: %s", strerror(-ret));
-		return ret;
-	}
-	return 0;
+	return sandbox_enter(user, DEFAULT_USER, allowed, sizeof(allowed) / sizeof(allowed[0]), err,
+			     errlen);
 }

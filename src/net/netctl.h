@@ -6,20 +6,23 @@
  * after a death: the state memfd first, then the uplink, networks, ports
  * and rules. The protocol (docs/net.md) is lines of text:
  *
- *   state                      fds: the state memfd (vfr_state_size bytes)
+ *   state [capacity=N]         fds: the state memfd (vfr_state_size(N) bytes at least;
+ *                              N flows, NETCTL_CT_CAPACITY if not said)
  *                              answer: "ok fresh" or "ok restored N flows"
  *   uplink MAC ADDR/PREFIX GATEWAY    fds: the TAP device
  *   net NAME ID SUBNET/PREFIX GATEWAY mode=none|routed|nat|rsip default=accept|drop|reject [dns=A]
- *   port ID NAME NET MAC ADDR [slice=START-END] [rate=PPS]
+ *       [frag=drop|first|allow]
+ *   port ID NAME NET MAC ADDR [slice=START-END] [rate=PPS]   (NET: a network's name or id)
  *                              fds: the port's listening vhost-user socket
  *   unport ID
- *   rule add POS TEXT          answer: "ok ID"
+ *   rule add POS TEXT          answer: "ok ID" (POS: 0 first, -1 or end: append)
  *   rule remove ID
- *   rules                      answer: "ok" then one "ID TEXT" line per rule
+ *   rules                      answer: "ok" then one "ID TEXT" line per rule ("ok\nID TEXT\n...")
  *   flows                      fds: a JSON-lines file (append), [a connected UDP socket for IPFIX]
- *   capture ID                 fds: a file the pcap capture of port ID is written to
+ *                              (no fds: flow output off)
+ *   capture ID                 fds: a file the pcap capture of port ID is written to (0: uplink)
  *   uncapture ID
- *   stats                      answer: "ok" then a JSON object
+ *   stats                      answer: "ok" then a JSON object ("ok\n{...}", docs/net.md)
  *
  * Every request is answered "ok[ ...]" or "error REASON".
  */
@@ -32,6 +35,7 @@
 
 #define NETCTL_MSG_MAX 65536
 #define NETCTL_REPLY_MS 10000
+#define NETCTL_CT_CAPACITY 65536 /* flows in a state region whose `state` message says none */
 
 /* Starts `program --control-fd 3`; its end of the socket in *ctl_fd. 0 or -errno with err. */
 int netctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, char *err,

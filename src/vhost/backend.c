@@ -309,6 +309,15 @@ static int queue_index(struct vhost_backend *b, uint32_t index, unsigned *qi)
 	return 0;
 }
 
+static uint64_t protocol_offered(const struct vhost_backend *b)
+{
+	uint64_t p = SUPPORTED_PROTOCOL;
+
+	if (b->ops->no_inflight)
+		p &= ~(1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
+	return p;
+}
+
 static void reply_u64(struct vhost_user_msg *r, uint64_t v)
 {
 	r->hdr.size = 8;
@@ -336,6 +345,10 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 	default:
 		break;
 	}
+	if ((m->hdr.request == VHOST_USER_GET_INFLIGHT_FD ||
+	     m->hdr.request == VHOST_USER_SET_INFLIGHT_FD) && b->ops->no_inflight)
+		return fail(b, -ENOTSUP, "%s: this device keeps no inflight area",
+			    vhost_user_request_name(m->hdr.request));
 	switch (m->hdr.request) {
 	case VHOST_USER_GET_FEATURES:
 		reply_u64(r, b->ops->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
@@ -348,11 +361,11 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 		b->features = m->payload.u64;
 		return 0;
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
-		reply_u64(r, SUPPORTED_PROTOCOL);
+		reply_u64(r, protocol_offered(b));
 		*reply = true;
 		return 0;
 	case VHOST_USER_SET_PROTOCOL_FEATURES:
-		b->protocol_features = m->payload.u64 & SUPPORTED_PROTOCOL;
+		b->protocol_features = m->payload.u64 & protocol_offered(b);
 		return 0;
 	case VHOST_USER_SET_OWNER:
 		b->owner = true;

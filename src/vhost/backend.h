@@ -24,6 +24,11 @@ struct vhost_device_ops {
 	uint64_t features; /* the device's virtio features, ring and version bits included */
 	unsigned num_queues;
 	uint16_t queue_size;
+	/*
+	 * No INFLIGHT_SHMFD: a device whose requests may be served twice after a
+	 * restart (virtio-net: a frame sent again) needs no record of them.
+	 */
+	bool no_inflight;
 	/* Fills len bytes of config space from off; 0 or -EINVAL. */
 	int (*get_config)(void *dev, uint8_t *buf, uint32_t off, uint32_t len);
 	/* The driver wrote config space; 0 or -EINVAL for what is not writable. May be NULL. */

@@ -3,20 +3,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "blk/cache.h"
 #include "blk/image.h"
+#include "lib/ctlproc.h"
 
 #define REPLY_TIMEOUT_MS 10000
 
@@ -115,71 +111,15 @@ void blkctl_disk_close(struct blkctl_disk *d, bool remove_socket)
 int blkctl_spawn(const char *program, bool verbose, pid_t *pid, int *ctl_fd, char *err,
 		 size_t errlen)
 {
-	int sp[2];
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		snprintf(err, errlen, "socketpair: %s", strerror(errno));
-		return -errno;
-	}
-	*pid = fork();
-	if (*pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(sp[0]);
-		close(sp[1]);
-		return -errno;
-	}
-	if (*pid == 0) {
-		/* Only async-signal-safe calls from here to exec: the parent may have threads. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		/* It ends with its supervisor: the control socket hangs up, and this. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (dup2(sp[1], 3) < 0)
-			_exit(127);
-		syscall(SYS_close_range, 4, ~0U, 0);
-		execl(program, "domus-blk", "--control-fd", "3", verbose ? "-v" : "--quiet", (char *)NULL);
-		_exit(127);
-	}
-	close(sp[1]);
-	*ctl_fd = sp[0];
-	return 0;
+	return ctlproc_spawn(program, "domus-blk", verbose, pid, ctl_fd, err, errlen);
 }
 
 /* Sends text (and fds) and reads the answer: "ok[ DETAIL]" (DETAIL into detail, if asked). */
 static int request(int ctl_fd, const char *text, const int *fds, unsigned nfds, char *detail,
 		   size_t detail_len, char *err, size_t errlen)
 {
-	struct pollfd p = {.fd = ctl_fd, .events = POLLIN};
-	char reply[600];
-	int none[UNIX_MAX_FDS];
-	unsigned nnone;
-	ssize_t n;
-	int ret = unix_send_fds(ctl_fd, text, strlen(text), fds, nfds);
-
-	if (ret < 0) {
-		snprintf(err, errlen, "domus-blk: %s", strerror(-ret));
-		return ret;
-	}
-	if (poll(&p, 1, REPLY_TIMEOUT_MS) != 1) {
-		snprintf(err, errlen, "domus-blk did not answer");
-		return -ETIMEDOUT;
-	}
-	n = unix_recv_fds(ctl_fd, reply, sizeof(reply) - 1, none, UNIX_MAX_FDS, &nnone);
-	for (unsigned i = 0; i < nnone; i++)
-		close(none[i]);
-	if (n <= 0) {
-		snprintf(err, errlen, "domus-blk went away (see its messages above)");
-		return -EPIPE;
-	}
-	reply[n] = 0;
-	if (!strcmp(reply, "ok") || (detail && !strncmp(reply, "ok ", 3))) {
-		if (detail)
-			snprintf(detail, detail_len, "%s", reply[2] ? reply + 3 : "");
-		return 0;
-	}
-	snprintf(err, errlen, "%s", strncmp(reply, "error ", 6) ? reply : reply + 6);
-	return -EINVAL;
+	return ctlproc_request(ctl_fd, "domus-blk", text, fds, nfds, REPLY_TIMEOUT_MS, detail,
+			       detail_len, err, errlen);
 }
 
 int blkctl_add(int ctl_fd, const struct blkctl_disk *d, char *err, size_t errlen)
@@ -219,19 +159,5 @@ int blkctl_cache_stats(int ctl_fd, struct blk_cache_stats *out, char *err, size_
 
 void blkctl_find_program(char *out, size_t len, const char *near)
 {
-	const char *env = getenv("DOMUS_BLK");
-	char dir[PATH_MAX], *slash;
-
-	if (env && *env) {
-		snprintf(out, len, "%s", env);
-		return;
-	}
-	snprintf(dir, sizeof(dir), "%s", near);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(out, len, "%.4000s/domus-blk", slash ? dir : ".");
-	if (access(out, X_OK) == 0)
-		return;
-	snprintf(out, len, "%.4000s/../blk/domus-blk", slash ? dir : ".");
+	ctlproc_find_program(out, len, "DOMUS_BLK", "domus-blk", "../blk", near);
 }

@@ -1,0 +1,275 @@
+/*
+ * vfr-pps: domus-net's frames per second, on the host without a VM.
+ *
+ *   vfr-pps [--frames N] [--program DOMUS-NET]
+ *       starts domus-net (netctl_spawn, sandboxed as under domusd), makes
+ *       one network with default=drop and a rule accepting UDP from port a
+ *       to port b on 5001 (so the rules and conntrack are on the path), and
+ *       drives it with two tests/netdriver front-ends: a blasts 64-byte UDP
+ *       frames, b receives. Prints one line of key=value: frames delivered,
+ *       wall time, domus-net's CPU time (utime+stime from /proc/PID/stat)
+ *       and frames per CPU second of domus-net, and the whole host's busy
+ *       CPU time (/proc/stat) per frame, which covers the synthetic
+ *       front-ends too.
+ *   vfr-pps --udp-send ADDR --frames N     (the kernel peer, bench/vfr-pps-compare)
+ *   vfr-pps --udp-recv SECONDS             counts UDP datagrams on port 5001 (until a
+ *                                          second passes without one, or SECONDS)
+ *
+ * The frames go through whatever src/net/vfr.c is linked into domus-net:
+ * with the temporary stand-in (plain switching) the figure says what the
+ * process, vhost-user and the rings cost; with the real VFR it includes the
+ * firewall's work.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../tests/netdriver/netdriver.h"
+#include "lib/unix_socket.h"
+#include "net/netctl.h"
+#include "net/vfr.h"
+
+#define QSIZE 256
+#define PORT 5001
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* utime + stime of pid, in seconds. */
+static double proc_cpu(pid_t pid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* Fields after the command name (which may hold spaces): state is field 3, utime 14. */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The host's busy CPU time (all but idle and iowait), in seconds. */
+static double host_busy(void)
+{
+	unsigned long long v[10] = {0}, busy = 0;
+	FILE *f = fopen("/proc/stat", "r");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) != 8) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	for (int i = 0; i < 8; i++)
+		if (i != 3 && i != 4)
+			busy += v[i];
+	return (double)busy / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int ask(int ctl, const char *text, const int *fds, unsigned nfds)
+{
+	char reply[256], err[512];
+	int ret = netctl_request(ctl, text, fds, nfds, reply, sizeof(reply), err, sizeof(err));
+
+	if (ret < 0)
+		fprintf(stderr, "vfr-pps: '%s': %s\n", text, err);
+	return ret;
+}
+
+static int udp_send(const char *addr, unsigned long frames)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(PORT)};
+	char payload[22] = {0};
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (s < 0 || inet_pton(AF_INET, addr, &to.sin_addr) != 1)
+		return 1;
+	for (unsigned long i = 0; i < frames; i++)
+		while (sendto(s, payload, sizeof(payload), 0, (struct sockaddr *)&to, sizeof(to)) <
+		       0)
+			if (errno != ENOBUFS && errno != EAGAIN)
+				return 1;
+	return 0;
+}
+
+static int udp_recv(double seconds)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
+	int s = socket(AF_INET, SOCK_DGRAM, 0), big = 8 << 20;
+	unsigned long n = 0;
+	char buf[2048];
+	double end;
+
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return 1;
+	setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+	printf("ready\n");
+	fflush(stdout);
+	end = now_s() + seconds;
+	/* Until SECONDS pass, or a second without datagrams once they came. */
+	while (now_s() < end) {
+		struct pollfd p = {.fd = s, .events = POLLIN};
+		if (poll(&p, 1, 1000) == 1) {
+			while (recv(s, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				n++;
+		} else if (n) {
+			break;
+		}
+	}
+	printf("received=%lu\n", n);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"frames", required_argument, NULL, 'n'},
+	    {"program", required_argument, NULL, 'p'},
+	    {"udp-send", required_argument, NULL, 's'},
+	    {"udp-recv", required_argument, NULL, 'r'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const uint8_t mac_a[6] = {2, 0, 0, 0, 0, 2}, mac_b[6] = {2, 0, 0, 0, 0, 3};
+	unsigned long frames = 2000000, sent = 0, got = 0;
+	char program[PATH_MAX] = "", dir[64] = "/tmp/vfr-pps.XXXXXX", sa[128], sb[128], err[512];
+	const char *send_to = NULL;
+	double recv_s = 0, t0, t1, c0, c1, h0, h1;
+	int opt, ctl, state, la, lb, status;
+	struct netdrv A, B;
+	uint8_t f[64], buf[2048];
+	pid_t pid;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			frames = strtoul(optarg, NULL, 10);
+			break;
+		case 'p':
+			snprintf(program, sizeof(program), "%s", optarg);
+			break;
+		case 's':
+			send_to = optarg;
+			break;
+		case 'r':
+			recv_s = strtod(optarg, NULL);
+			break;
+		default:
+			fprintf(
+			    stderr,
+			    "usage: vfr-pps [--frames N] [--program DOMUS-NET] | --udp-send ADDR "
+			    "[--frames N] | --udp-recv SECONDS\n");
+			return 2;
+		}
+	}
+	if (send_to)
+		return udp_send(send_to, frames);
+	if (recv_s > 0)
+		return udp_recv(recv_s);
+	if (!program[0]) {
+		netctl_find_program(program, sizeof(program), argv[0]);
+		if (access(program, X_OK) < 0) {
+			char *slash = strrchr(argv[0], '/');
+			snprintf(program, sizeof(program), "%.*s/../src/net/domus-net",
+				 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
+	snprintf(sb, sizeof(sb), "%s/b.sock", dir);
+	state = memfd_create("vfr-state", MFD_CLOEXEC);
+	la = unix_listen(sa, SOCK_STREAM, 4);
+	lb = unix_listen(sb, SOCK_STREAM, 4);
+	if (state < 0 || la < 0 || lb < 0 ||
+	    ftruncate(state, (off_t)vfr_state_size(NETCTL_CT_CAPACITY)) < 0 ||
+	    netctl_spawn(program, false, &pid, &ctl, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vfr-pps: setting up %s failed\n", program);
+		return 1;
+	}
+	if (ask(ctl, "state", &state, 1) < 0 ||
+	    ask(ctl, "net lan 1 10.0.0.0/24 10.0.0.1 mode=none default=drop", NULL, 0) < 0 ||
+	    ask(ctl, "port 2 a lan 02:00:00:00:00:02 10.0.0.2", &la, 1) < 0 ||
+	    ask(ctl, "port 3 b lan 02:00:00:00:00:03 10.0.0.3", &lb, 1) < 0 ||
+	    ask(ctl, "rule add end accept proto udp from domain a to domain b port 5001", NULL, 0) <
+		0)
+		return 1;
+	if (netdrv_open(&A, sa, mac_a, QSIZE, err, sizeof(err)) < 0 ||
+	    netdrv_open(&B, sb, mac_b, QSIZE, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vfr-pps: %s\n", err);
+		return 1;
+	}
+	/* A first frame through, so that the flow exists and the rings are running. */
+	netdrv_udp_frame(f, mac_a, mac_b, 2, 3, PORT, 0);
+	netdrv_send(&A, f, 64);
+	netdrv_kick(&A);
+	if (netdrv_receive(&B, buf, sizeof(buf), 2000) != 64) {
+		fprintf(stderr, "vfr-pps: the first frame did not arrive\n");
+		return 1;
+	}
+	t0 = now_s();
+	c0 = proc_cpu(pid);
+	h0 = host_busy();
+	/* One thread drives both ends: fill a's ring, kick, drain b's, until enough arrived. */
+	while (got < frames && now_s() - t0 < 60) {
+		unsigned queued = 0;
+		int n;
+		while (sent < frames && netdrv_send(&A, f,
+						    netdrv_udp_frame(f, mac_a, mac_b, 2, 3, PORT,
+								     (uint32_t)sent)) == 0)
+			sent++, queued++;
+		if (queued)
+			netdrv_kick(&A);
+		while ((n = netdrv_receive(&B, buf, sizeof(buf), 0)) > 0)
+			got++;
+		if (!queued && netdrv_receive(&B, buf, sizeof(buf), 1) > 0)
+			got++;
+		if (sent >= frames && netdrv_tx_free(&A) == QSIZE &&
+		    netdrv_receive(&B, buf, sizeof(buf), 50) == 0)
+			break; /* everything sent and nothing more coming */
+	}
+	t1 = now_s();
+	c1 = proc_cpu(pid);
+	h1 = host_busy();
+	printf("vfr-pps frames_sent=%lu frames_delivered=%lu wall_s=%.3f pps=%.0f "
+	       "domus_net_cpu_s=%.3f "
+	       "pps_per_domus_net_cpu=%.0f host_cpu_s=%.3f pps_per_host_cpu=%.0f\n",
+	       sent, got, t1 - t0, got / (t1 - t0), c1 - c0, c1 > c0 ? got / (c1 - c0) : 0.0,
+	       h1 - h0, h1 > h0 ? got / (h1 - h0) : 0.0);
+	netdrv_close(&A);
+	netdrv_close(&B);
+	close(ctl);
+	waitpid(pid, &status, 0);
+	unlink(sa);
+	unlink(sb);
+	rmdir(dir);
+	return got ? 0 : 1;
+}

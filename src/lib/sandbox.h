@@ -1,0 +1,22 @@
+/*
+ * A driver domain's confinement, entered once every descriptor it needs at
+ * the start is open: the privileges of an unprivileged user of its own
+ * (made by dist/sysusers.d; nobody where it does not exist) when started
+ * as root, no new privileges, and a seccomp allow-list of system calls
+ * that the caller (blk/sandbox.c, net/sandbox.c) gives and comments. Any
+ * other call fails with EPERM.
+ */
+#ifndef DOMUS_SANDBOX_H
+#define DOMUS_SANDBOX_H
+
+#include <stddef.h>
+
+/*
+ * Runs as user (NULL: default_user, else nobody) when started as root,
+ * then loads the allow-list allowed[0, n). 0, or -errno with what failed
+ * in err.
+ */
+int sandbox_enter(const char *user, const char *default_user, const int *allowed, size_t n,
+		  char *err, size_t errlen);
+
+#endif

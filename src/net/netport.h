@@ -1,0 +1,97 @@
+/*
+ * One domain's port of domus-net: a virtio-net device served over
+ * vhost-user to one front-end at a time (the domain's VMM, or
+ * tests/netdriver), on a listening socket the supervisor passed.
+ *
+ * The device: VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU (1500)
+ * and VIRTIO_NET_F_STATUS (link always up); no offloads, one queue pair.
+ * Its config space (virtio 1.2, 5.1.4), little-endian:
+ *   u8 mac[6]; u16 status (1: link up); u16 max_virtqueue_pairs (1); u16 mtu (1500)
+ * Every frame on either queue starts with struct virtio_net_hdr_v1 (12
+ * bytes: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset,
+ * num_buffers); without offloads the device ignores what the driver wrote
+ * there and writes zeros with num_buffers = 1.
+ *   queue 0, receive: each chain is device-writable; a frame goes whole
+ *     into one chain, header first. A frame longer than the chain, or no
+ *     chain available, is dropped and counted.
+ *   queue 1, transmit: each chain is device-readable, header and frame; a
+ *     frame shorter than 14 bytes or longer than VFR_FRAME_MAX is dropped
+ *     and counted, the chain returned all the same.
+ *
+ * No inflight area: after a restart the front-end resumes both rings from
+ * the used index, so a frame taken and not completed is sent again (a
+ * duplicate frame, which Ethernet allows) and a receive buffer not
+ * completed is simply filled later.
+ */
+#ifndef DOMUS_NET_NETPORT_H
+#define DOMUS_NET_NETPORT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/vfr.h"
+#include "vhost/backend.h"
+
+#define NETPORT_RX 0
+#define NETPORT_TX 1
+#define NETPORT_QUEUES 2
+#define NETPORT_QUEUE_SIZE 256
+#define NETPORT_HDR_LEN 12 /* struct virtio_net_hdr_v1 */
+
+#define VIRTIO_NET_F_MTU 3
+#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_S_LINK_UP 1
+
+struct netport;
+
+/* A frame the port's driver sent (already checked for length). */
+typedef void (*netport_input_fn)(void *ctx, struct netport *p, const uint8_t *frame, size_t len);
+
+struct netport_counters {
+	uint64_t tx_frames, tx_bad; /* taken from the transmit queue; dropped for their length */
+	uint64_t rx_frames,
+	    rx_no_buffer;     /* put in the receive queue; dropped for want of a buffer */
+	uint64_t rx_too_long; /* dropped: longer than the buffer offered */
+	uint64_t connects;
+};
+
+struct netport {
+	uint32_t id;
+	uint8_t mac[6];
+	int listen_fd;
+	bool connected;
+	bool tx_pending; /* frames may be left in the transmit queue: serve it next round */
+	bool rx_notify;	 /* receive completions not yet signalled */
+	bool tx_broken;	 /* the driver broke the transmit ring's rules: it stops until reconnect */
+	struct vhost_backend b;
+	netport_input_fn input;
+	void *ctx;
+	struct netport_counters n;
+};
+
+/* A port on listen_fd (taken over), its frames to input. */
+void netport_init(struct netport *p, uint32_t id, const uint8_t mac[6], int listen_fd,
+		  netport_input_fn input, void *ctx);
+/* Drops the front-end and closes the listening socket. */
+void netport_close(struct netport *p);
+/* Accepts a front-end (after the previous one has gone); 0 or -errno. */
+int netport_accept(struct netport *p);
+void netport_disconnect(struct netport *p);
+/* What to poll: the listening socket, or (connected) the connection and its kicks. Entries filled.
+ */
+unsigned netport_poll_fds(struct netport *p, struct pollfd *fds, unsigned max);
+/* Poll results for the entries netport_poll_fds filled; -errno when the front-end was dropped. */
+int netport_poll_ready(struct netport *p, const struct pollfd *fds, unsigned n);
+/*
+ * Takes up to budget frames from the transmit queue and hands each to
+ * input; tx_pending says whether more may be there. Returns frames taken.
+ */
+unsigned netport_tx(struct netport *p, unsigned budget);
+/* Puts one frame in the receive queue. 0, or -ENOBUFS / -EMSGSIZE (dropped, counted). */
+int netport_rx(struct netport *p, const uint8_t *frame, size_t len);
+/* Signals the receive completions made since the last call, if the driver wants them. */
+void netport_flush(struct netport *p);
+
+#endif
