@@ -454,6 +454,18 @@ static void neigh_learn(struct vfr *v, uint32_t addr, const uint8_t *mac, uint64
 	n->seen_ms = now;
 }
 
+/* An ARP request on the uplink for addr, at most one a second per neighbour. */
+static void neigh_ask(struct vfr *v, struct vfr_neigh *n, uint64_t now)
+{
+	static const uint8_t zero[6];
+
+	if (n->asked_ms && now >= n->asked_ms && now - n->asked_ms < VFR_ARP_RETRY_MS)
+		return;
+	n->asked_ms = now ? now : 1;
+	arp_frame(v->ans, 1, bcast_mac, v->up.mac, v->up.addr, zero, n->addr);
+	emit(v, VFR_UPLINK, v->ans, pad60(v->ans, 42));
+}
+
 /*
  * Sends f (an IPv4 frame to dst) on the uplink, to the gateway or, on the
  * link, to dst itself. Unresolved: asks by ARP and drops (TCP retransmits).
@@ -465,38 +477,23 @@ static bool uplink_send(struct vfr *v, uint8_t *f, size_t len, uint32_t dst, uin
 
 	if (v->up.gateway && (dst & v->up_mask) != (v->up.addr & v->up_mask))
 		hop = v->up.gateway;
-	n = neigh_find(v, hop);
-	if (n && n->resolved) {
-		if (now > n->seen_ms && now - n->seen_ms > VFR_NEIGH_TTL_MS &&
-		    now - n->asked_ms >= VFR_ARP_RETRY_MS) {
-			static const uint8_t zero[6];
-
-			/* Still used while asked again. */
-			n->asked_ms = now;
-			arp_frame(v->ans, 1, bcast_mac, v->up.mac, v->up.addr, zero, hop);
-			emit(v, VFR_UPLINK, v->ans, pad60(v->ans, 42));
-		}
-		eth_header(f, n->mac, v->up.mac, PKT_ETHERTYPE_IPV4);
-		emit(v, VFR_UPLINK, f, len);
-		return true;
-	}
 	if ((hop & v->up_mask) != (v->up.addr & v->up_mask))
 		return false; /* no gateway and not on the link */
+	n = neigh_find(v, hop);
 	if (!n) {
 		n = neigh_slot(v, hop);
 		n->seen_ms = now;
-		n->asked_ms = now;
-	} else if (now - n->asked_ms < VFR_ARP_RETRY_MS && n->asked_ms) {
+	}
+	if (!n->resolved) {
+		neigh_ask(v, n, now);
 		return false;
 	}
-	n->asked_ms = now ? now : 1;
-	{
-		static const uint8_t zero[6];
-
-		arp_frame(v->ans, 1, bcast_mac, v->up.mac, v->up.addr, zero, hop);
-		emit(v, VFR_UPLINK, v->ans, pad60(v->ans, 42));
-	}
-	return false;
+	/* A stale entry is still used while it is asked for again. */
+	if (now > n->seen_ms && now - n->seen_ms > VFR_NEIGH_TTL_MS)
+		neigh_ask(v, n, now);
+	eth_header(f, n->mac, v->up.mac, PKT_ETHERTYPE_IPV4);
+	emit(v, VFR_UPLINK, f, len);
+	return true;
 }
 
 /* ---- NAT ---- */
@@ -1147,19 +1144,7 @@ static void flow_done(void *ctx, const struct ct_flow *f)
 {
 	struct vfr *v = ctx;
 	uint32_t n = nat_of_flow(v, f), rule = 0;
-	struct vfr_match_input in = {
-	    .dir = f->ends.dir,
-	    .proto = f->proto,
-	    .src = f->src,
-	    .dst = f->dst,
-	    .has_ports = f->proto == PKT_PROTO_TCP || f->proto == PKT_PROTO_UDP,
-	    .sport = f->sport,
-	    .dport = f->dport,
-	    .src_domain = f->ends.src_domain,
-	    .dst_domain = f->ends.dst_domain,
-	    .src_net = f->ends.src_net,
-	    .dst_net = f->ends.dst_net,
-	};
+	struct vfr_match_input in;
 	struct ipfix_flow r = {
 	    .start_ms = wall_of(v, f->start_ms),
 	    .end_ms = wall_of(v, f->last_ms),
@@ -1184,6 +1169,7 @@ static void flow_done(void *ctx, const struct ct_flow *f)
 	if (!v->cb.flow)
 		return;
 	/* The rule that accepts it now (the flow keeps no rule id). */
+	ct_flow_match_input(f, &in);
 	vfr_rules_match(v->rules, &in, &rule);
 	r.rule = rule;
 	v->cb.flow(v->cb.ctx, &r);
@@ -1303,8 +1289,7 @@ static void deny(struct vfr *v, const struct pkt *p, const struct fw *w, enum vf
 		     w->m.src_domain ? "out" : "in", proto_name(p->proto, pb, sizeof(pb)),
 		     ip_str(p->src, s, sizeof(s)), ip_str(p->dst, d, sizeof(d)), lab, lab2, why,
 		     rule);
-	if (rule || a != VFR_ACCEPT)
-		deny_record(v, p, w, a, rule, now);
+	deny_record(v, p, w, a, rule, now);
 	if (a == VFR_REJECT)
 		reject_answer(v, w);
 }
