@@ -628,8 +628,9 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	for (unsigned i = 0; i < vm->npmems; i++)
 		fprintf(f, "pmem.%u = %s,%s\n", i, vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
 	for (unsigned i = 0; i < spec->nvifs; i++)
-		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s,backendtype=%s%s%s\n", i, spec->vifs[i].mac,
-			spec->vifs[i].bridge, spec->vifs[i].ip,
+		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s%s%s,backendtype=%s%s%s\n", i, spec->vifs[i].mac,
+			spec->vifs[i].bridge, spec->vifs[i].ip, spec->vifs[i].rsip[0] ? ",rsip=" : "",
+			spec->vifs[i].rsip,
 			spec->vifs[i].backend == VIF_VMM ? "vmm,vifname=" :
 			spec->vifs[i].backend == VIF_VHOST_USER ? "vhost-user,socket=" : "domus-net",
 			spec->vifs[i].vifname, spec->vifs[i].socket);

@@ -627,28 +627,34 @@ int ct_create(struct ct_table *ct, const struct pkt *p, const struct ct_ends *en
 	return 0;
 }
 
+void ct_flow_match_input(const struct ct_flow *f, struct vfr_match_input *in)
+{
+	*in = (struct vfr_match_input){
+	    .dir = f->ends.dir,
+	    .proto = f->proto,
+	    .src = f->src,
+	    .dst = f->dst,
+	    .has_ports = f->proto == PKT_PROTO_TCP || f->proto == PKT_PROTO_UDP,
+	    .sport = f->sport,
+	    .dport = f->dport,
+	    .src_domain = f->ends.src_domain,
+	    .dst_domain = f->ends.dst_domain,
+	    .src_net = f->ends.src_net,
+	    .dst_net = f->ends.dst_net,
+	};
+}
+
 uint32_t vfr_conntrack_recheck(struct ct_table *ct, const struct vfr_ruleset *rs)
 {
 	uint32_t i, n = 0;
 
 	for (i = 0; i < ct->h->capacity; i++) {
 		const struct ct_flow *f = &ct->flows[i];
-		struct vfr_match_input in = {
-		    .dir = f->ends.dir,
-		    .proto = f->proto,
-		    .src = f->src,
-		    .dst = f->dst,
-		    .has_ports = f->proto == PKT_PROTO_TCP || f->proto == PKT_PROTO_UDP,
-		    .sport = f->sport,
-		    .dport = f->dport,
-		    .src_domain = f->ends.src_domain,
-		    .dst_domain = f->ends.dst_domain,
-		    .src_net = f->ends.src_net,
-		    .dst_net = f->ends.dst_net,
-		};
+		struct vfr_match_input in;
 
 		if (f->state == CT_FREE)
 			continue;
+		ct_flow_match_input(f, &in);
 		if (vfr_rules_match(rs, &in, NULL) != VFR_ACCEPT) {
 			ct_remove(ct, i);
 			n++;

@@ -172,6 +172,8 @@ uint32_t ct_expire(struct ct_table *ct, uint64_t now);
  * removed, flows still accepted stay as they are, state and counters kept.
  * Returns how many went.
  */
+/* What the rules are asked about flow f: its first packet, as struct ct_ends recorded it. */
+void ct_flow_match_input(const struct ct_flow *f, struct vfr_match_input *in);
 uint32_t vfr_conntrack_recheck(struct ct_table *ct, const struct vfr_ruleset *rs);
 const char *ct_state_name(enum ct_state s);
 

@@ -542,7 +542,7 @@ static int cmd_unport(struct request *r)
 	return 0;
 }
 
-/* "rule add POS TEXT", "rule remove ID" */
+/* "rule add POS [id=N] TEXT", "rule remove ID" */
 static int cmd_rule(struct request *r)
 {
 	char *save = NULL, *verb = strtok_r(r->args, " ", &save), *arg = strtok_r(NULL, " ", &save);
@@ -561,7 +561,19 @@ static int cmd_rule(struct request *r)
 				 "rule add: position '%.20s' (a number, -1 or end)", arg);
 			return -EINVAL;
 		}
-		if ((ret = vfr_rule_add(vfr, text, pos, &id, r->err, r->errlen)) < 0)
+		uint32_t want = 0;
+		/* "id=N TEXT": the supervisor's id for the rule, the same after a restart. */
+		if (!strncmp(text, "id=", 3)) {
+			char *sp = strchr(text, ' ');
+			if (sp)
+				*sp = 0;
+			if (!sp || parse_u32(text + 3, UINT32_MAX - 1, &want) < 0 || !want) {
+				snprintf(r->err, r->errlen, "rule add: bad id '%.20s'", text);
+				return -EINVAL;
+			}
+			text = sp + 1;
+		}
+		if ((ret = vfr_rule_add_as(vfr, text, pos, want, &id, r->err, r->errlen)) < 0)
 			return ret;
 		snprintf(r->reply, NETCTL_MSG_MAX, "%" PRIu32, id);
 		return 0;

@@ -15,7 +15,7 @@
  *   port ID NAME NET MAC ADDR [slice=START-END] [rate=PPS]   (NET: a network's name or id)
  *                              fds: the port's listening vhost-user socket
  *   unport ID
- *   rule add POS TEXT          answer: "ok ID" (POS: 0 first, -1 or end: append)
+ *   rule add POS [id=N] TEXT   answer: "ok ID" (N: the supervisor's id, kept across restarts) (POS: 0 first, -1 or end: append)
  *   rule remove ID
  *   rules                      answer: "ok" then one "ID TEXT" line per rule ("ok\nID TEXT\n...")
  *   flows                      fds: a JSON-lines file (append), [a connected UDP socket for IPFIX]

@@ -468,8 +468,17 @@ void vfr_ruleset_free(struct vfr_ruleset *rs)
 
 int vfr_ruleset_insert(struct vfr_ruleset *rs, size_t pos, const struct vfr_rule *r, uint32_t *id)
 {
-	if (rs->count == VFR_RULES_MAX || rs->next_id == UINT32_MAX)
+	return vfr_ruleset_insert_as(rs, pos, r, 0, id);
+}
+
+int vfr_ruleset_insert_as(struct vfr_ruleset *rs, size_t pos, const struct vfr_rule *r,
+			  uint32_t want, uint32_t *id)
+{
+	if (rs->count == VFR_RULES_MAX || rs->next_id == UINT32_MAX || want == UINT32_MAX)
 		return -ENOSPC;
+	for (size_t i = 0; want && i < rs->count; i++)
+		if (rs->rules[i].id == want)
+			return -EEXIST;
 	if (rs->count == rs->cap) {
 		size_t cap = rs->cap ? rs->cap * 2 : 16;
 		struct vfr_rule *n = realloc(rs->rules, cap * sizeof(*n));
@@ -483,7 +492,13 @@ int vfr_ruleset_insert(struct vfr_ruleset *rs, size_t pos, const struct vfr_rule
 		pos = rs->count;
 	memmove(rs->rules + pos + 1, rs->rules + pos, (rs->count - pos) * sizeof(*rs->rules));
 	rs->rules[pos] = *r;
-	rs->rules[pos].id = rs->next_id++;
+	if (want) {
+		rs->rules[pos].id = want;
+		if (want >= rs->next_id)
+			rs->next_id = want + 1;
+	} else {
+		rs->rules[pos].id = rs->next_id++;
+	}
 	rs->count++;
 	if (id)
 		*id = rs->rules[pos].id;

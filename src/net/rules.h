@@ -96,6 +96,12 @@ void vfr_ruleset_free(struct vfr_ruleset *rs);
  */
 int vfr_ruleset_insert(struct vfr_ruleset *rs, size_t pos, const struct vfr_rule *r, uint32_t *id)
     __attribute__((warn_unused_result));
+/*
+ * The same with the id the caller chose (its supervisor's, kept across
+ * restarts), want; 0 chooses as above. -EEXIST when a rule has it.
+ */
+int vfr_ruleset_insert_as(struct vfr_ruleset *rs, size_t pos, const struct vfr_rule *r,
+			  uint32_t want, uint32_t *id) __attribute__((warn_unused_result));
 /* Removes the rule with this id. 0 or -ENOENT. */
 int vfr_ruleset_remove(struct vfr_ruleset *rs, uint32_t id);
 size_t vfr_ruleset_count(const struct vfr_ruleset *rs);

@@ -132,6 +132,9 @@ int vfr_remove_port(struct vfr *v, uint32_t id);
  */
 int vfr_rule_add(struct vfr *v, const char *text, long pos, uint32_t *id, char *err,
 		 size_t errlen);
+/* The same with the id the caller chose (want; 0: one is chosen). */
+int vfr_rule_add_as(struct vfr *v, const char *text, long pos, uint32_t want, uint32_t *id,
+		    char *err, size_t errlen);
 int vfr_rule_remove(struct vfr *v, uint32_t id, char *err, size_t errlen);
 const struct vfr_ruleset *vfr_rules(const struct vfr *v);
 
