@@ -336,10 +336,6 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	api_event(a, "started", d, NULL);
 	body = api_domain_json(a, d, true);
 	warnings = json_array();
-	if (d->spec.nvifs)
-		json_array_append_new(warnings,
-				      json_string("vif: this build has no network backend; the domain "
-						  "has no network device"));
 	if (d->spec.cpu_weight != 256 || d->spec.cap)
 		json_array_append_new(warnings,
 				      json_string("cpu_weight, cap: recorded; the vCPU scheduler that "

@@ -355,6 +355,12 @@ void ct_set_done(struct ct_table *ct, void (*done)(void *ctx, const struct ct_fl
 	ct->done_ctx = ctx;
 }
 
+void ct_flow_set_flags(struct ct_table *ct, uint32_t i, uint8_t flags)
+{
+	if (i < ct->h->capacity && ct->flows[i].state != CT_FREE)
+		ct->flows[i].flags |= flags;
+}
+
 const struct ct_flow *ct_flow_get(const struct ct_table *ct, uint32_t i)
 {
 	return i < ct->h->capacity && ct->flows[i].state != CT_FREE ? &ct->flows[i] : NULL;

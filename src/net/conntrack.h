@@ -75,7 +75,7 @@ struct ct_flow {
 	uint8_t state; /* enum ct_state; CT_FREE = unused */
 	uint8_t proto;
 	uint8_t fin_seen; /* TCP: bit 0 orig sent FIN, bit 1 reply sent FIN */
-	uint8_t pad;
+	uint8_t flags;	  /* CT_FLOW_F_*: the table's user's own marks, kept across restarts */
 	uint32_t src, dst; /* the originator's view */
 	uint16_t sport, dport;
 	uint32_t next;	/* hash chain, or the free list; CT_NIL ends it */
@@ -84,6 +84,8 @@ struct ct_flow {
 	uint64_t start_ms, last_ms;
 	uint64_t packets[2], bytes[2];
 };
+
+#define CT_FLOW_F_REPORTED 0x01 /* its flow record went out when the connection closed */
 
 struct ct_header {
 	uint32_t magic, version;
@@ -150,6 +152,8 @@ enum ct_result ct_track(struct ct_table *ct, const struct pkt *p, uint64_t now, 
  */
 int ct_create(struct ct_table *ct, const struct pkt *p, const struct ct_ends *ends, uint64_t now,
 	      uint32_t *flow) __attribute__((warn_unused_result));
+/* Sets flags (CT_FLOW_F_*) on flow i; a no-op for a free index. */
+void ct_flow_set_flags(struct ct_table *ct, uint32_t i, uint8_t flags);
 /* The flow at index i, or NULL when there is none. */
 const struct ct_flow *ct_flow_get(const struct ct_table *ct, uint32_t i);
 uint32_t ct_capacity(const struct ct_table *ct);

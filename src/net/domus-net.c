@@ -125,14 +125,19 @@ static void flows_flush(void)
 	nflows = 0;
 }
 
+static uint64_t flows_logged; /* records written as JSON lines */
+
 static void on_flow(void *ctx, const struct ipfix_flow *f)
 {
 	char line[1024];
 	int n;
 
-	if (flow_json_fd >= 0 && (n = ipfix_json_line(f, line, sizeof(line))) > 0 &&
-	    write(flow_json_fd, line, (size_t)n) != n)
-		log_warn("flow log");
+	if (flow_json_fd >= 0 && (n = ipfix_json_line(f, line, sizeof(line))) > 0) {
+		if (write(flow_json_fd, line, (size_t)n) != n)
+			log_warn("flow log");
+		else
+			flows_logged++;
+	}
 	if (flow_udp_fd < 0)
 		return;
 	if (nflows == FLOW_BATCH)
@@ -711,8 +716,10 @@ static int cmd_stats(struct request *r)
 			      (json_int_t)p->n.rx_too_long, "connects", (json_int_t)p->n.connects));
 		json_array_append_new(list, j);
 	}
-	o = json_pack("{s:o,s:{s:I,s:I}}", "ports", list, "conntrack", "count",
-		      (json_int_t)ct_count(ct), "capacity", (json_int_t)ct_capacity(ct));
+	o = json_pack("{s:o,s:{s:I,s:I},s:{s:I,s:I,s:I}}", "ports", list, "conntrack", "count",
+		      (json_int_t)ct_count(ct), "capacity", (json_int_t)ct_capacity(ct), "flows",
+		      "logged", (json_int_t)flows_logged, "ipfix_records_sent",
+		      (json_int_t)exporter.seq, "ipfix_pending", (json_int_t)nflows);
 	if (tap_fd >= 0 && (s = vfr_port_stats(vfr, VFR_UPLINK))) {
 		json_t *u = port_json(VFR_UPLINK, "uplink", s);
 		json_object_set_new(u, "tap_dropped", json_integer((json_int_t)tap_dropped));

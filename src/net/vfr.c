@@ -1148,12 +1148,13 @@ static uint64_t wall_of(const struct vfr *v, uint64_t mono)
 	return w < 0 ? 0 : (uint64_t)w;
 }
 
-static void flow_done(void *ctx, const struct ct_flow *f)
+/* A flow as its record: the domains' names, times on the wall clock, the rule that accepts it now. */
+static void flow_record(struct vfr *v, const struct ct_flow *f, struct ipfix_flow *r)
 {
-	struct vfr *v = ctx;
-	uint32_t n = nat_of_flow(v, f), rule = 0;
 	struct vfr_match_input in;
-	struct ipfix_flow r = {
+	uint32_t rule = 0;
+
+	*r = (struct ipfix_flow){
 	    .start_ms = wall_of(v, f->start_ms),
 	    .end_ms = wall_of(v, f->last_ms),
 	    .src_domain = port_name(v, f->ends.src_domain),
@@ -1171,15 +1172,44 @@ static void flow_done(void *ctx, const struct ct_flow *f)
 	    .rev_bytes = f->bytes[1],
 	    .verdict = IPFIX_ACCEPT,
 	};
+	/* The flow keeps no rule id. */
+	ct_flow_match_input(f, &in);
+	vfr_rules_match(v->rules, &in, &rule);
+	r->rule = rule;
+}
+
+static void flow_done(void *ctx, const struct ct_flow *f)
+{
+	struct vfr *v = ctx;
+	uint32_t n = nat_of_flow(v, f);
+	struct ipfix_flow r;
 
 	if (n != NIL && v->nat[n].refs && !--v->nat[n].refs)
 		nat_free(v, n);
+	/* A closed connection was reported when it closed; what follows (the last ACK) is not news. */
+	if (!v->cb.flow || (f->flags & CT_FLOW_F_REPORTED))
+		return;
+	flow_record(v, f, &r);
+	v->cb.flow(v->cb.ctx, &r);
+}
+
+/*
+ * A TCP connection is over when both ends sent FIN or one sent RST: its
+ * record goes out then, as NetFlow and IPFIX exporters do, rather than
+ * when the flow leaves the table two minutes later.
+ */
+static void flow_maybe_closed(struct vfr *v, uint32_t i)
+{
+	const struct ct_flow *f = ct_flow_get(v->ct, i);
+	struct ipfix_flow r;
+
+	if (!f || f->proto != PKT_PROTO_TCP || (f->flags & CT_FLOW_F_REPORTED) ||
+	    (f->state != CT_TCP_TIME_WAIT && f->state != CT_TCP_CLOSED))
+		return;
+	ct_flow_set_flags(v->ct, i, CT_FLOW_F_REPORTED);
 	if (!v->cb.flow)
 		return;
-	/* The rule that accepts it now (the flow keeps no rule id). */
-	ct_flow_match_input(f, &in);
-	vfr_rules_match(v->rules, &in, &rule);
-	r.rule = rule;
+	flow_record(v, f, &r);
 	v->cb.flow(v->cb.ctx, &r);
 }
 
@@ -1324,6 +1354,8 @@ static enum fw_verdict fw_check(struct vfr *v, const struct pkt *p, struct fw *w
 	r = ct_track(v->ct, p, now, &flow);
 	switch (r) {
 	case CT_ESTABLISHED:
+		flow_maybe_closed(v, flow);
+		return FW_PASS;
 	case CT_RELATED:
 		return FW_PASS;
 	case CT_INVALID:

@@ -687,6 +687,58 @@ static void test_recheck(void **state)
 	fix_free(x);
 }
 
+/*
+ * A TCP connection's record goes out once, when it closes (both FINs),
+ * with what was counted until then; expiry later sends no second one.
+ * Rules keep the ids their supervisor gives them.
+ */
+static void test_record_at_close(void **state)
+{
+	struct fix *x = fix_new();
+	uint8_t f[VFR_FRAME_MAX], m2[6], m4[6];
+	uint32_t id;
+	char err[160];
+	size_t len;
+
+	mac_of(2, m2);
+	mac_of(4, m4);
+	assert_int_equal(vfr_rule_add_as(x->v, "accept proto tcp to domain app port 80", -1, 42, &id,
+					 err, sizeof(err)),
+			 0);
+	assert_int_equal(id, 42);
+	assert_int_equal(vfr_rule_add_as(x->v, "accept proto udp", -1, 42, &id, err, sizeof(err)),
+			 -EEXIST);
+	assert_non_null(strstr(err, "42"));
+	len = tcp_frame(f, gw1, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 2, 4), 80, PKT_TCP_SYN, 1, 0);
+	input(x, 2, f, len, T0);
+	len = tcp_frame(f, gw2, m4, IP(10, 0, 2, 4), 80, IP(10, 0, 1, 2), 40000,
+			PKT_TCP_SYN | PKT_TCP_ACK, 500, 2);
+	input(x, 4, f, len, T0 + 1);
+	len = tcp_frame(f, gw1, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 2, 4), 80,
+			PKT_TCP_ACK | PKT_TCP_FIN, 2, 501);
+	input(x, 2, f, len, T0 + 2);
+	assert_int_equal(x->c.nflows, 0); /* one FIN: not over */
+	len = tcp_frame(f, gw2, m4, IP(10, 0, 2, 4), 80, IP(10, 0, 1, 2), 40000,
+			PKT_TCP_ACK | PKT_TCP_FIN, 501, 3);
+	input(x, 4, f, len, T0 + 3);
+	assert_int_equal(x->c.nout, 4);
+	assert_int_equal(x->c.nflows, 1);
+	assert_int_equal(x->c.flows[0].packets, 2);
+	assert_int_equal(x->c.flows[0].rev_packets, 2);
+	assert_int_equal(x->c.flows[0].bytes, 80);
+	assert_int_equal(x->c.flows[0].src_port, 40000);
+	assert_int_equal(x->c.flows[0].rule, 42);
+	/* The last ACK passes; the flow leaves the table later with no second record. */
+	len =
+	    tcp_frame(f, gw1, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 2, 4), 80, PKT_TCP_ACK, 3, 502);
+	input(x, 2, f, len, T0 + 4);
+	assert_int_equal(x->c.nout, 5);
+	vfr_tick(x->v, T0 + 3600 * 1000, WALL + 3600 * 1000);
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 0);
+	assert_int_equal(x->c.nflows, 1);
+	fix_free(x);
+}
+
 /* Makes the uplink's gateway known (the VFR asks when it first needs it). */
 static void learn_gateway(struct fix *x, uint64_t now)
 {
@@ -1024,6 +1076,7 @@ int main(void)
 	    cmocka_unit_test(test_spoofing_and_log),
 	    cmocka_unit_test(test_rules),
 	    cmocka_unit_test(test_recheck),
+	    cmocka_unit_test(test_record_at_close),
 	    cmocka_unit_test(test_nat),
 	    cmocka_unit_test(test_rsip),
 	    cmocka_unit_test(test_restart),
