@@ -707,6 +707,7 @@ static int cmd_stats(struct request *r)
 			continue;
 		j = port_json(p->id, port_names[p->id], s);
 		json_object_set_new(j, "connected", json_boolean(p->connected));
+		json_object_set_new(j, "tx_broken", json_boolean(p->tx_broken));
 		json_object_set_new(
 		    j, "virtio",
 		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "tx_frames", (json_int_t)p->n.tx_frames,
