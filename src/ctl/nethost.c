@@ -305,7 +305,8 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 		}
 	}
 	if (c.mode != VFR_UPLINK_NONE && !h->have_uplink) {
-		snprintf(err, errlen, "network '%s': mode %s needs an uplink (domusd --uplink TAP:ADDR/PREFIX)",
+		snprintf(err, errlen,
+			 "network '%s': mode %s needs an uplink (domusd --uplink TAP:ADDR/PREFIX)",
 			 spec, netctl_mode_name(c.mode));
 		return -EINVAL;
 	}
@@ -371,11 +372,12 @@ json_t *nethost_networks_json(const struct nethost *h)
 		for (const struct nethost_port *p = h->ports; p; p = p->next)
 			ports += p->c.net == n->c.id;
 		snprintf(cidr, sizeof(cidr), "%s/%u", netctl_ip_str(n->c.subnet, sub), n->c.prefix);
-		json_array_append_new(a, json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:i}", "name", n->c.name, "id",
-						   (int)n->c.id, "subnet", cidr, "gateway",
-						   netctl_ip_str(n->c.gateway, gw), "mode", netctl_mode_name(n->c.mode),
-						   "default", vfr_action_name(n->c.default_action),
-						   "ports", (int)ports));
+		json_array_append_new(a, json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:i}", "name",
+						   n->c.name, "id", (int)n->c.id, "subnet", cidr,
+						   "gateway", netctl_ip_str(n->c.gateway, gw),
+						   "mode", netctl_mode_name(n->c.mode), "default",
+						   vfr_action_name(n->c.default_action), "ports",
+						   (int)ports));
 	}
 	return a;
 }
@@ -583,7 +585,8 @@ json_t *nethost_port_json(const struct nethost *h, unsigned domid)
 	if (!p)
 		return NULL;
 	o = json_pack("{s:s,s:i,s:s,s:s,s:s}", "network", p->net_name, "port", (int)p->c.id, "mac",
-		      netctl_mac_str(p->c.mac, mac), "address", netctl_ip_str(p->c.addr, a), "socket", p->socket);
+		      netctl_mac_str(p->c.mac, mac), "address", netctl_ip_str(p->c.addr, a),
+		      "socket", p->socket);
 	if (o && p->c.slice.end)
 		json_object_set_new(o, "rsip_slice", json_pack("[i,i]", p->c.slice.start, p->c.slice.end));
 	return o;

@@ -67,17 +67,11 @@ int netctl_parse_cidr(const char *s, uint32_t *addr, uint8_t *prefix)
 	return 0;
 }
 
-uint32_t netctl_mask(uint8_t prefix)
-{
-	return prefix ? ~0U << (32 - prefix) : 0;
-}
+uint32_t netctl_mask(uint8_t prefix) { return prefix ? ~0U << (32 - prefix) : 0; }
 
 static const char *const mode_names[] = {"none", "routed", "nat", "rsip"};
 
-const char *netctl_mode_name(enum vfr_uplink_mode m)
-{
-	return mode_names[m];
-}
+const char *netctl_mode_name(enum vfr_uplink_mode m) { return mode_names[m]; }
 
 int netctl_parse_mode(const char *s, enum vfr_uplink_mode *m)
 {
@@ -112,8 +106,8 @@ void netctl_uplink_msg(const struct vfr_uplink_config *u, char *buf, size_t len)
 {
 	char mac[18], a[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN];
 
-	snprintf(buf, len, "uplink %s %s/%u %s", netctl_mac_str(u->mac, mac), netctl_ip_str(u->addr, a),
-		 u->prefix, netctl_ip_str(u->gateway, g));
+	snprintf(buf, len, "uplink %s %s/%u %s", netctl_mac_str(u->mac, mac),
+		 netctl_ip_str(u->addr, a), u->prefix, netctl_ip_str(u->gateway, g));
 }
 
 void netctl_net_msg(const struct vfr_net_config *n, char *buf, size_t len)

@@ -1,10 +1,10 @@
 /*
  * The supervisor's end of domus-net's control socket (SOCK_SEQPACKET, one
  * message per request, descriptors attached with SCM_RIGHTS), for domusd
- * (src/ctl/nethost.c) and `domus run` (src/vmm/net_supervisor.c). The supervisor keeps every descriptor and message it sent
- * and hands them all again, in the same order, to each domus-net started
- * after a death: the state memfd first, then the uplink, networks, ports
- * and rules. The protocol (docs/net.md) is lines of text:
+ * (src/ctl/nethost.c) and `domus run` (src/vmm/net_supervisor.c). The
+ * supervisor keeps every descriptor and message it sent and hands them all
+ * again, in the same order, to each domus-net started after a death: the
+ * state memfd first, then the uplink, networks, ports and rules. The protocol (docs/net.md) is lines of text:
  *
  *   state [capacity=N]         fds: the state memfd (vfr_state_size(N) bytes at least;
  *                              N flows, NETCTL_CT_CAPACITY if not said)
@@ -52,7 +52,6 @@ int netctl_request(int ctl_fd, const char *text, const int *fds, unsigned nfds, 
 		   size_t replylen, char *err, size_t errlen);
 /* DOMUS_NET, else domus-net beside program `near` (installed), else in the build tree. */
 void netctl_find_program(char *out, size_t len, const char *near);
-
 
 /* The message texts, made the same way by every supervisor. */
 void netctl_uplink_msg(const struct vfr_uplink_config *u, char *buf, size_t len);

@@ -24,7 +24,7 @@ struct blk_counters {
 
 struct blk_supervisor {
 	char dir[64]; /* private directory of the sockets */
-	struct child_supervisor child; /* domus-blk */
+	struct child_supervisor child;		/* domus-blk */
 	struct blkctl_disk disks[VM_MAX_DISKS]; /* handed to every domus-blk started */
 	bool served[VM_MAX_DISKS];
 	int stats_fd;

@@ -145,51 +145,58 @@ static int vfr_option(const char *tok, struct nic_vfr_config *v, bool *mode_give
 
 	if (!strncmp(tok, "ip=", 3)) {
 		if (netctl_parse_cidr(tok + 3, &v->addr, &v->prefix) < 0 || v->prefix > 30) {
-			snprintf(err, errlen, "'%s': ip '%s' is not A.B.C.D/N (N 1 to 30)", spec, tok + 3);
+			snprintf(err, errlen, "'%s': ip '%s' is not A.B.C.D/N (N 1 to 30)", spec,
+				 tok + 3);
 			return -EINVAL;
 		}
 	} else if (!strncmp(tok, "uplink=", 7)) {
-		if (netctl_parse_uplink(tok + 7, v->uplink_tap, sizeof(v->uplink_tap), &v->uplink, why,
-					sizeof(why)) < 0) {
+		if (netctl_parse_uplink(tok + 7, v->uplink_tap, sizeof(v->uplink_tap), &v->uplink,
+					why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "'%s': uplink %s", spec, why);
 			return -EINVAL;
 		}
 		v->have_uplink = true;
 	} else if (!strncmp(tok, "mode=", 5)) {
 		if (netctl_parse_mode(tok + 5, &v->mode) < 0) {
-			snprintf(err, errlen, "'%s': mode '%s' must be none, routed or nat", spec, tok + 5);
+			snprintf(err, errlen, "'%s': mode '%s' must be none, routed or nat", spec,
+				 tok + 5);
 			return -EINVAL;
 		}
 		if (v->mode == VFR_UPLINK_RSIP) {
-			snprintf(err, errlen, "'%s': mode rsip is domusd's (its domains share the uplink's "
-				 "ports in slices it gives out); use none, routed or nat", spec);
+			snprintf(err, errlen,
+				 "'%s': mode rsip is domusd's (its domains share the uplink's "
+				 "ports in slices it gives out); use none, routed or nat",
+				 spec);
 			return -EINVAL;
 		}
 		*mode_given = true;
 	} else if (!strncmp(tok, "default=", 8)) {
 		if (netctl_parse_action(tok + 8, &v->default_action) < 0) {
-			snprintf(err, errlen, "'%s': default '%s' must be accept, drop or reject", spec,
-				 tok + 8);
+			snprintf(err, errlen, "'%s': default '%s' must be accept, drop or reject",
+				 spec, tok + 8);
 			return -EINVAL;
 		}
 	} else {
-		snprintf(err, errlen,
-			 "'%s': unknown option '%s' (expected ip=, mac=, uplink=, mode= or default=)",
-			 spec, tok);
+		snprintf(
+		    err, errlen,
+		    "'%s': unknown option '%s' (expected ip=, mac=, uplink=, mode= or default=)",
+		    spec, tok);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-/* The guest's address is a host of its subnet, not the VFR's (the first); the mode has its uplink. */
+/* The guest's address is a host of its subnet, not the VFR's (the first); a mode has its uplink. */
 static int vfr_check(struct nic_vfr_config *v, bool mode_given, const char *spec, char *err,
 		     size_t errlen)
 {
 	uint32_t mask = netctl_mask(v->prefix), subnet = v->addr & mask;
 
 	if (v->addr == subnet || v->addr == (subnet | ~mask) || v->addr == subnet + 1) {
-		snprintf(err, errlen, "'%s': ip must be a host of its subnet other than the first "
-			 "(the VFR's own)", spec);
+		snprintf(err, errlen,
+			 "'%s': ip must be a host of its subnet other than the first "
+			 "(the VFR's own)",
+			 spec);
 		return -EINVAL;
 	}
 	if (!mode_given)
@@ -245,8 +252,9 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 		}
 		strcpy(n->socket, first + 11);
 	} else {
-		snprintf(err, errlen, "'%s': expected tap=IFNAME, vhost-user:SOCKET or vfr, found '%s'",
-			 spec, first);
+		snprintf(err, errlen,
+			 "'%s': expected tap=IFNAME, vhost-user:SOCKET or vfr, found '%s'", spec,
+			 first);
 		return -EINVAL;
 	}
 	while ((tok = strtok_r(NULL, ",", &save)) != NULL) {

@@ -69,7 +69,7 @@ struct nic_config {
 	uint8_t mac[6];
 	char socket[108]; /* vhost-user; "" for the in-VMM device */
 	char tap[16];     /* the in-VMM device's TAP interface */
-	bool vfr;         /* a port of `domus run`'s domus-net: socket is filled when it starts */
+	bool vfr;	  /* a port of `domus run`'s domus-net: socket is filled when it starts */
 	struct nic_vfr_config v;
 };
 

@@ -185,7 +185,9 @@ static int check_config(const struct vm_config *cfg)
 	}
 	for (unsigned i = 0; i < cfg->nnics; i++) {
 		if (cfg->nics[i].vfr && ++vfr > 1) {
-			log_warnx("network interface %u: one --net vfr per domain (its domus-net has one port)", i);
+			log_warnx("network interface %u: one --net vfr per domain (its domus-net "
+				  "has one port)",
+				  i);
 			return -1;
 		}
 		if (!cfg->nics[i].socket[0] && !cfg->nics[i].tap[0] && !cfg->nics[i].vfr) {
