@@ -11,6 +11,8 @@ const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB] [--maxmem MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
 	"                 [--pmem PATH[,ro|,rw]]... [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
+	"                 [--net vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]\n"
+	"                        [,mode=none|routed|nat][,default=accept|drop|reject]]\n"
 	"                 [--on-reboot restart|exit] [--no-balloon]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
@@ -250,6 +252,11 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 				return bad(err, errlen, "too many network interfaces: at most %u", VM_MAX_NICS);
 			if (nic_spec_parse(optarg, cfg->nnics, &cfg->nics[cfg->nnics], why, sizeof(why)) < 0)
 				return bad(err, errlen, "--net %s", why);
+			for (unsigned i = 0; cfg->nics[cfg->nnics].vfr && i < cfg->nnics; i++)
+				if (cfg->nics[i].vfr)
+					return bad(err, errlen,
+						   "--net %s: one --net vfr per domain (its domus-net has one port)",
+						   optarg);
 			cfg->nnics++;
 			break;
 		}

@@ -13,7 +13,7 @@
 
 #include "ctl/domusd.h"
 #include "lib/log.h"
-#include "vmm/blk_supervisor.h"
+#include "vmm/child_supervisor.h"
 
 static long now_ms(void)
 {
@@ -91,7 +91,7 @@ void backend_proc_exited(struct backend_proc *p)
 	close(p->pidfd);
 	close(p->ctl_fd);
 	p->pidfd = p->ctl_fd = -1;
-	p->delay_ms = blk_restart_delay_ms(p->delay_ms, now_ms() - p->started_ms);
+	p->delay_ms = child_restart_delay_ms(p->delay_ms, now_ms() - p->started_ms);
 	p->restarts++;
 	log_warnx("%s (pid %d) %s %d; starting it again in %u ms (restart %u)", p->name, (int)p->pid,
 		  si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal", si.si_status,

@@ -14,7 +14,7 @@ static void warn_unapplied(struct domain_spec *spec)
 
 	/* domus-net's ports are domusd's: here such a vif gives no interface. */
 	for (unsigned i = 0; i < spec->vm.nnics; i++) {
-		if (spec->vm.nics[i].socket[0] || spec->vm.nics[i].tap[0])
+		if (spec->vm.nics[i].socket[0] || spec->vm.nics[i].tap[0] || spec->vm.nics[i].vfr)
 			spec->vm.nics[kept++] = spec->vm.nics[i];
 		else
 			log_warnx("vif %u: a domus-net port needs domusd; domus run gives it no interface "

@@ -49,61 +49,6 @@ static struct nethost *of_proc(struct backend_proc *p)
 	return (struct nethost *)((char *)p - offsetof(struct nethost, proc));
 }
 
-static const char *ip_str(uint32_t a, char *buf)
-{
-	struct in_addr in = {htonl(a)};
-
-	inet_ntop(AF_INET, &in, buf, INET_ADDRSTRLEN);
-	return buf;
-}
-
-static int parse_ip(const char *s, uint32_t *out)
-{
-	struct in_addr in;
-
-	if (inet_pton(AF_INET, s, &in) != 1)
-		return -EINVAL;
-	*out = ntohl(in.s_addr);
-	return 0;
-}
-
-/* "A.B.C.D/N" into an address and prefix length. */
-static int parse_cidr(const char *s, uint32_t *addr, uint8_t *prefix)
-{
-	char buf[32], *slash, *end;
-	long n;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	slash = strchr(buf, '/');
-	if (!slash)
-		return -EINVAL;
-	*slash = 0;
-	n = strtol(slash + 1, &end, 10);
-	if (!slash[1] || *end || n < 1 || n > 32 || parse_ip(buf, addr) < 0)
-		return -EINVAL;
-	*prefix = (uint8_t)n;
-	return 0;
-}
-
-static uint32_t mask_of(uint8_t prefix)
-{
-	return prefix ? ~0U << (32 - prefix) : 0;
-}
-
-static const char *mode_name(enum vfr_uplink_mode m)
-{
-	static const char *names[] = {"none", "routed", "nat", "rsip"};
-	return names[m];
-}
-
-static const char *mac_str(const uint8_t m[6], char *buf)
-{
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-	return buf;
-}
-
 /* One request to domus-net, when it runs; while a restart is pending the replay will carry it. */
 static int request(struct nethost *h, const char *text, const int *fds, unsigned nfds, char *reply,
 		   size_t replylen, char *err, size_t errlen)
@@ -138,37 +83,6 @@ static int send_state(struct nethost *h, char *err, size_t errlen)
 		return ret;
 	log_debug("domus-net: state %s", reply);
 	return 0;
-}
-
-static void uplink_msg(const struct nethost *h, char *buf, size_t len)
-{
-	char mac[18], a[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN];
-
-	snprintf(buf, len, "uplink %s %s/%u %s", mac_str(h->uplink.mac, mac), ip_str(h->uplink.addr, a),
-		 h->uplink.prefix, ip_str(h->uplink.gateway, g));
-}
-
-static void net_msg(const struct nethost_network *n, char *buf, size_t len)
-{
-	char sub[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN], dns[INET_ADDRSTRLEN + 8] = "";
-
-	if (n->c.dns) {
-		strcpy(dns, " dns=");
-		ip_str(n->c.dns, dns + 5);
-	}
-	snprintf(buf, len, "net %s %u %s/%u %s mode=%s default=%s%s", n->c.name, n->c.id,
-		 ip_str(n->c.subnet, sub), n->c.prefix, ip_str(n->c.gateway, gw), mode_name(n->c.mode),
-		 vfr_action_name(n->c.default_action), dns);
-}
-
-static void port_msg(const struct nethost_port *p, char *buf, size_t len)
-{
-	char mac[18], a[INET_ADDRSTRLEN];
-	int n = snprintf(buf, len, "port %u %s %s %s %s", p->c.id, p->c.name, p->net_name,
-			 mac_str(p->c.mac, mac), ip_str(p->c.addr, a));
-
-	if (p->c.slice.end >= p->c.slice.start && p->c.slice.end && n > 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " slice=%u-%u", p->c.slice.start, p->c.slice.end);
 }
 
 static int send_flows(struct nethost *h, char *err, size_t errlen)
@@ -228,14 +142,14 @@ static void started(struct backend_proc *proc, bool again)
 		failed++;
 	}
 	if (h->have_uplink) {
-		uplink_msg(h, msg, sizeof(msg));
+		netctl_uplink_msg(&h->uplink, msg, sizeof(msg));
 		if (request(h, msg, &h->tap_fd, 1, NULL, 0, err, sizeof(err)) < 0) {
 			log_warnx("domus-net: uplink %s: %s", h->tap, err);
 			failed++;
 		}
 	}
 	for (struct nethost_network *n = h->networks; n; n = n->next) {
-		net_msg(n, msg, sizeof(msg));
+		netctl_net_msg(&n->c, msg, sizeof(msg));
 		if (request(h, msg, NULL, 0, NULL, 0, err, sizeof(err)) < 0) {
 			log_warnx("domus-net: network %s: %s", n->c.name, err);
 			failed++;
@@ -246,7 +160,7 @@ static void started(struct backend_proc *proc, bool again)
 		failed++;
 	}
 	for (struct nethost_port *p = h->ports; p; p = p->next, nports++) {
-		port_msg(p, msg, sizeof(msg));
+		netctl_port_msg(&p->c, p->net_name, msg, sizeof(msg));
 		if (request(h, msg, &p->listen_fd, 1, NULL, 0, err, sizeof(err)) < 0) {
 			log_warnx("domus-net: port of domain %u: %s", p->domid, err);
 			failed++;
@@ -282,38 +196,10 @@ void nethost_init(struct nethost *h, const char *program, const char *dir)
 
 int nethost_set_uplink(struct nethost *h, const char *spec, char *err, size_t errlen)
 {
-	char buf[128], *tap, *cidr, *gw;
-	uint32_t mix = 0;
+	char tap[sizeof(h->tap)], why[256];
 
-	if (strlen(spec) >= sizeof(buf)) {
-		snprintf(err, errlen, "--uplink '%.40s...': too long", spec);
-		return -EINVAL;
-	}
-	strcpy(buf, spec);
-	tap = buf;
-	cidr = strchr(buf, ':');
-	if (!cidr) {
-		snprintf(err, errlen, "--uplink '%s': expected TAP:ADDR/PREFIX[:GATEWAY]", spec);
-		return -EINVAL;
-	}
-	*cidr++ = 0;
-	gw = strchr(cidr, ':');
-	if (gw)
-		*gw++ = 0;
-	memset(&h->uplink, 0, sizeof(h->uplink));
-	if (parse_cidr(cidr, &h->uplink.addr, &h->uplink.prefix) < 0 ||
-	    (gw && parse_ip(gw, &h->uplink.gateway) < 0)) {
-		snprintf(err, errlen, "--uplink '%s': expected TAP:ADDR/PREFIX[:GATEWAY]", spec);
-		return -EINVAL;
-	}
-	if (gw && (h->uplink.gateway & mask_of(h->uplink.prefix)) !=
-		      (h->uplink.addr & mask_of(h->uplink.prefix))) {
-		snprintf(err, errlen, "--uplink '%s': gateway %s is not on %s", spec, gw, cidr);
-		return -EINVAL;
-	}
-	if (!*tap || strlen(tap) >= sizeof(h->tap)) {
-		snprintf(err, errlen, "--uplink '%s': a TAP name is 1 to %zu bytes", spec,
-			 sizeof(h->tap) - 1);
+	if (netctl_parse_uplink(spec, tap, sizeof(tap), &h->uplink, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "--uplink %s", why);
 		return -EINVAL;
 	}
 	if (h->tap_fd >= 0)
@@ -322,12 +208,6 @@ int nethost_set_uplink(struct nethost *h, const char *spec, char *err, size_t er
 	if (h->tap_fd < 0)
 		return h->tap_fd;
 	strcpy(h->tap, tap);
-	/* A locally administered MAC made from the address: the same on every start. */
-	for (const char *c = cidr; *c; c++)
-		mix = mix * 31 + (uint8_t)*c;
-	h->uplink.mac[0] = 0x02, h->uplink.mac[1] = 0xd0, h->uplink.mac[2] = 0x75;
-	h->uplink.mac[3] = (uint8_t)(mix >> 16), h->uplink.mac[4] = (uint8_t)(mix >> 8);
-	h->uplink.mac[5] = (uint8_t)mix;
 	h->have_uplink = true;
 	return 0;
 }
@@ -345,7 +225,7 @@ int nethost_set_ipfix(struct nethost *h, const char *spec, char *err, size_t err
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
 	port = strtol(colon + 1, &end, 10);
-	if (parse_ip(host, &a) < 0 || !colon[1] || *end || port < 1 || port > 65535) {
+	if (netctl_parse_ip(host, &a) < 0 || !colon[1] || *end || port < 1 || port > 65535) {
 		snprintf(err, errlen, "--ipfix '%s': expected ADDR:PORT (an IPv4 address)", spec);
 		return -EINVAL;
 	}
@@ -359,19 +239,6 @@ static struct nethost_network *find_network(const struct nethost *h, const char 
 		if (!strcmp(n->c.name, name))
 			return n;
 	return NULL;
-}
-
-static int parse_action(const char *s, enum vfr_action *a)
-{
-	if (!strcmp(s, "accept"))
-		*a = VFR_ACCEPT;
-	else if (!strcmp(s, "drop"))
-		*a = VFR_DROP;
-	else if (!strcmp(s, "reject"))
-		*a = VFR_REJECT;
-	else
-		return -EINVAL;
-	return 0;
 }
 
 int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t errlen)
@@ -402,39 +269,31 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 		}
 	strcpy(c.name, buf);
 	tok = strtok_r(eq + 1, ",", &save);
-	if (!tok || parse_cidr(tok, &c.subnet, &c.prefix) < 0 || c.prefix > 30) {
+	if (!tok || netctl_parse_cidr(tok, &c.subnet, &c.prefix) < 0 || c.prefix > 30) {
 		snprintf(err, errlen, "network '%s': '%s' is not a subnet A.B.C.D/N (N 1 to 30)", spec,
 			 tok ? tok : "");
 		return -EINVAL;
 	}
-	if (c.subnet & ~mask_of(c.prefix)) {
+	if (c.subnet & ~netctl_mask(c.prefix)) {
 		snprintf(err, errlen, "network '%s': %s has bits set below its prefix", spec, tok);
 		return -EINVAL;
 	}
 	c.default_action = VFR_ACCEPT;
 	while ((tok = strtok_r(NULL, ",", &save)) != NULL) {
 		if (!strncmp(tok, "mode=", 5)) {
-			if (!strcmp(tok + 5, "none"))
-				c.mode = VFR_UPLINK_NONE;
-			else if (!strcmp(tok + 5, "routed"))
-				c.mode = VFR_UPLINK_ROUTED;
-			else if (!strcmp(tok + 5, "nat"))
-				c.mode = VFR_UPLINK_NAT;
-			else if (!strcmp(tok + 5, "rsip"))
-				c.mode = VFR_UPLINK_RSIP;
-			else {
+			if (netctl_parse_mode(tok + 5, &c.mode) < 0) {
 				snprintf(err, errlen, "network '%s': mode '%s' must be none, routed, nat or rsip",
 					 spec, tok + 5);
 				return -EINVAL;
 			}
 		} else if (!strncmp(tok, "default=", 8)) {
-			if (parse_action(tok + 8, &c.default_action) < 0) {
+			if (netctl_parse_action(tok + 8, &c.default_action) < 0) {
 				snprintf(err, errlen, "network '%s': default '%s' must be accept, drop or reject",
 					 spec, tok + 8);
 				return -EINVAL;
 			}
 		} else if (!strncmp(tok, "dns=", 4)) {
-			if (parse_ip(tok + 4, &c.dns) < 0) {
+			if (netctl_parse_ip(tok + 4, &c.dns) < 0) {
 				snprintf(err, errlen, "network '%s': dns '%s' is not an IPv4 address", spec,
 					 tok + 4);
 				return -EINVAL;
@@ -446,8 +305,9 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 		}
 	}
 	if (c.mode != VFR_UPLINK_NONE && !h->have_uplink) {
-		snprintf(err, errlen, "network '%s': mode %s needs an uplink (domusd --uplink TAP:ADDR/PREFIX)",
-			 spec, mode_name(c.mode));
+		snprintf(err, errlen,
+			 "network '%s': mode %s needs an uplink (domusd --uplink TAP:ADDR/PREFIX)",
+			 spec, netctl_mode_name(c.mode));
 		return -EINVAL;
 	}
 	if (find_network(h, c.name)) {
@@ -455,7 +315,7 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 		return -EEXIST;
 	}
 	for (struct nethost_network *o = h->networks; o; o = o->next) {
-		uint32_t m = mask_of(c.prefix < o->c.prefix ? c.prefix : o->c.prefix);
+		uint32_t m = netctl_mask(c.prefix < o->c.prefix ? c.prefix : o->c.prefix);
 		if ((c.subnet & m) == (o->c.subnet & m) && c.mode != VFR_UPLINK_RSIP &&
 		    o->c.mode != VFR_UPLINK_RSIP) {
 			snprintf(err, errlen, "network '%s': its subnet overlaps network %s's", spec,
@@ -467,7 +327,7 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 	c.frag_policy = PKT_FRAG_DROP;
 	/* An RSIP network's domains live on the uplink's link, with its address. */
 	if (c.mode == VFR_UPLINK_RSIP) {
-		c.subnet = h->uplink.addr & mask_of(h->uplink.prefix);
+		c.subnet = h->uplink.addr & netctl_mask(h->uplink.prefix);
 		c.prefix = h->uplink.prefix;
 		c.gateway = h->uplink.gateway;
 		if (!h->rsip_ready) {
@@ -486,7 +346,7 @@ int nethost_add_network(struct nethost *h, const char *spec, char *err, size_t e
 		return -ENOMEM;
 	n->c = c;
 	snprintf(n->spec, sizeof(n->spec), "%s", spec);
-	net_msg(n, msg, sizeof(msg));
+	netctl_net_msg(&n->c, msg, sizeof(msg));
 	if ((ret = request(h, msg, NULL, 0, NULL, 0, err, errlen)) < 0) {
 		free(n);
 		return ret;
@@ -511,12 +371,13 @@ json_t *nethost_networks_json(const struct nethost *h)
 
 		for (const struct nethost_port *p = h->ports; p; p = p->next)
 			ports += p->c.net == n->c.id;
-		snprintf(cidr, sizeof(cidr), "%s/%u", ip_str(n->c.subnet, sub), n->c.prefix);
-		json_array_append_new(a, json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:i}", "name", n->c.name, "id",
-						   (int)n->c.id, "subnet", cidr, "gateway",
-						   ip_str(n->c.gateway, gw), "mode", mode_name(n->c.mode),
-						   "default", vfr_action_name(n->c.default_action),
-						   "ports", (int)ports));
+		snprintf(cidr, sizeof(cidr), "%s/%u", netctl_ip_str(n->c.subnet, sub), n->c.prefix);
+		json_array_append_new(a, json_pack("{s:s,s:i,s:s,s:s,s:s,s:s,s:i}", "name",
+						   n->c.name, "id", (int)n->c.id, "subnet", cidr,
+						   "gateway", netctl_ip_str(n->c.gateway, gw),
+						   "mode", netctl_mode_name(n->c.mode), "default",
+						   vfr_action_name(n->c.default_action), "ports",
+						   (int)ports));
 	}
 	return a;
 }
@@ -537,7 +398,7 @@ static uint32_t free_port_id(const struct nethost *h)
 /* The network's next address no port holds, after the gateway. */
 static uint32_t free_address(const struct nethost *h, const struct nethost_network *n)
 {
-	uint32_t first = n->c.subnet + 1, last = (n->c.subnet | ~mask_of(n->c.prefix)) - 1;
+	uint32_t first = n->c.subnet + 1, last = (n->c.subnet | ~netctl_mask(n->c.prefix)) - 1;
 
 	for (uint32_t a = first; a <= last; a++) {
 		bool taken = a == n->c.gateway;
@@ -634,7 +495,7 @@ int nethost_attach(struct nethost *h, unsigned domid, const char *name, unsigned
 			return ret;
 		}
 	} else if (v->ip[0]) {
-		if (parse_ip(v->ip, &p->c.addr) < 0) {
+		if (netctl_parse_ip(v->ip, &p->c.addr) < 0) {
 			free(p);
 			snprintf(err, errlen, "vif %u: ip '%s' is not an IPv4 address", index, v->ip);
 			return -EINVAL;
@@ -653,7 +514,7 @@ int nethost_attach(struct nethost *h, unsigned domid, const char *name, unsigned
 		goto fail;
 	}
 	/* Started with the first port; while a restart is pending, the port waits for it. */
-	port_msg(p, msg, sizeof(msg));
+	netctl_port_msg(&p->c, p->net_name, msg, sizeof(msg));
 	if ((ret = backend_proc_ensure(&h->proc, err, errlen)) < 0 ||
 	    (ret = request(h, msg, &p->listen_fd, 1, NULL, 0, err, errlen)) < 0)
 		goto fail;
@@ -724,7 +585,8 @@ json_t *nethost_port_json(const struct nethost *h, unsigned domid)
 	if (!p)
 		return NULL;
 	o = json_pack("{s:s,s:i,s:s,s:s,s:s}", "network", p->net_name, "port", (int)p->c.id, "mac",
-		      mac_str(p->c.mac, mac), "address", ip_str(p->c.addr, a), "socket", p->socket);
+		      netctl_mac_str(p->c.mac, mac), "address", netctl_ip_str(p->c.addr, a),
+		      "socket", p->socket);
 	if (o && p->c.slice.end)
 		json_object_set_new(o, "rsip_slice", json_pack("[i,i]", p->c.slice.start, p->c.slice.end));
 	return o;

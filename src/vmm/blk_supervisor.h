@@ -8,13 +8,13 @@
 #ifndef DOMUS_BLK_SUPERVISOR_H
 #define DOMUS_BLK_SUPERVISOR_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "vmm/blkctl.h"
+#include "vmm/child_supervisor.h"
 #include "vmm/config.h"
 
 /* What domus-blk counts per disk, in shared memory (its --stats-fd). */
@@ -24,16 +24,11 @@ struct blk_counters {
 
 struct blk_supervisor {
 	char dir[64]; /* private directory of the sockets */
-	char program[4096];
+	struct child_supervisor child;		/* domus-blk */
 	struct blkctl_disk disks[VM_MAX_DISKS]; /* handed to every domus-blk started */
 	bool served[VM_MAX_DISKS];
-	pid_t pid;
-	int pidfd, ctl_fd, stop_fd;
-	unsigned restarts;
 	int stats_fd;
 	struct blk_counters *stats; /* one slot per disk of the domain */
-	pthread_t thread;
-	bool running;
 };
 
 /*
@@ -44,11 +39,6 @@ struct blk_supervisor {
 int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const bool *served);
 /* domus-blk's counters for the domain's disk i, NULL if it does not serve it. */
 struct blk_counters *blk_supervisor_counters(struct blk_supervisor *s, unsigned i);
-/*
- * How long to wait before starting domus-blk again after one that lived
- * lifetime_ms: 50 ms, doubled (up to 5 s) while each dies within a second.
- */
-unsigned blk_restart_delay_ms(unsigned previous_ms, long lifetime_ms);
 /* Stops supervising, ends domus-blk and removes its sockets. */
 void blk_supervisor_stop(struct blk_supervisor *s);
 

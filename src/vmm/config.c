@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net/netctl.h"
+
 /* QEMU's names for the same choices, so that users need not learn new ones. */
 static const struct {
 	const char *name;
@@ -135,9 +137,88 @@ int mac_parse(const char *text, uint8_t mac[6])
 	return 0;
 }
 
+/* One option of --net vfr; mac= is the caller's. 0 or -EINVAL with why in err. */
+static int vfr_option(const char *tok, struct nic_vfr_config *v, bool *mode_given, const char *spec,
+		      char *err, size_t errlen)
+{
+	char why[256];
+
+	if (!strncmp(tok, "ip=", 3)) {
+		if (netctl_parse_cidr(tok + 3, &v->addr, &v->prefix) < 0 || v->prefix > 30) {
+			snprintf(err, errlen, "'%s': ip '%s' is not A.B.C.D/N (N 1 to 30)", spec,
+				 tok + 3);
+			return -EINVAL;
+		}
+	} else if (!strncmp(tok, "uplink=", 7)) {
+		if (netctl_parse_uplink(tok + 7, v->uplink_tap, sizeof(v->uplink_tap), &v->uplink,
+					why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "'%s': uplink %s", spec, why);
+			return -EINVAL;
+		}
+		v->have_uplink = true;
+	} else if (!strncmp(tok, "mode=", 5)) {
+		if (netctl_parse_mode(tok + 5, &v->mode) < 0) {
+			snprintf(err, errlen, "'%s': mode '%s' must be none, routed or nat", spec,
+				 tok + 5);
+			return -EINVAL;
+		}
+		if (v->mode == VFR_UPLINK_RSIP) {
+			snprintf(err, errlen,
+				 "'%s': mode rsip is domusd's (its domains share the uplink's "
+				 "ports in slices it gives out); use none, routed or nat",
+				 spec);
+			return -EINVAL;
+		}
+		*mode_given = true;
+	} else if (!strncmp(tok, "default=", 8)) {
+		if (netctl_parse_action(tok + 8, &v->default_action) < 0) {
+			snprintf(err, errlen, "'%s': default '%s' must be accept, drop or reject",
+				 spec, tok + 8);
+			return -EINVAL;
+		}
+	} else {
+		snprintf(
+		    err, errlen,
+		    "'%s': unknown option '%s' (expected ip=, mac=, uplink=, mode= or default=)",
+		    spec, tok);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The guest's address is a host of its subnet, not the VFR's (the first); a mode has its uplink. */
+static int vfr_check(struct nic_vfr_config *v, bool mode_given, const char *spec, char *err,
+		     size_t errlen)
+{
+	uint32_t mask = netctl_mask(v->prefix), subnet = v->addr & mask;
+
+	if (v->addr == subnet || v->addr == (subnet | ~mask) || v->addr == subnet + 1) {
+		snprintf(err, errlen,
+			 "'%s': ip must be a host of its subnet other than the first "
+			 "(the VFR's own)",
+			 spec);
+		return -EINVAL;
+	}
+	if (!mode_given)
+		v->mode = v->have_uplink ? VFR_UPLINK_NAT : VFR_UPLINK_NONE;
+	if (v->mode != VFR_UPLINK_NONE && !v->have_uplink) {
+		snprintf(err, errlen, "'%s': mode %s needs uplink=TAP:ADDR/PREFIX[:GATEWAY]", spec,
+			 netctl_mode_name(v->mode));
+		return -EINVAL;
+	}
+	/* The shorter prefix of the two says whether one holds the other. */
+	mask = netctl_mask(v->uplink.prefix < v->prefix ? v->uplink.prefix : v->prefix);
+	if (v->have_uplink && (v->uplink.addr & mask) == (subnet & mask)) {
+		snprintf(err, errlen, "'%s': the guest's subnet overlaps the uplink's link", spec);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char *err, size_t errlen)
 {
 	char buf[256], *save = NULL, *tok, *first;
+	bool mode_given = false;
 
 	memset(n, 0, sizeof(*n));
 	n->mac[0] = 0x52, n->mac[1] = 0x54, n->mac[2] = 0x00, n->mac[3] = 0x12, n->mac[4] = 0x34;
@@ -149,10 +230,15 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 	strcpy(buf, spec);
 	first = strtok_r(buf, ",", &save);
 	if (!first) {
-		snprintf(err, errlen, "'%s': expected tap=IFNAME or vhost-user:SOCKET", spec);
+		snprintf(err, errlen, "'%s': expected tap=IFNAME, vhost-user:SOCKET or vfr", spec);
 		return -EINVAL;
 	}
-	if (!strncmp(first, "tap=", 4)) {
+	if (!strcmp(first, "vfr")) {
+		n->vfr = true;
+		if (netctl_parse_cidr(NIC_VFR_DEFAULT_IP, &n->v.addr, &n->v.prefix) < 0)
+			return -EINVAL;
+		n->v.default_action = VFR_ACCEPT;
+	} else if (!strncmp(first, "tap=", 4)) {
 		if (!first[4] || strlen(first + 4) >= sizeof(n->tap)) {
 			snprintf(err, errlen, "'%s': a TAP name is 1 to %zu bytes", spec, sizeof(n->tap) - 1);
 			return -EINVAL;
@@ -166,7 +252,8 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 		}
 		strcpy(n->socket, first + 11);
 	} else {
-		snprintf(err, errlen, "'%s': expected tap=IFNAME or vhost-user:SOCKET, found '%s'", spec,
+		snprintf(err, errlen,
+			 "'%s': expected tap=IFNAME, vhost-user:SOCKET or vfr, found '%s'", spec,
 			 first);
 		return -EINVAL;
 	}
@@ -177,10 +264,14 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 					 spec, tok + 4);
 				return -EINVAL;
 			}
-		} else {
+		} else if (n->vfr && vfr_option(tok, &n->v, &mode_given, spec, err, errlen) < 0) {
+			return -EINVAL;
+		} else if (!n->vfr) {
 			snprintf(err, errlen, "'%s': unknown option '%s' (expected mac=MAC)", spec, tok);
 			return -EINVAL;
 		}
 	}
+	if (n->vfr)
+		return vfr_check(&n->v, mode_given, spec, err, errlen);
 	return 0;
 }

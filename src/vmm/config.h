@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/vfr.h"
+
 #define VM_MAX_VCPUS 64
 #define VM_MAX_DISKS 16
 #define VM_MAX_MEMORY_MIB (1024ULL * 1024) /* 1 TiB */
@@ -47,20 +49,39 @@ int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t e
 
 /*
  * A network interface: virtio-net on a vhost-user back-end's socket
- * (domus-net's port, under domusd), or in the VMM on a TAP interface.
+ * (domus-net's port, under domusd or `domus run`'s own), or in the VMM on
+ * a TAP interface.
  */
 #define VM_MAX_NICS 8
+
+/* `--net vfr`: the domain's own domus-net, one network with one port, the domain's. */
+struct nic_vfr_config {
+	uint32_t addr; /* the guest's, handed out by DHCP (host order) */
+	uint8_t prefix;
+	enum vfr_uplink_mode mode;
+	enum vfr_action default_action;
+	bool have_uplink;
+	char uplink_tap[16];
+	struct vfr_uplink_config uplink;
+};
 
 struct nic_config {
 	uint8_t mac[6];
 	char socket[108]; /* vhost-user; "" for the in-VMM device */
 	char tap[16];     /* the in-VMM device's TAP interface */
+	bool vfr;	  /* a port of `domus run`'s domus-net: socket is filled when it starts */
+	struct nic_vfr_config v;
 };
 
+#define NIC_VFR_DEFAULT_IP "10.0.2.15/24"
+
 /*
- * "tap=IFNAME[,mac=MAC]" or "vhost-user:SOCKET[,mac=MAC]": the spec of
+ * "tap=IFNAME[,mac=MAC]", "vhost-user:SOCKET[,mac=MAC]" or
+ * "vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]
+ * [,mode=none|routed|nat][,default=accept|drop|reject]": the spec of
  * --net. Without mac= one is made from index (52:54:00:12:34:5N, N the
- * index). 0, or -EINVAL with why in err.
+ * index). vfr: ip= NIC_VFR_DEFAULT_IP unless given, mode nat with an
+ * uplink, none without. 0, or -EINVAL with why in err.
  */
 int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char *err, size_t errlen);
 /* "aa:bb:cc:dd:ee:ff" into mac; 0 or -EINVAL (not six hex pairs, or multicast). */

@@ -169,6 +169,7 @@ static void terminal_poll_ready(void *opaque, struct vm *vm, struct pollfd *p, u
 static int check_config(const struct vm_config *cfg)
 {
 	char err[256];
+	unsigned vfr = 0;
 
 	if (!cfg->kernel) {
 		log_warnx("no kernel given (--kernel FILE)");
@@ -182,11 +183,18 @@ static int check_config(const struct vm_config *cfg)
 		log_warnx("%u pmem devices: at most %u", cfg->npmems, VM_MAX_PMEM);
 		return -1;
 	}
-	for (unsigned i = 0; i < cfg->nnics; i++)
-		if (!cfg->nics[i].socket[0] && !cfg->nics[i].tap[0]) {
+	for (unsigned i = 0; i < cfg->nnics; i++) {
+		if (cfg->nics[i].vfr && ++vfr > 1) {
+			log_warnx("network interface %u: one --net vfr per domain (its domus-net "
+				  "has one port)",
+				  i);
+			return -1;
+		}
+		if (!cfg->nics[i].socket[0] && !cfg->nics[i].tap[0] && !cfg->nics[i].vfr) {
 			log_warnx("network interface %u has no back-end (a domus-net port is domusd's to give)", i);
 			return -1;
 		}
+	}
 	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
@@ -255,7 +263,7 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		char err[256];
 		int fd;
 
-		if (cfg->nics[i].socket[0])
+		if (cfg->nics[i].socket[0] || cfg->nics[i].vfr)
 			continue;
 		if ((fd = tap_open(cfg->nics[i].tap, err, sizeof(err))) < 0) {
 			log_warnx("network interface %u: %s", i, err);
@@ -279,6 +287,14 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.disk_fds[i] = open_disk(&cfg->disks[i]);
 		if (d->res.disk_fds[i] < 0)
 			return -EINVAL;
+	}
+	/* --net vfr: the domain's own domus-net, its port a vhost-user interface. */
+	for (unsigned i = 0; i < cfg->nnics; i++) {
+		if (!cfg->nics[i].vfr)
+			continue;
+		if (net_supervisor_start(&d->net, &d->served.nics[i], cfg->verbose > 0) < 0)
+			return -EINVAL;
+		d->have_net = true;
 	}
 	/* Disks are served by a domus-blk process unless they say in-vmm. */
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
@@ -313,6 +329,9 @@ void vmm_domain_close(struct vmm_domain *d)
 	if (d->have_blk)
 		blk_supervisor_stop(&d->blk);
 	d->have_blk = false;
+	if (d->have_net)
+		net_supervisor_stop(&d->net);
+	d->have_net = false;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		if (d->res.disk_fds[i] >= 0)
 			close(d->res.disk_fds[i]);

@@ -11,15 +11,18 @@
 #define RUN_EXIT_TRIPLE_FAULT 4
 
 #include "vmm/blk_supervisor.h"
+#include "vmm/net_supervisor.h"
 #include "vmm/boot.h"
 #include "vmm/vm.h"
 
 /* What a domain's process holds across boots: its config, boot files and open disks. */
 struct vmm_domain {
 	const struct vm_config *cfg;
-	struct vm_config served; /* cfg with the domus-blk disks turned into their sockets */
+	struct vm_config served; /* cfg with the domus-blk disks and --net vfr turned into their sockets */
 	struct blk_supervisor blk;
 	bool have_blk;
+	struct net_supervisor net; /* --net vfr's domus-net */
+	bool have_net;
 	struct kernel_image kernel;
 	struct vm_resources res;
 	unsigned boots;

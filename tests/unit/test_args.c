@@ -1,4 +1,5 @@
 /* `domus run` argument parsing: defaults, every option, and each kind of bad argument. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ctl/args.h"
+#include "net/netctl.h"
 
 static struct domain_spec spec;
 #define cfg (spec.vm)
@@ -205,6 +207,100 @@ static void test_pmem(void **state)
 	assert_non_null(strstr(err, "too many pmem devices: at most 4"));
 }
 
+/* The other two forms of --net, then the VFR's: domus run's own domus-net. */
+static void test_nic_spec(void **state)
+{
+	struct nic_config n;
+	char why[256], a[INET_ADDRSTRLEN];
+
+	assert_int_equal(nic_spec_parse("tap=tap0", 2, &n, why, sizeof(why)), 0);
+	assert_string_equal(n.tap, "tap0");
+	assert_int_equal(n.mac[5], 0x52);
+	assert_false(n.vfr);
+	assert_int_equal(
+	    nic_spec_parse("vhost-user:/run/s.sock,mac=52:54:00:aa:bb:cc", 0, &n, why, sizeof(why)),
+	    0);
+	assert_string_equal(n.socket, "/run/s.sock");
+	assert_int_equal(n.mac[5], 0xcc);
+
+	/* vfr alone: the default address, no uplink, mode none. */
+	assert_int_equal(nic_spec_parse("vfr", 0, &n, why, sizeof(why)), 0);
+	assert_true(n.vfr);
+	assert_string_equal(n.socket, "");
+	assert_string_equal(netctl_ip_str(n.v.addr, a), "10.0.2.15");
+	assert_int_equal(n.v.prefix, 24);
+	assert_int_equal(n.v.mode, VFR_UPLINK_NONE);
+	assert_int_equal(n.v.default_action, VFR_ACCEPT);
+	assert_false(n.v.have_uplink);
+
+	/* With an uplink the mode is nat unless said. */
+	assert_int_equal(
+	    nic_spec_parse("vfr,ip=192.168.7.9/25,mac=52:54:00:00:00:07,uplink=up0:10.98.0.2/"
+			   "24:10.98.0.1,default=drop",
+			   1, &n, why, sizeof(why)),
+	    0);
+	assert_string_equal(netctl_ip_str(n.v.addr, a), "192.168.7.9");
+	assert_int_equal(n.v.prefix, 25);
+	assert_int_equal(n.mac[5], 7);
+	assert_true(n.v.have_uplink);
+	assert_string_equal(n.v.uplink_tap, "up0");
+	assert_string_equal(netctl_ip_str(n.v.uplink.addr, a), "10.98.0.2");
+	assert_string_equal(netctl_ip_str(n.v.uplink.gateway, a), "10.98.0.1");
+	assert_int_equal(n.v.uplink.prefix, 24);
+	assert_int_equal(n.v.uplink.mac[0], 0x02);
+	assert_int_equal(n.v.mode, VFR_UPLINK_NAT);
+	assert_int_equal(n.v.default_action, VFR_DROP);
+	assert_int_equal(
+	    nic_spec_parse("vfr,uplink=up0:10.98.0.2/24,mode=routed", 0, &n, why, sizeof(why)), 0);
+	assert_int_equal(n.v.mode, VFR_UPLINK_ROUTED);
+	assert_int_equal(n.v.uplink.gateway, 0);
+	assert_int_equal(
+	    nic_spec_parse("vfr,uplink=up0:10.98.0.2/24,mode=none", 0, &n, why, sizeof(why)), 0);
+	assert_int_equal(n.v.mode, VFR_UPLINK_NONE);
+
+	static const struct {
+		const char *spec, *why;
+	} bad[] = {
+	    {"vfr,ip=bogus", "ip 'bogus' is not A.B.C.D/N (N 1 to 30)"},
+	    {"vfr,ip=10.0.2.15", "ip '10.0.2.15' is not A.B.C.D/N"},
+	    {"vfr,ip=10.0.2.15/31", "(N 1 to 30)"},
+	    {"vfr,ip=10.0.2.1/24", "other than the first (the VFR's own)"},
+	    {"vfr,ip=10.0.2.0/24", "ip must be a host of its subnet"},
+	    {"vfr,ip=10.0.2.255/24", "ip must be a host of its subnet"},
+	    {"vfr,mode=rsip", "mode rsip is domusd's"},
+	    {"vfr,mode=bridge", "mode 'bridge' must be none, routed or nat"},
+	    {"vfr,mode=nat", "mode nat needs uplink=TAP:ADDR/PREFIX[:GATEWAY]"},
+	    {"vfr,mode=routed", "mode routed needs uplink="},
+	    {"vfr,default=maybe", "default 'maybe' must be accept, drop or reject"},
+	    {"vfr,mac=01:00:00:00:00:01", "bad mac"},
+	    {"vfr,uplink=up0", "uplink 'up0': expected TAP:ADDR/PREFIX[:GATEWAY]"},
+	    {"vfr,uplink=up0:10.98.0.2/24:10.99.0.1", "gateway 10.99.0.1 is not on 10.98.0.2/24"},
+	    {"vfr,uplink=:10.98.0.2/24", "a TAP name is 1 to 15 bytes"},
+	    {"vfr,uplink=up0:10.0.2.2/16", "overlaps the uplink's link"},
+	    {"vfr,speed=fast",
+	     "unknown option 'speed=fast' (expected ip=, mac=, uplink=, mode= or default=)"},
+	    {"tap=t0,ip=10.0.0.2/24", "unknown option 'ip=10.0.0.2/24' (expected mac=MAC)"},
+	    {"vfrx", "expected tap=IFNAME, vhost-user:SOCKET or vfr, found 'vfrx'"},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = 0;
+		assert_int_equal(nic_spec_parse(bad[i].spec, 0, &n, why, sizeof(why)), -EINVAL);
+		if (!strstr(why, bad[i].why))
+			fail_msg("%s: '%s' does not say '%s'", bad[i].spec, why, bad[i].why);
+	}
+}
+
+/* One --net vfr per domain: its domus-net has one port. */
+static void test_net_vfr_once(void **state)
+{
+	assert_int_equal(parse("--kernel", "k", "--net", "vfr", "--net", "tap=t0", NULL), 0);
+	assert_int_equal(cfg.nnics, 2);
+	assert_true(cfg.nics[0].vfr);
+	expect_error("one --net vfr per domain",
+		     parse("--kernel", "k", "--net", "vfr", "--net", "vfr,ip=10.1.0.5/24", NULL));
+	expect_error("--net 'vfr,ip=bogus'", parse("--kernel", "k", "--net", "vfr,ip=bogus", NULL));
+}
+
 static void test_help(void **state)
 {
 	assert_int_equal(parse("--help", NULL), 1);
@@ -213,11 +309,12 @@ static void test_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),   cmocka_unit_test(test_all_options),
-		cmocka_unit_test(test_errors),     cmocka_unit_test(test_too_many_disks),
-		cmocka_unit_test(test_help),       cmocka_unit_test(test_vhost_user_disk),
-		cmocka_unit_test(test_mem_size),   cmocka_unit_test(test_maxmem_options),
-		cmocka_unit_test(test_pmem),
+	    cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_all_options),
+	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_too_many_disks),
+	    cmocka_unit_test(test_help),	 cmocka_unit_test(test_vhost_user_disk),
+	    cmocka_unit_test(test_mem_size),	 cmocka_unit_test(test_maxmem_options),
+	    cmocka_unit_test(test_pmem),	 cmocka_unit_test(test_nic_spec),
+	    cmocka_unit_test(test_net_vfr_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* Restarting domus-blk: a process that dies at once is backed off, not spun. */
+/* Restarting a driver-domain child (domus-blk, domus-net): one that dies at once is backed off, not spun. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,23 +6,23 @@
 
 #include <cmocka.h>
 
-#include "vmm/blk_supervisor.h"
+#include "vmm/child_supervisor.h"
 
 static void test_backoff(void **state)
 {
 	unsigned d = 25; /* before the first restart */
 
 	/* Dying within a second, again and again: 50, 100, 200, ... up to 5 s. */
-	d = blk_restart_delay_ms(d, 10);
+	d = child_restart_delay_ms(d, 10);
 	assert_int_equal(d, 50);
-	d = blk_restart_delay_ms(d, 60);
+	d = child_restart_delay_ms(d, 60);
 	assert_int_equal(d, 100);
 	for (int i = 0; i < 20; i++)
-		d = blk_restart_delay_ms(d, 5);
+		d = child_restart_delay_ms(d, 5);
 	assert_int_equal(d, 5000);
 	/* One that ran a while is started again at once. */
-	assert_int_equal(blk_restart_delay_ms(d, 1000), 50);
-	assert_int_equal(blk_restart_delay_ms(50, 3600000), 50);
+	assert_int_equal(child_restart_delay_ms(d, 1000), 50);
+	assert_int_equal(child_restart_delay_ms(50, 3600000), 50);
 }
 
 int main(void)
