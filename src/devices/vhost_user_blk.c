@@ -50,21 +50,6 @@ static int prepare(struct vhost_user_dev *u, char *err, size_t errlen)
 					 err, errlen);
 }
 
-static void queue_notify(struct virtio_dev *vd, unsigned q)
-{
-	vhost_user_dev_queue_notify(&of(vd)->u, q);
-}
-
-static void reset(struct virtio_dev *vd)
-{
-	vhost_user_dev_reset(&of(vd)->u);
-}
-
-static void driver_ok(struct virtio_dev *vd)
-{
-	vhost_user_dev_driver_ok(&of(vd)->u);
-}
-
 static const struct vhost_user_dev_hooks blk_hooks = {
 	.kind = "vhost-user-blk",
 	.inflight = true,
@@ -80,9 +65,9 @@ static const struct virtio_device_ops vhost_user_blk_ops = {
 	.config_size = VHOST_USER_BLK_CONFIG,
 	.config_read = config_read,
 	.config_write = config_write,
-	.queue_notify = queue_notify,
-	.reset = reset,
-	.driver_ok = driver_ok,
+	.queue_notify = vhost_user_dev_queue_notify,
+	.reset = vhost_user_dev_reset,
+	.driver_ok = vhost_user_dev_driver_ok,
 };
 
 int vhost_user_blk_add(struct vm *vm, struct vhost_user_blk *d, const char *path)

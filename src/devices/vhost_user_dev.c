@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -66,16 +67,24 @@ fail:
 	return ret;
 }
 
-void vhost_user_dev_queue_notify(struct vhost_user_dev *u, unsigned q)
+static struct vhost_user_dev *of(struct virtio_dev *vd)
 {
+	return (struct vhost_user_dev *)((char *)vd - offsetof(struct vhost_user_dev, vdev));
+}
+
+void vhost_user_dev_queue_notify(struct virtio_dev *vd, unsigned q)
+{
+	struct vhost_user_dev *u = of(vd);
 	uint64_t one = 1;
 
 	if (q < u->nqueues && u->started && write(u->kick_fd[q], &one, 8) < 0)
 		log_warn("%s: kick", u->hooks->kind);
 }
 
-void vhost_user_dev_reset(struct vhost_user_dev *u)
+void vhost_user_dev_reset(struct virtio_dev *vd)
 {
+	struct vhost_user_dev *u = of(vd);
+
 	for (unsigned q = 0; q < u->nqueues; q++)
 		if (u->started && u->connected && vhost_frontend_stop_queue(&u->fe, q) < 0)
 			log_warnx("%s: the back-end did not stop queue %u", u->hooks->kind, q);
@@ -112,8 +121,9 @@ static int start_backend(struct vhost_user_dev *u, char *err, size_t errlen)
 	return 0;
 }
 
-void vhost_user_dev_driver_ok(struct vhost_user_dev *u)
+void vhost_user_dev_driver_ok(struct virtio_dev *vd)
 {
+	struct vhost_user_dev *u = of(vd);
 	char err[256];
 
 	for (unsigned q = 0; q < u->nqueues; q++)

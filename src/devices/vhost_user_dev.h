@@ -58,11 +58,14 @@ void vhost_user_dev_close(struct vhost_user_dev *u);
  */
 int vhost_user_dev_add(struct vm *vm, struct vhost_user_dev *u, const struct virtio_device_ops *ops,
 		       void *owner, uint64_t features) __attribute__((warn_unused_result));
-/* The transport's callbacks, for the device's ops (lock held). */
-void vhost_user_dev_queue_notify(struct vhost_user_dev *u, unsigned q);
-void vhost_user_dev_reset(struct vhost_user_dev *u);
+/*
+ * The transport's callbacks, for the device's ops table as they are (lock
+ * held); vd is the vdev of a struct vhost_user_dev.
+ */
+void vhost_user_dev_queue_notify(struct virtio_dev *vd, unsigned q);
+void vhost_user_dev_reset(struct virtio_dev *vd);
 /* DRIVER_OK: every queue must be enabled; they go to the back-end now or when it comes. */
-void vhost_user_dev_driver_ok(struct vhost_user_dev *u);
+void vhost_user_dev_driver_ok(struct virtio_dev *vd);
 /* Stops the call thread and disconnects; for the VM's teardown. */
 void vhost_user_dev_destroy(struct vhost_user_dev *u);
 

@@ -25,21 +25,6 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	(void)vd, (void)off, (void)data, (void)len;
 }
 
-static void queue_notify(struct virtio_dev *vd, unsigned q)
-{
-	vhost_user_dev_queue_notify(&of(vd)->u, q);
-}
-
-static void reset(struct virtio_dev *vd)
-{
-	vhost_user_dev_reset(&of(vd)->u);
-}
-
-static void driver_ok(struct virtio_dev *vd)
-{
-	vhost_user_dev_driver_ok(&of(vd)->u);
-}
-
 /*
  * No inflight area: a frame a dead back-end took and never completed is
  * taken again by the next one (sent twice, or a receive buffer used
@@ -59,9 +44,9 @@ static const struct virtio_device_ops vhost_user_net_ops = {
 	.config_size = sizeof(struct virtio_net_config),
 	.config_read = config_read,
 	.config_write = config_write,
-	.queue_notify = queue_notify,
-	.reset = reset,
-	.driver_ok = driver_ok,
+	.queue_notify = vhost_user_dev_queue_notify,
+	.reset = vhost_user_dev_reset,
+	.driver_ok = vhost_user_dev_driver_ok,
 };
 
 int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path,
