@@ -197,7 +197,7 @@ int main(int argc, char **argv)
 		netctl_find_program(program, sizeof(program), argv[0]);
 		if (access(program, X_OK) < 0) {
 			char *slash = strrchr(argv[0], '/');
-			snprintf(program, sizeof(program), "%.*s/../src/net/domus-net",
+			snprintf(program, sizeof(program), "%.*s/../src/ctl/domus-net",
 				 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 		}
 	}

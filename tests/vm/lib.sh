@@ -148,3 +148,21 @@ con_run() {
 	out=$(sed -n "/$tag-0begin/,/$tag-end=/p" "$work/$name.con" | tr -d '\r' | sed '1d;$d')
 	rc=$(grep -aoE "$tag-end=[0-9]+=" "$work/$name.con" | head -1 | tr -dc 0-9)
 }
+
+# ---- benchmarks' smoke modes (tests/vm/bench-*.test) ----
+# bench_smoke NAME: runs bench/NAME --smoke as a user would; stdout in
+# $work/out, stderr in $work/err, status in $status.
+bench_smoke() {
+	status=0
+	"$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/bench/$1" --smoke \
+		</dev/null >"$work/out" 2>"$work/err" || status=$?
+}
+# expect_positive WHAT VALUE...: every VALUE is a number above zero (an empty
+# one, "-" or 0 is a figure the benchmark did not measure).
+expect_positive() {
+	local what=$1 v; shift
+	for v in "$@"; do
+		awk -v v="$v" 'BEGIN { exit !(v ~ /^[0-9]+(\.[0-9]+)?$/ && v + 0 > 0) }' ||
+			{ show; fail "$what: '$v' is not a positive number"; }
+	done
+}
