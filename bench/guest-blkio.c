@@ -11,7 +11,9 @@
  *
  * Prints "RESULT <test> <value> <unit>" lines, and "GAP <ms>" for gaps.
  */
+#ifndef _GNU_SOURCE /* the build defines it; gcc alone, in bench/blk-guest-compare, does not */
 #define _GNU_SOURCE /* O_DIRECT */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -166,3 +166,11 @@ expect_positive() {
 			{ show; fail "$what: '$v' is not a positive number"; }
 	done
 }
+# expect_ratio WHAT VALUE...: every VALUE is a ratio as the benchmarks print
+# it; one that rounds to 0.00 is a slow figure, for the benchmark to show.
+expect_ratio() {
+	local what=$1 v; shift
+	for v in "$@"; do
+		[[ $v =~ ^[0-9]+\.[0-9]+$ ]] || { show; fail "$what: '$v' is not a ratio"; }
+	done
+}
