@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int fake_start(void *ctx, struct domain *d, char *err, size_t errlen)
+static int fake_start(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen)
 {
 	/* Some starts fail, as a missing kernel would make them. */
 	if (d->spec.vm.memory_mib % 7 == 3) {
@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct api a;
 	static int ready;
+	static const struct caller root = {.uid = 0}, user = {.uid = 1001, .gid = 100};
 	const char *p = (const char *)data, *end = p + size;
 	struct api_request req = {0};
 	struct api_response resp;
@@ -87,6 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req.body = body;
 	req.body_len = (size_t)(end - p);
 	req.upgrade_console = size % 3 == 0;
+	/* Root sees everything; a user in the group is held to their own domains. */
+	req.caller = size % 2 ? &root : &user;
 	req.since = size % 5 == 0 ? ctype : NULL;
 	api_handle(&a, &req, &resp);
 	if (resp.status < 100 || resp.status > 599 || (resp.stream == API_STREAM_NONE && !resp.body))

@@ -62,6 +62,7 @@ static struct disk *disks[MAX_DISKS];
 static unsigned ndisks;
 static struct blk_engine engine;
 static bool quiet; /* under a supervisor: only what goes wrong */
+static bool sandboxed; /* no paths any more: a socket bound at the start stays for its starter */
 
 struct disk_options {
 	enum image_format format;
@@ -234,7 +235,7 @@ static void disk_free(unsigned i)
 		log_warnx("%s: the cache did not know it as a writer", d->name);
 	image_close(d->blk.img);
 	close(d->listen_fd);
-	if (d->unlink_socket)
+	if (d->unlink_socket && !sandboxed)
 		unlink(d->name);
 	if (d->stats_map)
 		munmap(d->stats_map, STATS_SLOTS * sizeof(struct blk_counters));
@@ -650,6 +651,7 @@ int main(int argc, char **argv)
 		say_ready(ready_fd, err);
 		return 1;
 	}
+	sandboxed = !no_sandbox;
 	say_ready(ready_fd, "ready");
 	ret = serve(control_fd);
 	while (ndisks)

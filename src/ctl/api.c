@@ -102,15 +102,26 @@ void api_event(struct api *a, const char *type, const struct domain *d, const ch
 		json_object_set_new(ev, "detail", json_string(detail));
 	free(a->events[slot]);
 	a->events[slot] = json_dumps(ev, JSON_COMPACT);
+	a->event_owner[slot] = d ? (int64_t)d->owner.uid : -1;
 	json_decref(ev);
 	a->event_seq++;
 	if (a->ops->event)
 		a->ops->event(a->ctx);
 }
 
-const char *api_event_line(const struct api *a, unsigned long long seq)
+bool api_may_act(const struct caller *c, const struct domain *d)
 {
-	if (seq >= a->event_seq || a->event_seq - seq > API_EVENT_RING)
+	return c && (caller_is_root(c) || c->uid == d->owner.uid);
+}
+
+const char *api_event_line(const struct api *a, unsigned long long seq, const struct caller *c)
+{
+	int64_t owner;
+
+	if (seq >= a->event_seq || a->event_seq - seq > API_EVENT_RING || !c)
+		return NULL;
+	owner = a->event_owner[seq % API_EVENT_RING];
+	if (owner >= 0 && !caller_is_root(c) && (uid_t)owner != c->uid)
 		return NULL;
 	return a->events[seq % API_EVENT_RING];
 }
@@ -127,6 +138,7 @@ json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config)
 		return NULL;
 	if (d->spec.uuid[0])
 		json_object_set_new(o, "uuid", json_string(d->spec.uuid));
+	json_object_set_new(o, "owner", json_integer(d->owner.uid));
 	api_mem_json(a, d, o);
 	if (a->ops->usage)
 		a->ops->usage(a->ctx, d, o);
@@ -324,7 +336,8 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	d->created = time(NULL);
 	d->ctl_fd = -1;
 	d->pidfd = -1;
-	if (a->ops->start(a->ctx, d, err, sizeof(err)) < 0) {
+	d->owner = *req->caller;
+	if (a->ops->start(a->ctx, d, req->caller, err, sizeof(err)) < 0) {
 		mem_account_release(&a->mem, d->mem_mib);
 		api_memory_changed(a, true);
 		api_reply_error(r, 422, "start_failed", "%s", err);
@@ -454,12 +467,14 @@ static void host_info(struct api *a, struct api_response *r)
 	api_reply_json(r, 200, o);
 }
 
-static void list_domains(struct api *a, struct api_response *r)
+/* A user sees their own domains; root sees all. */
+static void list_domains(struct api *a, const struct caller *c, struct api_response *r)
 {
 	json_t *list = json_array();
 
 	for (struct domain *d = a->domains; d; d = d->next)
-		json_array_append_new(list, api_domain_json(a, d, false));
+		if (api_may_act(c, d))
+			json_array_append_new(list, api_domain_json(a, d, false));
 	api_reply_json(r, 200, json_pack("{s:o}", "domains", list));
 }
 
@@ -479,6 +494,10 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 	size_t n;
 
 	memset(r, 0, sizeof(*r));
+	if (!req->caller) {
+		api_reply_error(r, 403, "forbidden", "the caller's credentials are not known");
+		return;
+	}
 	if (!p || !m || strncmp(p, "/v1/", 4)) {
 		api_reply_error(r, 404, "not_found", "no such path %.200s (the API lives under /v1/)",
 			    p ? p : "");
@@ -513,11 +532,19 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		}
 		return;
 	}
-	if (!strncmp(p, "vfr/", 4) && a->ops->vfr)
+	if (!strncmp(p, "vfr/", 4) && a->ops->vfr) {
+		/* The firewall-router is the host's network: users may look, root changes it. */
+		if (strcmp(m, "GET") && !caller_is_root(req->caller)) {
+			api_reply_error(r, 403, "forbidden", "only root may change the firewall-router "
+				    "(uid %u asked to %.10s %.200s)", (unsigned)req->caller->uid, m,
+				    req->path);
+			return;
+		}
 		return a->ops->vfr(a->ctx, a, req, p + 4, r);
+	}
 	if (!strcmp(p, "domains") || !strcmp(p, "domains/")) {
 		if (!strcmp(m, "GET"))
-			return list_domains(a, r);
+			return list_domains(a, req->caller, r);
 		if (!strcmp(m, "POST"))
 			return create_domain(a, req, r);
 		return method_not_allowed(r, req, "GET, POST");
@@ -538,6 +565,11 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 	d = api_find(a, name);
 	if (!d) {
 		api_reply_error(r, 404, "not_found", "no domain named '%s'", name);
+		return;
+	}
+	if (!api_may_act(req->caller, d)) {
+		api_reply_error(r, 403, "forbidden", "domain '%s' belongs to uid %u; uid %u may not act "
+			    "on it", d->spec.name, (unsigned)d->owner.uid, (unsigned)req->caller->uid);
 		return;
 	}
 	if (!slash || !slash[1]) {

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "ctl/caller.h"
 #include "ctl/domcfg.h"
 #include "ctl/memacct.h"
 
@@ -48,6 +49,7 @@ struct domain {
 	pid_t pid;
 	unsigned long long starttime; /* of pid, in clock ticks after boot: tells pid reuse */
 	time_t created;
+	struct caller owner; /* who created it: only they and root act on it; files open as them */
 	unsigned restarts;
 	uint64_t mem_mib; /* claimed from the host account: see api_mem.c */
 	struct domain_balloon balloon;
@@ -59,8 +61,11 @@ struct domain {
 };
 
 struct domain_ops {
-	/* Starts d's process; returns once the domain runs, or -errno with why in err. */
-	int (*start)(void *ctx, struct domain *d, char *err, size_t errlen);
+	/*
+	 * Starts d's process with the files of its spec opened as caller c;
+	 * returns once the domain runs, or -errno with why in err.
+	 */
+	int (*start)(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen);
 	/* Sends op to d's process and waits for its reply (*reply may be NULL). */
 	int (*request)(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
 		       size_t errlen);
@@ -107,6 +112,7 @@ struct api {
 	unsigned reclaim_timeout_ms;  /* how long domains have to give memory back */
 	unsigned long long event_seq; /* sequence number of the next event */
 	char *events[API_EVENT_RING];
+	int64_t event_owner[API_EVENT_RING]; /* the domain's owner; -1 for the host's events */
 };
 
 struct api_request {
@@ -119,6 +125,7 @@ struct api_request {
 	size_t body_len;
 	bool too_large; /* the body was cut at API_MAX_BODY */
 	bool upgrade_console; /* Upgrade: domus-console */
+	const struct caller *caller; /* who asks (peer credentials); NULL: refused */
 };
 
 enum api_stream { API_STREAM_NONE, API_STREAM_CONSOLE, API_STREAM_EVENTS };
@@ -144,8 +151,13 @@ int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen);
 void api_domain_gone(struct api *a, struct domain *d);
 /* Records an event: {"seq", "time", "event", "domain", "domid", "detail"}. */
 void api_event(struct api *a, const char *type, const struct domain *d, const char *detail);
-/* The event with sequence number seq as one JSON line, or NULL if not kept or not yet. */
-const char *api_event_line(const struct api *a, unsigned long long seq);
+/*
+ * The event with sequence number seq as one JSON line, or NULL if not kept,
+ * not yet, or not c's to see (another user's domain).
+ */
+const char *api_event_line(const struct api *a, unsigned long long seq, const struct caller *c);
+/* Whether c may see and act on d: its owner and root may. */
+bool api_may_act(const struct caller *c, const struct domain *d);
 json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config);
 
 /* api_mem.c: memory targets, the balloon policy and the account that follows them. */

@@ -93,9 +93,9 @@ void backend_proc_exited(struct backend_proc *p)
 	p->pidfd = p->ctl_fd = -1;
 	p->delay_ms = child_restart_delay_ms(p->delay_ms, now_ms() - p->started_ms);
 	p->restarts++;
-	log_warnx("%s (pid %d) %s %d; starting it again in %u ms (restart %u)", p->name, (int)p->pid,
+	log_warnx("%s (pid %d) %s %d%s; starting it again in %u ms (restart %u)", p->name, (int)p->pid,
 		  si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal", si.si_status,
-		  p->delay_ms, p->restarts);
+		  child_end_note(si.si_code, si.si_status), p->delay_ms, p->restarts);
 	p->pid = 0;
 	if (p->timer_fd < 0) {
 		p->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

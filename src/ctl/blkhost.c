@@ -55,18 +55,21 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 }
 
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
-		   int stats_fd, char *socket, size_t socklen, char *err, size_t errlen)
+		   struct blkctl_image *image, int stats_fd, char *socket, size_t socklen, char *err,
+		   size_t errlen)
 {
 	struct blkhost_disk *d = calloc(1, sizeof(*d));
 	char id[32], path[PATH_MAX];
 	int ret;
 
-	if (!d)
+	if (!d) {
+		blkctl_image_close(image);
 		return -ENOMEM;
+	}
 	d->domid = domid;
 	snprintf(id, sizeof(id), "%u-%u", domid, index);
 	snprintf(path, sizeof(path), "%.4000s/%s.sock", h->dir, id);
-	ret = blkctl_disk_open(&d->c, id, dc, path, stats_fd, index, err, errlen);
+	ret = blkctl_disk_open(&d->c, id, dc, path, stats_fd, index, image, err, errlen);
 	if (ret < 0) {
 		free(d);
 		return ret;

@@ -21,6 +21,7 @@
 
 #include "blk/cache.h"
 #include "ctl/backend_proc.h"
+#include "vmm/blkctl.h"
 #include "vmm/config.h"
 
 struct blkhost_disk;
@@ -39,11 +40,13 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir);
 /*
  * Serves disk index of domain domid through domus-blk, starting it if it
  * is not running; its socket's path in socket. stats_fd (or -1) is the
- * domain's counters file; domus-blk counts this disk in slot index.
- * 0, or -errno with the reason in err.
+ * domain's counters file; domus-blk counts this disk in slot index. The
+ * image is the one opened for the client (its descriptors are taken over,
+ * or closed on failure). 0, or -errno with the reason in err.
  */
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
-		   int stats_fd, char *socket, size_t socklen, char *err, size_t errlen);
+		   struct blkctl_image *image, int stats_fd, char *socket, size_t socklen, char *err,
+		   size_t errlen);
 /* Stops serving every disk of domid. */
 void blkhost_detach(struct blkhost *h, unsigned domid);
 /* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */

@@ -48,6 +48,7 @@ struct request_ctx {
 	bool too_large;
 	bool checked;
 	bool denied;
+	struct caller caller;
 };
 
 /* A client following /v1/events. */
@@ -56,6 +57,7 @@ struct subscriber {
 	struct MHD_Connection *conn;
 	unsigned long long seq;
 	bool suspended;
+	struct caller caller; /* sees only the events of their own domains, unless root */
 };
 
 struct daemon {

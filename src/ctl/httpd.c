@@ -148,50 +148,19 @@ void proxy_vmm_readable(struct proxy *p)
 
 /* ---- HTTP ---- */
 
-static bool in_group_list(pid_t pid, gid_t gid)
-{
-	char path[64], buf[4096], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	p = strstr(buf, "\nGroups:");
-	if (!p)
-		return false;
-	p += 8;
-	while (*p && *p != '\n') {
-		char *end;
-		unsigned long g = strtoul(p, &end, 10);
-		if (end == p)
-			break;
-		if (g == gid)
-			return true;
-		p = end;
-	}
-	return false;
-}
-
 /* Root, domusd's own user, and members of the domus group may use the API. */
-static bool peer_allowed(int fd)
+static bool peer_allowed(const struct caller *c)
 {
-	struct ucred uc;
-	socklen_t len = sizeof(uc);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-		return false;
-	if (uc.uid == 0 || uc.uid == geteuid())
+	if (c->uid == 0 || c->uid == geteuid())
 		return true;
 	if (!D.have_group)
 		return false;
-	return uc.gid == D.group || in_group_list(uc.pid, D.group);
+	if (c->gid == D.group)
+		return true;
+	for (unsigned i = 0; i < c->ngroups; i++)
+		if (c->groups[i] == D.group)
+			return true;
+	return false;
 }
 
 static enum MHD_Result queue_body(struct MHD_Connection *conn, unsigned status, char *body,
@@ -230,7 +199,7 @@ static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	size_t n = 0;
 
 	while (s->seq < D.api.event_seq) {
-		const char *line = api_event_line(&D.api, s->seq);
+		const char *line = api_event_line(&D.api, s->seq, &s->caller);
 		size_t len = line ? strlen(line) : 0;
 
 		if (!line || len + 1 > max) {
@@ -264,7 +233,8 @@ static void events_free(void *cls)
 	free(s);
 }
 
-static enum MHD_Result queue_events(struct MHD_Connection *conn, unsigned long long since)
+static enum MHD_Result queue_events(struct MHD_Connection *conn, unsigned long long since,
+				    const struct caller *c)
 {
 	struct subscriber *s = calloc(1, sizeof(*s));
 	struct MHD_Response *resp;
@@ -274,6 +244,7 @@ static enum MHD_Result queue_events(struct MHD_Connection *conn, unsigned long l
 		return MHD_NO;
 	s->conn = conn;
 	s->seq = since;
+	s->caller = *c;
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_reader, s,
 						 events_free);
 	if (!resp) {
@@ -339,7 +310,8 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 		rc = calloc(1, sizeof(*rc));
 		if (!rc)
 			return MHD_NO;
-		rc->denied = !ci || !peer_allowed(ci->connect_fd);
+		rc->denied = !ci || caller_from_socket(ci->connect_fd, &rc->caller) < 0 ||
+			     !peer_allowed(&rc->caller);
 		*con_cls = rc;
 		return MHD_YES;
 	}
@@ -379,11 +351,12 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 		.too_large = rc->too_large,
 		.upgrade_console = header_has(conn, MHD_HTTP_HEADER_UPGRADE, "domus-console") &&
 				   header_has(conn, MHD_HTTP_HEADER_CONNECTION, "upgrade"),
+		.caller = &rc->caller,
 	};
 	api_handle(&D.api, &req, &resp);
 	switch (resp.stream) {
 	case API_STREAM_EVENTS:
-		ret = queue_events(conn, resp.since);
+		ret = queue_events(conn, resp.since, &rc->caller);
 		break;
 	case API_STREAM_CONSOLE:
 		ret = queue_console(conn, resp.domain);

@@ -82,10 +82,10 @@ static int write_file(const char *path, const char *text)
 static int save_record(const struct domain *d)
 {
 	char path[PATH_MAX];
-	json_t *rec = json_pack("{s:i,s:i,s:I,s:I,s:i,s:o}", "domid", d->domid, "pid", (int)d->pid,
+	json_t *rec = json_pack("{s:i,s:i,s:I,s:I,s:i,s:o,s:o}", "domid", d->domid, "pid", (int)d->pid,
 				"starttime", (json_int_t)d->starttime, "created",
 				(json_int_t)d->created, "restarts", d->restarts, "config",
-				domain_spec_to_json(&d->spec));
+				domain_spec_to_json(&d->spec), "owner", caller_to_json(&d->owner));
 	char *text = rec ? json_dumps(rec, JSON_INDENT(1)) : NULL;
 	int ret;
 
@@ -295,12 +295,13 @@ static int open_blk_stats(unsigned domid, bool create)
 }
 
 /*
- * Hands the domain's disks that domus-blk serves to the host's domus-blk;
- * in vmm (when not NULL) they become vhost-user disks on its sockets.
- * Returns the mask of those disks, or -errno with the reason in err.
+ * Hands the domain's disks that domus-blk serves, opened in files, to the
+ * host's domus-blk; in vmm (when not NULL) they become vhost-user disks on
+ * its sockets. Returns the mask of those disks, or -errno with the reason
+ * in err.
  */
-static int attach_disks(struct domain *d, int stats_fd, struct domain_spec *vmm, char *err,
-			size_t errlen)
+static int attach_disks(struct domain *d, int stats_fd, struct caller_files *files,
+			struct domain_spec *vmm, char *err, size_t errlen)
 {
 	int mask = 0;
 
@@ -311,7 +312,8 @@ static int attach_disks(struct domain *d, int stats_fd, struct domain_spec *vmm,
 
 		if (dc->vhost_user || dc->in_vmm)
 			continue;
-		ret = blkhost_attach(&D.blk, d->domid, i, dc, stats_fd, sock, sizeof(sock), why, sizeof(why));
+		ret = blkhost_attach(&D.blk, d->domid, i, dc, &files->disks[i], stats_fd, sock, sizeof(sock),
+				     why, sizeof(why));
 		if (ret < 0) {
 			snprintf(err, errlen, "disk %s: %s", dc->path, why);
 			blkhost_detach(&D.blk, d->domid);
@@ -375,32 +377,75 @@ static int attach_vifs(struct domain *d, struct domain_spec *vmm, char *err, siz
 	return 0;
 }
 
-static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
+/*
+ * The files domus-vmm uses itself (kernel, ramdisk, pmem, its own disks,
+ * vhost-user sockets): their descriptors go in pass[], at VMM_FIRST_FD on
+ * in its table, and vmm names each "/dev/fd/N". Returns how many.
+ */
+#define VMM_FIRST_FD 6
+static unsigned pass_vmm_files(struct caller_files *f, const struct domain_spec *spec,
+			       struct domain_spec *vmm, int *pass)
+{
+	unsigned n = 0;
+
+#define PASS(fd, buf)                                                                   \
+	do {                                                                            \
+		pass[n] = (fd);                                                         \
+		snprintf((buf), sizeof(buf), "/dev/fd/%u", VMM_FIRST_FD + n);           \
+		n++;                                                                    \
+	} while (0)
+	PASS(f->kernel, vmm->kernel);
+	if (f->ramdisk >= 0)
+		PASS(f->ramdisk, vmm->ramdisk);
+	for (unsigned i = 0; i < vmm->vm.npmems; i++)
+		PASS(f->pmems[i], vmm->vm.pmems[i].path);
+	/* The client's own: those domus-blk and domus-net serve are on domusd's sockets. */
+	for (unsigned i = 0; i < spec->vm.ndisks; i++)
+		if (spec->vm.disks[i].vhost_user || spec->vm.disks[i].in_vmm)
+			PASS(f->disks[i].image, vmm->vm.disks[i].path);
+	for (unsigned i = 0; i < spec->nvifs; i++)
+		if (spec->vifs[i].backend == VIF_VHOST_USER)
+			PASS(f->vif_sockets[i], vmm->vifs[i].socket);
+#undef PASS
+	return n;
+}
+
+static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, char *err,
+		     size_t errlen)
 {
 	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX + 128], domid[16], mask_arg[16];
 	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret, stats_fd = -1, mask;
 	static struct domain_spec vmm_spec;
+	static struct caller_files files;
+	int pass[VM_MAX_DISKS + VM_MAX_PMEM + DOMAIN_MAX_VIFS + 2];
+	unsigned npass;
 	json_t *cfg, *msg = NULL;
 	char *text;
 	const char *ev;
 	pid_t pid;
 
-	/* Disks first: a bad image or chain is refused here, before any process starts. */
+	/* Every file as the caller first: what they may not open is refused before anything starts. */
+	if ((ret = caller_open_files(caller, &d->spec, &files, err, errlen)) < 0)
+		return ret;
+	/* Disks next: a bad image or chain is refused here, before any process starts. */
 	vmm_spec = d->spec;
 	stats_fd = open_blk_stats(d->domid, true);
-	mask = attach_disks(d, stats_fd, &vmm_spec, err, errlen);
+	mask = attach_disks(d, stats_fd, &files, &vmm_spec, err, errlen);
 	if (mask < 0) {
 		if (stats_fd >= 0)
 			close(stats_fd);
+		caller_files_close(&files);
 		remove_files(d->domid);
 		return mask;
 	}
 	if ((ret = attach_vifs(d, &vmm_spec, err, errlen)) < 0) {
 		if (stats_fd >= 0)
 			close(stats_fd);
+		caller_files_close(&files);
 		remove_files(d->domid);
 		return ret;
 	}
+	npass = pass_vmm_files(&files, &d->spec, &vmm_spec, pass);
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
 	cfg = domain_spec_to_json(&vmm_spec);
 	text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
@@ -412,7 +457,7 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 	if (!text || (ret = write_file(cfg_path, text)) < 0) {
 		snprintf(err, errlen, "cannot write %s", cfg_path);
 		free(text);
-		return -EIO;
+		goto fail;
 	}
 	free(text);
 	listen_fd = unix_listen(sock_path, SOCK_SEQPACKET, 4);
@@ -441,7 +486,13 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 		int l = fcntl(listen_fd, F_DUPFD, 10), c = fcntl(sp[1], F_DUPFD, 10);
 		int lg = fcntl(log_fd, F_DUPFD, 10), nl = fcntl(null_fd, F_DUPFD, 10);
 		int st = stats_fd >= 0 ? fcntl(stats_fd, F_DUPFD, 10) : -1;
+		int moved[sizeof(pass) / sizeof(pass[0])];
 		sigset_t all;
+
+		/* Above every target first, so no dup2 below overwrites a source. */
+		for (unsigned i = 0; i < npass; i++)
+			if ((moved[i] = fcntl(pass[i], F_DUPFD, 64)) < 0)
+				_exit(127);
 
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
@@ -451,7 +502,12 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 		    dup2(lg, 1) < 0 || dup2(lg, 2) < 0 || dup2(l, 3) < 0 || dup2(c, 4) < 0 ||
 		    (st >= 0 && dup2(st, 5) < 0))
 			_exit(127);
-		syscall(SYS_close_range, st >= 0 ? 6 : 5, ~0U, 0);
+		if (st < 0)
+			close(5);
+		for (unsigned i = 0; i < npass; i++)
+			if (dup2(moved[i], VMM_FIRST_FD + (int)i) < 0)
+				_exit(127);
+		syscall(SYS_close_range, VMM_FIRST_FD + npass, ~0U, 0);
 		execl(D.vmm_path, "domus-vmm", "--config", cfg_path, "--domid", domid,
 		      "--listen-fd", "3", "--control-fd", "4", "--blk-disks", mask_arg,
 		      "--blk-stats-fd", st >= 0 ? "5" : "-1", D.verbose ? "-v" : NULL, (char *)NULL);
@@ -463,6 +519,7 @@ static int vmm_start(void *ctx, struct domain *d, char *err, size_t errlen)
 	close(log_fd);
 	if (stats_fd >= 0)
 		close(stats_fd);
+	caller_files_close(&files);
 	listen_fd = sp[1] = log_fd = stats_fd = -1;
 	d->pid = pid;
 	d->ctl_fd = sp[0];
@@ -502,6 +559,7 @@ fail:
 		close(log_fd);
 	if (stats_fd >= 0)
 		close(stats_fd);
+	caller_files_close(&files);
 	remove_files(d->domid);
 	return -EIO;
 }
@@ -666,6 +724,7 @@ static void adopt_one(const char *file)
 	d->starttime = (unsigned long long)json_integer_value(json_object_get(rec, "starttime"));
 	d->created = (time_t)json_integer_value(json_object_get(rec, "created"));
 	d->restarts = (unsigned)json_integer_value(json_object_get(rec, "restarts"));
+	caller_from_json(json_object_get(rec, "owner"), &d->owner);
 	d->ctl_fd = d->pidfd = -1;
 	if (!d->domid || domain_spec_from_json(json_object_get(rec, "config"), path, &d->spec, err,
 					       sizeof(err)) < 0) {
@@ -715,9 +774,12 @@ static void adopt_one(const char *file)
 	domain_watch_fds(d);
 	{
 		/* Its disks were served by the previous domusd's domus-blk: served again, same sockets. */
+		static struct caller_files files;
 		int stats_fd = open_blk_stats(d->domid, false);
-		if (attach_disks(d, stats_fd, NULL, err, sizeof(err)) < 0)
+		if (caller_open_blk_disks(&d->owner, &d->spec, &files, err, sizeof(err)) < 0 ||
+		    attach_disks(d, stats_fd, &files, NULL, err, sizeof(err)) < 0)
 			log_warnx("domain %s: %s; its disk waits", d->spec.name, err);
+		caller_files_close(&files);
 		if (attach_vifs(d, NULL, err, sizeof(err)) < 0)
 			log_warnx("domain %s: %s; its network interface waits", d->spec.name, err);
 		if (stats_fd >= 0)

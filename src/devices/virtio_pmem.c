@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/passed_fd.h"
 #include "vmm/vm.h"
 
 #define PMEM_REQ_FLUSH 0
@@ -28,7 +29,7 @@ int pmem_open(const struct pmem_config *pc, uint64_t *size, char *err, size_t er
 	struct stat st;
 	int fd, ret;
 
-	fd = open(pc->path, (pc->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	fd = passed_open(pc->path, pc->readonly ? O_RDONLY : O_RDWR);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot open pmem %s%s: %s", pc->path,

@@ -1,10 +1,11 @@
 /*
  * A driver domain's confinement, entered once every descriptor it needs at
  * the start is open: the privileges of an unprivileged user of its own
- * (made by dist/sysusers.d; nobody where it does not exist) when started
- * as root, no new privileges, and a seccomp allow-list of system calls
- * that the caller (blk/sandbox.c, net/sandbox.c) gives and comments. Any
- * other call fails with EPERM.
+ * (made by tools/deps and dist/sysusers.d, and required) when started as
+ * root, no new privileges, and a seccomp allow-list of system calls that
+ * the caller (blk/sandbox.c, net/sandbox.c) gives and comments, with
+ * mmap/mprotect never executable and fcntl limited to flags and
+ * duplicating. Any other call kills the process (SIGSYS).
  */
 #ifndef DOMUS_SANDBOX_H
 #define DOMUS_SANDBOX_H
@@ -12,7 +13,7 @@
 #include <stddef.h>
 
 /*
- * Runs as user (NULL: default_user, else nobody) when started as root,
+ * Runs as user (NULL: default_user; it must exist) when started as root,
  * then loads the allow-list allowed[0, n). 0, or -errno with what failed
  * in err.
  */

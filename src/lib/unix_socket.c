@@ -1,6 +1,9 @@
 #include "lib/unix_socket.h"
 
+#include "lib/passed_fd.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,8 +43,14 @@ int unix_listen(const char *path, int type, int backlog)
 int unix_connect(const char *path, int type)
 {
 	struct sockaddr_un sa;
-	int fd, ret = address(path, &sa);
+	int fd, ret, passed = passed_fd(path);
 
+	/* A socket connected by whoever started us, with the client's rights. */
+	if (passed >= 0) {
+		fd = fcntl(passed, F_DUPFD_CLOEXEC, 3);
+		return fd < 0 ? -errno : fd;
+	}
+	ret = address(path, &sa);
 	if (ret < 0)
 		return ret;
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);

@@ -945,6 +945,8 @@ int main(int argc, char **argv)
 		log_warn("timerfd");
 		return 1;
 	}
+	/* jansson seeds its hash tables from /dev/urandom at first use: before the sandbox, not in it. */
+	json_object_seed(0);
 	if (!no_sandbox && net_sandbox_enter(user, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return 1;

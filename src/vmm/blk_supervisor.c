@@ -59,7 +59,7 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 			continue;
 		snprintf(id, sizeof(id), "disk%u", i);
 		snprintf(sock, sizeof(sock), "%s/disk%u.sock", s->dir, i);
-		ret = blkctl_disk_open(&s->disks[i], id, &cfg->disks[i], sock, s->stats_fd, i, err,
+		ret = blkctl_disk_open(&s->disks[i], id, &cfg->disks[i], sock, s->stats_fd, i, NULL, err,
 				       sizeof(err));
 		if (ret < 0) {
 			log_warnx("disk %s: %s", cfg->disks[i].path, err);

@@ -24,12 +24,59 @@ static void close_all(struct blkctl_disk *d)
 	d->nfds = 0;
 }
 
-int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_config *dc,
-		     const char *socket, int stats_fd, unsigned slot, char *err, size_t errlen)
+int blkctl_image_open(const struct disk_config *dc, struct blkctl_image *img, char *err,
+		      size_t errlen)
 {
-	static char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX];
-	int backing[IMAGE_MAX_CHAIN], image_fd, ret;
-	unsigned nbacking;
+	struct stat st;
+	int ret;
+
+	img->image = img->direct = -1;
+	img->nbacking = 0;
+	ret = image_open_chain(dc->path, dc->qcow2 ? IMAGE_QCOW2 : IMAGE_RAW, dc->readonly, &img->image,
+			       img->backing, img->names, &img->nbacking, err, errlen);
+	if (ret < 0)
+		return ret;
+	/* Root may write a file nobody may write; a user who marked an image read-only meant it. */
+	if (!dc->readonly && fstat(img->image, &st) == 0 && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
+		snprintf(err, errlen, "the image is read-only (mode %04o); add ,ro (access=ro) to attach "
+			 "it read-only", st.st_mode & 07777);
+		blkctl_image_close(img);
+		return -EACCES;
+	}
+	if (dc->direct) {
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", img->image);
+		img->direct = open(self, (dc->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+		if (img->direct < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: cannot open it with O_DIRECT (cache=%s): %s", dc->path,
+				 disk_cache_name(dc), strerror(errno));
+			blkctl_image_close(img);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void blkctl_image_close(struct blkctl_image *img)
+{
+	if (img->image >= 0)
+		close(img->image);
+	if (img->direct >= 0)
+		close(img->direct);
+	for (unsigned i = 0; i < img->nbacking; i++)
+		close(img->backing[i]);
+	img->image = img->direct = -1;
+	img->nbacking = 0;
+}
+
+int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_config *dc,
+		     const char *socket, int stats_fd, unsigned slot, struct blkctl_image *opened,
+		     char *err, size_t errlen)
+{
+	static struct blkctl_image own;
+	struct blkctl_image *img = opened ? opened : &own;
+	int ret = 0;
 	size_t len;
 	char *p;
 
@@ -37,54 +84,38 @@ int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_co
 	snprintf(d->id, sizeof(d->id), "%s", id);
 	if (strlen(socket) >= sizeof(d->socket)) {
 		snprintf(err, errlen, "socket path %s is too long", socket);
+		if (opened)
+			blkctl_image_close(opened);
 		return -ENAMETOOLONG;
 	}
 	snprintf(d->socket, sizeof(d->socket), "%s", socket);
-	/* Root may write a file nobody may write; a user who marked an image read-only meant it. */
-	{
-		struct stat st;
-		if (!dc->readonly && stat(dc->path, &st) == 0 && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
-			snprintf(err, errlen, "the image is read-only (mode %04o); add ,ro (access=ro) to attach "
-				 "it read-only", st.st_mode & 07777);
-			return -EACCES;
-		}
-	}
-	ret = image_open_chain(dc->path, dc->qcow2 ? IMAGE_QCOW2 : IMAGE_RAW, dc->readonly, &image_fd,
-			       backing, names, &nbacking, err, errlen);
-	if (ret < 0)
+	if (!opened && (ret = blkctl_image_open(dc, &own, err, errlen)) < 0)
 		return ret;
 	/* Descriptors in the order domus-blk takes them: socket, image, O_DIRECT twin, stats, chain. */
 	d->fds[d->nfds++] = unix_listen(d->socket, SOCK_STREAM, 4);
-	d->fds[d->nfds++] = image_fd;
+	d->fds[d->nfds++] = img->image;
 	if (d->fds[0] < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", d->socket, strerror(-d->fds[0]));
 		ret = d->fds[0];
 		d->fds[0] = -1;
 	}
-	if (ret == 0 && dc->direct) {
-		char self[64];
-		snprintf(self, sizeof(self), "/proc/self/fd/%d", image_fd);
-		d->fds[d->nfds] = open(self, (dc->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-		if (d->fds[d->nfds] < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "%s: cannot open it with O_DIRECT (cache=%s): %s", dc->path,
-				 disk_cache_name(dc), strerror(errno));
-		} else {
-			d->nfds++;
-		}
-	}
+	if (img->direct >= 0)
+		d->fds[d->nfds++] = img->direct;
 	if (ret == 0 && stats_fd >= 0 && (d->fds[d->nfds] = fcntl(stats_fd, F_DUPFD_CLOEXEC, 3)) >= 0)
 		d->nfds++;
 	else
 		stats_fd = -1;
-	for (unsigned i = 0; i < nbacking; i++)
-		d->fds[d->nfds++] = backing[i];
-	len = 96 + nbacking * IMAGE_NAME_MAX;
+	for (unsigned i = 0; i < img->nbacking; i++)
+		d->fds[d->nfds++] = img->backing[i];
+	/* The disk holds them now. */
+	img->image = img->direct = -1;
+	len = 96 + img->nbacking * IMAGE_NAME_MAX;
 	d->text = p = ret == 0 ? malloc(len) : NULL;
 	if (ret == 0 && !d->text)
 		ret = -ENOMEM;
 	if (ret < 0) {
 		bool bound = d->fds[0] >= 0;
+		img->nbacking = 0;
 		close_all(d);
 		if (bound)
 			unlink(d->socket);
@@ -94,8 +125,9 @@ int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_co
 		      disk_cache_name(dc), dc->readonly ? ",ro" : "");
 	if (stats_fd >= 0)
 		p += sprintf(p, ",stats=%u", slot);
-	for (unsigned i = 0; i < nbacking; i++)
-		p += sprintf(p, "\n%s", names[i]);
+	for (unsigned i = 0; i < img->nbacking; i++)
+		p += sprintf(p, "\n%s", img->names[i]);
+	img->nbacking = 0;
 	return 0;
 }
 

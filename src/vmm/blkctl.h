@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "blk/cache.h"
+#include "blk/image.h"
 #include "lib/unix_socket.h"
 #include "vmm/config.h"
 
@@ -28,13 +29,33 @@ struct blkctl_disk {
 	unsigned nfds;
 };
 
+/* A disk's image opened: what domus-blk is handed for it. */
+struct blkctl_image {
+	int image;  /* the image */
+	int direct; /* the same image opened with O_DIRECT (cache=none, directsync), or -1 */
+	unsigned nbacking;
+	int backing[IMAGE_MAX_CHAIN];
+	char names[IMAGE_MAX_CHAIN][IMAGE_NAME_MAX]; /* as the images name them */
+};
+
+/*
+ * Opens dc's image with its whole backing chain, checked, and the O_DIRECT
+ * twin its cache mode needs. 0, or -errno with the reason in err (which
+ * names the file) and nothing left open.
+ */
+int blkctl_image_open(const struct disk_config *dc, struct blkctl_image *img, char *err,
+		      size_t errlen);
+void blkctl_image_close(struct blkctl_image *img);
+
 /*
  * Prepares disk dc as id, listening at socket; stats_fd (or -1) is a
- * counters file in which domus-blk counts it in slot. 0, or -errno with
- * the reason in err (and nothing left open).
+ * counters file in which domus-blk counts it in slot. The image is opened
+ * (its path) unless opened holds it already, whose descriptors are then
+ * taken over. 0, or -errno with the reason in err (and nothing left open).
  */
 int blkctl_disk_open(struct blkctl_disk *d, const char *id, const struct disk_config *dc,
-		     const char *socket, int stats_fd, unsigned slot, char *err, size_t errlen);
+		     const char *socket, int stats_fd, unsigned slot, struct blkctl_image *opened,
+		     char *err, size_t errlen);
 /* Closes what the disk holds; removes its socket if remove_socket. */
 void blkctl_disk_close(struct blkctl_disk *d, bool remove_socket);
 /* Starts `program --control-fd 3`; its end of the socket in *ctl_fd. 0 or -errno with err. */

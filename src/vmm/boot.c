@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/passed_fd.h"
 #include "vmm/bootparam.h"
 
 /* A kernel file bigger than this is not a kernel we can load. */
@@ -181,7 +182,7 @@ int kernel_load_file(const char *path, struct kernel_image *k, char *err, size_t
 	size_t got = 0;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = passed_open(path, O_RDONLY);
 	if (fd < 0)
 		return fail(err, errlen, -errno, "cannot open kernel %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

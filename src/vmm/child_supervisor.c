@@ -106,10 +106,10 @@ static void *supervise(void *arg)
 		s->pidfd = s->ctl_fd = -1;
 		delay = child_restart_delay_ms(delay, now_ms() - started);
 		s->restarts++;
-		log_warnx("%s (pid %d) %s %d; starting it again in %u ms (restart %u)", s->name,
+		log_warnx("%s (pid %d) %s %d%s; starting it again in %u ms (restart %u)", s->name,
 			  (int)s->pid,
 			  si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal",
-			  si.si_status, delay, s->restarts);
+			  si.si_status, child_end_note(si.si_code, si.si_status), delay, s->restarts);
 		s->pid = 0;
 		if (poll(p, 1, (int)delay) > 0)
 			return NULL;
@@ -162,4 +162,11 @@ void child_supervisor_stop(struct child_supervisor *s)
 		close(s->stop_fd);
 	s->pid = 0;
 	s->pidfd = s->stop_fd = s->ctl_fd = -1;
+}
+
+const char *child_end_note(int code, int status)
+{
+	if (code != CLD_EXITED && status == SIGSYS)
+		return " (SIGSYS: a system call outside its seccomp allow-list; the kernel's log names it)";
+	return "";
 }

@@ -56,5 +56,7 @@ void child_supervisor_stop(struct child_supervisor *s);
  * lifetime_ms: 50 ms, doubled (up to 5 s) while each dies within a second.
  */
 unsigned child_restart_delay_ms(unsigned previous_ms, long lifetime_ms);
+/* What a child's end says beyond its number: "" or, for SIGSYS, that its sandbox stopped it. */
+const char *child_end_note(int code, int status);
 
 #endif

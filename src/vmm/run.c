@@ -17,6 +17,7 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_pmem.h"
 #include "lib/log.h"
+#include "lib/passed_fd.h"
 #include "vmm/boot.h"
 #include "vmm/vm.h"
 
@@ -36,7 +37,7 @@ static int read_initrd(const char *path, uint8_t **data, uint64_t *size, uint64_
 {
 	struct stat st;
 	uint64_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = passed_open(path, O_RDONLY);
 
 	if (fd < 0) {
 		log_warn("cannot open initrd %s", path);
@@ -78,7 +79,7 @@ static int open_disk(const struct disk_config *d)
 	struct stat st;
 	int fd;
 
-	fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	fd = passed_open(d->path, d->readonly ? O_RDONLY : O_RDWR);
 	if (fd < 0) {
 		if (!d->readonly && (errno == EACCES || errno == EROFS || errno == EPERM))
 			log_warn("disk %s cannot be opened for writing (add ,ro to attach it read-only)",

@@ -17,6 +17,9 @@
 #include "ctl/api.h"
 #include "ctl/spec_json.h"
 
+/* Who asks: root unless a test says otherwise. */
+static struct caller ROOT, *CALLER = &ROOT;
+
 struct fake {
 	int starts, destroys, events;
 	const char *fail_start; /* start fails with this message */
@@ -30,7 +33,7 @@ struct fake {
 	unsigned changes;
 };
 
-static int fake_start(void *ctx, struct domain *d, char *err, size_t errlen)
+static int fake_start(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen)
 {
 	struct fake *f = ctx;
 
@@ -135,6 +138,7 @@ static json_t *J;
 static int setup(void **state)
 {
 	memset(&F, 0, sizeof(F));
+	CALLER = &ROOT;
 	api_init(&A, &fake_ops, &F, 2, 4096, 1000);
 	J = NULL;
 	memset(&R, 0, sizeof(R));
@@ -154,7 +158,7 @@ static unsigned call(const char *method, const char *path, const char *ctype, co
 {
 	struct api_request req = {
 		.method = method, .path = path, .content_type = ctype, .body = body,
-		.body_len = body ? strlen(body) : 0,
+		.body_len = body ? strlen(body) : 0, .caller = CALLER,
 	};
 
 	json_decref(J);
@@ -344,7 +348,7 @@ static void test_create_errors(void **state)
 	{
 		struct api_request req = {.method = "POST", .path = "/v1/domains",
 					  .content_type = "text/plain", .source = "web.cfg",
-					  .body = "name = 'x'\nkernel = '/k'\nmemory = [1,\n",
+					  .body = "name = 'x'\nkernel = '/k'\nmemory = [1,\n", .caller = CALLER,
 					  .body_len = 0};
 		req.body_len = strlen(req.body);
 		api_response_free(&R);
@@ -370,7 +374,8 @@ static void test_create_errors(void **state)
 	assert_string_equal(error_code(), "unsupported_media_type");
 	{
 		struct api_request req = {.method = "POST", .path = "/v1/domains",
-					  .content_type = "application/json", .too_large = true};
+					  .content_type = "application/json", .too_large = true,
+					  .caller = CALLER};
 		api_response_free(&R);
 		api_handle(&A, &req, &R);
 		assert_int_equal(R.status, 413);
@@ -445,7 +450,7 @@ static void test_lifecycle(void **state)
 	assert_string_equal(R.body, "hello from the guest\n");
 	{
 		struct api_request req = {.method = "GET", .path = "/v1/domains/a/console",
-					  .upgrade_console = true};
+					  .upgrade_console = true, .caller = CALLER};
 		api_response_free(&R);
 		api_handle(&A, &req, &R);
 		assert_int_equal(R.status, 101);
@@ -469,9 +474,61 @@ static void test_lifecycle(void **state)
 	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 2);
 }
 
+/* A domain is its creator's: others in the API group neither see nor touch it. */
+static void test_owners(void **state)
+{
+	struct caller alice = {.uid = 1001, .gid = 100}, bob = {.uid = 1002, .gid = 100};
+	unsigned long long first = A.event_seq;
+
+	assert_int_equal(create_json("r", 10), 201); /* root's */
+	CALLER = &alice;
+	assert_int_equal(create_json("a", 10), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "owner")), 1001);
+	assert_int_equal(call("GET", "/v1/domains", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "domains")), 1);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(J, "domains"), 0), "name")), "a");
+	assert_int_equal(call("DELETE", "/v1/domains/r", NULL, NULL), 403);
+	assert_string_equal(error_code(), "forbidden");
+	assert_string_equal(error_message(), "domain 'r' belongs to uid 0; uid 1001 may not act on it");
+	/* Its events: alice hears of her own domain, not of root's. */
+	assert_null(api_event_line(&A, first, CALLER));
+	assert_non_null(api_event_line(&A, first + 1, CALLER));
+
+	CALLER = &bob;
+	for (const char *const *p = (const char *const[]){"POST /v1/domains/a/pause",
+			"POST /v1/domains/a/destroy", "DELETE /v1/domains/a", "GET /v1/domains/a",
+			"GET /v1/domains/a/console", "GET /v1/domains/a/stats",
+			"PUT /v1/domains/a/memory", NULL}; *p; p++) {
+		char method[8], path[64];
+		sscanf(*p, "%7s %63s", method, path);
+		assert_int_equal(call(method, path, "application/json", "{\"target_mib\": 5}"), 403);
+		assert_string_equal(error_code(), "forbidden");
+	}
+	assert_int_equal(F.destroys, 0);
+	assert_int_equal(call("GET", "/v1/domains", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "domains")), 0);
+	assert_null(api_event_line(&A, first + 1, CALLER));
+	assert_int_equal(call("GET", "/v1/host", NULL, NULL), 200);
+
+	/* Root sees and acts on every domain; alice on hers. */
+	CALLER = &ROOT;
+	assert_int_equal(call("GET", "/v1/domains", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "domains")), 2);
+	assert_int_equal(call("POST", "/v1/domains/a/pause", NULL, NULL), 200);
+	CALLER = &alice;
+	assert_int_equal(call("POST", "/v1/domains/a/unpause", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/domains/a", NULL, NULL), 200);
+	assert_int_equal(F.destroys, 1);
+
+	/* A request with no credentials is nobody's. */
+	CALLER = NULL;
+	assert_int_equal(call("GET", "/v1/host", NULL, NULL), 403);
+}
+
 static bool event_is(unsigned long long seq, const char *type)
 {
-	const char *line = api_event_line(&A, seq);
+	const char *line = api_event_line(&A, seq, CALLER);
 	char want[64];
 
 	snprintf(want, sizeof(want), "\"event\":\"%s\"", type);
@@ -486,14 +543,15 @@ static void test_events(void **state)
 	assert_true(event_is(0, "started"));
 	assert_true(event_is(1, "paused"));
 	assert_true(event_is(2, "destroyed"));
-	assert_null(api_event_line(&A, 3));
+	assert_null(api_event_line(&A, 3, CALLER));
 	assert_int_equal(F.events, 3);
 
 	assert_int_equal(call("GET", "/v1/events", NULL, NULL), 200);
 	assert_int_equal(R.stream, API_STREAM_EVENTS);
 	assert_int_equal(R.since, 3);
 	{
-		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "1"};
+		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "1",
+					  .caller = CALLER};
 		api_response_free(&R);
 		api_handle(&A, &req, &R);
 		assert_int_equal(R.since, 1);
@@ -506,12 +564,13 @@ static void test_events(void **state)
 	/* The ring keeps the newest API_EVENT_RING events. */
 	for (int i = 0; i < API_EVENT_RING + 10; i++)
 		api_event(&A, "test", NULL, "filler");
-	assert_null(api_event_line(&A, 0));
-	assert_null(api_event_line(&A, 12));
+	assert_null(api_event_line(&A, 0, CALLER));
+	assert_null(api_event_line(&A, 12, CALLER));
 	assert_true(event_is(A.event_seq - 1, "test"));
 	assert_true(event_is(A.event_seq - API_EVENT_RING, "test"));
 	{
-		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "0"};
+		struct api_request req = {.method = "GET", .path = "/v1/events", .since = "0",
+					  .caller = CALLER};
 		api_response_free(&R);
 		api_handle(&A, &req, &R);
 		assert_int_equal(R.since, A.event_seq - API_EVENT_RING);
@@ -628,6 +687,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mem_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owners, setup, teardown),
 		cmocka_unit_test(test_spec_json_round_trip),
 		cmocka_unit_test(test_cpulist),
 	};
