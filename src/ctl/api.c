@@ -455,6 +455,7 @@ static void host_info(struct api *a, struct api_response *r)
 	unsigned vcpus = 0;
 	json_t *o;
 
+	api_mem_refresh(a);
 	for (struct domain *d = a->domains; d; d = d->next)
 		vcpus += d->spec.vm.vcpus;
 	o = json_pack("{s:i,s:I,s:I,s:I,s:I,s:i,s:i}", "cpus", a->host_cpus, "memory_total_mib",
@@ -472,6 +473,7 @@ static void list_domains(struct api *a, const struct caller *c, struct api_respo
 {
 	json_t *list = json_array();
 
+	api_mem_refresh(a);
 	for (struct domain *d = a->domains; d; d = d->next)
 		if (api_may_act(c, d))
 			json_array_append_new(list, api_domain_json(a, d, false));
@@ -574,6 +576,7 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 	}
 	if (!slash || !slash[1]) {
 		if (!strcmp(m, "GET")) {
+			api_mem_refresh(a);
 			api_reply_json(r, 200, api_domain_json(a, d, true));
 			return;
 		}

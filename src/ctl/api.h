@@ -73,6 +73,13 @@ struct domain_ops {
 	void (*destroy)(void *ctx, struct domain *d);
 	/* Adds the process's resource use (cpu_seconds, memory_rss_kib) to out. */
 	void (*usage)(void *ctx, const struct domain *d, json_t *out);
+	/*
+	 * What d really holds of the host's memory for its guest, in MiB, as
+	 * the kernel counts it (its cgroup), never as the guest says. 0, or
+	 * -errno where it cannot be known (NULL: never): then the balloon's
+	 * word is taken.
+	 */
+	int (*memory_held)(void *ctx, const struct domain *d, uint64_t *mib);
 	/* Called after an event is recorded, for live event streams. */
 	void (*event)(void *ctx);
 	/* Tells d's process its balloon's new target; 0 or -errno with why in err. */
@@ -176,6 +183,8 @@ void api_mem_set(struct api *a, struct domain *d, const struct api_request *req,
  * who did not give it in time).
  */
 int api_mem_make_room(struct api *a, uint64_t need_mib, char *err, size_t errlen);
+/* Every domain's account from what it holds now (ops->memory_held, else its balloon). */
+void api_mem_refresh(struct api *a);
 /* Memory came free: domains the policy shrank get it back, up to their configured memory. */
 void api_mem_give_back(struct api *a);
 /* The balloon part of a domain's JSON. */

@@ -30,25 +30,35 @@ static double seconds_since(const struct timespec *t)
 	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
-/* What the domain holds of the host's memory now; see the top of this file. */
-static uint64_t held_mib(const struct domain *d)
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/*
+ * What the domain holds of the host's memory now; see the top of this file.
+ * What the guest really uses comes from the kernel (its cgroup) where
+ * domusd has one: a guest that says its balloon is full while it keeps its
+ * pages is counted by its pages. Only without it is the balloon's word taken.
+ */
+static uint64_t held_mib(const struct api *a, const struct domain *d)
 {
 	const struct domain_balloon *b = &d->balloon;
-
-	uint64_t start = d->spec.vm.memory_mib;
+	uint64_t start = d->spec.vm.memory_mib, real = 0;
+	bool measured = a->ops->memory_held && a->ops->memory_held(a->ctx, d, &real) == 0;
 
 	if (!has_balloon(d))
-		return b->target_mib;
+		return max_u64(b->target_mib, real);
 	/* Until its driver speaks, the guest may use what it started with. */
 	if (!b->heard)
-		return b->target_mib > start ? b->target_mib : start;
-	return b->actual_mib > b->target_mib ? b->actual_mib : b->target_mib;
+		return max_u64(max_u64(b->target_mib, start), real);
+	return max_u64(measured ? real : b->actual_mib, b->target_mib);
 }
 
 /* The account follows what the domain holds, past capacity if it must: it is used already. */
 static void account(struct api *a, struct domain *d)
 {
-	uint64_t now = held_mib(d);
+	uint64_t now = held_mib(a, d);
 
 	if (now > d->mem_mib)
 		a->mem.used_mib += now - d->mem_mib;
@@ -260,8 +270,15 @@ static int no_room(struct api *a, uint64_t need_mib, char *err, size_t errlen)
 	return -ENOMEM;
 }
 
+void api_mem_refresh(struct api *a)
+{
+	for (struct domain *d = a->domains; d; d = d->next)
+		account(a, d);
+}
+
 static bool fits(struct api *a, void *arg)
 {
+	api_mem_refresh(a);
 	return mem_account_free(&a->mem) >= *(uint64_t *)arg;
 }
 
@@ -269,10 +286,14 @@ int api_mem_make_room(struct api *a, uint64_t need_mib, char *err, size_t errlen
 {
 	struct balloon_member *m;
 	struct domain **dom;
-	uint64_t free_mib = mem_account_free(&a->mem), planned;
+	uint64_t free_mib, planned;
 	size_t n;
 	char plan[512];
 	int ret = 0;
+
+	/* What the domains hold now, not at their last balloon event. */
+	api_mem_refresh(a);
+	free_mib = mem_account_free(&a->mem);
 
 	if (need_mib <= free_mib)
 		return 0;

@@ -33,6 +33,7 @@
 #include "net/netctl.h"
 #include "vmm/blkctl.h"
 #include "lib/unix_socket.h"
+#include "lib/ctlproc.h"
 #include "lib/log.h"
 
 struct daemon D;
@@ -276,9 +277,24 @@ int main(int argc, char **argv)
 	}
 	watch_add(sigfd, &w_sig);
 	{
+		char why[512];
+		if (cgroup_init(&D.cgroups, "/sys/fs/cgroup", why, sizeof(why)) < 0)
+			log_warnx("cgroups: %s; domains run without a memory limit, and what a domain "
+				  "holds is what its guest's balloon says", why);
+		else if (cgroup_make(&D.cgroups, "domus-blk", 0, why, sizeof(why)) < 0 ||
+			 cgroup_make(&D.cgroups, "domus-net", 0, why, sizeof(why)) < 0)
+			log_warnx("cgroups: %s", why);
+		else {
+			ctlproc_set_cgroup("domus-blk", cgroup_open(&D.cgroups, "domus-blk"));
+			ctlproc_set_cgroup("domus-net", cgroup_open(&D.cgroups, "domus-net"));
+			log_info("cgroups: domains and back-ends under %s", D.cgroups.base);
+		}
+	}
+	{
 		char blk_dir[PATH_MAX], program[PATH_MAX];
 		snprintf(blk_dir, sizeof(blk_dir), "%s/blk", D.state_dir);
-		if (mkdirs(blk_dir, 0700) < 0) {
+		/* Searchable, not listable: each domain's process connects to its own sockets here. */
+		if (mkdirs(blk_dir, 0711) < 0 || chmod(blk_dir, 0711) < 0) {
 			log_warn("mkdir %s", blk_dir);
 			return 1;
 		}
@@ -291,7 +307,7 @@ int main(int argc, char **argv)
 		bool have_default = false;
 
 		snprintf(net_dir, sizeof(net_dir), "%s/net", D.state_dir);
-		if (mkdirs(net_dir, 0700) < 0) {
+		if (mkdirs(net_dir, 0711) < 0 || chmod(net_dir, 0711) < 0) {
 			log_warn("mkdir %s", net_dir);
 			return 1;
 		}

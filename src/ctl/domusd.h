@@ -15,6 +15,7 @@
 
 #include "ctl/api.h"
 #include "ctl/blkhost.h"
+#include "ctl/cgroup.h"
 #include "ctl/nethost.h"
 #include "ctl/watch.h"
 
@@ -70,6 +71,7 @@ struct daemon {
 	bool have_group;
 	struct proxy *proxies;
 	struct subscriber *subs;
+	struct cgroups cgroups; /* one per domain and back-end, when cgroup v2 is there */
 	struct blkhost blk; /* the host's domus-blk */
 	struct nethost net; /* the host's domus-net */
 	bool stop;

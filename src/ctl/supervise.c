@@ -23,7 +23,10 @@
 #include "lib/unix_socket.h"
 #include "ctl/spec_json.h"
 #include "ctl/vmmproto.h"
+#include "lib/ctlproc.h"
 #include "lib/log.h"
+#include "vmm/child_supervisor.h"
+#include "vmm/confine.h"
 
 
 static int sys_pidfd_open(pid_t pid)
@@ -103,8 +106,12 @@ static void remove_files(unsigned domid)
 	static const char *suffixes[] = {"domain.json", "config.json", "sock", "blkstats"};
 	char path[PATH_MAX];
 
+	char cgroup[32];
+
 	blkhost_detach(&D.blk, domid);
 	nethost_detach(&D.net, domid);
+	cgroup_domain_name(cgroup, sizeof(cgroup), domid);
+	cgroup_remove(&D.cgroups, cgroup); /* fails harmlessly while its process is not reaped */
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		path_for(path, sizeof(path), domid, suffixes[i]);
 		unlink(path);
@@ -320,6 +327,10 @@ static int attach_disks(struct domain *d, int stats_fd, struct caller_files *fil
 			return ret;
 		}
 		mask |= 1 << i;
+		/* Its domain's process, confined to its own user, connects there again after a restart. */
+		if (chown(sock, vmm_domain_uid(d->domid), vmm_domain_uid(d->domid)) < 0 ||
+		    chmod(sock, 0600) < 0)
+			log_warn("domain %s: giving it %s", d->spec.name, sock);
 		if (vmm) {
 			struct disk_config *v = &vmm->vm.disks[i];
 			snprintf(v->path, sizeof(v->path), "%s", sock);
@@ -354,6 +365,9 @@ static int attach_vifs(struct domain *d, struct domain_spec *vmm, char *err, siz
 			nethost_detach(&D.net, d->domid);
 			return ret;
 		}
+		if (chown(sock, vmm_domain_uid(d->domid), vmm_domain_uid(d->domid)) < 0 ||
+		    chmod(sock, 0600) < 0)
+			log_warn("domain %s: giving it %s", d->spec.name, sock);
 		snprintf(v->mac, sizeof(v->mac), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
 			 mac[3], mac[4], mac[5]);
 		port = nethost_port_json(&D.net, d->domid);
@@ -414,8 +428,9 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		     size_t errlen)
 {
 	char cfg_path[PATH_MAX], sock_path[PATH_MAX], log_path[PATH_MAX + 128], domid[16], mask_arg[16];
-	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret, stats_fd = -1, mask;
+	int listen_fd = -1, sp[2] = {-1, -1}, log_fd = -1, ret, stats_fd = -1, mask, cgroup_fd = -1;
 	static struct domain_spec vmm_spec;
+	char cgroup[32];
 	static struct caller_files files;
 	int pass[VM_MAX_DISKS + VM_MAX_PMEM + DOMAIN_MAX_VIFS + 2];
 	unsigned npass;
@@ -446,6 +461,13 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		return ret;
 	}
 	npass = pass_vmm_files(&files, &d->spec, &vmm_spec, pass);
+	/* Its cgroup: its RAM and what the VMM needs beside it, and no more. */
+	cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
+	if ((ret = cgroup_make(&D.cgroups, cgroup,
+			       (vm_config_ram_mib(&d->spec.vm) + CGROUP_VMM_OVERHEAD_MIB) << 20, err,
+			       errlen)) < 0)
+		goto fail;
+	cgroup_fd = cgroup_open(&D.cgroups, cgroup);
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
 	cfg = domain_spec_to_json(&vmm_spec);
 	text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
@@ -489,6 +511,9 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		int moved[sizeof(pass) / sizeof(pass[0])];
 		sigset_t all;
 
+		/* Into its cgroup before it touches the guest's memory, which is charged there. */
+		if (cgroup_fd >= 0 && ctlproc_join_cgroup(cgroup_fd) < 0)
+			_exit(126);
 		/* Above every target first, so no dup2 below overwrites a source. */
 		for (unsigned i = 0; i < npass; i++)
 			if ((moved[i] = fcntl(pass[i], F_DUPFD, 64)) < 0)
@@ -520,7 +545,9 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	if (stats_fd >= 0)
 		close(stats_fd);
 	caller_files_close(&files);
-	listen_fd = sp[1] = log_fd = stats_fd = -1;
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
+	listen_fd = sp[1] = log_fd = stats_fd = cgroup_fd = -1;
 	d->pid = pid;
 	d->ctl_fd = sp[0];
 	ret = vmmproto_recv(d->ctl_fd, START_TIMEOUT_MS, &msg);
@@ -559,6 +586,8 @@ fail:
 		close(log_fd);
 	if (stats_fd >= 0)
 		close(stats_fd);
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
 	caller_files_close(&files);
 	remove_files(d->domid);
 	return -EIO;
@@ -629,6 +658,34 @@ static void vmm_usage(void *ctx, const struct domain *d, json_t *out)
 	json_object_set_new(out, "cpu_seconds",
 			    json_real((double)(utime + stime) / (double)sysconf(_SC_CLK_TCK)));
 	json_object_set_new(out, "memory_rss_kib", json_integer(rss_kib));
+	{
+		char cgroup[32];
+		uint64_t current, max;
+		cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
+		if (cgroup_memory(&D.cgroups, cgroup, &current, &max) == 0)
+			json_object_set_new(out, "cgroup", json_pack("{s:s,s:I,s:I}", "path", cgroup,
+					    "memory_current_mib", (json_int_t)(current >> 20),
+					    "memory_max_mib", (json_int_t)(max >> 20)));
+	}
+}
+
+/*
+ * What d's cgroup says it holds, in MiB, less the VMM's own heap: the
+ * guest's RAM as the kernel counts it (page cache, which the kernel takes
+ * back under pressure, is not counted).
+ */
+static int vmm_memory_held(void *ctx, const struct domain *d, uint64_t *mib)
+{
+	char cgroup[32];
+	uint64_t resident;
+	int ret;
+
+	cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
+	if ((ret = cgroup_memory_resident(&D.cgroups, cgroup, &resident)) < 0)
+		return ret;
+	resident >>= 20;
+	*mib = resident > CGROUP_VMM_BASE_MIB ? resident - CGROUP_VMM_BASE_MIB : 0;
+	return 0;
 }
 /* The disk cache follows the memory domains leave idle; it shrinks before a domain starts. */
 static void vmm_memory_changed(void *ctx, uint64_t free_mib)
@@ -653,6 +710,7 @@ const struct domain_ops vmm_ops = {
 	.request = vmm_request,
 	.destroy = vmm_destroy,
 	.usage = vmm_usage,
+	.memory_held = vmm_memory_held,
 	.event = wake_subscribers,
 	.balloon_set = vmm_balloon_set,
 	.wait = vmm_wait,
@@ -669,6 +727,14 @@ void domain_exited(struct domain *d)
 	while (d->ctl_fd >= 0 && vmmproto_recv(d->ctl_fd, 0, &msg) == 0) {
 		handle_vmm_message(d, msg);
 		json_decref(msg);
+	}
+	/* A process that said nothing: how it ended is the detail (adopted ones are not ours to ask). */
+	{
+		siginfo_t si = {0};
+		if (d->pidfd >= 0 && waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG) == 0 &&
+		    si.si_pid && si.si_code != CLD_EXITED && !d->stop_reason[0])
+			snprintf(d->stop_detail, sizeof(d->stop_detail), "domus-vmm was killed by signal %d%s",
+				 si.si_status, child_end_note(si.si_code, si.si_status));
 	}
 	reap(d->pid);
 	forget_fds(d);

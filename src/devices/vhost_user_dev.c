@@ -10,6 +10,7 @@
 
 #include "lib/log.h"
 #include "vmm/vm.h"
+#include "vmm/confine.h"
 
 void vhost_user_dev_close(struct vhost_user_dev *u)
 {
@@ -164,6 +165,15 @@ static bool backend_back(struct vhost_user_dev *u)
 		vhost_frontend_close(&u->fe);
 		u->connected = false;
 		ok = false;
+	} else if (u->started) {
+		/*
+		 * The dead back-end may have moved a used index and died before
+		 * its interrupt; with event indexes the next one would then see
+		 * no reason to interrupt, and a driver waiting for it (a full
+		 * transmit queue) waits for good. A spurious one costs nothing.
+		 */
+		for (unsigned q = 0; q < u->nqueues; q++)
+			virtio_queue_signal(&u->vdev, q);
 	}
 	pthread_mutex_unlock(&u->vdev.lock);
 	if (ok) {
@@ -182,6 +192,10 @@ static void *call_thread(void *arg)
 {
 	struct vhost_user_dev *u = arg;
 
+	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
+		log_warnx("%s %s: cannot load the device thread's system-call filter", u->hooks->kind, u->path);
+		return NULL;
+	}
 	for (;;) {
 		struct pollfd p[VIRTIO_MAX_QUEUES + 2];
 		unsigned n = u->nqueues;

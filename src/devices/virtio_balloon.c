@@ -17,6 +17,7 @@
 #define PAGE_SIZE (1ULL << PAGE_SHIFT)
 #define STAT_ENTRY_SIZE 10 /* le16 tag, le64 value, packed */
 #define PFN_BATCH 1024
+#define BALLOON_MAX_PFNS 4096 /* page numbers taken from one buffer */
 
 enum balloon_queue { Q_INFLATE, Q_DEFLATE, Q_STATS, Q_REPORTING, Q_NONE };
 
@@ -153,6 +154,16 @@ static void handle_pfns(struct virtio_balloon *b, const struct virtq_chain *c, b
 	uint64_t total = c->out_len / 4;
 	unsigned bad = 0;
 
+	/*
+	 * The work one buffer costs the vCPU thread is bounded, whatever its
+	 * size: Linux sends 256 page numbers a buffer; past BALLOON_MAX_PFNS
+	 * the rest is the guest's loss (its pages stay its own).
+	 */
+	if (total > BALLOON_MAX_PFNS) {
+		note_error(b, "a page list of %llu entries; only the first %u are taken",
+			   (unsigned long long)total, BALLOON_MAX_PFNS);
+		total = BALLOON_MAX_PFNS;
+	}
 	for (uint64_t done = 0; done < total;) {
 		unsigned n = total - done < PFN_BATCH ? (unsigned)(total - done) : PFN_BATCH;
 		unsigned nruns;

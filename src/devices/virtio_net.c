@@ -22,6 +22,7 @@
 
 #include "lib/log.h"
 #include "vmm/vm.h"
+#include "vmm/confine.h"
 
 static struct virtio_net *of(struct virtio_dev *vd)
 {
@@ -118,6 +119,10 @@ static void *rx_thread(void *arg)
 	uint8_t frame[VIRTIO_NET_FRAME_MAX + 64];
 	ssize_t pending = 0;
 
+	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
+		log_warnx("virtio-net: cannot load the receive thread's system-call filter");
+		return NULL;
+	}
 	for (;;) {
 		struct pollfd p[2] = {{.fd = n->stop_fd, .events = POLLIN},
 				      {.fd = pending ? -1 : n->tap_fd, .events = POLLIN}};

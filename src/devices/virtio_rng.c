@@ -5,6 +5,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+/*
+ * What one buffer gets at most: a guest asking for gigabytes at a time does
+ * not hold the vCPU thread (and the device's lock) while the host makes them.
+ */
+#define RNG_MAX_PER_BUFFER 65536
+
 static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtq *vq = &vd->vqs[q];
@@ -14,12 +20,15 @@ static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 	while (virtq_pop_avail(vq, &c) == 1) {
 		uint64_t filled = 0;
 
-		for (unsigned i = c.nout; i < c.nout + c.nin; i++) {
-			ssize_t n = getrandom(c.iov[i].iov_base, c.iov[i].iov_len, 0);
+		for (unsigned i = c.nout; i < c.nout + c.nin && filled < RNG_MAX_PER_BUFFER; i++) {
+			size_t want = c.iov[i].iov_len < RNG_MAX_PER_BUFFER - filled
+					      ? c.iov[i].iov_len
+					      : (size_t)(RNG_MAX_PER_BUFFER - filled);
+			ssize_t n = getrandom(c.iov[i].iov_base, want, 0);
 			if (n < 0)
 				break;
 			filled += (uint64_t)n;
-			if ((size_t)n < c.iov[i].iov_len)
+			if ((size_t)n < want)
 				break;
 		}
 		if (virtq_push_used(vq, c.head, (uint32_t)filled) < 0)

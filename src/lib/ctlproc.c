@@ -1,6 +1,7 @@
 #include "lib/ctlproc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,10 +15,45 @@
 
 #include "lib/unix_socket.h"
 
+static struct {
+	const char *argv0;
+	int dirfd;
+} cgroups[4];
+
+void ctlproc_set_cgroup(const char *argv0, int dirfd)
+{
+	for (size_t i = 0; i < sizeof(cgroups) / sizeof(cgroups[0]); i++)
+		if (!cgroups[i].argv0 || !strcmp(cgroups[i].argv0, argv0)) {
+			cgroups[i].argv0 = argv0;
+			cgroups[i].dirfd = dirfd;
+			return;
+		}
+}
+
+static int cgroup_of(const char *argv0)
+{
+	for (size_t i = 0; i < sizeof(cgroups) / sizeof(cgroups[0]); i++)
+		if (cgroups[i].argv0 && !strcmp(cgroups[i].argv0, argv0))
+			return cgroups[i].dirfd;
+	return -1;
+}
+
+int ctlproc_join_cgroup(int dirfd)
+{
+	int fd = openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "0", 1) != 1)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
 int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *pid, int *ctl_fd,
 		  char *err, size_t errlen)
 {
-	int sp[2];
+	int sp[2], cgroup = cgroup_of(argv0);
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
@@ -37,6 +73,9 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* It ends with its supervisor: the control socket hangs up, and this. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* Its own cgroup before it allocates: memory is charged where it is first touched. */
+		if (cgroup >= 0 && ctlproc_join_cgroup(cgroup) < 0)
+			_exit(126);
 		if (dup2(sp[1], 3) < 0)
 			_exit(127);
 		syscall(SYS_close_range, 4, ~0U, 0);

@@ -22,6 +22,14 @@
 int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *pid, int *ctl_fd,
 		  char *err, size_t errlen) __attribute__((warn_unused_result));
 /*
+ * Every process started as argv0 from now on joins the cgroup whose
+ * directory dirfd is (a cgroup v2 directory, kept open by the caller)
+ * before it runs: domusd gives domus-blk and domus-net their own.
+ */
+void ctlproc_set_cgroup(const char *argv0, int dirfd);
+/* Moves the calling process into the cgroup dirfd is; async-signal-safe. 0 or -errno. */
+int ctlproc_join_cgroup(int dirfd);
+/*
  * Sends text with nfds descriptors and waits timeout_ms at most for the
  * answer. 0 with what follows "ok " or "ok\n" (possibly "") in detail (if not NULL;
  * a detail not asked for is an error), or -errno with err: the REASON of an

@@ -17,7 +17,7 @@
  * and set descriptor and status flags and to duplicate (no locks, leases,
  * owners, pipe sizes or seals).
  */
-static int allow(scmp_filter_ctx ctx, int nr)
+int sandbox_allow(scmp_filter_ctx ctx, int nr)
 {
 	static const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC};
 	int ret = 0;
@@ -93,7 +93,7 @@ int sandbox_enter(const char *user, const char *default_user, const int *allowed
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		ret = allow(ctx, allowed[i]);
+		ret = sandbox_allow(ctx, allowed[i]);
 		if (ret < 0) {
 			snprintf(err, errlen, "seccomp rule %zu: %s", i, strerror(-ret));
 			seccomp_release(ctx);
@@ -102,7 +102,7 @@ int sandbox_enter(const char *user, const char *default_user, const int *allowed
 	}
 #ifdef __SANITIZE_ADDRESS__
 	for (size_t i = 0; i < sizeof(sanitizer_calls) / sizeof(sanitizer_calls[0]); i++)
-		if ((ret = allow(ctx, sanitizer_calls[i])) < 0) {
+		if ((ret = sandbox_allow(ctx, sanitizer_calls[i])) < 0) {
 			snprintf(err, errlen, "seccomp rule for the sanitizer: %s", strerror(-ret));
 			seccomp_release(ctx);
 			return ret;

@@ -10,6 +10,7 @@
 #ifndef DOMUS_SANDBOX_H
 #define DOMUS_SANDBOX_H
 
+#include <seccomp.h>
 #include <stddef.h>
 
 /*
@@ -17,6 +18,12 @@
  * then loads the allow-list allowed[0, n). 0, or -errno with what failed
  * in err.
  */
+/*
+ * Adds one allowed call to ctx, its arguments held where they matter (as
+ * above: mmap/mprotect never executable, fcntl on flags and duplicating).
+ * 0 or -errno from libseccomp.
+ */
+int sandbox_allow(scmp_filter_ctx ctx, int nr);
 int sandbox_enter(const char *user, const char *default_user, const int *allowed, size_t n,
 		  char *err, size_t errlen);
 

@@ -18,6 +18,7 @@
 #include "ctl/spec_json.h"
 #include "lib/log.h"
 #include "vmm/blk_supervisor.h"
+#include "vmm/confine.h"
 #include "vmm/control.h"
 #include "vmm/run.h"
 
@@ -117,6 +118,13 @@ int main(int argc, char **argv)
 	}
 	if (blk_stats_fd >= 0)
 		close(blk_stats_fd);
+	/* Everything it opens by itself is open: from here on it is the domain's user, and alone. */
+	if (geteuid() == 0 && (vmm_confine(&spec.vm, (unsigned)domid, err, sizeof(err)) < 0 ||
+			       vmm_confine_calls(err, sizeof(err)) < 0)) {
+		fail(&ctl, err);
+		vmm_domain_close(&dom);
+		return 2;
+	}
 	vmm_control_frontend(&ctl, &fe);
 	for (;;) {
 		enum vm_stop reason = vmm_domain_boot(&dom, &fe, detail, sizeof(detail));

@@ -24,8 +24,10 @@
 #include "devices/vhost_user_blk.h"
 #include "devices/virtio_net.h"
 #include "lib/log.h"
+#include "lib/passed_fd.h"
 #include "vmm/acpi.h"
 #include "vmm/blk_supervisor.h"
+#include "vmm/confine.h"
 #include "vmm/cpu.h"
 #include "vmm/pci.h"
 
@@ -230,6 +232,10 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	char why[128];
 
+	if (vmm_confine_thread(VMM_THREAD_VCPU) < 0) {
+		vm_request_stop(vm, VM_ERROR, "cannot load the vCPU thread's system-call filter");
+		return NULL;
+	}
 	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
 		if (atomic_load(&vm->paused)) {
 			vcpu_park(vm);
@@ -281,6 +287,8 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+const char *vm_kvm_device = "/dev/kvm";
+
 static void kick_handler(int sig)
 {
 }
@@ -298,7 +306,8 @@ static int kvm_open_vm(struct vm *vm, char *err, size_t errlen)
 		{KVM_CAP_PIT2, "PIT"},
 	};
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	/* A confined domus-vmm has no /dev: it opened the device once, and passed it as /dev/fd/N. */
+	vm->kvm_fd = passed_open(vm_kvm_device, O_RDWR);
 	if (vm->kvm_fd < 0) {
 		snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
 		return -errno;

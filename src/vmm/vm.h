@@ -98,6 +98,9 @@ struct vm_disk_stats {
 	unsigned long long read_ops, write_ops, read_bytes, write_bytes;
 };
 
+/* The KVM device each boot opens: "/dev/kvm", or "/dev/fd/N" once the VMM is confined. */
+extern const char *vm_kvm_device;
+
 /* Records why the VM stops (first caller wins) and kicks every vCPU out of KVM_RUN. */
 void vm_request_stop(struct vm *vm, enum vm_stop reason, const char *detail);
 /*

@@ -31,6 +31,8 @@ struct fake {
 	uint64_t free_seen;   /* the last memory_changed */
 	int starts_at_change; /* starts done when it came: the cache shrinks before a start */
 	unsigned changes;
+	bool kernel_counts;   /* fake_memory_held answers, with held_mib */
+	uint64_t held_mib;
 };
 
 static int fake_start(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen)
@@ -115,6 +117,17 @@ static void fake_memory_changed(void *ctx, uint64_t free_mib)
 	f->changes++;
 }
 
+/* The kernel's count (a cgroup's), when the test gives one; the same for every domain. */
+static int fake_memory_held(void *ctx, const struct domain *d, uint64_t *mib)
+{
+	struct fake *f = ctx;
+
+	if (!f->kernel_counts)
+		return -ENOENT;
+	*mib = f->held_mib;
+	return 0;
+}
+
 static void fake_host(void *ctx, json_t *out)
 {
 	json_object_set_new(out, "blk_cache", json_pack("{s:i,s:f}", "size_bytes", 65536, "hit_ratio", 0.5));
@@ -129,6 +142,7 @@ static const struct domain_ops fake_ops = {
 	.wait = fake_wait,
 	.memory_changed = fake_memory_changed,
 	.host = fake_host,
+	.memory_held = fake_memory_held,
 };
 
 static struct fake F;
@@ -474,6 +488,29 @@ static void test_lifecycle(void **state)
 	assert_int_equal(json_integer_value(json_object_get(J, "domid")), 2);
 }
 
+/* A guest that says its balloon is full while it keeps its pages is counted by its pages. */
+static void test_lying_guest(void **state)
+{
+	assert_int_equal(create_json("liar", 512), 201);
+	assert_int_equal(call("PUT", "/v1/domains/liar/memory", NULL, "{\"target_mib\":128}"), 200);
+	guest_says(api_find(&A, "liar"), 128, 100);
+	/* Without the kernel's count, the word is all there is. */
+	assert_int_equal(num_of("/v1/domains/liar", "memory_accounted_mib"), 128);
+	F.kernel_counts = true;
+	F.held_mib = 480;
+	assert_int_equal(num_of("/v1/domains/liar", "memory_accounted_mib"), 480);
+	assert_int_equal(num_of("/v1/host", "memory_used_mib"), 480);
+	/* 1000 MiB for domains, 480 held: a 600 MiB domain does not fit, whatever the balloon says. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='next'\nkernel='/k'\nmemory=600\nballoon=0\n"), 409);
+	assert_string_equal(error_code(), "insufficient_memory");
+	/* It gives the pages back for real: the account follows, and the domain fits. */
+	F.held_mib = 100;
+	assert_int_equal(num_of("/v1/domains/liar", "memory_accounted_mib"), 128);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='next'\nkernel='/k'\nmemory=600\nballoon=0\n"), 201);
+}
+
 /* A domain is its creator's: others in the API group neither see nor touch it. */
 static void test_owners(void **state)
 {
@@ -688,6 +725,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owners, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lying_guest, setup, teardown),
 		cmocka_unit_test(test_spec_json_round_trip),
 		cmocka_unit_test(test_cpulist),
 	};

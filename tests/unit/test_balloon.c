@@ -110,12 +110,55 @@ static void test_discard(void **state)
 	gmem_destroy(&mem);
 }
 
+/*
+ * One buffer of 16384 page numbers: the device takes the first 4096, says
+ * so, and the vCPU thread's work stays bounded.
+ */
+static void test_huge_page_list(void **state)
+{
+	static struct virtio_balloon b;
+	struct guest_mem mem;
+	struct virtq_desc d;
+	const uint64_t desc = 0, avail = 0x1000, used = 0x2000, list = 0x10000;
+	const unsigned n = 16384;
+	uint16_t idx = htole16(1), head = 0;
+
+	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t pfn = htole32(4096 + i % 8192); /* 16 MiB up: pages of RAM */
+		assert_int_equal(gmem_write(&mem, list + i * 4, &pfn, 4), 0);
+	}
+	d = (struct virtq_desc){.addr = htole64(list), .len = htole32(n * 4), .flags = 0, .next = 0};
+	assert_int_equal(gmem_write(&mem, desc, &d, sizeof(d)), 0);
+	assert_int_equal(gmem_write(&mem, avail + 4, &head, 2), 0);
+	assert_int_equal(gmem_write(&mem, avail + 2, &idx, 2), 0);
+	memset(&b, 0, sizeof(b));
+	b.vd.ops = &virtio_balloon_ops;
+	b.vd.priv = &b;
+	b.mem = &mem;
+	b.ram_pages = (64 * MiB) >> 12;
+	b.event_fd = -1;
+	pthread_mutex_init(&b.vd.lock, NULL);
+	virtq_init(&b.vd.vqs[0], &mem, 64);
+	b.vd.vqs[0].size = 64;
+	b.vd.vqs[0].desc_gpa = desc;
+	b.vd.vqs[0].avail_gpa = avail;
+	b.vd.vqs[0].used_gpa = used;
+	assert_int_equal(virtq_enable(&b.vd.vqs[0]), 0);
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	assert_int_equal(b.inflated, 4096);
+	assert_non_null(strstr(b.last_error, "a page list of 16384 entries; only the first 4096 are taken"));
+	pthread_mutex_destroy(&b.vd.lock);
+	gmem_destroy(&mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_pfn_ranges),
 		cmocka_unit_test(test_discard),
+		cmocka_unit_test(test_huge_page_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

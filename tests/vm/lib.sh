@@ -104,6 +104,8 @@ wait_for() {
 		sleep 0.2
 	done
 	echo "--- domusd log"; tail -n 30 "$work/domusd.log"
+	# A test may define on_timeout to show what else explains the wait.
+	! declare -F on_timeout >/dev/null || on_timeout || true
 	fail "timed out after ${secs}s waiting for $what"
 }
 
