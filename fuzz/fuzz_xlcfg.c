@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "blk/cache.h"
+#include "blk/counters.h"
 #include "blk/image.h"
 #include "vhost/backend.h"
 
@@ -28,10 +29,6 @@
 #define BLK_QUEUE_SIZE 256
 #define BLK_MAX_DISCARD_SEGMENTS 32
 
-/* Per-disk counters, in a memfd the supervisor passes (--stats-fd) and reads. */
-struct blk_counters {
-	_Atomic uint64_t read_ops, write_ops, read_bytes, write_bytes;
-};
 
 struct blk_engine;
 

@@ -458,13 +458,7 @@ static void accept_frontend(struct disk *d)
 
 	if (fd < 0)
 		return;
-	{
-		/* One thread serves every disk: a front-end that sends half a message, or reads no
-		 * replies, is dropped after a second rather than holding the others. */
-		struct timeval limit = {.tv_sec = 1};
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-	}
+	/* One thread serves every disk: the back-end never waits on a front-end (vhost_user.h). */
 	/* An image that changed size under us would read wrong: it is not served. */
 	if (image_check(d->blk.img, why, sizeof(why)) < 0) {
 		log_warnx("%s: %s; not serving it", d->name, why);

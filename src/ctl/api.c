@@ -7,8 +7,8 @@
 #include <strings.h>
 #include <sys/time.h>
 
-#include "ctl/spec_json.h"
-#include "ctl/xlcfg.h"
+#include "domain/spec_json.h"
+#include "domain/xlcfg.h"
 
 void api_init(struct api *a, const struct domain_ops *ops, void *ctx, unsigned host_cpus,
 	      uint64_t host_total_mib, uint64_t capacity_mib)

@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "ctl/caller.h"
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 #include "ctl/memacct.h"
 
 #define API_MAX_BODY (1024 * 1024)

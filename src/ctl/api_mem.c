@@ -39,20 +39,23 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
  * What the domain holds of the host's memory now; see the top of this file.
  * What the guest really uses comes from the kernel (its cgroup) where
  * domusd has one: a guest that says its balloon is full while it keeps its
- * pages is counted by its pages. Only without it is the balloon's word taken.
+ * pages is counted by its pages. The balloon's word still counts upward:
+ * a guest whose balloon has not reached a lower target may touch what it
+ * has not given back yet, however little it holds this moment.
  */
 static uint64_t held_mib(const struct api *a, const struct domain *d)
 {
 	const struct domain_balloon *b = &d->balloon;
 	uint64_t start = d->spec.vm.memory_mib, real = 0;
-	bool measured = a->ops->memory_held && a->ops->memory_held(a->ctx, d, &real) == 0;
 
+	if (!a->ops->memory_held || a->ops->memory_held(a->ctx, d, &real) < 0)
+		real = 0; /* no cgroup: the balloon's word alone */
 	if (!has_balloon(d))
 		return max_u64(b->target_mib, real);
 	/* Until its driver speaks, the guest may use what it started with. */
 	if (!b->heard)
 		return max_u64(max_u64(b->target_mib, start), real);
-	return max_u64(measured ? real : b->actual_mib, b->target_mib);
+	return max_u64(max_u64(b->actual_mib, real), b->target_mib);
 }
 
 /* The account follows what the domain holds, past capacity if it must: it is used already. */

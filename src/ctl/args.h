@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 #include "vmm/config.h"
 
 /*

@@ -18,7 +18,7 @@
 #include "ctl/domusd.h"
 #include "ctl/memacct.h"
 #include "lib/log.h"
-#include "vmm/blk_supervisor.h"
+#include "blk/counters.h"
 #include "vmm/blkctl.h"
 
 struct blkhost_disk {
@@ -28,7 +28,7 @@ struct blkhost_disk {
 };
 
 /* A new domus-blk starts with its own default: it gets domusd's limit, then every disk. */
-static void started(struct backend_proc *p, bool again)
+static int started(struct backend_proc *p, bool again, char *why, size_t whylen)
 {
 	struct blkhost *h = (struct blkhost *)((char *)p - offsetof(struct blkhost, proc));
 	char err[512];
@@ -41,15 +41,19 @@ static void started(struct backend_proc *p, bool again)
 			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
 			failed++;
 		}
+	(void)why, (void)whylen; /* a disk it refuses is that disk's loss, not every other's */
 	if (again)
 		log_info("domus-blk started again (pid %d), serving %u disk(s)%s", (int)p->pid,
 			 n - failed, failed ? "; some could not be served again" : "");
+	return 0;
 }
 
 void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 {
 	memset(h, 0, sizeof(*h));
-	backend_proc_init(&h->proc, "domus-blk", program, blkctl_spawn, started);
+	backend_proc_init(&h->proc, "domus-blk", program, blkctl_spawn, started, &domusd_loop,
+			  W_BACKEND_PID, W_BACKEND_TIMER);
+	h->proc.verbose = D.verbose;
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
 	h->cache_max_mib = BLK_CACHE_DEFAULT_MIB;
 }

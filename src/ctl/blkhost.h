@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "blk/cache.h"
-#include "ctl/backend_proc.h"
+#include "lib/backend_proc.h"
 #include "vmm/blkctl.h"
 #include "vmm/config.h"
 

@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 #include "vmm/blkctl.h"
 
 #define CALLER_MAX_GROUPS 64

@@ -5,6 +5,7 @@
 #include "ctl/args.h"
 #include "ctl/cli.h"
 #include "lib/log.h"
+#include "ctl/run_front.h"
 #include "vmm/run.h"
 
 /* What a config may say that a single foreground `domus run` does not act on. */
@@ -51,7 +52,7 @@ static int cmd_run(int argc, char **argv)
 		return 0;
 	}
 	warn_unapplied(&spec);
-	return vmm_run(cfg);
+	return run_front(cfg);
 }
 
 static void usage(FILE *f)

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
-#include "ctl/backend_proc.h"
+#include "lib/backend_proc.h"
 #include "net/netctl.h"
 #include "vmm/blkctl.h"
 #include "lib/unix_socket.h"
@@ -46,11 +46,21 @@ void watch_add(int fd, struct watch *w)
 		log_warn("epoll_ctl add %d", fd);
 }
 
+void watch_add_out(int fd, struct watch *w)
+{
+	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = w};
+
+	if (epoll_ctl(D.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		log_warn("epoll_ctl add %d", fd);
+}
+
 void watch_del(int fd)
 {
 	if (fd >= 0)
 		epoll_ctl(D.epfd, EPOLL_CTL_DEL, fd, NULL);
 }
+
+const struct watch_loop domusd_loop = {.add = watch_add, .del = watch_del};
 
 void path_for(char *buf, size_t len, unsigned domid, const char *suffix)
 {
@@ -402,6 +412,9 @@ int main(int argc, char **argv)
 				break;
 			case W_PROXY_VMM:
 				proxy_vmm_readable(w->ptr);
+				break;
+			case W_PROXY_CLIENT_OUT:
+				proxy_client_writable(w->ptr);
 				break;
 			case W_BACKEND_PID:
 				backend_proc_exited(w->ptr);

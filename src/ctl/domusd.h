@@ -32,9 +32,17 @@
 struct proxy {
 	struct proxy *next;
 	int client_fd, vmm_fd;
+	/*
+	 * A reader slower than its domain's output: what it has not taken yet,
+	 * and a second descriptor of its socket watched for room meanwhile,
+	 * while its domain's side is not read (its console ring keeps the rest).
+	 */
+	char pending[8192];
+	size_t pending_off, pending_len;
+	int out_fd;
 	unsigned domid;
 	struct MHD_UpgradeResponseHandle *urh;
-	struct watch wc, wv;
+	struct watch wc, wv, wo;
 };
 
 /* Per-domain daemon state beside struct domain. */
@@ -108,5 +116,6 @@ void wake_subscribers(void *ctx);
 void proxy_close(struct proxy *p);
 void proxy_client_readable(struct proxy *p);
 void proxy_vmm_readable(struct proxy *p);
+void proxy_client_writable(struct proxy *p);
 
 #endif

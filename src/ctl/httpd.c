@@ -21,7 +21,7 @@
 
 #include "ctl/domusd.h"
 #include "lib/unix_socket.h"
-#include "ctl/vmmproto.h"
+#include "domain/vmmproto.h"
 #include "lib/log.h"
 
 void wake_subscribers(void *ctx)
@@ -83,6 +83,10 @@ void proxy_close(struct proxy *p)
 	watch_del(p->client_fd);
 	watch_del(p->vmm_fd);
 	close(p->vmm_fd);
+	if (p->out_fd >= 0) {
+		watch_del(p->out_fd);
+		close(p->out_fd);
+	}
 	MHD_upgrade_action(p->urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(p);
 }
@@ -97,6 +101,8 @@ static void upgrade_done(void *cls, struct MHD_Connection *conn, void *req_cls,
 	p->urh = urh;
 	p->wc = (struct watch){W_PROXY_CLIENT, p};
 	p->wv = (struct watch){W_PROXY_VMM, p};
+	p->wo = (struct watch){W_PROXY_CLIENT_OUT, p};
+	p->out_fd = -1;
 	p->next = D.proxies;
 	D.proxies = p;
 	if (extra_in_size)
@@ -116,11 +122,24 @@ void proxy_client_readable(struct proxy *p)
 		proxy_close(p);
 }
 
+/* Sends what is pending; true when all of it went, false when the reader is full or gone. */
+static bool flush_pending(struct proxy *p)
+{
+	while (p->pending_off < p->pending_len) {
+		ssize_t w = send(p->client_fd, p->pending + p->pending_off,
+				 p->pending_len - p->pending_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w <= 0)
+			return false;
+		p->pending_off += (size_t)w;
+	}
+	p->pending_off = p->pending_len = 0;
+	return true;
+}
+
 void proxy_vmm_readable(struct proxy *p)
 {
-	char buf[8192];
-	ssize_t n = recv(p->vmm_fd, buf, sizeof(buf), MSG_DONTWAIT);
-	size_t off = 0;
+	ssize_t n = recv(p->vmm_fd, p->pending, sizeof(p->pending), MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -128,22 +147,39 @@ void proxy_vmm_readable(struct proxy *p)
 		proxy_close(p);
 		return;
 	}
-	while (off < (size_t)n) {
-		struct pollfd pf = {.fd = p->client_fd, .events = POLLOUT};
-		ssize_t w = send(p->client_fd, buf + off, (size_t)n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		/* A client that stops reading for a second loses this chunk, not the daemon's time. */
-		if (w < 0 && errno == EAGAIN && poll(&pf, 1, 1000) == 1)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return;
+	p->pending_off = 0;
+	p->pending_len = (size_t)n;
+	if (flush_pending(p))
+		return;
+	if (errno != EAGAIN) {
 		proxy_close(p);
 		return;
 	}
+	/*
+	 * A reader that does not keep up costs itself only: its domain's side
+	 * waits (the domain's console ring keeps what comes meanwhile) until
+	 * its socket has room, and the daemon goes on.
+	 */
+	p->out_fd = fcntl(p->client_fd, F_DUPFD_CLOEXEC, 0);
+	if (p->out_fd < 0) {
+		proxy_close(p);
+		return;
+	}
+	watch_del(p->vmm_fd);
+	watch_add_out(p->out_fd, &p->wo);
+}
+
+void proxy_client_writable(struct proxy *p)
+{
+	if (!flush_pending(p)) {
+		if (errno != EAGAIN)
+			proxy_close(p);
+		return;
+	}
+	watch_del(p->out_fd);
+	close(p->out_fd);
+	p->out_fd = -1;
+	watch_add(p->vmm_fd, &p->wv);
 }
 
 /* ---- HTTP ---- */

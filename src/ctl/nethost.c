@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 #include "ctl/domusd.h"
 #include "devices/virtio_net.h"
 #include "lib/log.h"
@@ -131,7 +131,7 @@ static int send_rule(struct nethost *h, long pos, const struct nethost_rule *r, 
 }
 
 /* A new domus-net gets everything again, in the order it was given. */
-static void started(struct backend_proc *proc, bool again)
+static int started(struct backend_proc *proc, bool again, char *why, size_t whylen)
 {
 	struct nethost *h = of_proc(proc);
 	char msg[VFR_RULE_TEXT_MAX + 64], err[512];
@@ -179,15 +179,19 @@ static void started(struct backend_proc *proc, bool again)
 		if (request(h, msg, &c->fd, 1, NULL, 0, err, sizeof(err)) < 0)
 			log_warnx("domus-net: capture of domain %u: %s", c->domid, err);
 	}
+	(void)why, (void)whylen; /* what it refuses is logged; the rest is served */
 	if (again)
 		log_info("domus-net started again (pid %d), serving %u port(s)%s", (int)proc->pid,
 			 nports, failed ? "; some of its configuration was refused" : "");
+	return 0;
 }
 
 void nethost_init(struct nethost *h, const char *program, const char *dir)
 {
 	memset(h, 0, sizeof(*h));
-	backend_proc_init(&h->proc, "domus-net", program, netctl_spawn, started);
+	backend_proc_init(&h->proc, "domus-net", program, netctl_spawn, started, &domusd_loop,
+			  W_BACKEND_PID, W_BACKEND_TIMER);
+	h->proc.verbose = D.verbose;
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
 	h->state_fd = h->tap_fd = -1;
 	h->next_net_id = 1;

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctl/backend_proc.h"
+#include "lib/backend_proc.h"
 #include "net/rsip.h"
 #include "net/vfr.h"
 

@@ -21,11 +21,11 @@
 
 #include "ctl/domusd.h"
 #include "lib/unix_socket.h"
-#include "ctl/spec_json.h"
-#include "ctl/vmmproto.h"
+#include "domain/spec_json.h"
+#include "domain/vmmproto.h"
 #include "lib/ctlproc.h"
 #include "lib/log.h"
-#include "vmm/child_supervisor.h"
+#include "lib/backend_proc.h"
 #include "vmm/confine.h"
 
 
@@ -734,7 +734,7 @@ void domain_exited(struct domain *d)
 		if (d->pidfd >= 0 && waitid(P_PIDFD, (id_t)d->pidfd, &si, WEXITED | WNOHANG) == 0 &&
 		    si.si_pid && si.si_code != CLD_EXITED && !d->stop_reason[0])
 			snprintf(d->stop_detail, sizeof(d->stop_detail), "domus-vmm was killed by signal %d%s",
-				 si.si_status, child_end_note(si.si_code, si.si_status));
+				 si.si_status, backend_end_note(si.si_code, si.si_status));
 	}
 	reap(d->pid);
 	forget_fds(d);

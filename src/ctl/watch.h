@@ -9,17 +9,18 @@ enum watch_kind {
 	W_PIDFD,
 	W_PROXY_CLIENT,
 	W_PROXY_VMM,
+	W_PROXY_CLIENT_OUT, /* a slow console reader has room again (ptr: struct proxy) */
 	W_BACKEND_PID,	 /* a driver domain's process ended (ptr: struct backend_proc) */
 	W_BACKEND_TIMER, /* its restart is due */
 };
 
-struct watch {
-	enum watch_kind kind;
-	void *ptr;
-};
+#include "lib/watch.h"
 
 /* domusd.c */
 void watch_add(int fd, struct watch *w);
+/* The same, for room to write. */
+void watch_add_out(int fd, struct watch *w);
 void watch_del(int fd);
+extern const struct watch_loop domusd_loop;
 
 #endif

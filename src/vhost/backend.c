@@ -516,8 +516,10 @@ int vhost_backend_handle(struct vhost_backend *b)
 {
 	struct vhost_user_msg m, r;
 	bool reply = false;
-	int ret = vhost_user_recv(b->sock, &m, b->err, sizeof(b->err));
+	int ret = vhost_user_recv_nowait(b->sock, &m, b->err, sizeof(b->err));
 
+	if (ret == -EAGAIN)
+		return 0; /* woken for nothing */
 	if (ret < 0) {
 		if (ret == -EPIPE && !b->err[0])
 			snprintf(b->err, sizeof(b->err), "the front-end closed the connection");
@@ -537,8 +539,9 @@ int vhost_backend_handle(struct vhost_backend *b)
 	if (reply) {
 		r.hdr.request = m.hdr.request;
 		r.hdr.flags = VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY;
-		ret = vhost_user_send(b->sock, &r) < 0
-			      ? fail(b, -EPIPE, "cannot reply to %s", vhost_user_request_name(m.hdr.request))
+		ret = vhost_user_send_nowait(b->sock, &r) < 0
+			      ? fail(b, -EPIPE, "cannot reply to %s (the front-end reads no replies)",
+				     vhost_user_request_name(m.hdr.request))
 			      : ret;
 		vhost_user_close_fds(&r); /* ours were dup'ed into the message */
 	}

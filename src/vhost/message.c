@@ -170,7 +170,7 @@ void vhost_user_close_fds(struct vhost_user_msg *m)
 	m->nfds = 0;
 }
 
-int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen)
+static int recv_message(int sock, struct vhost_user_msg *m, int flags, char *err, size_t errlen)
 {
 	char control[CMSG_SPACE(VHOST_USER_MAX_FDS * sizeof(int))];
 	struct iovec iov = {.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)};
@@ -183,10 +183,12 @@ int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen
 
 	memset(m, 0, sizeof(*m));
 	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
 	while (n < 0 && errno == EINTR);
 	if (n == 0)
 		return -EPIPE;
+	if (n < 0 && errno == EAGAIN)
+		return -EAGAIN; /* nothing yet */
 	if (n < 0) {
 		snprintf(err, errlen, "recvmsg: %s", strerror(errno));
 		return -errno;
@@ -221,13 +223,14 @@ int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen
 		return -EPROTO;
 	}
 	while (got < m->hdr.size) {
-		n = recv(sock, m->payload.bytes + got, m->hdr.size - got, 0);
+		n = recv(sock, m->payload.bytes + got, m->hdr.size - got, flags);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			vhost_user_close_fds(m);
-			snprintf(err, errlen, "the payload ended early");
-			return n == 0 ? -EPIPE : -errno;
+			snprintf(err, errlen, n < 0 && errno == EAGAIN ? "half a message, the rest not sent"
+								       : "the payload ended early");
+			return n == 0 ? -EPIPE : errno == EAGAIN ? -EPROTO : -errno;
 		}
 		got += (size_t)n;
 	}
@@ -238,7 +241,17 @@ int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen
 	return 0;
 }
 
-int vhost_user_send(int sock, const struct vhost_user_msg *m)
+int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen)
+{
+	return recv_message(sock, m, 0, err, errlen);
+}
+
+int vhost_user_recv_nowait(int sock, struct vhost_user_msg *m, char *err, size_t errlen)
+{
+	return recv_message(sock, m, MSG_DONTWAIT, err, errlen);
+}
+
+static int send_message(int sock, const struct vhost_user_msg *m, int flags)
 {
 	char control[CMSG_SPACE(VHOST_USER_MAX_FDS * sizeof(int))];
 	struct iovec iov[2] = {
@@ -262,9 +275,19 @@ int vhost_user_send(int sock, const struct vhost_user_msg *m)
 		memcpy(CMSG_DATA(c), m->fds, m->nfds * sizeof(int));
 	}
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	return (size_t)n == sizeof(m->hdr) + m->hdr.size ? 0 : -EIO;
+}
+
+int vhost_user_send(int sock, const struct vhost_user_msg *m)
+{
+	return send_message(sock, m, 0);
+}
+
+int vhost_user_send_nowait(int sock, const struct vhost_user_msg *m)
+{
+	return send_message(sock, m, MSG_DONTWAIT);
 }

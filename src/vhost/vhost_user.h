@@ -135,10 +135,19 @@ struct vhost_user_msg {
  * -EPROTO with what is wrong in err.
  */
 int vhost_user_check(const struct vhost_user_msg *m, char *err, size_t errlen);
-/* Receives one message with its descriptors; 0, -EPIPE at end of stream, or -errno. */
+/* Receives one message with its descriptors; 0, -EPIPE at end of stream, or -errno (-EAGAIN: none there, nowait). */
 int vhost_user_recv(int sock, struct vhost_user_msg *m, char *err, size_t errlen);
 /* Sends one message (header, m->hdr.size bytes of payload, m->nfds descriptors). */
 int vhost_user_send(int sock, const struct vhost_user_msg *m);
+/*
+ * The same, never waiting: a back-end that serves many front-ends in one
+ * thread reads a message only when its start is there, takes only one
+ * that came whole, and drops a front-end that leaves no room for its
+ * reply (-EAGAIN) at once, so a front-end that floods or stalls costs
+ * itself its connection, never the others their time.
+ */
+int vhost_user_recv_nowait(int sock, struct vhost_user_msg *m, char *err, size_t errlen);
+int vhost_user_send_nowait(int sock, const struct vhost_user_msg *m);
 /* Closes the descriptors a message carried. */
 void vhost_user_close_fds(struct vhost_user_msg *m);
 const char *vhost_user_request_name(uint32_t request);

@@ -20,6 +20,11 @@
  * range is one systemd leaves unused (docs/domusd.md); no passwd entry.
  */
 #define VMM_UID_BASE 1879048192u
+/*
+ * `domus run`'s domains have no domid: each takes VMM_RUN_DOMID_BASE plus
+ * the pid of its front (below 2^22), a range domusd's domids never reach.
+ */
+#define VMM_RUN_DOMID_BASE 0x100000u
 
 uid_t vmm_domain_uid(unsigned domid);
 /*

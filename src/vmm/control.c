@@ -10,7 +10,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "ctl/vmmproto.h"
+#include "domain/vmmproto.h"
 #include "devices/virtio_balloon.h"
 #include "lib/log.h"
 

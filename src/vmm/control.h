@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 #include "vmm/vm.h"
 
 #define CONSOLE_RING_SIZE (64 * 1024)

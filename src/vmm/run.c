@@ -246,8 +246,6 @@ static int load_boot_files(const struct vm_config *cfg, struct vm_resources *res
 
 int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 {
-	bool served[VM_MAX_DISKS] = {false}, any = false;
-
 	memset(d, 0, sizeof(*d));
 	d->served = *cfg;
 	d->cfg = &d->served;
@@ -289,26 +287,17 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		if (d->res.disk_fds[i] < 0)
 			return -EINVAL;
 	}
-	/* --net vfr: the domain's own domus-net, its port a vhost-user interface. */
-	for (unsigned i = 0; i < cfg->nnics; i++) {
-		if (!cfg->nics[i].vfr)
-			continue;
-		if (net_supervisor_start(&d->net, &d->served.nics[i], cfg->verbose > 0) < 0)
+	/* domus-blk's disks and --net vfr's port are the front's to serve (ctl/run_front.c). */
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if (!cfg->disks[i].vhost_user && !cfg->disks[i].in_vmm) {
+			log_warnx("disk %u (%s): no domus-blk serves it here", i, cfg->disks[i].path);
 			return -EINVAL;
-		d->have_net = true;
-	}
-	/* Disks are served by a domus-blk process unless they say in-vmm. */
-	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		served[i] = !cfg->disks[i].vhost_user && !cfg->disks[i].in_vmm;
-		any |= served[i];
-	}
-	if (any) {
-		if (blk_supervisor_start(&d->blk, &d->served, served) < 0)
+		}
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		if (cfg->nics[i].vfr && !cfg->nics[i].socket[0]) {
+			log_warnx("network interface %u: no domus-net serves it here", i);
 			return -EINVAL;
-		d->have_blk = true;
-		for (unsigned i = 0; i < cfg->ndisks; i++)
-			d->res.disk_counters[i] = blk_supervisor_counters(&d->blk, i);
-	}
+		}
 	return 0;
 }
 
@@ -327,12 +316,6 @@ enum vm_stop vmm_domain_boot(struct vmm_domain *d, const struct vm_frontend *fe,
 
 void vmm_domain_close(struct vmm_domain *d)
 {
-	if (d->have_blk)
-		blk_supervisor_stop(&d->blk);
-	d->have_blk = false;
-	if (d->have_net)
-		net_supervisor_stop(&d->net);
-	d->have_net = false;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		if (d->res.disk_fds[i] >= 0)
 			close(d->res.disk_fds[i]);
@@ -347,9 +330,8 @@ void vmm_domain_close(struct vmm_domain *d)
 	kernel_free(&d->kernel);
 }
 
-int vmm_run(const struct vm_config *cfg)
+int vmm_domain_run(struct vmm_domain *d)
 {
-	struct vmm_domain dom;
 	char detail[256];
 	enum vm_stop reason;
 	int status;
@@ -363,15 +345,11 @@ int vmm_run(const struct vm_config *cfg)
 		.opaque = &term,
 	};
 
-	if (vmm_domain_open(&dom, cfg) < 0) {
-		vmm_domain_close(&dom);
-		return RUN_EXIT_BAD_INPUT;
-	}
 	raw = terminal_raw(&saved_tty);
 	for (;;) {
-		reason = vmm_domain_boot(&dom, &fe, detail, sizeof(detail));
-		if (reason == VM_REBOOT && cfg->on_reboot == ON_REBOOT_RESTART) {
-			log_info("%s; restarting the domain (boot %u)", detail, dom.boots + 1);
+		reason = vmm_domain_boot(d, &fe, detail, sizeof(detail));
+		if (reason == VM_REBOOT && d->cfg->on_reboot == ON_REBOOT_RESTART) {
+			log_info("%s; restarting the domain (boot %u)", detail, d->boots + 1);
 			continue;
 		}
 		status = exit_status(reason, detail);
@@ -379,6 +357,5 @@ int vmm_run(const struct vm_config *cfg)
 	}
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-	vmm_domain_close(&dom);
 	return status;
 }

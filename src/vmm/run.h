@@ -10,19 +10,14 @@
 #define RUN_EXIT_PANIC 3
 #define RUN_EXIT_TRIPLE_FAULT 4
 
-#include "vmm/blk_supervisor.h"
-#include "vmm/net_supervisor.h"
+#include "blk/counters.h"
 #include "vmm/boot.h"
 #include "vmm/vm.h"
 
 /* What a domain's process holds across boots: its config, boot files and open disks. */
 struct vmm_domain {
 	const struct vm_config *cfg;
-	struct vm_config served; /* cfg with the domus-blk disks and --net vfr turned into their sockets */
-	struct blk_supervisor blk;
-	bool have_blk;
-	struct net_supervisor net; /* --net vfr's domus-net */
-	bool have_net;
+	struct vm_config served; /* its own copy of the config, which it may point at its files */
 	struct kernel_image kernel;
 	struct vm_resources res;
 	unsigned boots;
@@ -35,7 +30,11 @@ enum vm_stop vmm_domain_boot(struct vmm_domain *d, const struct vm_frontend *fe,
 			     size_t detail_len);
 void vmm_domain_close(struct vmm_domain *d);
 
-/* Checks everything a user handed us, then runs the domain; returns an exit status. */
-int vmm_run(const struct vm_config *cfg);
+/*
+ * Runs an opened domain in the foreground, its console on the terminal,
+ * booting it again after a guest reboot unless on_reboot says exit;
+ * returns `domus run`'s exit status (RUN_EXIT_*).
+ */
+int vmm_domain_run(struct vmm_domain *d);
 
 #endif

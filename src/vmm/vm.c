@@ -26,7 +26,7 @@
 #include "lib/log.h"
 #include "lib/passed_fd.h"
 #include "vmm/acpi.h"
-#include "vmm/blk_supervisor.h"
+#include "blk/counters.h"
 #include "vmm/confine.h"
 #include "vmm/cpu.h"
 #include "vmm/pci.h"

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "ctl/api.h"
-#include "ctl/spec_json.h"
+#include "domain/spec_json.h"
 
 /* Who asks: root unless a test says otherwise. */
 static struct caller ROOT, *CALLER = &ROOT;

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "ctl/caller.h"
-#include "ctl/spec_json.h"
+#include "domain/spec_json.h"
 
 static char dir[64];
 static struct caller root, nobody = {.uid = 65534, .gid = 65534};

@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "ctl/domcfg.h"
-#include "ctl/spec_json.h"
+#include "domain/domcfg.h"
+#include "domain/spec_json.h"
 
 static char err[1024];
 

@@ -455,6 +455,43 @@ static void test_inflight_too_small(void **state)
 	close(ifd);
 }
 
+/*
+ * A front-end that asks and never reads the replies, or sends half a
+ * message: the back-end (one thread for every front-end in domus-blk and
+ * domus-net) drops it instead of waiting for it. The sockets here have no
+ * timeout: a back-end that waited would hang this test.
+ */
+static void test_backend_never_waits(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m;
+	int small = 4096, ret = 0, handled = 0;
+
+	(void)state;
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
+	/* Woken with nothing to read: nothing happens, the front-end stays. */
+	assert_int_equal(vhost_backend_handle(&b), 0);
+	m = msg(VHOST_USER_GET_FEATURES, 0);
+	while (ret == 0 && handled < 100000) {
+		assert_int_equal(vhost_user_send(sv[0], &m), 0);
+		ret = vhost_backend_handle(&b);
+		handled++;
+	}
+	assert_int_equal(ret, -EPIPE);
+	assert_non_null(strstr(b.err, "reads no replies"));
+	assert_true(handled > 1);
+
+	/* Half a message: the header promises a payload that never comes. */
+	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
+	while (recv(sv[0], &m, sizeof(m), MSG_DONTWAIT) > 0)
+		;
+	m = msg(VHOST_USER_SET_FEATURES, 8);
+	assert_int_equal(write(sv[0], &m.hdr, sizeof(m.hdr)), sizeof(m.hdr));
+	assert_int_equal(vhost_backend_handle(&b), -EPROTO);
+	assert_non_null(strstr(b.err, "half a message"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +501,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_too_small, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_never_waits, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "ctl/domcfg.h"
-#include "ctl/xlcfg.h"
+#include "domain/domcfg.h"
+#include "domain/xlcfg.h"
 
 static char err[512];
 

@@ -1,4 +1,4 @@
-#include "ctl/xlcfg.h"
+#include "domain/xlcfg.h"
 
 #include <ctype.h>
 #include <errno.h>

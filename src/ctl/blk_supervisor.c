@@ -1,6 +1,7 @@
-#include "vmm/blk_supervisor.h"
+#include "ctl/blk_supervisor.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,25 +11,28 @@
 #include "lib/log.h"
 
 /* Hands a (new) domus-blk every disk. */
-static int serve(void *opaque, int ctl_fd, char *err, size_t errlen)
+static int serve(struct backend_proc *p, bool again, char *err, size_t errlen)
 {
-	struct blk_supervisor *s = opaque;
+	struct blk_supervisor *s = (struct blk_supervisor *)((char *)p - offsetof(struct blk_supervisor, proc));
 	int ret = 0;
 
 	for (unsigned i = 0; ret == 0 && i < VM_MAX_DISKS; i++)
 		if (s->served[i])
-			ret = blkctl_add(ctl_fd, &s->disks[i], err, errlen);
+			ret = blkctl_add(p->ctl_fd, &s->disks[i], err, errlen);
+	if (ret == 0 && again)
+		log_info("domus-blk started again (pid %d)", (int)p->pid);
 	return ret;
 }
 
-int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const bool *served)
+int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const bool *served,
+			 const struct watch_loop *loop, int pid_kind, int timer_kind)
 {
 	char err[768];
 	int ret;
 
 	memset(s, 0, sizeof(*s));
-	child_supervisor_init(&s->child, "domus-blk", "the domain's disks stay stopped",
-			      blkctl_spawn, serve, s);
+	backend_proc_init(&s->proc, "domus-blk", "", blkctl_spawn, serve, loop, pid_kind, timer_kind);
+	s->proc.verbose = cfg->verbose > 0;
 	s->stats_fd = -1;
 	/* The counters outlive each domus-blk: every one started gets the same memory. */
 	s->stats_fd = memfd_create("domus-blk-stats", MFD_CLOEXEC);
@@ -40,7 +44,7 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 		s->stats = NULL;
 		return -errno;
 	}
-	if (child_supervisor_find(&s->child, blkctl_find_program) < 0) {
+	if (backend_proc_find(&s->proc, blkctl_find_program) < 0) {
 		log_warnx("domus-blk not found beside this program (set DOMUS_BLK, or add ,in-vmm "
 			  "to a disk)");
 		blk_supervisor_stop(s);
@@ -68,7 +72,7 @@ int blk_supervisor_start(struct blk_supervisor *s, struct vm_config *cfg, const 
 		}
 		s->served[i] = true;
 	}
-	if ((ret = child_supervisor_start(&s->child, err, sizeof(err))) < 0) {
+	if ((ret = backend_proc_ensure(&s->proc, err, sizeof(err))) < 0) {
 		log_warnx("domus-blk: %s", err);
 		blk_supervisor_stop(s);
 		return ret;
@@ -89,7 +93,7 @@ struct blk_counters *blk_supervisor_counters(struct blk_supervisor *s, unsigned 
 
 void blk_supervisor_stop(struct blk_supervisor *s)
 {
-	child_supervisor_stop(&s->child);
+	backend_proc_stop(&s->proc);
 	if (s->stats)
 		munmap(s->stats, 16 * sizeof(struct blk_counters));
 	s->stats = NULL;

@@ -6,23 +6,23 @@
 
 #include <cmocka.h>
 
-#include "vmm/child_supervisor.h"
+#include "lib/backend_proc.h"
 
 static void test_backoff(void **state)
 {
 	unsigned d = 25; /* before the first restart */
 
 	/* Dying within a second, again and again: 50, 100, 200, ... up to 5 s. */
-	d = child_restart_delay_ms(d, 10);
+	d = backend_restart_delay_ms(d, 10);
 	assert_int_equal(d, 50);
-	d = child_restart_delay_ms(d, 60);
+	d = backend_restart_delay_ms(d, 60);
 	assert_int_equal(d, 100);
 	for (int i = 0; i < 20; i++)
-		d = child_restart_delay_ms(d, 5);
+		d = backend_restart_delay_ms(d, 5);
 	assert_int_equal(d, 5000);
 	/* One that ran a while is started again at once. */
-	assert_int_equal(child_restart_delay_ms(d, 1000), 50);
-	assert_int_equal(child_restart_delay_ms(50, 3600000), 50);
+	assert_int_equal(backend_restart_delay_ms(d, 1000), 50);
+	assert_int_equal(backend_restart_delay_ms(50, 3600000), 50);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 
 #include <ctype.h>
 #include <errno.h>

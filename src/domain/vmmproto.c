@@ -1,4 +1,4 @@
-#include "ctl/vmmproto.h"
+#include "domain/vmmproto.h"
 
 #include <errno.h>
 #include <poll.h>

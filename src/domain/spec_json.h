@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "ctl/domcfg.h"
+#include "domain/domcfg.h"
 
 /* Fills spec from a JSON object; `what` names the source in messages. */
 int domain_spec_from_json(const json_t *obj, const char *what, struct domain_spec *spec, char *err,

@@ -1,6 +1,7 @@
-#include "vmm/net_supervisor.h"
+#include "ctl/net_supervisor.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,10 @@
 #define PORT_NAME "guest"
 
 /* Hands a (new) domus-net the state, uplink, network and port, in that order. */
-static int serve(void *opaque, int ctl_fd, char *err, size_t errlen)
+static int serve(struct backend_proc *p, bool again, char *err, size_t errlen)
 {
-	struct net_supervisor *s = opaque;
+	struct net_supervisor *s = (struct net_supervisor *)((char *)p - offsetof(struct net_supervisor, proc));
+	int ctl_fd = p->ctl_fd;
 	char reply[128];
 	int ret;
 
@@ -34,7 +36,10 @@ static int serve(void *opaque, int ctl_fd, char *err, size_t errlen)
 		return ret;
 	if ((ret = netctl_request(ctl_fd, s->net_msg, NULL, 0, NULL, 0, err, errlen)) < 0)
 		return ret;
-	return netctl_request(ctl_fd, s->port_msg, &s->listen_fd, 1, NULL, 0, err, errlen);
+	if ((ret = netctl_request(ctl_fd, s->port_msg, &s->listen_fd, 1, NULL, 0, err, errlen)) == 0 &&
+	    again)
+		log_info("domus-net started again (pid %d)", (int)p->pid);
+	return ret;
 }
 
 /* The messages for nic, made once: every domus-net started gets the same. */
@@ -60,17 +65,17 @@ static void make_messages(struct net_supervisor *s, const struct nic_config *nic
 	netctl_port_msg(&port, NET_NAME, s->port_msg, sizeof(s->port_msg));
 }
 
-int net_supervisor_start(struct net_supervisor *s, struct nic_config *nic, bool verbose)
+int net_supervisor_start(struct net_supervisor *s, struct nic_config *nic, bool verbose,
+			 const struct watch_loop *loop, int pid_kind, int timer_kind)
 {
 	char err[512];
 	int ret;
 
 	memset(s, 0, sizeof(*s));
-	child_supervisor_init(&s->child, "domus-net", "the domain's network stays down",
-			      netctl_spawn, serve, s);
-	s->child.verbose = verbose;
+	backend_proc_init(&s->proc, "domus-net", "", netctl_spawn, serve, loop, pid_kind, timer_kind);
+	s->proc.verbose = verbose;
 	s->state_fd = s->tap_fd = s->listen_fd = -1;
-	if (child_supervisor_find(&s->child, netctl_find_program) < 0) {
+	if (backend_proc_find(&s->proc, netctl_find_program) < 0) {
 		log_warnx("domus-net not found beside this program (set DOMUS_NET)");
 		return -ENOENT;
 	}
@@ -103,7 +108,7 @@ int net_supervisor_start(struct net_supervisor *s, struct nic_config *nic, bool 
 		s->socket[0] = 0;
 		goto out;
 	}
-	if ((ret = child_supervisor_start(&s->child, err, sizeof(err))) < 0) {
+	if ((ret = backend_proc_ensure(&s->proc, err, sizeof(err))) < 0) {
 		log_warnx("domus-net: %s", err);
 		goto out;
 	}
@@ -116,7 +121,7 @@ out:
 
 void net_supervisor_stop(struct net_supervisor *s)
 {
-	child_supervisor_stop(&s->child);
+	backend_proc_stop(&s->proc);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	if (s->tap_fd >= 0)

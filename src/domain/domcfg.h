@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "ctl/xlcfg.h"
+#include "domain/xlcfg.h"
 #include "vmm/config.h"
 
 #define DOMAIN_NAME_MAX 64

@@ -1,4 +1,4 @@
-#include "ctl/spec_json.h"
+#include "domain/spec_json.h"
 
 #include <errno.h>
 #include <stdio.h>
