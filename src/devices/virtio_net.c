@@ -24,6 +24,8 @@
 #include "vmm/vm.h"
 #include "vmm/confine.h"
 
+#define ETH_HEADER_LEN 14
+
 static struct virtio_net *of(struct virtio_dev *vd)
 {
 	return vd->priv;
@@ -51,7 +53,7 @@ static void transmit(struct virtio_net *n)
 		uint64_t len = virtq_chain_read(&c, 0, frame, sizeof(frame));
 
 		/* A chain longer than a frame, or with no frame behind the header, is not sent. */
-		if (c.out_len > sizeof(frame) || len < VIRTIO_NET_HDR_LEN + 14 ||
+		if (c.out_len > sizeof(frame) || len < VIRTIO_NET_HDR_LEN + ETH_HEADER_LEN ||
 		    write(n->tap_fd, frame + VIRTIO_NET_HDR_LEN, len - VIRTIO_NET_HDR_LEN) < 0)
 			n->tx_dropped++;
 		if (virtq_push_used(vq, c.head, 0) < 0)
@@ -80,18 +82,18 @@ static void reset(struct virtio_dev *vd)
 	(void)vd;
 }
 
-/* One frame into a receive buffer; false when the guest has none posted (or no driver). */
-static bool deliver(struct virtio_net *n, const uint8_t *frame, size_t len)
+int virtio_net_receive_frame(struct virtio_net *n, const void *frame, size_t len)
 {
 	struct virtq *vq = &n->vdev.vqs[VIRTIO_NET_RX];
 	uint8_t hdr[VIRTIO_NET_HDR_LEN] = {0};
 	struct virtq_chain c;
-	bool ok = true;
-	int r;
+	int ret = 0, r;
 
 	hdr[10] = 1; /* num_buffers */
 	pthread_mutex_lock(&n->vdev.lock);
-	if (!virtio_driver_ready(&n->vdev) || !vq->enabled) {
+	if (len < ETH_HEADER_LEN || len > VIRTIO_NET_FRAME_MAX) {
+		n->rx_dropped++; /* not a frame, or beyond what a guest may be handed */
+	} else if (!virtio_driver_ready(&n->vdev) || !vq->enabled) {
 		n->rx_dropped++; /* no driver: the frame goes, as on a link that is down */
 	} else if ((r = virtq_pop_avail(vq, &c)) == 1) {
 		if (c.in_len < sizeof(hdr) + len) {
@@ -107,10 +109,10 @@ static bool deliver(struct virtio_net *n, const uint8_t *frame, size_t len)
 		virtio_needs_reset(&n->vdev, "receive queue broken");
 		n->rx_dropped++;
 	} else {
-		ok = false;
+		ret = -EAGAIN;
 	}
 	pthread_mutex_unlock(&n->vdev.lock);
-	return ok;
+	return ret;
 }
 
 static void *rx_thread(void *arg)
@@ -136,16 +138,16 @@ static void *rx_thread(void *arg)
 		}
 		if (!pending && (p[1].revents & POLLIN))
 			pending = read(n->tap_fd, frame, sizeof(frame));
-		if (pending < 0 || pending > VIRTIO_NET_FRAME_MAX) {
-			pending = 0; /* an error, or a frame beyond what a guest may be handed */
+		if (pending < 0) {
+			pending = 0; /* a read error: nothing to deliver */
 			continue;
 		}
-		if (pending && deliver(n, frame, (size_t)pending))
+		if (pending && virtio_net_receive_frame(n, frame, (size_t)pending) != -EAGAIN)
 			pending = 0;
 	}
 }
 
-static const struct virtio_device_ops virtio_net_ops = {
+const struct virtio_device_ops virtio_net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
 	.pci_class = 0x020000,

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/vhost_user_dev.h"
@@ -45,10 +46,21 @@ struct virtio_net {
 	uint64_t rx_dropped, tx_dropped; /* no buffer, frames that did not fit */
 };
 
+/* The in-VMM device's operations (the fuzz target drives them directly). */
+extern const struct virtio_device_ops virtio_net_ops;
+
 /* Adds the device on tap_fd (an open TAP, IFF_NO_PI, kept by the caller across reboots). 0 or -errno. */
 int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])
 	__attribute__((warn_unused_result));
 void virtio_net_destroy(struct virtio_net *n);
+/*
+ * Hands one frame read from the TAP to the guest: what the receive thread
+ * does with each frame. Returns 0 once the frame is delivered or dropped
+ * (not an Ethernet frame or longer than VIRTIO_NET_FRAME_MAX, no driver, a
+ * buffer too small, a broken queue), -EAGAIN when the guest has posted no
+ * buffer: the caller keeps the frame until the next receive kick.
+ */
+int virtio_net_receive_frame(struct virtio_net *n, const void *frame, size_t len);
 
 struct vhost_user_net {
 	struct vhost_user_dev u;
