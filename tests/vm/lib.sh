@@ -74,7 +74,8 @@ trap cleanup_domusd EXIT
 # the API every 0.2 s while the guests they wait for need that CPU.
 api() {
 	if [ $# = 1 ] && [[ $1 == http://d/* ]]; then
-		printf 'GET %s HTTP/1.0\r\nHost: d\r\n\r\n' "${1#http://d}" | nc -N -U "$work/sock" 2>/dev/null |
+		# Bounded: a daemon that stops answering fails the test where it waits, with its log.
+		printf 'GET %s HTTP/1.0\r\nHost: d\r\n\r\n' "${1#http://d}" | timeout 30 nc -N -U "$work/sock" 2>/dev/null |
 			sed '1,/^\r$/d'
 		return "${PIPESTATUS[1]}"
 	fi
