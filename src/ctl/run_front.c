@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,6 +24,7 @@
 #include "lib/backend_proc.h"
 #include "lib/ctlproc.h"
 #include "lib/log.h"
+#include "lib/unix_socket.h"
 #include "vmm/config_json.h"
 #include "vmm/confine.h"
 #include "vmm/run.h"
@@ -31,7 +33,7 @@ static volatile pid_t vmm_pid;
 static volatile sig_atomic_t got_signal;
 
 /* The front's loop: the back-ends' pidfds and restart timers, beside domus-vmm's pidfd. */
-enum { FRONT_BACKEND_PID, FRONT_BACKEND_TIMER };
+enum { FRONT_BACKEND_PID, FRONT_BACKEND_TIMER, FRONT_BROKER };
 #define FRONT_MAX_WATCHED 8
 static struct {
 	int fd;
@@ -110,8 +112,41 @@ static int hand_sockets(const struct vm_config *cfg, const struct blk_supervisor
 	return ret;
 }
 
+/*
+ * The confined domus-vmm asks the front to connect to a back-end's socket
+ * (vmm/confine.h): only those its configuration names, as the user who
+ * started domus run, whose rights they are.
+ */
+static void serve_broker(int fd, const struct vm_config *cfg)
+{
+	char path[128], reply[32];
+	ssize_t n = recv(fd, path, sizeof(path) - 1, MSG_DONTWAIT);
+	bool named = false;
+	int sock;
+
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		front_del(fd); /* domus-vmm is gone */
+		return;
+	}
+	path[n] = 0;
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		named |= cfg->disks[i].vhost_user && !strcmp(cfg->disks[i].path, path);
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		named |= cfg->nics[i].socket[0] && !strcmp(cfg->nics[i].socket, path);
+	sock = named ? unix_connect(path, SOCK_STREAM) : -EACCES;
+	if (sock >= 0) {
+		unix_send_fds(fd, "ok", 2, &sock, 1);
+		close(sock);
+	} else {
+		snprintf(reply, sizeof(reply), "error %d", -sock);
+		unix_send_fds(fd, reply, strlen(reply), NULL, 0);
+	}
+}
+
 /* Serves the back-ends until domus-vmm ends; its exit status. */
-static int wait_vmm(pid_t pid)
+static int wait_vmm(pid_t pid, const struct vm_config *cfg)
 {
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), status;
 
@@ -132,7 +167,9 @@ static int wait_vmm(pid_t pid)
 		for (unsigned i = 0; i < n; i++) {
 			if (!p[i].revents)
 				continue;
-			if (who[i]->kind == FRONT_BACKEND_PID)
+			if (who[i]->kind == FRONT_BROKER)
+				serve_broker(p[i].fd, cfg);
+			else if (who[i]->kind == FRONT_BACKEND_PID)
 				backend_proc_exited(who[i]->ptr);
 			else
 				backend_proc_restart(who[i]->ptr);
@@ -160,7 +197,8 @@ int run_front(const struct vm_config *cfg_in)
 	bool served[VM_MAX_DISKS] = {false}, any = false, have_blk = false, have_net = false;
 	char program[PATH_MAX], self[PATH_MAX - 64], domid[16], mask[16];
 	unsigned id = VMM_RUN_DOMID_BASE + (unsigned)getpid();
-	int config_fd = -1, status = RUN_EXIT_BAD_INPUT, served_mask = 0, tty;
+	int config_fd = -1, status = RUN_EXIT_BAD_INPUT, served_mask = 0, tty, broker[2] = {-1, -1};
+	static struct watch broker_watch = {FRONT_BROKER, NULL};
 	struct termios saved;
 	struct sigaction sa;
 	ssize_t n;
@@ -207,6 +245,11 @@ int run_front(const struct vm_config *cfg_in)
 		status = RUN_EXIT_ERROR;
 		goto out;
 	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, broker) < 0) {
+		log_warn("socketpair");
+		status = RUN_EXIT_ERROR;
+		goto out;
+	}
 	snprintf(domid, sizeof(domid), "%u", id);
 	snprintf(mask, sizeof(mask), "%d", served_mask);
 	tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
@@ -222,30 +265,42 @@ int run_front(const struct vm_config *cfg_in)
 		goto out;
 	}
 	if (pid == 0) {
-		/* Above 3 and 4 first: a dup2 onto itself would keep close-on-exec. */
-		int c = fcntl(config_fd, F_DUPFD, 10);
+		/* Above 3 to 5 first: a dup2 onto itself would keep close-on-exec. */
+		int c = fcntl(config_fd, F_DUPFD, 10), b = fcntl(broker[1], F_DUPFD, 10);
 		int stats = have_blk ? fcntl(blk.stats_fd, F_DUPFD, 10) : -1;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
-		if (c < 0 || dup2(c, 3) < 0 || (have_blk && (stats < 0 || dup2(stats, 4) < 0)))
+		if (c < 0 || b < 0 || dup2(c, 3) < 0 || dup2(b, 5) < 0 ||
+		    (have_blk && (stats < 0 || dup2(stats, 4) < 0)))
 			_exit(RUN_EXIT_ERROR);
-		syscall(SYS_close_range, stats >= 0 ? 5 : 4, ~0U, 0);
+		if (!have_blk)
+			close(4);
+		syscall(SYS_close_range, 6, ~0U, 0);
 		execl(program, "domus-vmm", "--foreground", "--config", "/dev/fd/3", "--domid", domid,
-		      "--blk-disks", mask, "--blk-stats-fd", stats >= 0 ? "4" : "-1", (char *)NULL);
+		      "--blk-disks", mask, "--blk-stats-fd", stats >= 0 ? "4" : "-1", "--broker-fd", "5",
+		      (char *)NULL);
 		dprintf(2, "domus: cannot run %s: %s\n", program, strerror(errno));
 		_exit(RUN_EXIT_ERROR);
 	}
 	vmm_pid = pid;
-	status = wait_vmm(pid);
+	close(broker[1]);
+	broker[1] = -1;
+	front_add(broker[0], &broker_watch);
+	status = wait_vmm(pid, &cfg);
 	vmm_pid = 0;
 	if (tty)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 out:
 	if (config_fd >= 0)
 		close(config_fd);
+	for (int i = 0; i < 2; i++)
+		if (broker[i] >= 0) {
+			front_del(broker[i]);
+			close(broker[i]);
+		}
 	if (have_blk)
 		blk_supervisor_stop(&blk);
 	if (have_net)

@@ -40,6 +40,13 @@ int unix_listen(const char *path, int type, int backlog)
 	return fd;
 }
 
+static int (*connect_broker)(const char *path, int type);
+
+void unix_connect_set_broker(int (*broker)(const char *path, int type))
+{
+	connect_broker = broker;
+}
+
 int unix_connect(const char *path, int type)
 {
 	struct sockaddr_un sa;
@@ -50,6 +57,8 @@ int unix_connect(const char *path, int type)
 		fd = fcntl(passed, F_DUPFD_CLOEXEC, 3);
 		return fd < 0 ? -errno : fd;
 	}
+	if (connect_broker)
+		return connect_broker(path, type);
 	ret = address(path, &sa);
 	if (ret < 0)
 		return ret;

@@ -6,6 +6,12 @@
 int unix_listen(const char *path, int type, int backlog);
 /* A socket of type connected to path. fd or -errno (-ENAMETOOLONG for a path sun_path cannot hold). */
 int unix_connect(const char *path, int type);
+/*
+ * A process that may not reach paths itself (a confined domus-vmm under
+ * `domus run`) has unix_connect ask broker instead, which returns a
+ * connected descriptor or -errno; NULL connects directly again.
+ */
+void unix_connect_set_broker(int (*broker)(const char *path, int type));
 
 #include <stddef.h>
 #include <sys/types.h>

@@ -46,6 +46,15 @@ int vmm_confine(const struct vm_config *cfg, unsigned domid, char *err, size_t e
  */
 int vmm_confine_calls(char *err, size_t errlen);
 
+/*
+ * From now on connections by path (vhost-user back-ends, and reconnecting
+ * to them) are asked of the front at fd, over a SOCK_SEQPACKET socket: the
+ * path goes there, "ok" with the connected descriptor or "error ERRNO"
+ * comes back. A confined domus-vmm under `domus run` cannot reach a
+ * user's back-end's socket itself; the user's front can.
+ */
+void vmm_confine_broker(int fd);
+
 enum vmm_thread {
 	VMM_THREAD_VCPU,   /* KVM_RUN and the devices' work on exits: no sockets, no threads */
 	VMM_THREAD_DEVICE, /* a device's I/O thread: may reconnect to its back-end */

@@ -10,6 +10,7 @@
  *
  *   domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD [-v]
  *   domus-vmm --foreground --config FILE [--domid N] [--blk-disks MASK --blk-stats-fd FD]
+ *             [--broker-fd FD]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,7 +93,8 @@ static int pin_boot_file(const char **path, char *buf, size_t size)
 }
 
 /* `domus run`'s domain: config is a vm_config; returns its exit status. */
-static int run_foreground(const char *config, int domid, int blk_disks, int blk_stats_fd)
+static int run_foreground(const char *config, int domid, int blk_disks, int blk_stats_fd,
+			  int broker_fd)
 {
 	static struct vm_config cfg;
 	static struct vm_config_strings strings;
@@ -100,7 +102,7 @@ static int run_foreground(const char *config, int domid, int blk_disks, int blk_
 	struct vmm_domain dom;
 	json_error_t jerr;
 	json_t *j = json_load_file(config, 0, &jerr);
-	char err[1024];
+	char err[1024] = "";
 	int status;
 
 	if (!j) {
@@ -121,14 +123,18 @@ static int run_foreground(const char *config, int domid, int blk_disks, int blk_
 		return RUN_EXIT_BAD_INPUT;
 	}
 	map_blk_counters(&dom, &cfg, blk_disks, blk_stats_fd);
-	if (geteuid() == 0 && domid >= 0 &&
-	    (pin_boot_file(&dom.served.kernel, kernel, sizeof(kernel)) < 0 ||
-	     pin_boot_file(&dom.served.initrd, initrd, sizeof(initrd)) < 0 ||
-	     vmm_confine(&dom.served, (unsigned)domid, err, sizeof(err)) < 0 ||
-	     vmm_confine_calls(err, sizeof(err)) < 0)) {
-		log_warnx("%s", err);
-		vmm_domain_close(&dom);
-		return RUN_EXIT_ERROR;
+	if (geteuid() == 0 && domid >= 0) {
+		if (pin_boot_file(&dom.served.kernel, kernel, sizeof(kernel)) < 0 ||
+		    pin_boot_file(&dom.served.initrd, initrd, sizeof(initrd)) < 0 ||
+		    vmm_confine(&dom.served, (unsigned)domid, err, sizeof(err)) < 0 ||
+		    vmm_confine_calls(err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			vmm_domain_close(&dom);
+			return RUN_EXIT_ERROR;
+		}
+		/* Confined, it reaches back-ends' sockets through the front, which may. */
+		if (broker_fd >= 0)
+			vmm_confine_broker(broker_fd);
 	}
 	status = vmm_domain_run(&dom);
 	vmm_domain_close(&dom);
@@ -152,6 +158,7 @@ int main(int argc, char **argv)
 		{"blk-stats-fd", required_argument, NULL, 's'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"foreground", no_argument, NULL, 'F'},
+		{"broker-fd", required_argument, NULL, 'B'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct domain_spec spec;
@@ -162,6 +169,7 @@ int main(int argc, char **argv)
 	int listen_fd = -1, ctl_fd = -1, verbose = 0, opt, domid = -1, status = 1;
 	int blk_disks = 0, blk_stats_fd = -1;
 	bool foreground = false;
+	int broker_fd = -1;
 	char err[1024], detail[256];
 
 	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
@@ -174,13 +182,14 @@ int main(int argc, char **argv)
 		case 's': blk_stats_fd = parse_fd(optarg); break;
 		case 'v': verbose = 1; break;
 		case 'F': foreground = true; break;
+		case 'B': broker_fd = parse_fd(optarg); break;
 		default:
 			fprintf(stderr, "domus-vmm is started by domusd\n");
 			return 2;
 		}
 	}
 	if (foreground && config)
-		return run_foreground(config, domid, blk_disks, blk_stats_fd);
+		return run_foreground(config, domid, blk_disks, blk_stats_fd, broker_fd);
 	if (!config || domid < 0 || listen_fd < 0 || ctl_fd < 0) {
 		fprintf(stderr, "usage: domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD\n");
 		return 2;

@@ -125,8 +125,9 @@ static void test_bad_fields_named(void **state)
 	assert_non_null(strstr(err, "'disks'"));
 	assert_int_equal(read_text("{\"disks\": [{\"path\": \"/x\"}]}"), -EINVAL);
 	assert_int_equal(read_text("{\"cmdline\": \"a\\u0000b\"}"), -EINVAL);
-	assert_int_equal(vm_config_from_json(json_array(), &out, &strings, err, sizeof(err)),
-			 -EINVAL);
+	json_t *list = json_array();
+	assert_int_equal(vm_config_from_json(list, &out, &strings, err, sizeof(err)), -EINVAL);
+	json_decref(list);
 }
 
 int main(void)
