@@ -135,15 +135,27 @@ static void note_error(struct virtio_balloon *b, const char *fmt, ...)
 static void note_error(struct virtio_balloon *b, const char *fmt, ...)
 {
 	char msg[sizeof(b->last_error)];
+	unsigned kind = 0;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* A guest that keeps sending junk is logged once per kind, not once per buffer. */
-	if (strcmp(msg, b->last_error))
-		log_warnx("virtio-balloon: %s", msg);
 	snprintf(b->last_error, sizeof(b->last_error), "%s", msg);
+	/*
+	 * A guest that keeps sending junk is logged once per kind, not once per
+	 * buffer: the kind is the format, since the numbers in the message change
+	 * from buffer to buffer, and one buffer with two faults alternates two
+	 * messages. The log is on the host's disk; the counts and the latest
+	 * message are in the domain's balloon information.
+	 */
+	while (kind < BALLOON_ERROR_KINDS && b->logged_errors[kind] &&
+	       b->logged_errors[kind] != fmt)
+		kind++;
+	if (kind == BALLOON_ERROR_KINDS || b->logged_errors[kind])
+		return;
+	b->logged_errors[kind] = fmt;
+	log_warnx("virtio-balloon: %s (logged once)", msg);
 }
 
 /* Inflate: the pages are the host's again. Deflate: nothing to do, a touched page comes back zeroed. */

@@ -65,6 +65,9 @@ int balloon_stats_parse(const uint8_t *buf, size_t len, uint64_t ram_bytes, stru
 unsigned balloon_pfn_ranges(const struct guest_mem *mem, const uint8_t *pfns, unsigned n,
 			    struct balloon_range *out, unsigned max, unsigned *bad);
 
+/* More than the kinds of driver error the device tells apart (see note_error). */
+#define BALLOON_ERROR_KINDS 8
+
 struct virtio_balloon {
 	struct virtio_dev vd;
 	const struct guest_mem *mem;
@@ -82,6 +85,8 @@ struct virtio_balloon {
 	uint64_t reported_bytes;       /* free page reporting, since boot */
 	uint64_t bad_pfns;             /* PFNs outside RAM the driver sent */
 	char last_error[160];
+	/* The kinds of driver error logged already (their formats): each is logged once a boot. */
+	const char *logged_errors[BALLOON_ERROR_KINDS];
 };
 
 struct balloon_info {

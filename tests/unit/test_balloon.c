@@ -1,6 +1,7 @@
 /*
  * virtio-balloon's parsers of guest data: statistics buffers and PFN lists,
- * hostile ones included; and gmem_discard really giving memory back.
+ * hostile ones included, and what they cost the host's log; and
+ * gmem_discard really giving memory back.
  */
 #include <endian.h>
 #include <errno.h>
@@ -8,7 +9,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -110,6 +113,44 @@ static void test_discard(void **state)
 	gmem_destroy(&mem);
 }
 
+#define RING_DESC 0x0
+#define RING_AVAIL 0x1000
+#define RING_USED 0x2000
+#define PAGE_LISTS 0x10000
+
+/*
+ * A balloon on 64 MiB of RAM whose inflate queue (queue 0) holds one buffer
+ * per list, each of n page numbers, the k-th list at PAGE_LISTS + k * n * 4.
+ */
+static void balloon_with_lists(struct virtio_balloon *b, struct guest_mem *mem, unsigned lists,
+			       unsigned n)
+{
+	uint16_t idx = htole16((uint16_t)lists);
+
+	for (uint16_t k = 0; k < lists; k++) {
+		struct virtq_desc d = {.addr = htole64(PAGE_LISTS + (uint64_t)k * n * 4),
+				       .len = htole32(n * 4)};
+		uint16_t head = htole16(k);
+
+		assert_int_equal(gmem_write(mem, RING_DESC + 16 * k, &d, sizeof(d)), 0);
+		assert_int_equal(gmem_write(mem, RING_AVAIL + 4 + 2 * k, &head, 2), 0);
+	}
+	assert_int_equal(gmem_write(mem, RING_AVAIL + 2, &idx, 2), 0);
+	memset(b, 0, sizeof(*b));
+	b->vd.ops = &virtio_balloon_ops;
+	b->vd.priv = b;
+	b->mem = mem;
+	b->ram_pages = (64 * MiB) >> 12;
+	b->event_fd = -1;
+	pthread_mutex_init(&b->vd.lock, NULL);
+	virtq_init(&b->vd.vqs[0], mem, 64);
+	b->vd.vqs[0].size = 64;
+	b->vd.vqs[0].desc_gpa = RING_DESC;
+	b->vd.vqs[0].avail_gpa = RING_AVAIL;
+	b->vd.vqs[0].used_gpa = RING_USED;
+	assert_int_equal(virtq_enable(&b->vd.vqs[0]), 0);
+}
+
 /*
  * One buffer of 16384 page numbers: the device takes the first 4096, says
  * so, and the vCPU thread's work stays bounded.
@@ -118,36 +159,65 @@ static void test_huge_page_list(void **state)
 {
 	static struct virtio_balloon b;
 	struct guest_mem mem;
-	struct virtq_desc d;
-	const uint64_t desc = 0, avail = 0x1000, used = 0x2000, list = 0x10000;
 	const unsigned n = 16384;
-	uint16_t idx = htole16(1), head = 0;
 
 	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t pfn = htole32(4096 + i % 8192); /* 16 MiB up: pages of RAM */
-		assert_int_equal(gmem_write(&mem, list + i * 4, &pfn, 4), 0);
+		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
 	}
-	d = (struct virtq_desc){.addr = htole64(list), .len = htole32(n * 4), .flags = 0, .next = 0};
-	assert_int_equal(gmem_write(&mem, desc, &d, sizeof(d)), 0);
-	assert_int_equal(gmem_write(&mem, avail + 4, &head, 2), 0);
-	assert_int_equal(gmem_write(&mem, avail + 2, &idx, 2), 0);
-	memset(&b, 0, sizeof(b));
-	b.vd.ops = &virtio_balloon_ops;
-	b.vd.priv = &b;
-	b.mem = &mem;
-	b.ram_pages = (64 * MiB) >> 12;
-	b.event_fd = -1;
-	pthread_mutex_init(&b.vd.lock, NULL);
-	virtq_init(&b.vd.vqs[0], &mem, 64);
-	b.vd.vqs[0].size = 64;
-	b.vd.vqs[0].desc_gpa = desc;
-	b.vd.vqs[0].avail_gpa = avail;
-	b.vd.vqs[0].used_gpa = used;
-	assert_int_equal(virtq_enable(&b.vd.vqs[0]), 0);
+	balloon_with_lists(&b, &mem, 1, n);
 	virtio_balloon_ops.queue_notify(&b.vd, 0);
 	assert_int_equal(b.inflated, 4096);
 	assert_non_null(strstr(b.last_error, "a page list of 16384 entries; only the first 4096 are taken"));
+	pthread_mutex_destroy(&b.vd.lock);
+	gmem_destroy(&mem);
+}
+
+/*
+ * A guest that sends junk in every buffer, a different count each time and
+ * two faults a buffer (a list too long, frames outside RAM), fills the
+ * host's log with one line per kind, not one per buffer; the count and the
+ * latest message are still kept.
+ */
+static void test_junk_logged_once(void **state)
+{
+	static struct virtio_balloon b;
+	struct guest_mem mem;
+	const unsigned n = 8192, lists = 3;
+	char line[256];
+	unsigned lines = 0;
+	int saved_stderr;
+	FILE *log;
+
+	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
+	for (unsigned k = 0; k < lists; k++)
+		for (unsigned i = 0; i < n; i++) {
+			/* List k: 10 * (k + 1) frames past RAM first, then pages of RAM. */
+			uint32_t pfn = htole32(i < 10 * (k + 1) ? 0x100000 + i : 4096 + i % 8192);
+			uint64_t at = PAGE_LISTS + ((uint64_t)k * n + i) * 4;
+
+			assert_int_equal(gmem_write(&mem, at, &pfn, 4), 0);
+		}
+	balloon_with_lists(&b, &mem, lists, n);
+	log = tmpfile();
+	assert_non_null(log);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	assert_true(saved_stderr >= 0);
+	assert_true(dup2(fileno(log), 2) == 2);
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	fflush(stderr);
+	assert_true(dup2(saved_stderr, 2) == 2);
+	close(saved_stderr);
+	rewind(log);
+	while (fgets(line, sizeof(line), log))
+		if (strstr(line, "virtio-balloon:"))
+			lines++;
+	fclose(log);
+	assert_int_equal(lines, 2);
+	assert_int_equal(b.bad_pfns, 10 + 20 + 30);
+	assert_non_null(strstr(b.last_error, "sent 30 page numbers outside"));
 	pthread_mutex_destroy(&b.vd.lock);
 	gmem_destroy(&mem);
 }
@@ -159,6 +229,7 @@ int main(void)
 		cmocka_unit_test(test_pfn_ranges),
 		cmocka_unit_test(test_discard),
 		cmocka_unit_test(test_huge_page_list),
+		cmocka_unit_test(test_junk_logged_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
