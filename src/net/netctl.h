@@ -1,7 +1,7 @@
 /*
  * The supervisor's end of domus-net's control socket (SOCK_SEQPACKET, one
  * message per request, descriptors attached with SCM_RIGHTS), for domusd
- * (src/ctl/nethost.c) and `domus run` (src/vmm/net_supervisor.c). The
+ * (src/ctl/nethost.c) and `domus run` (src/ctl/net_supervisor.c). The
  * supervisor keeps every descriptor and message it sent and hands them all
  * again, in the same order, to each domus-net started after a death: the
  * state memfd first, then the uplink, networks, ports and rules. The protocol (docs/net.md) is lines of text:
