@@ -554,14 +554,26 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	ev = msg ? json_string_value(json_object_get(msg, "event")) : NULL;
 	if (ret < 0 || !ev || strcmp(ev, "hello")) {
 		const char *why = msg ? json_string_value(json_object_get(msg, "error")) : NULL;
+		char how[96];
+		int status = 0;
+
+		/* A process that already ended keeps its own status: this kill does not change it. */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (ret == -ETIMEDOUT)
+			snprintf(how, sizeof(how), "timed out");
+		else if (WIFSIGNALED(status))
+			snprintf(how, sizeof(how), "it was killed by signal %d%s", WTERMSIG(status),
+				 backend_end_note(CLD_KILLED, WTERMSIG(status)));
+		else
+			snprintf(how, sizeof(how), "it exited with status %d", WEXITSTATUS(status));
 		if (why)
 			snprintf(err, errlen, "%s", why);
 		else
-			snprintf(err, errlen, "domus-vmm did not start the domain (%s); see %s",
-				 ret == -ETIMEDOUT ? "timed out" : "it exited", log_path);
+			snprintf(err, errlen, "domus-vmm did not start the domain (%s); see %s", how,
+				 log_path);
 		json_decref(msg);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
 		close(sp[0]);
 		d->ctl_fd = -1;
 		remove_files(d->domid);

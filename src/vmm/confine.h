@@ -62,4 +62,12 @@ enum vmm_thread {
 /* The calling thread's filter on top, in a confined process (else nothing). 0 or -errno. */
 int vmm_confine_thread(enum vmm_thread kind);
 
+/*
+ * The suite's hook (tests/vm/daemon-confined.test): with
+ * DOMUS_VMM_TEST_FORBIDDEN_CALL set, a confined vCPU thread resumed after a
+ * pause asks for a socket, which its filter forbids. After a pause, so that
+ * the domain has been reported started before it dies, every time.
+ */
+void vmm_confine_test_forbidden_call(void);
+
 #endif

@@ -242,6 +242,7 @@ static void *vcpu_thread(void *arg)
 	while (atomic_load(&vm->stop_reason) == VM_RUNNING) {
 		if (atomic_load(&vm->paused)) {
 			vcpu_park(vm);
+			vmm_confine_test_forbidden_call();
 			continue;
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
