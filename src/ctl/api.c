@@ -181,12 +181,29 @@ void api_domain_gone(struct api *a, struct domain *d)
 		type = "crashed";
 	if (!strcmp(d->stop_reason, "destroyed"))
 		type = "destroyed";
+	if (d->gone)
+		return;
+	d->gone = true;
 	api_event(a, type, d,
 		  d->stop_detail[0] ? d->stop_detail
 				    : (d->stop_reason[0] ? d->stop_reason : "domus-vmm ended unexpectedly"));
 	unlink_domain(a, d);
-	free(d);
+	if (a->ops->busy && a->ops->busy(a->ctx)) {
+		d->next = a->gone;
+		a->gone = d;
+	} else {
+		free(d);
+	}
 	api_mem_give_back(a);
+}
+
+void api_free_gone(struct api *a)
+{
+	while (a->gone) {
+		struct domain *d = a->gone;
+		a->gone = d->next;
+		free(d);
+	}
 }
 
 static void add_domain(struct api *a, struct domain *d)
@@ -296,6 +313,23 @@ static int parse_config(const struct api_request *req, struct domain_spec *spec,
 	return 0;
 }
 
+static bool starting(const struct api *a, const char *name)
+{
+	for (const struct domain *d = a->starting; d; d = d->next)
+		if (!strcmp(d->spec.name, name))
+			return true;
+	return false;
+}
+
+static unsigned count_starting(const struct api *a)
+{
+	unsigned n = 0;
+
+	for (const struct domain *d = a->starting; d; d = d->next)
+		n++;
+	return n;
+}
+
 static void create_domain(struct api *a, const struct api_request *req, struct api_response *r)
 {
 	struct domain *d = calloc(1, sizeof(*d));
@@ -303,6 +337,7 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	cpu_set_t cpus;
 	unsigned highest;
 	json_t *body, *warnings;
+	int ret;
 
 	if (!d) {
 		api_reply_error(r, 500, "internal", "out of memory");
@@ -316,11 +351,11 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 			    d->spec.cpus, highest, a->host_cpus - 1);
 		goto fail;
 	}
-	if (api_find(a, d->spec.name)) {
+	if (api_find(a, d->spec.name) || starting(a, d->spec.name)) {
 		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
 		goto fail;
 	}
-	if (a->ndomains >= API_MAX_DOMAINS) {
+	if (a->ndomains + count_starting(a) >= API_MAX_DOMAINS) {
 		api_reply_error(r, 409, "too_many_domains", "domusd runs at most %d domains",
 			    API_MAX_DOMAINS);
 		goto fail;
@@ -329,22 +364,38 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		api_reply_error(r, 409, "insufficient_memory", "%s", err);
 		goto fail;
 	}
+	/* The name may have been taken while room was made (a wait). */
+	if (api_find(a, d->spec.name) || starting(a, d->spec.name)) {
+		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
+		goto fail;
+	}
 	api_mem_start(a, d);
 	api_memory_changed(a, true); /* the disk cache gives way before the domain starts */
-	d->domid = a->next_domid;
+	/* Taken now: other creates go on while this one waits for its process. */
+	d->domid = a->next_domid++;
 	d->state = "running";
 	d->created = time(NULL);
 	d->ctl_fd = -1;
 	d->pidfd = -1;
 	d->owner = *req->caller;
-	if (a->ops->start(a->ctx, d, req->caller, err, sizeof(err)) < 0) {
+	d->next = a->starting;
+	a->starting = d;
+	ret = a->ops->start(a->ctx, d, req->caller, err, sizeof(err));
+	for (struct domain **p = &a->starting; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	d->next = NULL;
+	if (ret < 0) {
+		if (a->next_domid == d->domid + 1)
+			a->next_domid--; /* no other create took one meanwhile: the number is free again */
 		mem_account_release(&a->mem, d->mem_mib);
 		api_memory_changed(a, true);
 		api_reply_error(r, 422, "start_failed", "%s", err);
 		api_mem_give_back(a);
 		goto fail;
 	}
-	a->next_domid++;
 	add_domain(a, d);
 	api_event(a, "started", d, NULL);
 	body = api_domain_json(a, d, true);
@@ -367,6 +418,15 @@ static bool request_ok(struct api *a, struct domain *d, const char *op, json_t *
 
 	if (a->ops->request(a->ctx, d, op, reply, err, sizeof(err)) < 0) {
 		api_reply_error(r, 502, "domain_unreachable", "domain '%s': %s", d->spec.name, err);
+		return false;
+	}
+	if (d->gone) {
+		/* It answered, then ended while the reply was on its way. */
+		if (reply) {
+			json_decref(*reply);
+			*reply = NULL;
+		}
+		api_reply_error(r, 502, "domain_unreachable", "domain '%s' ended meanwhile", d->spec.name);
 		return false;
 	}
 	return true;
@@ -406,6 +466,12 @@ static void domain_action(struct api *a, struct domain *d, const char *action,
 		api_reply_json(r, 202, api_domain_json(a, d, false));
 		return;
 	} else if (!strcmp(action, "destroy")) {
+		if (d->destroying) {
+			api_reply_error(r, 409, "invalid_state", "domain '%s' is being destroyed already",
+				    d->spec.name);
+			return;
+		}
+		d->destroying = true;
 		a->ops->destroy(a->ctx, d);
 		snprintf(d->stop_reason, sizeof(d->stop_reason), "destroyed");
 		snprintf(d->stop_detail, sizeof(d->stop_detail), "destroyed by request");

@@ -55,6 +55,8 @@ struct domain {
 	struct domain_balloon balloon;
 	int ctl_fd;
 	int pidfd;
+	bool destroying;      /* a destroy is under way */
+	bool gone;            /* no longer listed; freed once no request can still hold it */
 	char stop_reason[32]; /* from the domain's last "stopped" event */
 	char stop_detail[160];
 	void *priv; /* the daemon's own per-domain state */
@@ -98,6 +100,12 @@ struct domain_ops {
 	/* Adds host-wide state (the disk cache: "blk_cache") to GET /v1/host's object. */
 	void (*host)(void *ctx, json_t *out);
 	/*
+	 * Whether a request may still hold a domain across a wait (domusd: a
+	 * task is waiting); then a domain that goes is kept until
+	 * api_free_gone(). NULL: never.
+	 */
+	bool (*busy)(void *ctx);
+	/*
 	 * /v1/vfr/PATH: the firewall-router's networks, rules, statistics and
 	 * captures (src/ctl/api_vfr.c). NULL: 404.
 	 */
@@ -108,6 +116,8 @@ struct domain_ops {
 struct api {
 	struct domain *domains;
 	unsigned ndomains;
+	struct domain *starting; /* being created: their names and domids are taken */
+	struct domain *gone;	 /* ended while a request may still hold them */
 	unsigned next_domid;
 	struct mem_account mem;
 	unsigned host_cpus;
@@ -152,6 +162,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 void api_response_free(struct api_response *resp);
 
 struct domain *api_find(struct api *a, const char *name_or_id);
+/* Frees the domains that ended while requests were waiting; call when none is. */
+void api_free_gone(struct api *a);
 /* Adds a domain found running (after a domusd restart); claims its memory. */
 int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen);
 /* The domain's process is gone: records the event, frees the domain. */

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/task.h"
 #include "lib/unix_socket.h"
 
 int caller_from_socket(int fd, struct caller *c)
@@ -368,13 +369,13 @@ static int open_files(const struct caller *c, const struct domain_spec *spec, bo
 	}
 	close(sp[1]);
 	for (;;) {
-		struct pollfd p = {.fd = sp[0], .events = POLLIN};
 		int fds[UNIX_MAX_FDS];
 		unsigned n = 0;
 		long long left = deadline - now_ms();
 		ssize_t got;
 
-		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+		/* In domusd's request task the wait gives its loop back (lib/task.h). */
+		if (left <= 0 || task_wait_fd(sp[0], POLLIN, (int)left) == -ETIMEDOUT) {
 			snprintf(err, errlen, "opening the domain's files took over %d s (a FIFO, or a "
 				 "file on a mount that does not answer?)", CALLER_OPEN_TIMEOUT_MS / 1000);
 			ret = -ETIMEDOUT;

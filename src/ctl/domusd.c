@@ -62,6 +62,15 @@ void watch_del(int fd)
 
 const struct watch_loop domusd_loop = {.add = watch_add, .del = watch_del};
 
+static int task_watch_add(int fd, unsigned events, struct watch *w)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = w};
+
+	return epoll_ctl(D.epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static const struct task_loop domusd_task_loop = {.add = task_watch_add, .del = watch_del};
+
 void path_for(char *buf, size_t len, unsigned domid, const char *suffix)
 {
 	snprintf(buf, len, "%s/%u.%s", D.state_dir, domid, suffix);
@@ -286,6 +295,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	watch_add(sigfd, &w_sig);
+	task_init(&domusd_task_loop, W_TASK);
 	{
 		char why[512];
 		if (cgroup_init(&D.cgroups, "/sys/fs/cgroup", why, sizeof(why)) < 0)
@@ -381,10 +391,14 @@ int main(int argc, char **argv)
 
 	while (!D.stop) {
 		MHD_UNSIGNED_LONG_LONG to = 0;
-		int timeout = 1000;
+		int timeout = 1000, task_timeout = task_next_timeout_ms();
+
+		if (MHD_get_timeout(D.mhd, &to) == MHD_YES && to < (unsigned)timeout)
+			timeout = (int)to;
+		if (task_timeout >= 0 && task_timeout < timeout)
+			timeout = task_timeout;
 		/* One event at a time: handling one may free what another points to. */
-		ret = epoll_wait(D.epfd, &ev, 1,
-				 MHD_get_timeout(D.mhd, &to) == MHD_YES && to < 1000 ? (int)to : timeout);
+		ret = epoll_wait(D.epfd, &ev, 1, timeout);
 		if (ret < 0 && errno != EINTR) {
 			log_warn("epoll_wait");
 			break;
@@ -422,12 +436,19 @@ int main(int argc, char **argv)
 			case W_BACKEND_TIMER:
 				backend_proc_restart(w->ptr);
 				break;
+			case W_TASK:
+				task_watch_ready(w);
+				break;
 			}
 		}
+		task_run_due();
 		MHD_run(D.mhd);
+		if (!task_count())
+			api_free_gone(&D.api);
 	}
 	/* Domains keep running: a new domusd finds them through their records. */
 	log_info("stopping; %u domain(s) keep running", D.api.ndomains);
+	requests_abandon();
 	while (D.proxies)
 		proxy_close(D.proxies);
 	wake_subscribers(NULL);

@@ -18,12 +18,14 @@
 #include "ctl/cgroup.h"
 #include "ctl/nethost.h"
 #include "ctl/watch.h"
+#include "lib/task.h"
 
 #define DEFAULT_SOCKET "/run/domus/domusd.sock"
 #define DEFAULT_STATE_DIR "/var/lib/domus"
 #define START_TIMEOUT_MS 60000  /* a domain's process loads its kernel and builds the VM */
 #define REQUEST_TIMEOUT_MS 10000
 #define CLIENT_IDLE_SECONDS 30
+#define CONSOLE_CLIENT_SNDBUF 4096 /* bytes; the kernel doubles it */
 #define MAX_CLIENTS 128
 #define DEFAULT_BLK_CACHE_MAX_MIB 1024 /* the disk read cache's limit at most (--blk-cache-mib) */
 
@@ -45,9 +47,20 @@ struct proxy {
 	struct watch wc, wv, wo;
 };
 
+/* A request to a domain's process, waiting for its reply (supervise.c). */
+struct vmm_call {
+	struct vmm_call *next;
+	char op[32];
+	bool linked;	 /* still in its domain's list */
+	int result;	 /* 1 while waiting, 0 with reply set, or -errno */
+	json_t *reply;
+	struct task_event done;
+};
+
 /* Per-domain daemon state beside struct domain. */
 struct domain_watch {
 	struct watch ctl, pid;
+	struct vmm_call *calls; /* sent, in order, waiting for their replies */
 };
 
 /* One HTTP request in progress. */
@@ -58,6 +71,23 @@ struct request_ctx {
 	bool checked;
 	bool denied;
 	struct caller caller;
+	/*
+	 * The API's handling runs in a task of its own (lib/task.h): while it
+	 * waits for a domain, its connection is suspended and the daemon
+	 * serves everyone else.
+	 */
+	enum { REQUEST_NEW, REQUEST_RUNNING, REQUEST_DONE } phase;
+	bool suspended;
+	struct request_ctx *next_waiting; /* in D.waiting while suspended */
+	struct MHD_Connection *conn;
+	struct api_request req;
+	struct api_response resp;
+	/* A console attach, connected by the task. */
+	int console_fd;
+	unsigned console_domid;
+	unsigned console_status;
+	const char *console_code;
+	char console_err[256];
 };
 
 /* A client following /v1/events. */
@@ -82,6 +112,8 @@ struct daemon {
 	struct cgroups cgroups; /* one per domain and back-end, when cgroup v2 is there */
 	struct blkhost blk; /* the host's domus-blk */
 	struct nethost net; /* the host's domus-net */
+	struct task_event domain_events; /* a domain's process said something (not a reply) */
+	struct request_ctx *waiting; /* requests whose tasks wait, their connections suspended */
 	bool stop;
 	int verbose;
 };
@@ -113,6 +145,8 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		  enum MHD_RequestTerminationCode toe);
 void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void wake_subscribers(void *ctx);
+/* At stop: the requests still waiting are answered 503 (their outcome is not known). */
+void requests_abandon(void);
 void proxy_close(struct proxy *p);
 void proxy_client_readable(struct proxy *p);
 void proxy_vmm_readable(struct proxy *p);

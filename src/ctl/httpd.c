@@ -54,7 +54,9 @@ static int console_connect(struct domain *d, char *err, size_t errlen, unsigned 
 	ret = vmmproto_send(fd, msg);
 	json_decref(msg);
 	if (!ret)
-		ret = vmmproto_recv(fd, REQUEST_TIMEOUT_MS, &reply);
+		ret = task_wait_fd(fd, POLLIN, REQUEST_TIMEOUT_MS);
+	if (!ret)
+		ret = vmmproto_recv(fd, 0, &reply);
 	if (ret < 0) {
 		snprintf(err, errlen, "the console of '%s' did not answer", d->spec.name);
 		close(fd);
@@ -99,6 +101,13 @@ static void upgrade_done(void *cls, struct MHD_Connection *conn, void *req_cls,
 
 	p->client_fd = sock;
 	p->urh = urh;
+	/*
+	 * A console is read at a person's pace: a small buffer toward its
+	 * reader bounds what a reader that stops pins in the kernel. Bursts
+	 * wait in the domain's process's socket toward domusd (the kernel's
+	 * default size) and its console ring keeps everything recent.
+	 */
+	setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &(int){CONSOLE_CLIENT_SNDBUF}, sizeof(int));
 	p->wc = (struct watch){W_PROXY_CLIENT, p};
 	p->wv = (struct watch){W_PROXY_VMM, p};
 	p->wo = (struct watch){W_PROXY_CLIENT_OUT, p};
@@ -295,23 +304,21 @@ static enum MHD_Result queue_events(struct MHD_Connection *conn, unsigned long l
 	return ret;
 }
 
-static enum MHD_Result queue_console(struct MHD_Connection *conn, struct domain *d)
+static enum MHD_Result queue_console(struct MHD_Connection *conn, struct request_ctx *rc,
+				     unsigned domid)
 {
-	struct proxy *p = calloc(1, sizeof(*p));
+	struct proxy *p;
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
-	char err[256];
-	unsigned status;
-	const char *code;
 
+	if (rc->console_fd < 0)
+		return queue_error(conn, rc->console_status, rc->console_code, rc->console_err);
+	p = calloc(1, sizeof(*p));
 	if (!p)
 		return MHD_NO;
-	p->domid = d->domid;
-	p->vmm_fd = console_connect(d, err, sizeof(err), &status, &code);
-	if (p->vmm_fd < 0) {
-		free(p);
-		return queue_error(conn, status, code, err);
-	}
+	p->domid = domid;
+	p->vmm_fd = rc->console_fd;
+	rc->console_fd = -1;
 	resp = MHD_create_response_for_upgrade(upgrade_done, p);
 	if (!resp) {
 		close(p->vmm_fd);
@@ -322,6 +329,47 @@ static enum MHD_Result queue_console(struct MHD_Connection *conn, struct domain 
 	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* In the request's task: the API's answer, and a console's connection, which may wait. */
+static void handle_request(void *arg)
+{
+	struct request_ctx *rc = arg;
+
+	api_handle(&D.api, &rc->req, &rc->resp);
+	if (rc->resp.stream == API_STREAM_CONSOLE) {
+		rc->console_domid = rc->resp.domain->domid;
+		rc->console_fd = console_connect(rc->resp.domain, rc->console_err,
+						 sizeof(rc->console_err), &rc->console_status,
+						 &rc->console_code);
+	}
+	rc->phase = REQUEST_DONE;
+}
+
+/* The task ended after waiting: its connection goes on, and on_request answers. */
+static void request_done(void *arg)
+{
+	struct request_ctx *rc = arg;
+
+	for (struct request_ctx **p = &D.waiting; *p; p = &(*p)->next_waiting)
+		if (*p == rc) {
+			*p = rc->next_waiting;
+			break;
+		}
+	if (rc->suspended) {
+		rc->suspended = false;
+		MHD_resume_connection(rc->conn);
+	}
+}
+
+void requests_abandon(void)
+{
+	while (D.waiting) {
+		struct request_ctx *rc = D.waiting;
+		D.waiting = rc->next_waiting;
+		rc->suspended = false;
+		MHD_resume_connection(rc->conn);
+	}
 }
 
 static bool header_has(struct MHD_Connection *conn, const char *name, const char *token)
@@ -336,8 +384,6 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 				  size_t *upload_data_size, void **con_cls)
 {
 	struct request_ctx *rc = *con_cls;
-	struct api_request req;
-	struct api_response resp;
 	enum MHD_Result ret;
 
 	if (!rc) {
@@ -346,6 +392,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 		rc = calloc(1, sizeof(*rc));
 		if (!rc)
 			return MHD_NO;
+		rc->console_fd = -1;
 		rc->denied = !ci || caller_from_socket(ci->connect_fd, &rc->caller) < 0 ||
 			     !peer_allowed(&rc->caller);
 		*con_cls = rc;
@@ -375,34 +422,56 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 	if (rc->denied)
 		return queue_error(conn, MHD_HTTP_FORBIDDEN, "forbidden",
 				   "only root and members of the domus group may use domusd");
-	req = (struct api_request){
-		.method = method,
-		.path = url,
-		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							    MHD_HTTP_HEADER_CONTENT_TYPE),
-		.source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source"),
-		.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
-		.body = rc->body,
-		.body_len = rc->len,
-		.too_large = rc->too_large,
-		.upgrade_console = header_has(conn, MHD_HTTP_HEADER_UPGRADE, "domus-console") &&
-				   header_has(conn, MHD_HTTP_HEADER_CONNECTION, "upgrade"),
-		.caller = &rc->caller,
-	};
-	api_handle(&D.api, &req, &resp);
-	switch (resp.stream) {
+	if (rc->phase == REQUEST_NEW) {
+		int started;
+
+		rc->req = (struct api_request){
+			.method = method,
+			.path = url,
+			.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								    MHD_HTTP_HEADER_CONTENT_TYPE),
+			.source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source"),
+			.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
+			.body = rc->body,
+			.body_len = rc->len,
+			.too_large = rc->too_large,
+			.upgrade_console = header_has(conn, MHD_HTTP_HEADER_UPGRADE, "domus-console") &&
+					   header_has(conn, MHD_HTTP_HEADER_CONNECTION, "upgrade"),
+			.caller = &rc->caller,
+		};
+		rc->conn = conn;
+		rc->phase = REQUEST_RUNNING;
+		started = task_run(handle_request, request_done, rc);
+		if (started < 0) {
+			rc->phase = REQUEST_DONE;
+			return queue_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+					   "domusd cannot take another request now (out of memory)");
+		}
+		if (started == 0) {
+			rc->suspended = true;
+			rc->next_waiting = D.waiting;
+			D.waiting = rc;
+			MHD_suspend_connection(conn);
+			return MHD_YES;
+		}
+	}
+	if (rc->phase == REQUEST_RUNNING) /* resumed by requests_abandon */
+		return queue_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+				   "domusd is stopping; the request's outcome is not known");
+	switch (rc->resp.stream) {
 	case API_STREAM_EVENTS:
-		ret = queue_events(conn, resp.since, &rc->caller);
+		ret = queue_events(conn, rc->resp.since, &rc->caller);
 		break;
 	case API_STREAM_CONSOLE:
-		ret = queue_console(conn, resp.domain);
+		ret = queue_console(conn, rc, rc->console_domid);
 		break;
 	default:
-		ret = queue_body(conn, resp.status, resp.body, resp.content_type);
-		resp.body = NULL;
+		ret = queue_body(conn, rc->resp.status, rc->resp.body, rc->resp.content_type);
+		rc->resp.body = NULL;
 		break;
 	}
-	api_response_free(&resp);
+	api_response_free(&rc->resp);
+	rc->resp = (struct api_response){0};
 	return ret;
 }
 
@@ -412,6 +481,14 @@ void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct request_ctx *rc = *con_cls;
 
 	if (rc) {
+		if (rc->phase == REQUEST_RUNNING) {
+			/* Its task still holds it (domusd is stopping): not ours to free. */
+			*con_cls = NULL;
+			return;
+		}
+		if (rc->console_fd >= 0)
+			close(rc->console_fd);
+		api_response_free(&rc->resp);
 		free(rc->body);
 		free(rc);
 	}

@@ -26,6 +26,7 @@
 #include "lib/ctlproc.h"
 #include "lib/log.h"
 #include "lib/backend_proc.h"
+#include "lib/task.h"
 #include "vmm/confine.h"
 
 
@@ -134,8 +135,23 @@ static void domain_watch_fds(struct domain *d)
 		watch_add(d->pidfd, &w->pid);
 }
 
+/* The requests waiting on d's control socket get -EPIPE: it is closed. */
+static void fail_calls(struct domain *d)
+{
+	struct domain_watch *w = d->priv;
+
+	while (w && w->calls) {
+		struct vmm_call *c = w->calls;
+		w->calls = c->next;
+		c->linked = false;
+		c->result = -EPIPE;
+		task_event_signal(&c->done);
+	}
+}
+
 static void forget_fds(struct domain *d)
 {
+	fail_calls(d);
 	watch_del(d->ctl_fd);
 	watch_del(d->pidfd);
 	if (d->ctl_fd >= 0)
@@ -173,17 +189,23 @@ static void handle_vmm_message(struct domain *d, json_t *msg)
 	}
 }
 
-/* Sends msg (consumed) to d's process and waits for the reply to its op. */
+/*
+ * Sends msg (consumed) to d's process and waits for the reply to its op.
+ * Only the loop reads the control socket (control_readable), and hands a
+ * reply to the first request waiting for that op; in a task the wait gives
+ * the loop back, so a domain slow to answer holds only the client that asked.
+ */
 static int vmm_send_request(struct domain *d, json_t *msg, json_t **reply, char *err, size_t errlen)
 {
-	char op[32];
+	struct domain_watch *w = d->priv;
+	struct vmm_call call = {.result = 1};
 	struct timespec start, now;
 	int ret;
 
-	snprintf(op, sizeof(op), "%s", msg ? json_string_value(json_object_get(msg, "op")) : "");
+	snprintf(call.op, sizeof(call.op), "%s", msg ? json_string_value(json_object_get(msg, "op")) : "");
 	if (reply)
 		*reply = NULL;
-	if (d->ctl_fd < 0) {
+	if (d->ctl_fd < 0 || !w) {
 		snprintf(err, errlen, "its process is not connected");
 		json_decref(msg);
 		return -ENOTCONN;
@@ -191,50 +213,58 @@ static int vmm_send_request(struct domain *d, json_t *msg, json_t **reply, char 
 	ret = vmmproto_send(d->ctl_fd, msg);
 	json_decref(msg);
 	if (ret < 0) {
-		snprintf(err, errlen, "sending '%s': %s", op, strerror(-ret));
+		snprintf(err, errlen, "sending '%s': %s", call.op, strerror(-ret));
 		return ret;
 	}
+	{
+		struct vmm_call **p = &w->calls;
+		while (*p)
+			p = &(*p)->next;
+		*p = &call;
+		call.linked = true;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
+	while (call.result == 1) {
 		long waited;
-		const char *what;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (waited >= REQUEST_TIMEOUT_MS) {
-			snprintf(err, errlen, "no reply to '%s' within %d s", op, REQUEST_TIMEOUT_MS / 1000);
-			return -ETIMEDOUT;
+		if (waited >= REQUEST_TIMEOUT_MS)
+			break;
+		if (task_in_task()) {
+			task_event_wait(&call.done, (int)(REQUEST_TIMEOUT_MS - waited));
+		} else if (task_wait_fd(d->ctl_fd, POLLIN, (int)(REQUEST_TIMEOUT_MS - waited)) == 0) {
+			/* Outside a task (at start-up): the loop's reading, done here. */
+			control_readable(d);
 		}
-		ret = vmmproto_recv(d->ctl_fd, (int)(REQUEST_TIMEOUT_MS - waited), &msg);
-		if (ret == -EBADMSG)
-			continue;
-		if (ret < 0) {
-			snprintf(err, errlen, "waiting for the reply to '%s': %s", op,
-				 ret == -EPIPE ? "its process closed the connection" : strerror(-ret));
-			return ret;
-		}
-		what = json_string_value(json_object_get(msg, "reply"));
-		if (!what) {
-			handle_vmm_message(d, msg);
-			json_decref(msg);
-			continue;
-		}
-		if (strcmp(what, op)) {
-			json_decref(msg);
-			continue;
-		}
-		if (!json_is_true(json_object_get(msg, "ok"))) {
-			const char *e = json_string_value(json_object_get(msg, "error"));
-			snprintf(err, errlen, "%s", e ? e : "refused");
-			json_decref(msg);
-			return -EINVAL;
-		}
-		if (reply)
-			*reply = msg;
-		else
-			json_decref(msg);
-		return 0;
 	}
+	if (call.linked) {
+		for (struct vmm_call **p = &((struct domain_watch *)d->priv)->calls; *p; p = &(*p)->next)
+			if (*p == &call) {
+				*p = call.next;
+				break;
+			}
+	}
+	if (call.result == 1) {
+		snprintf(err, errlen, "no reply to '%s' within %d s", call.op, REQUEST_TIMEOUT_MS / 1000);
+		return -ETIMEDOUT;
+	}
+	if (call.result < 0) {
+		snprintf(err, errlen, "waiting for the reply to '%s': its process closed the connection",
+			 call.op);
+		return call.result;
+	}
+	if (!json_is_true(json_object_get(call.reply, "ok"))) {
+		const char *e = json_string_value(json_object_get(call.reply, "error"));
+		snprintf(err, errlen, "%s", e ? e : "refused");
+		json_decref(call.reply);
+		return -EINVAL;
+	}
+	if (reply)
+		*reply = call.reply;
+	else
+		json_decref(call.reply);
+	return 0;
 }
 
 static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **reply, char *err,
@@ -245,9 +275,22 @@ static int vmm_request(void *ctx, struct domain *d, const char *op, json_t **rep
 
 static int vmm_balloon_set(void *ctx, struct domain *d, uint64_t target_mib, char *err, size_t errlen)
 {
-	return vmm_send_request(d, json_pack("{s:s,s:I}", "op", "balloon_set", "target_mib",
-					     (json_int_t)target_mib),
-				NULL, err, errlen);
+	json_t *msg = json_pack("{s:s,s:I}", "op", "balloon_set", "target_mib", (json_int_t)target_mib);
+	int ret;
+
+	if (task_in_task())
+		return vmm_send_request(d, msg, NULL, err, errlen);
+	/*
+	 * From the loop (memory handed back as a domain ends): the target is
+	 * sent and the loop goes on; the reply, when it comes, has no one
+	 * waiting and is dropped. A refusal cannot happen for a target within
+	 * the domain's bounds, which is all the policy sets.
+	 */
+	ret = d->ctl_fd < 0 ? -ENOTCONN : vmmproto_send(d->ctl_fd, msg);
+	json_decref(msg);
+	if (ret < 0)
+		snprintf(err, errlen, "sending 'balloon_set': %s", strerror(-ret));
+	return ret;
 }
 
 /* Reads the domains' events, and nothing else, until done() or the time is up. */
@@ -256,6 +299,15 @@ static bool vmm_wait(void *ctx, bool (*done)(struct api *a, void *arg), void *ar
 	struct timespec start, now;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (task_in_task() && !done(&D.api, arg)) {
+		long waited;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= timeout_ms)
+			return false;
+		task_event_wait(&D.domain_events, (int)(timeout_ms - waited));
+	}
 	while (!done(&D.api, arg)) {
 		struct pollfd p[API_MAX_DOMAINS];
 		struct domain *who[API_MAX_DOMAINS];
@@ -550,7 +602,9 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	listen_fd = sp[1] = log_fd = stats_fd = cgroup_fd = -1;
 	d->pid = pid;
 	d->ctl_fd = sp[0];
-	ret = vmmproto_recv(d->ctl_fd, START_TIMEOUT_MS, &msg);
+	ret = task_wait_fd(d->ctl_fd, POLLIN, START_TIMEOUT_MS);
+	if (ret == 0)
+		ret = vmmproto_recv(d->ctl_fd, 0, &msg);
 	ev = msg ? json_string_value(json_object_get(msg, "event")) : NULL;
 	if (ret < 0 || !ev || strcmp(ev, "hello")) {
 		const char *why = msg ? json_string_value(json_object_get(msg, "error")) : NULL;
@@ -607,15 +661,15 @@ fail:
 
 static bool wait_exit(int pidfd, int timeout_ms)
 {
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-	return pidfd >= 0 && poll(&p, 1, timeout_ms) == 1;
+	return pidfd >= 0 && task_wait_fd(pidfd, POLLIN, timeout_ms) == 0;
 }
 
 static void vmm_destroy(void *ctx, struct domain *d)
 {
 	char err[256];
 
+	/* Its end is this call's to see to, not domain_exited's. */
+	watch_del(d->pidfd);
 	if (vmm_request(ctx, d, "destroy", NULL, err, sizeof(err)) < 0 || !wait_exit(d->pidfd, 5000)) {
 		if (d->pidfd >= 0)
 			syscall(SYS_pidfd_send_signal, d->pidfd, SIGKILL, NULL, 0);
@@ -717,7 +771,13 @@ static void vmm_host(void *ctx, json_t *out)
 		json_object_set_new(out, "blk_cache", cache);
 }
 
+static bool vmm_busy(void *ctx)
+{
+	return task_count() > 0;
+}
+
 const struct domain_ops vmm_ops = {
+	.busy = vmm_busy,
 	.start = vmm_start,
 	.request = vmm_request,
 	.destroy = vmm_destroy,
@@ -733,12 +793,13 @@ const struct domain_ops vmm_ops = {
 /* The domain's process ended (its pidfd is readable). */
 void domain_exited(struct domain *d)
 {
-	json_t *msg;
 
 	/* Its last words, if any, are still queued on the control socket. */
-	while (d->ctl_fd >= 0 && vmmproto_recv(d->ctl_fd, 0, &msg) == 0) {
-		handle_vmm_message(d, msg);
-		json_decref(msg);
+	for (unsigned i = 0; i < 256 && d->ctl_fd >= 0; i++) {
+		struct pollfd p = {.fd = d->ctl_fd, .events = POLLIN};
+		if (poll(&p, 1, 0) != 1)
+			break;
+		control_readable(d);
 	}
 	/* A process that said nothing: how it ended is the detail (adopted ones are not ours to ask). */
 	{
@@ -760,10 +821,30 @@ void control_readable(struct domain *d)
 	int ret = vmmproto_recv(d->ctl_fd, 0, &msg);
 
 	if (ret == 0) {
-		handle_vmm_message(d, msg);
-		json_decref(msg);
+		const char *what = json_string_value(json_object_get(msg, "reply"));
+		struct domain_watch *w = d->priv;
+
+		if (!what) {
+			handle_vmm_message(d, msg);
+			json_decref(msg);
+			task_event_signal(&D.domain_events);
+			return;
+		}
+		/* The process answers in order: the first request for this op is the one. */
+		for (struct vmm_call **p = w ? &w->calls : NULL; p && *p; p = &(*p)->next)
+			if (!strcmp((*p)->op, what)) {
+				struct vmm_call *c = *p;
+				*p = c->next;
+				c->linked = false;
+				c->reply = msg;
+				c->result = 0;
+				task_event_signal(&c->done);
+				return;
+			}
+		json_decref(msg); /* a reply nobody waits for any more */
 	} else if (ret == -EPIPE || (ret < 0 && ret != -ETIMEDOUT && ret != -EBADMSG)) {
 		/* The process is going; its pidfd will say when it is gone. */
+		fail_calls(d);
 		watch_del(d->ctl_fd);
 		close(d->ctl_fd);
 		d->ctl_fd = -1;

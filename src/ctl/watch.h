@@ -12,6 +12,7 @@ enum watch_kind {
 	W_PROXY_CLIENT_OUT, /* a slow console reader has room again (ptr: struct proxy) */
 	W_BACKEND_PID,	 /* a driver domain's process ended (ptr: struct backend_proc) */
 	W_BACKEND_TIMER, /* its restart is due */
+	W_TASK,		 /* what a waiting task waits for (ptr: the task, lib/task.h) */
 };
 
 #include "lib/watch.h"

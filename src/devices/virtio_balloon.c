@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "vmm/vm.h"
 
+#define BALLOON_NOTIFY_BUDGET 4 /* buffers served per notify; the rest from the main thread */
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1ULL << PAGE_SHIFT)
 #define STAT_ENTRY_SIZE 10 /* le16 tag, le64 value, packed */
@@ -251,11 +252,14 @@ static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain c;
 	bool any = false;
-	int r;
+	unsigned served = 0;
+	int r = 0;
 
 	if (kind == Q_NONE)
 		return;
-	while ((r = virtq_pop_avail(vq, &c)) == 1) {
+	/* A page list is up to BALLOON_MAX_PFNS entries: a few lists per turn. */
+	while (virtio_budget_left(vd, q, &served, BALLOON_NOTIFY_BUDGET) &&
+	       (r = virtq_pop_avail(vq, &c)) == 1) {
 		if (kind == Q_STATS) {
 			handle_stats(b, &c, q);
 			continue;

@@ -13,6 +13,7 @@
 
 #include "lib/log.h"
 
+#define BLK_NOTIFY_BUDGET 32 /* requests per notify (virtio_budget_left) */
 #define VIRTIO_BLK_F_SEG_MAX 2
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
@@ -145,8 +146,9 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain c;
 	bool any = false;
+	unsigned served = 0;
 
-	while (virtq_pop_avail(vq, &c) == 1) {
+	while (virtio_budget_left(vd, q, &served, BLK_NOTIFY_BUDGET) && virtq_pop_avail(vq, &c) == 1) {
 		uint32_t written = 0;
 		uint8_t status;
 

@@ -11,6 +11,8 @@
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1
+#define CON_NOTIFY_BUDGET 64 /* buffers per notify (virtio_budget_left) */
+#define CON_MAX_PER_BUFFER (64 * 1024)
 
 static void write_all(int fd, const void *p, size_t n)
 {
@@ -53,14 +55,20 @@ static void con_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain c;
 	bool any = false;
+	unsigned served = 0;
 
 	if (q == RX_QUEUE) {
 		con_flush_input(con);
 		return;
 	}
-	while (virtq_pop_avail(vq, &c) == 1) {
-		for (unsigned i = 0; i < c.nout; i++)
-			write_all(con->out_fd, c.iov[i].iov_base, c.iov[i].iov_len);
+	while (virtio_budget_left(vd, q, &served, CON_NOTIFY_BUDGET) && virtq_pop_avail(vq, &c) == 1) {
+		uint64_t left = CON_MAX_PER_BUFFER; /* past it, the guest's own loss */
+
+		for (unsigned i = 0; i < c.nout && left; i++) {
+			size_t len = c.iov[i].iov_len < left ? c.iov[i].iov_len : (size_t)left;
+			write_all(con->out_fd, c.iov[i].iov_base, len);
+			left -= len;
+		}
 		if (virtq_push_used(vq, c.head, 0) < 0)
 			break;
 		any = true;

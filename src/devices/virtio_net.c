@@ -25,6 +25,7 @@
 #include "vmm/confine.h"
 
 #define ETH_HEADER_LEN 14
+#define NET_TX_NOTIFY_BUDGET 64 /* frames per notify (virtio_budget_left) */
 
 static struct virtio_net *of(struct virtio_dev *vd)
 {
@@ -47,9 +48,11 @@ static void transmit(struct virtio_net *n)
 	uint8_t frame[VIRTIO_NET_HDR_LEN + VIRTIO_NET_FRAME_MAX];
 	struct virtq_chain c;
 	bool any = false;
-	int r;
+	unsigned served = 0;
+	int r = 0;
 
-	while ((r = virtq_pop_avail(vq, &c)) == 1) {
+	while (virtio_budget_left(&n->vdev, VIRTIO_NET_TX, &served, NET_TX_NOTIFY_BUDGET) &&
+	       (r = virtq_pop_avail(vq, &c)) == 1) {
 		uint64_t len = virtq_chain_read(&c, 0, frame, sizeof(frame));
 
 		/* A chain longer than a frame, or with no frame behind the header, is not sent. */

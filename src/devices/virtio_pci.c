@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "vmm/vm.h"
@@ -274,6 +275,71 @@ static void notify(struct virtio_dev *vd, unsigned q)
 	vd->ops->queue_notify(vd, q);
 	if (vd->vqs[q].broken)
 		virtio_needs_reset(vd, "malformed descriptor chain");
+}
+
+bool virtio_budget_left(struct virtio_dev *vd, unsigned q, unsigned *served, unsigned budget)
+{
+	if (*served >= budget) {
+		virtio_queue_defer(vd, q);
+		return false;
+	}
+	(*served)++;
+	return true;
+}
+
+void virtio_queue_defer(struct virtio_dev *vd, unsigned q)
+{
+	struct vm *vm = vd->vm;
+	uint64_t one = 1;
+
+	if (!vm || vm->defer_eventfd <= 0)
+		return;
+	vd->deferred_queues |= 1u << q;
+	pthread_mutex_lock(&vm->defer_lock);
+	if (!vd->deferred_listed) {
+		vd->deferred_listed = true;
+		vd->next_deferred = vm->deferred;
+		vm->deferred = vd;
+	}
+	pthread_mutex_unlock(&vm->defer_lock);
+	if (write(vm->defer_eventfd, &one, sizeof(one)) < 0) {
+		/* Full (2^64 - 2 wake-ups pending): the main thread is on its way already. */
+	}
+}
+
+void virtio_run_deferred(struct vm *vm)
+{
+	struct virtio_dev *batch[64];
+	unsigned n = 0;
+	uint64_t count, one = 1;
+
+	if (read(vm->defer_eventfd, &count, sizeof(count)) < 0) {
+		/* Nothing pending (EAGAIN): an earlier pass took it. */
+	}
+	/* Taken off the list under its lock: a vCPU may list a device again meanwhile. */
+	pthread_mutex_lock(&vm->defer_lock);
+	while (vm->deferred && n < sizeof(batch) / sizeof(batch[0])) {
+		struct virtio_dev *vd = vm->deferred;
+		vm->deferred = vd->next_deferred;
+		vd->deferred_listed = false;
+		batch[n++] = vd;
+	}
+	if (vm->deferred && write(vm->defer_eventfd, &one, sizeof(one)) < 0) {
+		/* Wake-ups pending already. */
+	}
+	pthread_mutex_unlock(&vm->defer_lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct virtio_dev *vd = batch[i];
+		uint32_t queues;
+
+		pthread_mutex_lock(&vd->lock);
+		queues = vd->deferred_queues;
+		vd->deferred_queues = 0;
+		for (unsigned q = 0; q < vd->ops->nqueues; q++)
+			if (queues & (1u << q))
+				notify(vd, q);
+		pthread_mutex_unlock(&vd->lock);
+	}
 }
 
 static void msix_table_access(struct virtio_dev *vd, uint64_t off, void *data, unsigned len,

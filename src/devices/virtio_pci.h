@@ -12,6 +12,7 @@
 #define DOMUS_VIRTIO_PCI_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/virtq.h"
@@ -82,6 +83,10 @@ struct virtio_dev {
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	struct msix_entry msix[VIRTIO_MSIX_VECTORS];
 	uint64_t msix_pending;
+	/* Queues whose notify ran out of budget (lock held), and the VM's list of such devices. */
+	uint32_t deferred_queues;
+	bool deferred_listed;
+	struct virtio_dev *next_deferred;
 };
 
 /*
@@ -92,6 +97,20 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 		   void *priv, uint64_t features) __attribute__((warn_unused_result));
 /* Interrupts the driver for queue q if it wants one. Called with vd->lock held. */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+
+/*
+ * The work one notify does is bounded: a device serves at most budget
+ * requests of a queue per call, on whichever thread kicked it (a vCPU's,
+ * holding vd->lock), and the rest later, from the VM's main thread, a
+ * budget at a time. So no guest holds a device's lock, or its vCPU thread,
+ * for longer than one budget, however fast it refills its queues. In a
+ * device's loop: while (virtio_budget_left(vd, q, &served, BUDGET) && pop...).
+ */
+bool virtio_budget_left(struct virtio_dev *vd, unsigned q, unsigned *served, unsigned budget);
+/* Queue q of vd is served again from the main thread (lock held). */
+void virtio_queue_defer(struct virtio_dev *vd, unsigned q);
+/* The main thread: serves the deferred queues, one budget each. */
+void virtio_run_deferred(struct vm *vm);
 /* Interrupts the driver for queue q unconditionally (a back-end already decided). Lock held. */
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
 /* Tells the driver its device's config space changed. Lock held. */

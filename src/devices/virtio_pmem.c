@@ -17,6 +17,7 @@
 #define PMEM_REQ_FLUSH 0
 #define PMEM_RESP_OK 0
 #define PMEM_RESP_EIO 1
+#define PMEM_NOTIFY_BUDGET 8 /* requests per notify (virtio_budget_left) */
 #define PMEM_QUEUE_SIZE 64 /* Linux keeps one flush in flight per waiter; 64 is plenty */
 
 struct pmem_config_space {
@@ -123,9 +124,12 @@ static void pmem_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain c;
 	bool any = false;
-	int r;
+	unsigned served = 0;
+	int r = 0;
 
-	while ((r = virtq_pop_avail(vq, &c)) == 1) {
+	/* Each request may be a flush (fsync): a few per turn. */
+	while (virtio_budget_left(vd, q, &served, PMEM_NOTIFY_BUDGET) &&
+	       (r = virtq_pop_avail(vq, &c)) == 1) {
 		uint32_t type, ret;
 
 		/* Lengths are the guest's: a request too short to be one is a broken driver. */

@@ -10,14 +10,16 @@
  * not hold the vCPU thread (and the device's lock) while the host makes them.
  */
 #define RNG_MAX_PER_BUFFER 65536
+#define RNG_NOTIFY_BUDGET 8 /* buffers per notify (virtio_budget_left) */
 
 static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain c;
 	bool any = false;
+	unsigned served = 0;
 
-	while (virtq_pop_avail(vq, &c) == 1) {
+	while (virtio_budget_left(vd, q, &served, RNG_NOTIFY_BUDGET) && virtq_pop_avail(vq, &c) == 1) {
 		uint64_t filled = 0;
 
 		for (unsigned i = c.nout; i < c.nout + c.nin && filled < RNG_MAX_PER_BUFFER; i++) {

@@ -19,6 +19,7 @@
 #include "devices/virtio_balloon.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_pci.h"
 #include "devices/virtio_pmem.h"
 #include "devices/virtio_rng.h"
 #include "devices/vhost_user_blk.h"
@@ -510,9 +511,10 @@ static void main_loop(struct vm *vm, const struct vm_frontend *fe, int sigfd)
 
 		p[0] = (struct pollfd){.fd = vm->stop_eventfd, .events = POLLIN};
 		p[1] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+		p[2] = (struct pollfd){.fd = vm->defer_eventfd, .events = POLLIN};
 		if (fe->poll_fds)
-			n = fe->poll_fds(fe->opaque, p + 2, 14);
-		if (poll(p, 2 + n, -1) < 0) {
+			n = fe->poll_fds(fe->opaque, p + 3, 13);
+		if (poll(p, 3 + n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_request_stop(vm, VM_ERROR, "poll failed");
@@ -527,8 +529,11 @@ static void main_loop(struct vm *vm, const struct vm_frontend *fe, int sigfd)
 				vm_request_stop(vm, VM_INTERRUPTED, why);
 			}
 		}
+		/* One budget of each deferred queue, then the control socket's turn again. */
+		if (p[2].revents & POLLIN)
+			virtio_run_deferred(vm);
 		if (fe->poll_ready)
-			fe->poll_ready(fe->opaque, vm, p + 2, n);
+			fe->poll_ready(fe->opaque, vm, p + 3, n);
 	}
 }
 
@@ -562,6 +567,8 @@ static void domain_destroy(struct domain *d)
 		close(vm->kvm_fd);
 	if (vm->stop_eventfd > 0)
 		close(vm->stop_eventfd);
+	if (vm->defer_eventfd > 0)
+		close(vm->defer_eventfd);
 	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->pause_cond);
 	free(d);
@@ -597,6 +604,8 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 	vm->cfg = cfg;
 	vm->nvcpus = cfg->vcpus;
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC);
+	vm->defer_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&vm->defer_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
 	if (kvm_open_vm(vm, detail, detail_len) < 0 ||

@@ -44,6 +44,7 @@ struct virtio_console;
 struct virtio_blk;
 struct blk_counters;
 struct virtio_balloon;
+struct virtio_dev;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -62,6 +63,15 @@ struct vm {
 	_Atomic int stop_reason;
 	char stop_detail[128];
 	int stop_eventfd; /* written when stop_reason is set */
+
+	/*
+	 * Device work past a notify's budget, done by the main thread between
+	 * its other work (virtio_queue_defer): the devices with queues to
+	 * serve again, and the eventfd that wakes the main thread for them.
+	 */
+	pthread_mutex_t defer_lock;
+	struct virtio_dev *deferred;
+	int defer_eventfd;
 
 	/* Pausing: vCPU threads park on pause_cond while paused is set. */
 	pthread_mutex_t pause_lock;

@@ -11,11 +11,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "devices/virtio_balloon.h"
+#include "devices/virtio_pci.h"
+#include "vmm/vm.h"
 #include "vmm/guest_mem.h"
 
 #define MiB (1ULL << 20)
@@ -175,6 +178,51 @@ static void test_huge_page_list(void **state)
 }
 
 /*
+ * A ring of 10 page lists and one notify: the notifying thread serves a
+ * budget of them (4) and wakes the main thread, which serves the rest a
+ * budget at a time, waking itself again while lists remain; nothing is left
+ * for a kick the driver will not send.
+ */
+static void test_notify_budget(void **state)
+{
+	static struct virtio_balloon b;
+	static struct vm vm;
+	struct guest_mem mem;
+	const unsigned n = 256, lists = 10;
+	uint64_t wakeups;
+
+	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
+	for (unsigned i = 0; i < n * lists; i++) {
+		uint32_t pfn = htole32(4096 + i);
+		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
+	}
+	balloon_with_lists(&b, &mem, lists, n);
+	b.vd.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+		      VIRTIO_STATUS_DRIVER_OK;
+	b.vd.vm = &vm;
+	vm.defer_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(vm.defer_eventfd > 0);
+	pthread_mutex_init(&vm.defer_lock, NULL);
+
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	assert_int_equal(b.inflated, 4 * n);
+	for (unsigned served = 4; served < lists; served += 4) {
+		assert_ptr_equal(vm.deferred, &b.vd);
+		virtio_run_deferred(&vm);
+		assert_int_equal(b.inflated, (served + 4 < lists ? served + 4 : lists) * n);
+	}
+	/* The last pass found the ring empty: nothing listed, no wake-up pending. */
+	virtio_run_deferred(&vm);
+	assert_null(vm.deferred);
+	assert_int_equal(read(vm.defer_eventfd, &wakeups, sizeof(wakeups)), -1);
+	assert_int_equal(b.inflated, lists * n);
+	close(vm.defer_eventfd);
+	pthread_mutex_destroy(&vm.defer_lock);
+	pthread_mutex_destroy(&b.vd.lock);
+	gmem_destroy(&mem);
+}
+
+/*
  * A guest that sends junk in every buffer, a different count each time and
  * two faults a buffer (a list too long, frames outside RAM), fills the
  * host's log with one line per kind, not one per buffer; the count and the
@@ -229,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_pfn_ranges),
 		cmocka_unit_test(test_discard),
 		cmocka_unit_test(test_huge_page_list),
+		cmocka_unit_test(test_notify_budget),
 		cmocka_unit_test(test_junk_logged_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

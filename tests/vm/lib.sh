@@ -82,6 +82,24 @@ api() {
 	curl -s --unix-socket "$work/sock" "$@"
 }
 
+# The clock, the arithmetic and the checks below start no process: every
+# process costs an emulated host a tenth of a second or more.
+now_us() { now=${EPOCHREALTIME/./}; } # the clock in microseconds
+slurp() { body=; read -r -d '' body <"$1" || true; } # a file's text into $body
+# domusd_ms PATH [SECONDS]: GET PATH answered within SECONDS (1), counted by
+# curl from the request to the answer (starting curl is not counted); the
+# answer in $body, its time in ms in $ms.
+domusd_ms() {
+	local t frac rc=0 limit=${2:-1}
+	curl -sf --max-time "$limit" -o "$work/answer" -w '%{time_total}\n' --unix-socket "$work/sock" \
+		"http://d$1" >"$work/time" || rc=$?
+	[ "$rc" = 0 ] || fail "GET $1: no answer within $limit s (curl status $rc)"
+	read -r t <"$work/time"
+	frac=${t#*.}000 # seconds, with 6 decimals or fewer
+	ms=$((10#${t%.*} * 1000 + 10#${frac:0:3}))
+	slurp "$work/answer"
+}
+
 # domain_cfg NAME FILE [extra xl.cfg lines...]: a config for the default
 # image with a shell on its console.
 domain_cfg() {

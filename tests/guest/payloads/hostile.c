@@ -27,10 +27,11 @@
  * device that stops serving (NEEDS_RESET) is named in that line.
  *
  * With "refill" on its command line (and a second vCPU) it floods the
- * balloon alone, two-handed: vCPU 1 keeps the inflate ring full, adding a
- * buffer as soon as the device has used one, while vCPU 0 notifies. A device
- * that serves until the ring is empty then never returns from that notify.
- * Its rounds are then vCPU 1's, a ring's worth of buffers each.
+ * balloon two-handed: vCPU 1 keeps the inflate ring full, adding a buffer as
+ * soon as the device has used one, while vCPU 0 notifies it and floods the
+ * rng between notifies. A device that serves until the ring is empty then
+ * never returns from that notify. Its rounds are then vCPU 1's, a ring's
+ * worth of buffers each.
  */
 #include <stdbool.h>
 
@@ -622,8 +623,10 @@ void payload_main(const struct hvm_start_info *si)
 	if (has_word(si->cmdline_paddr ? (const char *)(uintptr_t)si->cmdline_paddr : "",
 		     "refill")) {
 		start_ap(1);
-		for (;;)
+		for (;;) {
 			notify(&balloon_queue, QUEUE_BALLOON_INFLATE);
+			flood_rng(false);
+		}
 	}
 	for (flood_round = 1;; flood_round++) {
 		bool notify_each = flood_round & 1;
