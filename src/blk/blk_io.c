@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -44,6 +45,8 @@ struct blk_discard_segment {
 };
 
 struct blk_req {
+	struct blk_sched_req sr; /* first: the scheduler hands it back */
+	bool scheduled;          /* counted in the scheduler and the engine's depth until complete */
 	struct blk_disk *d;
 	unsigned q;
 	unsigned pending; /* pieces in flight, plus one while the request is being set up */
@@ -81,6 +84,8 @@ int blk_engine_init(struct blk_engine *e, char *err, size_t errlen)
 	int ret;
 
 	memset(e, 0, sizeof(*e));
+	blk_sched_init(&e->sched);
+	e->depth = BLK_DEFAULT_DEPTH;
 	/* Operations on the ring bypass seccomp: it may only ever carry reads, writes and syncs. */
 	ret = io_uring_queue_init(RING_ENTRIES, &e->ring, IORING_SETUP_R_DISABLED);
 	if (ret < 0) {
@@ -114,6 +119,40 @@ void blk_engine_close(struct blk_engine *e)
 	if (e->have_ring)
 		io_uring_queue_exit(&e->ring);
 	e->have_ring = false;
+	blk_sched_free(&e->sched);
+}
+
+uint64_t blk_engine_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int blk_disk_set_group(struct blk_disk *d, const char *name)
+{
+	struct blk_sched *s = &d->engine->sched;
+	struct blk_sched_group *g = blk_sched_group_get(s, name);
+
+	if (!g)
+		return -ENOMEM;
+	if (g == d->group)
+		return 0;
+	blk_sched_group_ref(g);
+	if (d->group) {
+		blk_sched_move(s, d, d->group, g, blk_engine_now());
+		blk_sched_group_unref(s, d->group);
+	}
+	d->group = g;
+	return 0;
+}
+
+void blk_disk_leave_group(struct blk_disk *d)
+{
+	if (d->group)
+		blk_sched_group_unref(&d->engine->sched, d->group);
+	d->group = NULL;
 }
 
 /* The iovecs covering len bytes from byte skip of iov[0..n) into out; how many, 0 if over max. */
@@ -220,6 +259,11 @@ static void req_complete(struct blk_req *r)
 		r->written = 0;
 	if (e->delay_us)
 		usleep(e->delay_us);
+	if (r->scheduled) {
+		blk_sched_done(&e->sched, &r->sr, blk_engine_now());
+		e->started--;
+		r->scheduled = false;
+	}
 	d->requests++;
 	d->errors += r->status != VIRTIO_BLK_S_OK;
 	/* The status byte is the last writable byte. */
@@ -615,6 +659,22 @@ static void start_request(struct blk_req *r)
 	}
 }
 
+static void reap_completions(struct blk_engine *e);
+
+/* What a request moves, for its charge: 0 for anything but a read or a write. */
+static uint64_t request_bytes(const struct virtq_chain *c)
+{
+	struct blk_req_header h;
+
+	if (virtq_chain_read(c, 0, &h, sizeof(h)) != sizeof(h))
+		return 0;
+	if (h.type == VIRTIO_BLK_T_IN)
+		return c->in_len ? c->in_len - 1 : 0;
+	if (h.type == VIRTIO_BLK_T_OUT)
+		return c->out_len > sizeof(h) ? c->out_len - sizeof(h) : 0;
+	return 0;
+}
+
 void blk_engine_kicked(struct blk_disk *d, unsigned q)
 {
 	struct blk_engine *e = d->engine;
@@ -643,16 +703,75 @@ void blk_engine_kicked(struct blk_disk *d, unsigned q)
 		r->q = q;
 		r->pending = 1;
 		d->inflight++;
-		start_request(r);
-		req_put(r);
+		if (!d->group) {
+			start_request(r);
+			req_put(r);
+			continue;
+		}
+		r->sr.bytes = request_bytes(&r->c);
+		r->sr.owner = d;
+		blk_sched_enqueue(&e->sched, d->group, &r->sr, blk_engine_now());
 	}
-	if (e->have_ring) {
+	blk_engine_pump(e);
+}
+
+/* Starts r, which the scheduler let go (or which must go at once). */
+static void start_scheduled(struct blk_engine *e, struct blk_req *r)
+{
+	r->scheduled = true;
+	e->started++;
+	start_request(r);
+	req_put(r);
+}
+
+void blk_engine_pump(struct blk_engine *e)
+{
+	for (;;) {
+		unsigned n = 0;
+		enum blk_sched_phase phase;
+		struct blk_sched_req *sr;
+
+		while (e->started < e->depth && (sr = blk_sched_pick(&e->sched, blk_engine_now(), &phase))) {
+			start_scheduled(e, (struct blk_req *)sr);
+			n++;
+		}
+		if (!n || !e->have_ring)
+			break;
 		io_uring_submit(&e->ring);
 		/* Reads the page cache holds complete within the submit: no poll round for them. */
-		blk_engine_reap(e);
-		return;
+		reap_completions(e);
 	}
+	if (e->have_ring)
+		io_uring_submit(&e->ring);
 	notify_all(e);
+}
+
+int64_t blk_engine_timeout_ns(struct blk_engine *e)
+{
+	uint64_t now = blk_engine_now(), due = blk_sched_next_due(&e->sched, now);
+
+	if (due == UINT64_MAX || e->started >= e->depth)
+		return -1; /* a completion wakes the loop first */
+	return due > now ? (int64_t)(due - now) : 0;
+}
+
+static void op_done(struct blk_op *op, int res);
+
+/* Completes what the ring has finished, without waiting. */
+static void reap_completions(struct blk_engine *e)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!e->have_ring)
+		return;
+	while (io_uring_peek_cqe(&e->ring, &cqe) == 0) {
+		struct blk_op *op = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&e->ring, cqe);
+		if (op)
+			op_done(op, res);
+	}
 }
 
 static void op_done(struct blk_op *op, int res)
@@ -684,24 +803,22 @@ static void op_done(struct blk_op *op, int res)
 
 void blk_engine_reap(struct blk_engine *e)
 {
-	struct io_uring_cqe *cqe;
-
-	if (!e->have_ring)
-		return;
-	while (io_uring_peek_cqe(&e->ring, &cqe) == 0) {
-		struct blk_op *op = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-
-		io_uring_cqe_seen(&e->ring, cqe);
-		if (op)
-			op_done(op, res);
-	}
-	notify_all(e);
+	reap_completions(e);
+	blk_engine_pump(e);
 }
 
 void blk_engine_drain(struct blk_disk *d)
 {
 	struct blk_engine *e = d->engine;
+	struct blk_sched_req *sr = blk_sched_take_owner(&e->sched, d, blk_engine_now()), *next;
+
+	/* What still waits in the scheduler goes now: the front-end is owed an answer for it. */
+	for (; sr; sr = next) {
+		next = sr->next;
+		start_scheduled(e, (struct blk_req *)sr);
+	}
+	if (e->have_ring)
+		io_uring_submit(&e->ring);
 
 	while (d->inflight && e->have_ring) {
 		struct io_uring_cqe *cqe;

@@ -23,6 +23,7 @@
 #include "blk/cache.h"
 #include "blk/counters.h"
 #include "blk/image.h"
+#include "blk/sched.h"
 #include "vhost/backend.h"
 
 #define BLK_NUM_QUEUES 4
@@ -45,6 +46,7 @@ struct blk_disk {
 	uint8_t notify_queues;  /* queues with completions the driver has not been told of */
 	bool notify_listed;
 	unsigned long long requests, errors;
+	struct blk_sched_group *group; /* whose QoS its requests go by */
 };
 
 struct blk_engine {
@@ -56,7 +58,12 @@ struct blk_engine {
 	void *free_requests;
 	unsigned nfree;
 	struct blk_cache *cache; /* reads of files that cannot change; NULL: none */
+	/* Requests wait in the scheduler until it starts them, at most depth in flight at once. */
+	struct blk_sched sched;
+	unsigned depth, started;
 };
+
+#define BLK_DEFAULT_DEPTH 64
 
 /* Sets up the ring, restricted to the operations requests use. 0, or -errno with why in err
  * (the engine then serves requests synchronously). */
@@ -65,8 +72,18 @@ int blk_engine_init(struct blk_engine *e, char *err, size_t errlen);
 int blk_engine_fd(struct blk_engine *e);
 /* Takes every request queue q of d has and starts it. */
 void blk_engine_kicked(struct blk_disk *d, unsigned q);
-/* Completes what has finished, without waiting. */
+/* Completes what has finished, without waiting, and starts what the scheduler lets go. */
 void blk_engine_reap(struct blk_engine *e);
+/* Starts what the scheduler lets go now (after a timeout). */
+void blk_engine_pump(struct blk_engine *e);
+/* Nanoseconds until a request waiting for a limit is due; -1 if none waits. */
+int64_t blk_engine_timeout_ns(struct blk_engine *e);
+/* The monotonic clock, in ns: the scheduler's time. */
+uint64_t blk_engine_now(void);
+/* Puts d in group g (made if need be), its waiting requests with it. 0 or -ENOMEM. */
+int blk_disk_set_group(struct blk_disk *d, const char *group);
+/* Out of its group, before d goes away (nothing of it may wait or be in flight). */
+void blk_disk_leave_group(struct blk_disk *d);
 /* Waits until d has nothing in flight (before its memory goes away). */
 void blk_engine_drain(struct blk_disk *d);
 void blk_engine_close(struct blk_engine *e);

@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blk/blk_io.h"
@@ -104,6 +105,8 @@ static int parse_option(const char *opt, struct disk_options *o)
 static int disk_add(const char *name, struct image *img, int direct_fd, int listen_fd,
 		    bool unlink_socket, const struct disk_options *o, char *err, size_t errlen)
 {
+	static unsigned groups_made;
+	char group[BLK_SCHED_NAME_MAX];
 	struct disk *d;
 
 	if (ndisks == MAX_DISKS || !(d = calloc(1, sizeof(*d)))) {
@@ -124,9 +127,21 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 	d->unlink_socket = unlink_socket;
 	if (direct_fd >= 0)
 		image_set_direct(img, direct_fd);
+	/* Each disk is a group of its own until its supervisor says otherwise. */
+	snprintf(group, sizeof(group), "disk%u", ++groups_made);
+	if (blk_disk_set_group(&d->blk, group) < 0) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		image_close(img);
+		close(listen_fd);
+		if (unlink_socket)
+			unlink(name);
+		free(d);
+		return -ENOMEM;
+	}
 	/* A file some disk writes must not be served from the cache to another disk. */
 	if (!img->readonly && engine.cache && blk_cache_writer(engine.cache, img->dev, img->ino, true) < 0) {
 		snprintf(err, errlen, "%s: too many writable disks for the cache to track", name);
+		blk_disk_leave_group(&d->blk);
 		image_close(img);
 		close(listen_fd);
 		if (unlink_socket)
@@ -228,6 +243,7 @@ static void disk_free(unsigned i)
 
 	if (d->blk.connected)
 		disk_drop_frontend(d);
+	blk_disk_leave_group(&d->blk);
 	if (!quiet || d->blk.errors)
 		log_info("%s: %llu requests served, %llu failed", d->name, d->blk.requests, d->blk.errors);
 	if (!d->blk.img->readonly && engine.cache &&
@@ -392,6 +408,125 @@ static int control_cache_stats(char *reply, size_t len)
 	return blk_cache_stats_format(&st, reply + 3, len - 3);
 }
 
+static struct disk *disk_find(const char *id)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (!strcmp(disks[i]->name, id))
+			return disks[i];
+	return NULL;
+}
+
+/*
+ * "qos\nDISK\nGROUP\nSPEC": the disk's requests go by group GROUP (made if
+ * need be, with other disks in it sharing it), whose QoS SPEC is from now on
+ * (blk/qos.h; the whole of it: keys not named take their defaults). A
+ * reservation the disk cannot honour with the others is refused.
+ */
+static int control_qos(char *text, char *err, size_t errlen)
+{
+	char *save = NULL, *id = strtok_r(text, "\n", &save), *group = strtok_r(NULL, "\n", &save);
+	char *spec = strtok_r(NULL, "\n", &save);
+	struct blk_sched_group *g;
+	struct disk *d;
+	struct blk_qos q;
+	int ret;
+
+	if (!id || !group) {
+		snprintf(err, errlen, "qos: expected a disk, a group and a QoS");
+		return -EINVAL;
+	}
+	if (strlen(group) >= BLK_SCHED_NAME_MAX) {
+		snprintf(err, errlen, "qos %s: group name '%.60s' too long", id, group);
+		return -EINVAL;
+	}
+	if (!(d = disk_find(id))) {
+		snprintf(err, errlen, "qos %.200s: no such disk", id);
+		return -ENOENT;
+	}
+	blk_qos_default(&q);
+	if (spec && (ret = blk_qos_parse(spec, &q, err, errlen)) < 0)
+		return ret;
+	g = blk_sched_group_find(&engine.sched, group);
+	if ((ret = blk_sched_admit(&engine.sched, g, &q, err, errlen)) < 0)
+		return ret;
+	if ((ret = blk_disk_set_group(&d->blk, group)) < 0)
+		return ret;
+	blk_sched_set_qos(&engine.sched, d->blk.group, &q, blk_engine_now());
+	blk_engine_pump(&engine); /* a limit raised may let requests go at once */
+	return 0;
+}
+
+/* "qos-stats\nGROUP": answered "ok served_ops=N ..." (the reply is written here). */
+static int control_qos_stats(const char *group, char *reply, size_t len, char *err, size_t errlen)
+{
+	struct blk_sched_group *g = blk_sched_group_find(&engine.sched, group);
+	struct blk_sched_stats st;
+	uint64_t now = blk_engine_now();
+
+	if (!g) {
+		snprintf(err, errlen, "qos-stats %.200s: no such group", group);
+		return -ENOENT;
+	}
+	blk_sched_stats(g, now, &st);
+	snprintf(reply, len, "ok served_ops=%llu served_bytes=%llu reserve_ops=%llu weight_ops=%llu "
+		 "limited=%llu throttled_ns=%llu backlog_ns=%llu deadline_missed=%llu waiting=%u "
+		 "inflight=%u reserve_met=%d", (unsigned long long)st.served_ops,
+		 (unsigned long long)st.served_bytes, (unsigned long long)st.reserve_ops,
+		 (unsigned long long)st.weight_ops, (unsigned long long)st.limited,
+		 (unsigned long long)st.throttled_ns, (unsigned long long)st.backlog_ns,
+		 (unsigned long long)st.deadline_missed, st.waiting, st.inflight,
+		 blk_sched_reserve_met(g, &st));
+	return 0;
+}
+
+/*
+ * "sched\nop-ns=N,byte-ps=N,capacity-pct=N,depth=N": the cost model, the
+ * share of the disk's time reservations may take in sum, and how many
+ * requests may be in flight at once (any of them).
+ */
+static int control_sched(char *text, char *err, size_t errlen)
+{
+	char *save = NULL, *tok;
+	uint64_t op_ns = engine.sched.op_ns, byte_ps = engine.sched.byte_ps;
+	uint64_t cap = engine.sched.capacity_ns / 10000000, depth = engine.depth;
+
+	for (tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '='), *end;
+		unsigned long long v;
+		uint64_t *to = NULL, max = 0;
+
+		if (eq) {
+			*eq = 0;
+			if (!strcmp(tok, "op-ns"))
+				to = &op_ns, max = 1000000000;
+			else if (!strcmp(tok, "byte-ps"))
+				to = &byte_ps, max = 1000000000;
+			else if (!strcmp(tok, "capacity-pct"))
+				to = &cap, max = 100;
+			else if (!strcmp(tok, "depth"))
+				to = &depth, max = 4096;
+		}
+		if (!to) {
+			snprintf(err, errlen, "sched: unknown setting '%.40s' (op-ns, byte-ps, capacity-pct, depth)", tok);
+			return -EINVAL;
+		}
+		errno = 0;
+		v = strtoull(eq + 1, &end, 10);
+		if (!eq[1] || *end || errno || eq[1] == '-' || v > max || (v == 0 && to != &byte_ps)) {
+			snprintf(err, errlen, "sched: %s '%.40s' must be 1 to %llu", tok, eq + 1,
+				 (unsigned long long)max);
+			return -EINVAL;
+		}
+		*to = v;
+	}
+	engine.sched.op_ns = op_ns;
+	engine.sched.byte_ps = byte_ps;
+	engine.sched.capacity_ns = cap * 10000000;
+	engine.depth = (unsigned)depth;
+	blk_engine_pump(&engine);
+	return 0;
+}
+
 /* One message from the supervisor; -EPIPE once it has gone. */
 static int control_handle(int sock)
 {
@@ -417,6 +552,12 @@ static int control_handle(int sock)
 			ret = control_cache_limit(text + 12, err, sizeof(err));
 		else if (!strcmp(text, "cache-stats"))
 			answered = (ret = control_cache_stats(reply, sizeof(reply))) == 0;
+		else if (!strncmp(text, "qos\n", 4))
+			ret = control_qos(text + 4, err, sizeof(err));
+		else if (!strncmp(text, "qos-stats\n", 10))
+			answered = (ret = control_qos_stats(text + 10, reply, sizeof(reply), err, sizeof(err))) == 0;
+		else if (!strncmp(text, "sched\n", 6))
+			ret = control_sched(text + 6, err, sizeof(err));
 		else {
 			snprintf(err, sizeof(err), "unknown request '%.20s'", text);
 			ret = -EINVAL;
@@ -492,7 +633,11 @@ static int serve(int control_fd)
 			}
 			n += count[i];
 		}
-		if (poll(p, n, -1) < 0) {
+		int64_t wait_ns = blk_engine_timeout_ns(&engine);
+		struct timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
+		int got = ppoll(p, n, wait_ns < 0 ? NULL : &ts, NULL);
+
+		if (got < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
@@ -500,6 +645,8 @@ static int serve(int control_fd)
 		}
 		if (p[0].revents)
 			blk_engine_reap(&engine);
+		else if (got == 0)
+			blk_engine_pump(&engine); /* a limit's wait is over */
 		if (p[1].revents) {
 			if (control_handle(control_fd) < 0) {
 				log_info("the supervisor has gone; stopping");

@@ -189,6 +189,45 @@ int blkctl_cache_stats(int ctl_fd, struct blk_cache_stats *out, char *err, size_
 	return 0;
 }
 
+int blkctl_qos(int ctl_fd, const char *id, const char *group, const char *spec, char *err, size_t errlen)
+{
+	char text[64 + BLK_SCHED_NAME_MAX + BLK_QOS_TEXT_MAX];
+
+	snprintf(text, sizeof(text), "qos\n%.31s\n%.39s\n%.255s", id, group, spec);
+	return request(ctl_fd, text, NULL, 0, NULL, 0, err, errlen);
+}
+
+int blkctl_qos_stats(int ctl_fd, const char *group, struct blk_sched_stats *out, int *reserve_met,
+		     char *err, size_t errlen)
+{
+	char text[64], detail[600];
+	unsigned long long v[8];
+	int ret;
+
+	snprintf(text, sizeof(text), "qos-stats\n%.39s", group);
+	if ((ret = request(ctl_fd, text, NULL, 0, detail, sizeof(detail), err, errlen)) < 0)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	if (sscanf(detail, "served_ops=%llu served_bytes=%llu reserve_ops=%llu weight_ops=%llu limited=%llu "
+		   "throttled_ns=%llu backlog_ns=%llu deadline_missed=%llu waiting=%u inflight=%u "
+		   "reserve_met=%d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &out->waiting,
+		   &out->inflight, reserve_met) != 11) {
+		snprintf(err, errlen, "domus-blk's scheduler counters are unreadable: '%.80s'", detail);
+		return -EPROTO;
+	}
+	out->served_ops = v[0], out->served_bytes = v[1], out->reserve_ops = v[2], out->weight_ops = v[3];
+	out->limited = v[4], out->throttled_ns = v[5], out->backlog_ns = v[6], out->deadline_missed = v[7];
+	return 0;
+}
+
+int blkctl_sched(int ctl_fd, const char *settings, char *err, size_t errlen)
+{
+	char text[256];
+
+	snprintf(text, sizeof(text), "sched\n%.240s", settings);
+	return request(ctl_fd, text, NULL, 0, NULL, 0, err, errlen);
+}
+
 void blkctl_find_program(char *out, size_t len, const char *near)
 {
 	ctlproc_find_program(out, len, "DOMUS_BLK", "domus-blk", "../blk", near);

@@ -18,6 +18,7 @@
 
 #include "blk/cache.h"
 #include "blk/image.h"
+#include "blk/sched.h"
 #include "lib/unix_socket.h"
 #include "vmm/config.h"
 
@@ -68,6 +69,18 @@ int blkctl_remove(int ctl_fd, const char *id, char *err, size_t errlen);
 int blkctl_cache_limit(int ctl_fd, uint64_t bytes, char *err, size_t errlen);
 /* The shared read cache's counters, size and limit. 0 or -errno with err. */
 int blkctl_cache_stats(int ctl_fd, struct blk_cache_stats *out, char *err, size_t errlen);
+/*
+ * Disk id's requests go by group (made if need be; disks named in the same
+ * group share it) with QoS spec (blk/qos.h, the whole of it: keys left out
+ * take their defaults). A reservation the disk cannot honour with the
+ * others' is refused with the figures. 0 or -errno with err.
+ */
+int blkctl_qos(int ctl_fd, const char *id, const char *group, const char *spec, char *err, size_t errlen);
+/* The scheduler's counters of group, and the percentage of its reservation met (-1: none). */
+int blkctl_qos_stats(int ctl_fd, const char *group, struct blk_sched_stats *out, int *reserve_met,
+		     char *err, size_t errlen);
+/* The scheduler's settings: "op-ns=N,byte-ps=N,capacity-pct=N,depth=N" (any of them). */
+int blkctl_sched(int ctl_fd, const char *settings, char *err, size_t errlen);
 /* DOMUS_BLK, else domus-blk beside program `near` (installed), else in the build tree. */
 void blkctl_find_program(char *out, size_t len, const char *near);
 
