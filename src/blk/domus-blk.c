@@ -108,6 +108,7 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 	static unsigned groups_made;
 	char group[BLK_SCHED_NAME_MAX];
 	struct disk *d;
+	int ret;
 
 	if (ndisks == MAX_DISKS || !(d = calloc(1, sizeof(*d)))) {
 		snprintf(err, errlen, "%s: at most %d disks", name, MAX_DISKS);
@@ -129,25 +130,15 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 		image_set_direct(img, direct_fd);
 	/* Each disk is a group of its own until its supervisor says otherwise. */
 	snprintf(group, sizeof(group), "disk%u", ++groups_made);
-	if (blk_disk_set_group(&d->blk, group) < 0) {
+	if ((ret = blk_disk_set_group(&d->blk, group)) < 0) {
 		snprintf(err, errlen, "%s: out of memory", name);
-		image_close(img);
-		close(listen_fd);
-		if (unlink_socket)
-			unlink(name);
-		free(d);
-		return -ENOMEM;
+		goto fail;
 	}
 	/* A file some disk writes must not be served from the cache to another disk. */
 	if (!img->readonly && engine.cache && blk_cache_writer(engine.cache, img->dev, img->ino, true) < 0) {
 		snprintf(err, errlen, "%s: too many writable disks for the cache to track", name);
-		blk_disk_leave_group(&d->blk);
-		image_close(img);
-		close(listen_fd);
-		if (unlink_socket)
-			unlink(name);
-		free(d);
-		return -ENOSPC;
+		ret = -ENOSPC;
+		goto fail;
 	}
 	blk_disk_init_ops(&d->blk, o->readonly);
 	snprintf(d->blk.id, sizeof(d->blk.id), "domus-blk-%u", ndisks);
@@ -157,6 +148,14 @@ static int disk_add(const char *name, struct image *img, int direct_fd, int list
 			 direct_fd >= 0 ? ", O_DIRECT" : "", o->writethrough ? ", write-through" : "");
 	disks[ndisks++] = d;
 	return 0;
+fail:
+	blk_disk_leave_group(&d->blk);
+	image_close(img);
+	close(listen_fd);
+	if (unlink_socket)
+		unlink(name);
+	free(d);
+	return ret;
 }
 
 /* The same file again with O_DIRECT, through /proc (before the sandbox). */
@@ -484,45 +483,18 @@ static int control_qos_stats(const char *group, char *reply, size_t len, char *e
  * share of the disk's time reservations may take in sum, and how many
  * requests may be in flight at once (any of them).
  */
-static int control_sched(char *text, char *err, size_t errlen)
+static int control_sched(const char *text, char *err, size_t errlen)
 {
-	char *save = NULL, *tok;
-	uint64_t op_ns = engine.sched.op_ns, byte_ps = engine.sched.byte_ps;
-	uint64_t cap = engine.sched.capacity_ns / 10000000, depth = engine.depth;
+	struct blk_sched_settings set = {engine.sched.op_ns, engine.sched.byte_ps,
+					 (unsigned)(engine.sched.capacity_ns / 10000000), engine.depth};
+	int ret = blk_sched_settings_parse(text, &set, err, errlen);
 
-	for (tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '='), *end;
-		unsigned long long v;
-		uint64_t *to = NULL, max = 0;
-
-		if (eq) {
-			*eq = 0;
-			if (!strcmp(tok, "op-ns"))
-				to = &op_ns, max = 1000000000;
-			else if (!strcmp(tok, "byte-ps"))
-				to = &byte_ps, max = 1000000000;
-			else if (!strcmp(tok, "capacity-pct"))
-				to = &cap, max = 100;
-			else if (!strcmp(tok, "depth"))
-				to = &depth, max = 4096;
-		}
-		if (!to) {
-			snprintf(err, errlen, "sched: unknown setting '%.40s' (op-ns, byte-ps, capacity-pct, depth)", tok);
-			return -EINVAL;
-		}
-		errno = 0;
-		v = strtoull(eq + 1, &end, 10);
-		if (!eq[1] || *end || errno || eq[1] == '-' || v > max || (v == 0 && to != &byte_ps)) {
-			snprintf(err, errlen, "sched: %s '%.40s' must be 1 to %llu", tok, eq + 1,
-				 (unsigned long long)max);
-			return -EINVAL;
-		}
-		*to = v;
-	}
-	engine.sched.op_ns = op_ns;
-	engine.sched.byte_ps = byte_ps;
-	engine.sched.capacity_ns = cap * 10000000;
-	engine.depth = (unsigned)depth;
+	if (ret < 0)
+		return ret;
+	engine.sched.op_ns = set.op_ns;
+	engine.sched.byte_ps = set.byte_ps;
+	engine.sched.capacity_ns = (uint64_t)set.capacity_pct * 10000000;
+	engine.depth = set.depth;
 	blk_engine_pump(&engine);
 	return 0;
 }

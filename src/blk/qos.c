@@ -21,6 +21,7 @@ bool blk_qos_equal(const struct blk_qos *a, const struct blk_qos *b)
 	       a->deadline_ms == b->deadline_ms;
 }
 
+static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

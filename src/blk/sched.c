@@ -14,6 +14,54 @@
 /* Reservations may take this much of the device's time in sum; the rest stays for weights. */
 #define DEFAULT_CAPACITY_NS (NS_PER_S * 9 / 10)
 
+int blk_sched_settings_parse(const char *text, struct blk_sched_settings *out, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL, *tok;
+	struct blk_sched_settings n = *out;
+
+	if (strlen(text) >= sizeof(buf)) {
+		snprintf(err, errlen, "scheduler settings too long");
+		return -EINVAL;
+	}
+	strcpy(buf, text);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '='), *end;
+		unsigned long long v, max = 0, min = 1;
+
+		if (eq) {
+			*eq = 0;
+			if (!strcmp(tok, "op-ns"))
+				max = NS_PER_S;
+			else if (!strcmp(tok, "byte-ps"))
+				max = NS_PER_S, min = 0;
+			else if (!strcmp(tok, "capacity-pct"))
+				max = 100;
+			else if (!strcmp(tok, "depth"))
+				max = 4096;
+		}
+		if (!max) {
+			snprintf(err, errlen, "unknown setting '%.40s' (op-ns, byte-ps, capacity-pct, depth)", tok);
+			return -EINVAL;
+		}
+		errno = 0;
+		v = strtoull(eq + 1, &end, 10);
+		if (!eq[1] || *end || errno || eq[1] == '-' || v < min || v > max) {
+			snprintf(err, errlen, "%s '%.40s' must be %llu to %llu", tok, eq + 1, min, max);
+			return -EINVAL;
+		}
+		if (!strcmp(tok, "op-ns"))
+			n.op_ns = v;
+		else if (!strcmp(tok, "byte-ps"))
+			n.byte_ps = v;
+		else if (!strcmp(tok, "capacity-pct"))
+			n.capacity_pct = (unsigned)v;
+		else
+			n.depth = (unsigned)v;
+	}
+	*out = n;
+	return 0;
+}
+
 void blk_sched_init(struct blk_sched *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -386,14 +434,14 @@ struct blk_sched_req *blk_sched_take_owner(struct blk_sched *s, void *owner, uin
 
 uint64_t blk_sched_next_due(const struct blk_sched *s, uint64_t now)
 {
-	uint64_t next = UINT64_MAX;
+	uint64_t next = UINT64_MAX, seen = now < s->last_now ? s->last_now : now; /* as pick sees it */
 
 	for (const struct blk_sched_group *g = s->groups; g; g = g->next) {
 		uint64_t due;
 		if (!g->head)
 			continue;
 		due = limit_due(g);
-		if (due <= now)
+		if (due <= seen)
 			return now;
 		if (due < next)
 			next = due;

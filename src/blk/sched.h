@@ -86,6 +86,19 @@ struct blk_sched {
 	uint64_t capacity_ns;    /* device time per second reservations may take in sum */
 };
 
+/* The settings of a whole scheduler ("sched" in domus-blk's protocol, domusd --blk-sched). */
+struct blk_sched_settings {
+	uint64_t op_ns, byte_ps; /* the cost model */
+	unsigned capacity_pct;   /* the share of the disk's time reservations may take in sum */
+	unsigned depth;          /* requests domus-blk keeps in flight at most */
+};
+
+/*
+ * "op-ns=N,byte-ps=N,capacity-pct=N,depth=N" (any of them) applied to out.
+ * 0, or -EINVAL with why in err (the setting and its bounds).
+ */
+int blk_sched_settings_parse(const char *text, struct blk_sched_settings *out, char *err, size_t errlen);
+
 void blk_sched_init(struct blk_sched *s);
 /* Frees every group (their requests must be gone). */
 void blk_sched_free(struct blk_sched *s);

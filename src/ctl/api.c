@@ -497,6 +497,7 @@ static void domain_stats(struct api *a, struct domain *d, struct api_response *r
 	stats = json_object_get(reply, "stats");
 	if (stats)
 		json_object_update(o, stats);
+	json_object_set_new(o, "disk_qos", a->ops->disk_qos ? a->ops->disk_qos(a->ctx, d) : json_array());
 	json_object_set_new(o, "networks", json_array());
 	json_decref(reply);
 	api_reply_json(r, 200, o);
@@ -660,6 +661,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 			return method_not_allowed(r, req, "PUT");
 		return api_mem_set(a, d, req, r);
 	}
+	if (!strcmp(action, "disk-qos"))
+		return api_disk_qos(a, d, req, r);
 	if (!strcmp(action, "stats") || !strcmp(action, "console")) {
 		if (strcmp(m, "GET"))
 			return method_not_allowed(r, req, "GET");

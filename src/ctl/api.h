@@ -111,6 +111,15 @@ struct domain_ops {
 	 */
 	void (*vfr)(void *ctx, struct api *a, const struct api_request *req, const char *path,
 		    struct api_response *r);
+	/*
+	 * d's spec holds new disk QoS (old: what it held before): make it so.
+	 * 0, or -errno with why in err and the old QoS in force again (-ENOSPC:
+	 * a reservation the disk cannot honour). NULL: refused.
+	 */
+	int (*disk_qos_set)(void *ctx, struct domain *d, const struct domain_spec *old, char *err,
+			    size_t errlen);
+	/* d's disk groups: [{"group", "disks", "qos", "settings", "stats"}]. NULL: []. */
+	json_t *(*disk_qos)(void *ctx, const struct domain *d);
 };
 
 struct api {
@@ -178,6 +187,9 @@ const char *api_event_line(const struct api *a, unsigned long long seq, const st
 /* Whether c may see and act on d: its owner and root may. */
 bool api_may_act(const struct caller *c, const struct domain *d);
 json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config);
+
+/* api_disk.c: GET and PUT /v1/domains/D/disk-qos, the disk scheduler's settings of a domain. */
+void api_disk_qos(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
 
 /* api_mem.c: memory targets, the balloon policy and the account that follows them. */
 #define API_RECLAIM_TIMEOUT_MS 30000

@@ -25,6 +25,8 @@ struct blkhost_disk {
 	struct blkhost_disk *next;
 	unsigned domid;
 	struct blkctl_disk c; /* sent again to every domus-blk started */
+	char group[BLK_SCHED_NAME_MAX]; /* "" until told: domus-blk's own group for the disk */
+	char qos[BLK_QOS_TEXT_MAX];
 };
 
 /* A new domus-blk starts with its own default: it gets domusd's limit, then every disk. */
@@ -36,10 +38,15 @@ static int started(struct backend_proc *p, bool again, char *why, size_t whylen)
 
 	if (h->cache_limit_set && blkctl_cache_limit(p->ctl_fd, h->cache_limit, err, sizeof(err)) < 0)
 		log_warnx("domus-blk: setting the cache limit: %s", err);
+	if (h->sched[0] && blkctl_sched(p->ctl_fd, h->sched, err, sizeof(err)) < 0)
+		log_warnx("domus-blk: the scheduler's settings: %s", err);
 	for (struct blkhost_disk *d = h->disks; d; d = d->next, n++)
 		if (blkctl_add(p->ctl_fd, &d->c, err, sizeof(err)) < 0) {
 			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
 			failed++;
+		} else if (d->group[0] && blkctl_qos(p->ctl_fd, d->c.id, d->group, d->qos, err, sizeof(err)) < 0) {
+			/* Refused now when it was taken before: the disk is served, without its QoS. */
+			log_warnx("domus-blk: disk %s: its QoS: %s", d->c.id, err);
 		}
 	(void)why, (void)whylen; /* a disk it refuses is that disk's loss, not every other's */
 	if (again)
@@ -89,6 +96,59 @@ int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const stru
 	h->disks = d;
 	snprintf(socket, socklen, "%s", d->c.socket);
 	return 0;
+}
+
+void blkhost_group_name(char *out, size_t len, unsigned domid, int own_index)
+{
+	if (own_index < 0)
+		snprintf(out, len, "dom%u", domid);
+	else
+		snprintf(out, len, "%u-%d", domid, own_index);
+}
+
+int blkhost_set_qos(struct blkhost *h, unsigned domid, unsigned index, const char *group,
+		    const char *spec, char *err, size_t errlen)
+{
+	char id[32];
+	struct blkhost_disk *d;
+	int ret;
+
+	snprintf(id, sizeof(id), "%u-%u", domid, index);
+	for (d = h->disks; d && strcmp(d->c.id, id); d = d->next)
+		;
+	if (!d) {
+		snprintf(err, errlen, "disk %u of domain %u is not served by domus-blk", index, domid);
+		return -ENOENT;
+	}
+	if (strlen(group) >= sizeof(d->group) || strlen(spec) >= sizeof(d->qos)) {
+		snprintf(err, errlen, "group or QoS too long");
+		return -EINVAL;
+	}
+	if (backend_proc_running(&h->proc) && (ret = blkctl_qos(h->proc.ctl_fd, id, group, spec, err, errlen)) < 0)
+		return ret;
+	snprintf(d->group, sizeof(d->group), "%s", group);
+	snprintf(d->qos, sizeof(d->qos), "%s", spec);
+	return 0;
+}
+
+int blkhost_qos_stats(struct blkhost *h, const char *group, struct blk_sched_stats *out,
+		      int *reserve_met, char *err, size_t errlen)
+{
+	if (backend_proc_running(&h->proc))
+		return blkctl_qos_stats(h->proc.ctl_fd, group, out, reserve_met, err, errlen);
+	memset(out, 0, sizeof(*out));
+	*reserve_met = -1;
+	return 0;
+}
+
+int blkhost_sched(struct blkhost *h, const char *settings, char *err, size_t errlen)
+{
+	if (strlen(settings) >= sizeof(h->sched)) {
+		snprintf(err, errlen, "scheduler settings too long");
+		return -EINVAL;
+	}
+	snprintf(h->sched, sizeof(h->sched), "%s", settings);
+	return backend_proc_running(&h->proc) ? blkctl_sched(h->proc.ctl_fd, settings, err, errlen) : 0;
 }
 
 void blkhost_detach(struct blkhost *h, unsigned domid)

@@ -33,6 +33,7 @@ struct blkhost {
 	uint64_t cache_max_mib;  /* the shared read cache's limit never goes past this */
 	uint64_t cache_limit;    /* bytes, told to every domus-blk started */
 	bool cache_limit_set;    /* false: domus-blk's own default until domusd decides */
+	char sched[256];         /* the scheduler's settings, "" for domus-blk's defaults */
 };
 
 /* Where the program is and where sockets go; starts nothing yet. */
@@ -47,6 +48,22 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir);
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
 		   struct blkctl_image *image, int stats_fd, char *socket, size_t socklen, char *err,
 		   size_t errlen);
+/*
+ * The disk scheduler (docs/blk.md): disk index of domid goes by group
+ * (blkhost_group_name) with QoS spec (blk/qos.h, canonical, the whole of
+ * it). Told to domus-blk now and to every one started after. A reservation
+ * the host's disk cannot honour is refused (-ENOSPC, the figures in err)
+ * and nothing changes.
+ */
+int blkhost_set_qos(struct blkhost *h, unsigned domid, unsigned index, const char *group,
+		    const char *spec, char *err, size_t errlen);
+/* The group of a disk: "domD" for the domain's disks together, "D-I" for disk I alone. */
+void blkhost_group_name(char *out, size_t len, unsigned domid, int own_index);
+/* The scheduler's counters of a group; zeros when domus-blk does not run. */
+int blkhost_qos_stats(struct blkhost *h, const char *group, struct blk_sched_stats *out,
+		      int *reserve_met, char *err, size_t errlen);
+/* "sched" settings told to every domus-blk (op-ns=..,byte-ps=..,capacity-pct=..,depth=..). */
+int blkhost_sched(struct blkhost *h, const char *settings, char *err, size_t errlen);
 /* Stops serving every disk of domid. */
 void blkhost_detach(struct blkhost *h, unsigned domid);
 /* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */

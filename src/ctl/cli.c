@@ -32,6 +32,8 @@ const char cli_usage[] =
 	"  console DOMAIN        attach to the domain's console (Ctrl-] detaches)\n"
 	"  mem-set [-w] DOMAIN SIZE\n"
 	"                        set the domain's memory (MiB, or with k/m/g); -w: wait for the guest\n"
+	"  disk-qos DOMAIN [VDEV] [KEY=VALUE...|reset]\n"
+	"                        show or change the disk scheduler's QoS of a domain's disks, live\n"
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
@@ -425,6 +427,27 @@ static json_t *top_sample(struct sample **prev, size_t *nprev, double *last, jso
 	return rows;
 }
 
+/* The disk scheduler's word on a domain: requests waiting, seconds throttled, the worst reservation met. */
+static void disk_qos_sums(const json_t *d, double *waiting, double *throttled, char *met, size_t metlen)
+{
+	const json_t *g;
+	long long worst = -1;
+	size_t i;
+
+	*waiting = *throttled = 0;
+	json_array_foreach(json_object_get(d, "disk_qos"), i, g) {
+		const json_t *st = json_object_get(g, "stats"), *m = json_object_get(st, "reserve_met_percent");
+		*waiting += num(st, "waiting");
+		*throttled += num(st, "throttled_seconds");
+		if (json_is_integer(m) && (worst < 0 || json_integer_value(m) < worst))
+			worst = json_integer_value(m);
+	}
+	if (worst < 0)
+		snprintf(met, metlen, "-");
+	else
+		snprintf(met, metlen, "%lld", worst);
+}
+
 static void top_print(json_t *rows, json_t *host, bool batch, unsigned winrows)
 {
 	size_t i;
@@ -436,17 +459,21 @@ static void top_print(json_t *rows, json_t *host, bool batch, unsigned winrows)
 	printf("domus top - %zu domains, %.0f CPUs, %.0f of %.0f MiB for domains free%s\n",
 	       json_array_size(rows), num(host, "cpus"), num(host, "memory_free_mib"),
 	       num(host, "memory_capacity_mib"), batch ? "" : "   (q quits)");
-	printf("%-20s %4s %-8s %9s %6s %9s %5s %5s %9s %9s %9s %9s %6s %6s\n", "NAME", "ID", "STATE",
+	printf("%-20s %4s %-8s %9s %6s %9s %5s %5s %9s %9s %9s %9s %7s %9s %5s %6s %6s\n", "NAME", "ID", "STATE",
 	       "CPU(sec)", "CPU(%)", "MEM(k)", "MEM%", "VCPUS", "RD_REQ", "WR_REQ", "RD(k)", "WR(k)",
-	       "NETS", "NET_TX");
+	       "DSK_WAIT", "THROTTLED", "RES%", "NETS", "NET_TX");
 	json_array_foreach(rows, i, d) {
+		double waiting, throttled;
+		char met[24];
+
 		if (!batch && winrows && shown + 4 > winrows)
 			break;
-		printf("%-20.20s %4.0f %-8.8s %9.1f %6.1f %9.0f %5.1f %5.0f %9.0f %9.0f %9.0f %9.0f %6zu %6s\n",
+		disk_qos_sums(d, &waiting, &throttled, met, sizeof(met));
+		printf("%-20.20s %4.0f %-8.8s %9.1f %6.1f %9.0f %5.1f %5.0f %9.0f %9.0f %9.0f %9.0f %7.0f %8.1fs %5s %6zu %6s\n",
 		       str(d, "name"), num(d, "domid"), str(d, "state"), num(d, "cpu_seconds"),
 		       num(d, "cpu_percent"), num(d, "memory_rss_kib"), num(d, "memory_percent"),
 		       num(d, "vcpus"), disk_sum(d, "read_ops"), disk_sum(d, "write_ops"),
-		       disk_sum(d, "read_bytes") / 1024, disk_sum(d, "write_bytes") / 1024,
+		       disk_sum(d, "read_bytes") / 1024, disk_sum(d, "write_bytes") / 1024, waiting, throttled, met,
 		       json_array_size(json_object_get(d, "networks")), "-");
 		shown++;
 	}
@@ -612,6 +639,7 @@ int cli_run(int argc, char **argv)
 		{"unpause", NULL, "POST", "unpause"},
 		{"console", cmd_console, NULL, NULL},
 		{"mem-set", cmd_mem_set, NULL, NULL},
+		{"disk-qos", cmd_disk_qos, NULL, NULL},
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
 		{"vfr", cmd_vfr, NULL, NULL},

@@ -16,6 +16,8 @@ struct client *cli_client(void);
 bool cli_want_json(void);
 /* Prints domusd's refusal; EXIT_REFUSED. */
 int cli_refused(json_t *reply, int status);
+/* domus disk-qos ... (cli_disk.c) */
+int cmd_disk_qos(int argc, char **argv);
 /* domus vfr ... (cli_vfr.c) */
 int cmd_vfr(int argc, char **argv);
 

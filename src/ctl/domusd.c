@@ -164,7 +164,7 @@ static void default_vmm_path(char *out, size_t len)
 
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
-	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [-v]\n"
+	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -173,6 +173,9 @@ static const char usage_text[] =
 	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n"
 	"  --blk-cache-mib MIB  the disk read cache takes half the idle memory, at most this\n"
 	"                    (default 1024; 0: no cache)\n"
+	"  --blk-sched op-ns=N,byte-ps=N,capacity-pct=N,depth=N\n"
+	"                    the disk scheduler's cost model, the share of the disk reservations\n"
+	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them)\n"
 	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
 	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
@@ -188,6 +191,7 @@ int main(int argc, char **argv)
 		{"vmm", required_argument, NULL, 'x'},
 		{"no-reclaim", no_argument, NULL, 'R'},
 		{"blk-cache-mib", required_argument, NULL, 'c'},
+		{"blk-sched", required_argument, NULL, 'S'},
 		{"uplink", required_argument, NULL, 'U'},
 		{"network", required_argument, NULL, 'N'},
 		{"ipfix", required_argument, NULL, 'I'},
@@ -205,7 +209,7 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, api_fd, sigfd, ret;
 	char logpath[PATH_MAX], *end;
-	const char *uplink = NULL, *ipfix = NULL, *networks[VFR_NETWORKS_MAX];
+	const char *uplink = NULL, *ipfix = NULL, *networks[VFR_NETWORKS_MAX], *blk_sched = NULL;
 	unsigned nnetworks = 0;
 
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -230,6 +234,7 @@ int main(int argc, char **argv)
 			break;
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
 		case 'R': reclaim = false; break;
+		case 'S': blk_sched = optarg; break;
 		case 'U': uplink = optarg; break;
 		case 'I': ipfix = optarg; break;
 		case 'N':
@@ -321,6 +326,15 @@ int main(int argc, char **argv)
 		blkctl_find_program(program, sizeof(program), D.vmm_path);
 		blkhost_init(&D.blk, program, blk_dir);
 		D.blk.cache_max_mib = cache_max_mib;
+		if (blk_sched) {
+			struct blk_sched_settings set = {0};
+			char why[256];
+			if (blk_sched_settings_parse(blk_sched, &set, why, sizeof(why)) < 0 ||
+			    blkhost_sched(&D.blk, blk_sched, why, sizeof(why)) < 0) {
+				fprintf(stderr, "domusd: --blk-sched: %s\n", why);
+				return 2;
+			}
+		}
 	}
 	{
 		char net_dir[PATH_MAX], program[PATH_MAX], why[512];

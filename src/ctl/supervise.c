@@ -353,6 +353,112 @@ static int open_blk_stats(unsigned domid, bool create)
 	return fd;
 }
 
+/* Tells domus-blk the QoS of d's disk i as d's spec has it now. */
+static int disk_qos_apply(struct domain *d, unsigned i, char *err, size_t errlen)
+{
+	char group[BLK_SCHED_NAME_MAX];
+	bool own = d->spec.disk_qos_own[i];
+
+	blkhost_group_name(group, sizeof(group), d->domid, own ? (int)i : -1);
+	return blkhost_set_qos(&D.blk, d->domid, i, group, own ? d->spec.disk_qos_disk[i] : d->spec.disk_qos,
+			       err, errlen);
+}
+
+/* Whether domus-blk serves d's disk i (not the VMM, not another back-end). */
+static bool disk_on_blkhost(const struct domain *d, unsigned i)
+{
+	return !d->spec.vm.disks[i].vhost_user && !d->spec.vm.disks[i].in_vmm;
+}
+
+/*
+ * The API changed d's disk QoS (its spec holds the new one; old the one
+ * before): every disk of d goes by it, or on a refusal every disk goes
+ * back to old's and the reason is in err.
+ */
+static int vmm_disk_qos_set(void *ctx, struct domain *d, const struct domain_spec *old, char *err,
+			    size_t errlen)
+{
+	int ret = 0;
+
+	(void)ctx;
+	for (unsigned i = 0; i < d->spec.vm.ndisks && ret == 0; i++)
+		if (disk_on_blkhost(d, i))
+			ret = disk_qos_apply(d, i, err, errlen);
+	if (ret < 0) {
+		char why[256];
+		memcpy(d->spec.disk_qos, old->disk_qos, sizeof(d->spec.disk_qos));
+		memcpy(d->spec.disk_qos_own, old->disk_qos_own, sizeof(d->spec.disk_qos_own));
+		memcpy(d->spec.disk_qos_disk, old->disk_qos_disk, sizeof(d->spec.disk_qos_disk));
+		for (unsigned i = 0; i < d->spec.vm.ndisks; i++)
+			if (disk_on_blkhost(d, i) && disk_qos_apply(d, i, why, sizeof(why)) < 0)
+				log_warnx("domain %s: restoring disk %s's QoS: %s", d->spec.name,
+					  d->spec.vm.disks[i].vdev, why);
+		return ret;
+	}
+	if (save_record(d) < 0)
+		log_warnx("domain %s: the new disk QoS is in force but not saved for the next domusd",
+			  d->spec.name);
+	return 0;
+}
+
+static json_t *qos_settings_json(const struct blk_qos *q)
+{
+	return json_pack("{s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:i,s:s,s:i}", "reserve_iops", (json_int_t)q->reserve_iops,
+			 "reserve_bps", (json_int_t)q->reserve_bps, "weight", (int)q->weight, "limit_iops",
+			 (json_int_t)q->limit_iops, "limit_bps", (json_int_t)q->limit_bps, "burst_iops",
+			 (json_int_t)q->burst_iops, "burst_bps", (json_int_t)q->burst_bps, "burst_ms",
+			 (int)q->burst_ms, "class", q->interactive ? "interactive" : "batch", "deadline_ms",
+			 (int)q->deadline_ms);
+}
+
+static json_t *qos_stats_json(const struct blk_sched_stats *st, int met)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:i,s:i,s:o}", "served_ops", (json_int_t)st->served_ops,
+			 "served_bytes", (json_int_t)st->served_bytes, "reserve_ops", (json_int_t)st->reserve_ops,
+			 "weight_ops", (json_int_t)st->weight_ops, "limited", (json_int_t)st->limited,
+			 "throttled_seconds", (double)st->throttled_ns / 1e9, "backlog_seconds",
+			 (double)st->backlog_ns / 1e9, "deadline_missed", (json_int_t)st->deadline_missed,
+			 "waiting", (int)st->waiting, "inflight", (int)st->inflight, "reserve_met_percent",
+			 met < 0 ? json_null() : json_integer(met));
+}
+
+/* The groups of d's disks with their QoS and the scheduler's counters. */
+static json_t *vmm_disk_qos(void *ctx, const struct domain *d)
+{
+	json_t *groups = json_array();
+
+	(void)ctx;
+	for (int own = -1; own < (int)d->spec.vm.ndisks; own++) {
+		char group[BLK_SCHED_NAME_MAX], why[256];
+		json_t *disks = json_array();
+		struct blk_sched_stats st;
+		struct blk_qos q;
+		int met;
+
+		for (unsigned i = 0; i < d->spec.vm.ndisks; i++)
+			if (disk_on_blkhost(d, i) && (own < 0 ? !d->spec.disk_qos_own[i] : (int)i == own && d->spec.disk_qos_own[i]))
+				json_array_append_new(disks, json_string(d->spec.vm.disks[i].vdev));
+		if (!json_array_size(disks)) {
+			json_decref(disks);
+			continue;
+		}
+		blkhost_group_name(group, sizeof(group), d->domid, own);
+		if (blkhost_qos_stats(&D.blk, group, &st, &met, why, sizeof(why)) < 0) {
+			log_warnx("domain %s: disk group %s: %s", d->spec.name, group, why);
+			memset(&st, 0, sizeof(st));
+			met = -1;
+		}
+		blk_qos_default(&q);
+		if (blk_qos_parse(own < 0 ? d->spec.disk_qos : d->spec.disk_qos_disk[own], &q, why, sizeof(why)) < 0)
+			blk_qos_default(&q);
+		json_array_append_new(groups, json_pack(
+			"{s:s,s:o,s:s,s:o,s:o}", "group", group, "disks", disks, "qos",
+			own < 0 ? d->spec.disk_qos : d->spec.disk_qos_disk[own], "settings", qos_settings_json(&q),
+			"stats", qos_stats_json(&st, met)));
+	}
+	return groups;
+}
+
 /*
  * Hands the domain's disks that domus-blk serves, opened in files, to the
  * host's domus-blk; in vmm (when not NULL) they become vhost-user disks on
@@ -373,6 +479,11 @@ static int attach_disks(struct domain *d, int stats_fd, struct caller_files *fil
 			continue;
 		ret = blkhost_attach(&D.blk, d->domid, i, dc, &files->disks[i], stats_fd, sock, sizeof(sock),
 				     why, sizeof(why));
+		if (ret == 0 && (ret = disk_qos_apply(d, i, why, sizeof(why))) < 0) {
+			snprintf(err, errlen, "disk %s: disk_qos: %s", dc->vdev, why);
+			blkhost_detach(&D.blk, d->domid);
+			return ret;
+		}
 		if (ret < 0) {
 			snprintf(err, errlen, "disk %s: %s", dc->path, why);
 			blkhost_detach(&D.blk, d->domid);
@@ -788,6 +899,8 @@ const struct domain_ops vmm_ops = {
 	.wait = vmm_wait,
 	.memory_changed = vmm_memory_changed,
 	.host = vmm_host,
+	.disk_qos_set = vmm_disk_qos_set,
+	.disk_qos = vmm_disk_qos,
 	.vfr = api_vfr,
 };
 /* The domain's process ended (its pidfd is readable). */

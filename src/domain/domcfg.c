@@ -118,6 +118,8 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 	}
 	if (!target || !*target)
 		return bad(err, errlen, "disk '%s': no target (the image path)", spec);
+	if (vdev && copy(d->vdev, sizeof(d->vdev), vdev) < 0)
+		return bad(err, errlen, "disk '%s': vdev '%s' too long", spec, vdev);
 	/* The old "phy:", "file:", "tap:aio:" prefixes name the backend, not the path. */
 	for (const char *pfx[] = {"tap:aio:", "tap:qcow2:", "phy:", "file:", "aio:", "raw:"}, **p = pfx;
 	     p < pfx + 6; p++)
@@ -362,6 +364,75 @@ static bool names_console(const char *cmdline)
 	return false;
 }
 
+int disk_qos_entry_parse(const char *entry, char *vdev, size_t vdevlen, char *out, size_t outlen,
+			 char *err, size_t errlen)
+{
+	const char *colon = strchr(entry, ':'), *eq = strchr(entry, '='), *spec = entry;
+	struct blk_qos q;
+	char why[256];
+
+	vdev[0] = 0;
+	if (colon && (!eq || colon < eq)) {
+		const char *start = entry, *end = colon;
+		while (*start == ' ')
+			start++;
+		while (end > start && end[-1] == ' ')
+			end--;
+		if (end == start || (size_t)(end - start) >= vdevlen)
+			return bad(err, errlen, "disk_qos '%s': the disk before ':' must be a vdev such as xvdb",
+				   entry);
+		memcpy(vdev, start, (size_t)(end - start));
+		vdev[end - start] = 0;
+		spec = colon + 1;
+	}
+	blk_qos_default(&q);
+	if (blk_qos_parse(spec, &q, why, sizeof(why)) < 0)
+		return bad(err, errlen, "disk_qos '%s': %s", entry, why);
+	blk_qos_format(&q, out, outlen);
+	return 0;
+}
+
+int domain_spec_find_disk(const struct domain_spec *spec, const char *vdev)
+{
+	for (unsigned i = 0; i < spec->vm.ndisks; i++)
+		if (!strcmp(spec->vm.disks[i].vdev, vdev))
+			return (int)i;
+	return -1;
+}
+
+/* disk_qos = "SPEC" or ["SPEC", "VDEV: SPEC", ...], once the disks are known. */
+static int resolve_disk_qos(const struct xl_setting *s, const char *file, struct domain_spec *spec,
+			    char *err, size_t errlen)
+{
+	size_t n = s->value.type == XL_STRING ? 1 : s->value.nitems;
+	bool domain_set = false;
+
+	for (size_t j = 0; j < n; j++) {
+		const char *entry = s->value.type == XL_STRING ? s->value.str : s->value.items[j].str;
+		char vdev[16], text[BLK_QOS_TEXT_MAX], why[512];
+		int i;
+
+		if (disk_qos_entry_parse(entry, vdev, sizeof(vdev), text, sizeof(text), why, sizeof(why)) < 0)
+			return bad(err, errlen, "%s:%u: %s", file, s->line, why);
+		if (!vdev[0]) {
+			if (domain_set)
+				return bad(err, errlen, "%s:%u: disk_qos: two entries for the domain's disks",
+					   file, s->line);
+			domain_set = true;
+			snprintf(spec->disk_qos, sizeof(spec->disk_qos), "%s", text);
+			continue;
+		}
+		if ((i = domain_spec_find_disk(spec, vdev)) < 0)
+			return bad(err, errlen, "%s:%u: disk_qos '%s': the domain has no disk %s", file, s->line,
+				   entry, vdev);
+		if (spec->disk_qos_own[i])
+			return bad(err, errlen, "%s:%u: disk_qos: two entries for %s", file, s->line, vdev);
+		spec->disk_qos_own[i] = true;
+		snprintf(spec->disk_qos_disk[i], sizeof(spec->disk_qos_disk[i]), "%s", text);
+	}
+	return 0;
+}
+
 void domain_spec_defaults(struct domain_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
@@ -375,7 +446,7 @@ void domain_spec_defaults(struct domain_spec *spec)
 int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
 			char *err, size_t errlen)
 {
-	const struct xl_setting *cmdline = NULL, *extra = NULL, *root = NULL;
+	const struct xl_setting *cmdline = NULL, *extra = NULL, *root = NULL, *disk_qos = NULL;
 	unsigned long long v;
 	bool have_memory = false, have_maxmem = false, have_maxvcpus = false;
 	char memwhy[256];
@@ -500,6 +571,14 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 				r = bad(err, errlen,
 					"%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\" of CPUs below %d",
 					file, s->line, spec->cpus, CPU_SETSIZE);
+		} else if (!strcmp(k, "disk_qos")) {
+			/* A domus extension: the disk scheduler's QoS; resolved once the disks are known. */
+			if (s->value.type != XL_STRING && (r = want_type(s, XL_LIST, file, err, errlen)) == 0)
+				for (size_t j = 0; !r && j < s->value.nitems; j++)
+					if (s->value.items[j].type != XL_STRING)
+						r = bad(err, errlen, "%s:%u: disk_qos entries must be strings", file,
+							s->line);
+			disk_qos = s;
 		} else if (!strcmp(k, "cpu_weight")) {
 			r = number(s, 1, 65535, &v, file, err, errlen);
 			spec->cpu_weight = (unsigned)v;
@@ -541,6 +620,11 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			return bad(err, errlen, "%s: command line too long", file);
 		strcat(spec->cmdline, " " VM_DEFAULT_CMDLINE);
 	}
+	for (unsigned i = 0; i < spec->vm.ndisks; i++)
+		if (!spec->vm.disks[i].vdev[0])
+			snprintf(spec->vm.disks[i].vdev, sizeof(spec->vm.disks[i].vdev), "xvd%c", 'a' + i);
+	if (disk_qos && (r = resolve_disk_qos(disk_qos, file, spec, err, errlen)) < 0)
+		return r;
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		vif_to_nic(&spec->vifs[i], i, &spec->vm.nics[i]);
 	spec->vm.nnics = spec->nvifs;
@@ -637,4 +721,9 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);
+	if (spec->disk_qos[0])
+		fprintf(f, "disk_qos = %s\n", spec->disk_qos);
+	for (unsigned i = 0; i < vm->ndisks; i++)
+		if (spec->disk_qos_own[i])
+			fprintf(f, "disk_qos.%s = %s\n", vm->disks[i].vdev, spec->disk_qos_disk[i]);
 }

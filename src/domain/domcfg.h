@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "blk/qos.h"
 #include "domain/xlcfg.h"
 #include "vmm/config.h"
 
@@ -53,6 +54,14 @@ struct domain_spec {
 	unsigned cap;        /* percent of one CPU, 0 for none */
 	unsigned nvifs;
 	struct vif_config vifs[DOMAIN_MAX_VIFS];
+	/*
+	 * Disk QoS (blk/qos.h, canonical text, "" for the defaults): the
+	 * domain's disks share disk_qos as one group, except those given one
+	 * of their own (disk_qos = ["VDEV: SPEC"]).
+	 */
+	char disk_qos[BLK_QOS_TEXT_MAX];
+	bool disk_qos_own[VM_MAX_DISKS];
+	char disk_qos_disk[VM_MAX_DISKS][BLK_QOS_TEXT_MAX];
 };
 
 /* A domain with nothing set: the vm_config defaults, destroy/restart/destroy, weight 256. */
@@ -65,6 +74,15 @@ int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size
 	__attribute__((warn_unused_result));
 /* One entry of disk = [...] in xl-disk-configuration(5) syntax, key=value or positional. */
 int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t errlen);
+/*
+ * One entry of disk_qos = [...]: "SPEC" for the domain's disks together,
+ * "VDEV: SPEC" for one disk alone. Sets *vdev ("" for the domain) and the
+ * canonical spec in out. 0 or -EINVAL with why in err.
+ */
+int disk_qos_entry_parse(const char *entry, char *vdev, size_t vdevlen, char *out, size_t outlen,
+			 char *err, size_t errlen);
+/* The index of the disk called vdev in spec, or -1. */
+int domain_spec_find_disk(const struct domain_spec *spec, const char *vdev);
 /* One entry of vif = [...]: comma-separated key=value pairs. */
 int vif_spec_parse(const char *spec, struct vif_config *v, char *err, size_t errlen);
 /*

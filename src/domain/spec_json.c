@@ -160,8 +160,10 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	json_object_set_new(o, "on_crash", json_string(domain_action_name(spec->on_crash)));
 	for (unsigned i = 0; i < vm->ndisks; i++) {
 		/* target= last: the path may hold commas. */
-		snprintf(buf, sizeof(buf), "vdev=xvd%c, access=%s, format=%s, %s%s%s%starget=%s",
-			 disk_letters[i % 26], vm->disks[i].readonly ? "ro" : "rw",
+		char letter[8];
+		snprintf(letter, sizeof(letter), "xvd%c", disk_letters[i % 26]);
+		snprintf(buf, sizeof(buf), "vdev=%s, access=%s, format=%s, %s%s%s%starget=%s",
+			 vm->disks[i].vdev[0] ? vm->disks[i].vdev : letter, vm->disks[i].readonly ? "ro" : "rw",
 			 vm->disks[i].qcow2 ? "qcow2" : "raw",
 			 vm->disks[i].in_vmm ? "backendtype=vmm, " : vm->disks[i].vhost_user ? "backendtype=vhost-user, " : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? "cache=" : "",
@@ -206,6 +208,21 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	json_object_set_new(o, "cpus", json_string(spec->cpus[0] ? spec->cpus : "all"));
 	json_object_set_new(o, "cpu_weight", json_integer(spec->cpu_weight));
 	json_object_set_new(o, "cap", json_integer(spec->cap));
+	{
+		/* Only when set: a domain record without disk QoS reads as before. */
+		json_t *qos = json_array();
+		if (spec->disk_qos[0])
+			json_array_append_new(qos, json_string(spec->disk_qos));
+		for (unsigned i = 0; i < vm->ndisks; i++)
+			if (spec->disk_qos_own[i]) {
+				snprintf(buf, sizeof(buf), "%s: %s", vm->disks[i].vdev, spec->disk_qos_disk[i]);
+				json_array_append_new(qos, json_string(buf));
+			}
+		if (json_array_size(qos))
+			json_object_set_new(o, "disk_qos", qos);
+		else
+			json_decref(qos);
+	}
 	return o;
 }
 

@@ -27,6 +27,7 @@ struct disk_config {
 	bool qcow2;      /* a qcow2 image (domus-blk only); raw otherwise */
 	bool direct;       /* domus-blk reads and writes it with O_DIRECT (cache=none, directsync) */
 	bool writethrough; /* every write durable before it completes (cache=writethrough, directsync) */
+	char vdev[16];     /* the name xl.cfg gave it (vdev=), or xvda, xvdb, ... by position */
 };
 
 /*

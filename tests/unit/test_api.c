@@ -33,6 +33,8 @@ struct fake {
 	unsigned changes;
 	bool kernel_counts;   /* fake_memory_held answers, with held_mib */
 	uint64_t held_mib;
+	unsigned qos_sets;
+	bool qos_refuse;      /* fake_disk_qos_set: the disk cannot honour it */
 };
 
 static int fake_start(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen)
@@ -133,7 +135,37 @@ static void fake_host(void *ctx, json_t *out)
 	json_object_set_new(out, "blk_cache", json_pack("{s:i,s:f}", "size_bytes", 65536, "hit_ratio", 0.5));
 }
 
+static int fake_disk_qos_set(void *ctx, struct domain *d, const struct domain_spec *old, char *err,
+			     size_t errlen)
+{
+	struct fake *f = ctx;
+
+	(void)d, (void)old;
+	if (f->qos_refuse) {
+		snprintf(err, errlen, "the reservation needs 80.0%% of the disk's time");
+		return -ENOSPC;
+	}
+	f->qos_sets++;
+	return 0;
+}
+
+/* One group per QoS the spec holds, as domusd would show them (without counters). */
+static json_t *fake_disk_qos(void *ctx, const struct domain *d)
+{
+	json_t *g = json_array();
+
+	(void)ctx;
+	json_array_append_new(g, json_pack("{s:s,s:s}", "group", "domain", "qos", d->spec.disk_qos));
+	for (unsigned i = 0; i < d->spec.vm.ndisks; i++)
+		if (d->spec.disk_qos_own[i])
+			json_array_append_new(g, json_pack("{s:s,s:s}", "group", d->spec.vm.disks[i].vdev, "qos",
+							   d->spec.disk_qos_disk[i]));
+	return g;
+}
+
 static const struct domain_ops fake_ops = {
+	.disk_qos_set = fake_disk_qos_set,
+	.disk_qos = fake_disk_qos,
 	.start = fake_start,
 	.request = fake_request,
 	.destroy = fake_destroy,
@@ -260,6 +292,64 @@ static void test_mem_set(void **state)
 			      "name='big'\nkernel='/k'\nmemory=700\nmaxmem=900\n"), 201);
 	assert_int_equal(call("PUT", "/v1/domains/big/memory", NULL, "{\"target_mib\":900}"), 409);
 	assert_string_equal(error_code(), "insufficient_memory");
+}
+
+static const char *group_qos(unsigned i)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(J, "groups"), i), "qos"));
+}
+
+static void test_disk_qos(void **state)
+{
+	const char *path = "/v1/domains/db/disk-qos";
+
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='db'\nkernel='/k'\nmemory=100\ndisk=['/a.img,xvda', '/b.img,xvdb', "
+			      "'/c.img,xvdc,backendtype=vmm']\ndisk_qos='weight=200'\n"), 201);
+	assert_int_equal(call("GET", path, NULL, NULL), 200);
+	assert_string_equal(group_qos(0), "weight=200");
+	/* The domain's disks together: a change names only what changes. */
+	assert_int_equal(call("PUT", path, NULL, "{\"set\":\"limit-iops=5k\"}"), 200);
+	assert_string_equal(group_qos(0), "weight=200,limit-iops=5000");
+	/* One disk alone starts from the defaults. */
+	assert_int_equal(call("PUT", path, NULL, "{\"vdev\":\"xvdb\",\"set\":\"reserve-iops=100,class=interactive\"}"), 200);
+	assert_string_equal(group_qos(1), "reserve-iops=100,class=interactive");
+	assert_int_equal(F.qos_sets, 2);
+	/* Bad values name the key and the bounds, and change nothing. */
+	assert_int_equal(call("PUT", path, NULL, "{\"set\":\"weight=0\"}"), 400);
+	assert_string_equal(error_code(), "bad_qos");
+	assert_non_null(strstr(error_message(), "weight: 0 is out of bounds (1 to 10000"));
+	assert_int_equal(call("PUT", path, NULL, "{\"set\":\"speed=9\"}"), 400);
+	assert_non_null(strstr(error_message(), "unknown key 'speed'"));
+	assert_int_equal(call("PUT", path, NULL, "{\"vdev\":\"xvdq\",\"set\":\"weight=5\"}"), 404);
+	assert_non_null(strstr(error_message(), "no disk 'xvdq' (its disks: xvda, xvdb, xvdc)"));
+	assert_int_equal(call("PUT", path, NULL, "{\"vdev\":\"xvdc\",\"set\":\"weight=5\"}"), 409);
+	assert_string_equal(error_code(), "not_scheduled");
+	assert_int_equal(call("PUT", path, NULL, "{\"weight\":5}"), 400);
+	assert_int_equal(call("PUT", path, NULL, "{\"set\":\"weight=5\",\"reset\":true}"), 400);
+	/* A reservation the disk cannot honour: refused with the figures, the old QoS stays. */
+	F.qos_refuse = true;
+	assert_int_equal(call("PUT", path, NULL, "{\"set\":\"reserve-iops=4k\"}"), 409);
+	assert_string_equal(error_code(), "insufficient_capacity");
+	assert_non_null(strstr(error_message(), "80.0% of the disk's time"));
+	F.qos_refuse = false;
+	assert_int_equal(call("GET", path, NULL, NULL), 200);
+	assert_string_equal(group_qos(0), "weight=200,limit-iops=5000");
+	assert_int_equal(F.qos_sets, 2);
+	/* Back with the others; the domain's back to the defaults. */
+	assert_int_equal(call("PUT", path, NULL, "{\"vdev\":\"xvdb\",\"reset\":true}"), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "groups")), 1);
+	assert_int_equal(call("PUT", path, NULL, "{\"reset\":true}"), 200);
+	assert_string_equal(group_qos(0), "");
+	assert_int_equal(call("DELETE", path, NULL, NULL), 405);
+	/* In the configuration: an unknown disk, two entries for one. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='e'\nkernel='/k'\nmemory=100\ndisk=['/a.img']\ndisk_qos=['xvdb: weight=5']\n"), 400);
+	assert_non_null(strstr(error_message(), "the domain has no disk xvdb"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='e'\nkernel='/k'\nmemory=100\ndisk=['/a.img']\n"
+			      "disk_qos=['limit-bps=1z']\n"), 400);
+	assert_non_null(strstr(error_message(), "limit-bps: '1z' is not a rate in bytes per second"));
 }
 
 static void test_reclaim(void **state)
@@ -650,7 +740,8 @@ static void test_spec_json_round_trip(void **state)
 		"cmdline='root=/dev/vda quiet'\nmemory=256\nmaxmem=1024\nvcpus=2\nmaxvcpus=4\n"
 		"on_poweroff='preserve'\non_reboot='destroy'\non_crash='restart'\ncpus='0-1,3'\n"
 		"cpu_weight=512\ncap=50\nvif=['mac=00:16:3e:01:02:03,bridge=net0,ip=10.0.0.2', '']\n"
-		"disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img','/b.img,qcow2,xvdc,rw']\n";
+		"disk=['format=raw, vdev=xvdb, access=ro, target=/img/with,comma.img','/b.img,qcow2,xvdc,rw']\n"
+		"disk_qos=['weight=300,limit-bps=8M', 'xvdc: reserve-iops=50,class=interactive']\n";
 	json_t *j;
 
 	assert_int_equal(xl_parse(text, strlen(text), "t.cfg", &xl, err, sizeof(err)), 0);
@@ -685,6 +776,12 @@ static void test_spec_json_round_trip(void **state)
 	assert_int_equal(b.nvifs, 2);
 	assert_string_equal(b.vifs[0].mac, "00:16:3e:01:02:03");
 	assert_string_equal(b.vifs[0].ip, "10.0.0.2");
+	assert_string_equal(b.vm.disks[0].vdev, "xvdb");
+	assert_string_equal(b.vm.disks[1].vdev, "xvdc");
+	assert_string_equal(b.disk_qos, "weight=300,limit-bps=8388608");
+	assert_false(b.disk_qos_own[0]);
+	assert_true(b.disk_qos_own[1]);
+	assert_string_equal(b.disk_qos_disk[1], "reserve-iops=50,class=interactive");
 
 	/* A copy points at its own buffers once fixed up. */
 	b = a;
@@ -722,6 +819,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mem_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_qos, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owners, setup, teardown),

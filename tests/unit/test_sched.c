@@ -462,6 +462,26 @@ static void test_admission(void **state)
 	blk_sched_free(&s);
 }
 
+static void test_settings(void **state)
+{
+	struct blk_sched_settings set = {20000, 1000, 90, 64};
+	char err[256];
+
+	(void)state;
+	assert_int_equal(blk_sched_settings_parse("op-ns=7260,byte-ps=492,depth=16", &set, err, sizeof(err)), 0);
+	assert_int_equal(set.op_ns, 7260);
+	assert_int_equal(set.byte_ps, 492);
+	assert_int_equal(set.capacity_pct, 90);
+	assert_int_equal(set.depth, 16);
+	assert_int_equal(blk_sched_settings_parse("capacity-pct=101", &set, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "capacity-pct '101' must be 1 to 100"));
+	assert_int_equal(blk_sched_settings_parse("depth=0", &set, err, sizeof(err)), -EINVAL);
+	assert_int_equal(blk_sched_settings_parse("speed=1", &set, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown setting 'speed'"));
+	assert_int_equal(blk_sched_settings_parse("op-ns", &set, err, sizeof(err)), -EINVAL);
+	assert_int_equal(set.depth, 16);
+}
+
 static void test_move_keeps_requests(void **state)
 {
 	static struct sim m;
@@ -509,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_thousand_groups),
 		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_move_keeps_requests),
+		cmocka_unit_test(test_settings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
