@@ -82,7 +82,7 @@
 #define REAP_MS 100
 #define STALL_MS 5000       /* requests out and none back this long: domus-blk is stuck */
 #define SLOW_NS 10000000ull /* a request this long is the device stalling, not queueing */
-#define DEFAULT_DEPTH 64    /* domus-blk's engine depth until told (BLK_DEFAULT_DEPTH) */
+#define DEFAULT_DEPTH 64    /* domus-blk's engine depth until told (BLK_SCHED_DEFAULT_DEPTH) */
 #define LOW_DEPTH 16        /* below what the front-ends keep out: the scheduler orders them */
 #define MAX_FIGURES 32
 

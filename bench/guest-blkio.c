@@ -8,6 +8,9 @@
  *   guest-blkio seqwrite DEV SECONDS         1 MiB sequential writes
  *   guest-blkio gaps DEV SECONDS             4 KiB reads one after another; every
  *                                            gap over 20 ms between completions
+ *   guest-blkio latread DEV SECONDS PAUSE_MS 4 KiB random reads one at a time, a pause
+ *                                            between them: the latency's p50 and p99
+ *   guest-blkio randwrite DEV SECONDS DEPTH  64 KiB random writes, DEPTH threads
  *
  * Prints "RESULT <test> <value> <unit>" lines, and "GAP <ms>" for gaps.
  */
@@ -153,12 +156,84 @@ static void gaps(void)
 	printf("RESULT gaps %llu reads\n", n);
 }
 
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void latread(int pause_ms)
+{
+	size_t max = 1 << 20, n = 0;
+	double *lat = malloc(max * sizeof(*lat)), end = now() + seconds;
+	void *buf = aligned(4096);
+	int fd = open_dev(O_RDONLY);
+	unsigned seed = 5;
+	struct timespec pause = {pause_ms / 1000, (long)(pause_ms % 1000) * 1000000};
+
+	while (lat && now() < end && n < max) {
+		uint64_t b = ((uint64_t)rand_r(&seed) << 31 | (uint64_t)rand_r(&seed)) % (disk_bytes / 4096);
+		double t = now();
+		if (pread(fd, buf, 4096, (off_t)(b * 4096)) != 4096) {
+			fprintf(stderr, "guest-blkio: read: %s\n", strerror(errno));
+			exit(1);
+		}
+		lat[n++] = (now() - t) * 1e6;
+		if (pause_ms)
+			nanosleep(&pause, NULL);
+	}
+	close(fd);
+	if (!n)
+		return;
+	qsort(lat, n, sizeof(*lat), compare_double);
+	printf("RESULT latread-p50 %.0f us\nRESULT latread-p99 %.0f us\nRESULT latread-reads %zu reads\n",
+	       lat[n / 2], lat[n * 99 / 100], n);
+	free(lat);
+}
+
+static void *random_writer(void *arg)
+{
+	unsigned long long *bytes = arg;
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	uint64_t chunks = disk_bytes / 65536;
+	void *buf = aligned(65536);
+	int fd = open_dev(O_WRONLY);
+	double end = now() + seconds;
+
+	while (now() < end) {
+		uint64_t c = ((uint64_t)rand_r(&seed) << 31 | (uint64_t)rand_r(&seed)) % chunks;
+		if (pwrite(fd, buf, 65536, (off_t)(c * 65536)) != 65536) {
+			fprintf(stderr, "guest-blkio: write: %s\n", strerror(errno));
+			exit(1);
+		}
+		*bytes += 65536;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void randwrite(int depth)
+{
+	pthread_t t[64];
+	unsigned long long bytes[64] = {0}, total = 0;
+	double start = now();
+
+	for (int i = 0; i < depth; i++)
+		pthread_create(&t[i], NULL, random_writer, &bytes[i]);
+	for (int i = 0; i < depth; i++) {
+		pthread_join(t[i], NULL);
+		total += bytes[i];
+	}
+	printf("RESULT randwrite-qd%d %.1f MiB/s\n", depth, (double)total / 1048576.0 / (now() - start));
+}
+
 int main(int argc, char **argv)
 {
 	int fd;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: guest-blkio randread|seqread|seqwrite|gaps DEV SECONDS [DEPTH]\n");
+		fprintf(stderr, "usage: guest-blkio randread|seqread|seqwrite|gaps|latread|randwrite DEV SECONDS "
+				"[DEPTH|PAUSE_MS]\n");
 		return 2;
 	}
 	dev = argv[2];
@@ -177,6 +252,10 @@ int main(int argc, char **argv)
 		sequential(1);
 	else if (!strcmp(argv[1], "gaps"))
 		gaps();
+	else if (!strcmp(argv[1], "latread"))
+		latread(argc > 4 ? atoi(argv[4]) : 0);
+	else if (!strcmp(argv[1], "randwrite"))
+		randwrite(argc > 4 ? atoi(argv[4]) > 64 ? 64 : atoi(argv[4]) < 1 ? 1 : atoi(argv[4]) : 1);
 	else
 		return 2;
 	fflush(stdout);

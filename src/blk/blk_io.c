@@ -55,6 +55,9 @@ struct blk_req {
 	uint32_t type;
 	uint64_t bytes;
 	struct blk_req *next_free;
+	bool held;                 /* done, its completion held back by delay_us until due_ns */
+	uint64_t due_ns;
+	struct blk_req *next_held;
 	struct virtq_chain c;
 };
 
@@ -85,7 +88,7 @@ int blk_engine_init(struct blk_engine *e, char *err, size_t errlen)
 
 	memset(e, 0, sizeof(*e));
 	blk_sched_init(&e->sched);
-	e->depth = BLK_DEFAULT_DEPTH;
+	e->depth = BLK_SCHED_DEFAULT_DEPTH;
 	/* Operations on the ring bypass seccomp: it may only ever carry reads, writes and syncs. */
 	ret = io_uring_queue_init(RING_ENTRIES, &e->ring, IORING_SETUP_R_DISABLED);
 	if (ret < 0) {
@@ -250,6 +253,20 @@ static void req_complete(struct blk_req *r)
 	struct blk_disk *d = r->d;
 	struct blk_engine *e = d->engine;
 
+	if (e->delay_us && !r->held) {
+		uint64_t now = blk_engine_now();
+
+		r->held = true;
+		r->due_ns = (e->delayed_last_ns > now ? e->delayed_last_ns : now) + (uint64_t)e->delay_us * 1000;
+		e->delayed_last_ns = r->due_ns;
+		r->next_held = NULL;
+		if (!e->delayed)
+			e->delayed_tail = &e->delayed;
+		*e->delayed_tail = r;
+		e->delayed_tail = (void **)&r->next_held;
+		return;
+	}
+	r->held = false;
 	if (r->status == VIRTIO_BLK_S_OK && d->stats && (r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT)) {
 		bool rd = r->type == VIRTIO_BLK_T_IN;
 		atomic_fetch_add(rd ? &d->stats->read_ops : &d->stats->write_ops, 1);
@@ -257,8 +274,6 @@ static void req_complete(struct blk_req *r)
 	}
 	if (r->status != VIRTIO_BLK_S_OK)
 		r->written = 0;
-	if (e->delay_us)
-		usleep(e->delay_us);
 	if (r->scheduled) {
 		blk_sched_done(&e->sched, &r->sr, blk_engine_now());
 		e->started--;
@@ -290,6 +305,17 @@ static void req_put(struct blk_req *r)
 {
 	if (--r->pending == 0)
 		req_complete(r);
+}
+
+/* Completes the requests delay_us held back that are due by until. */
+static void release_held(struct blk_engine *e, uint64_t until)
+{
+	struct blk_req *r;
+
+	while ((r = e->delayed) && r->due_ns <= until) {
+		e->delayed = r->next_held;
+		req_complete(r);
+	}
 }
 
 static void notify_all(struct blk_engine *e)
@@ -678,6 +704,7 @@ static uint64_t request_bytes(const struct virtq_chain *c)
 void blk_engine_kicked(struct blk_disk *d, unsigned q)
 {
 	struct blk_engine *e = d->engine;
+	bool unscheduled = false;
 
 	for (;;) {
 		struct blk_req *r = e->free_requests;
@@ -702,17 +729,31 @@ void blk_engine_kicked(struct blk_disk *d, unsigned q)
 		r->d = d;
 		r->q = q;
 		r->pending = 1;
+		r->held = false;
 		d->inflight++;
 		if (!d->group) {
 			start_request(r);
 			req_put(r);
+			unscheduled = true;
 			continue;
 		}
 		r->sr.bytes = request_bytes(&r->c);
 		r->sr.owner = d;
 		blk_sched_enqueue(&e->sched, d->group, &r->sr, blk_engine_now());
 	}
-	blk_engine_pump(e);
+	/*
+	 * What waits in the scheduler goes when the loop pumps, once every disk's
+	 * kicks are in: pumped here, the first disk kicked would have the disk to
+	 * itself, whatever its QoS.
+	 */
+	if (unscheduled)
+		blk_engine_pump(e);
+}
+
+void blk_engine_complete(struct blk_engine *e)
+{
+	reap_completions(e);
+	release_held(e, blk_engine_now());
 }
 
 /* Starts r, which the scheduler let go (or which must go at once). */
@@ -726,6 +767,7 @@ static void start_scheduled(struct blk_engine *e, struct blk_req *r)
 
 void blk_engine_pump(struct blk_engine *e)
 {
+	release_held(e, blk_engine_now());
 	for (;;) {
 		unsigned n = 0;
 		enum blk_sched_phase phase;
@@ -734,12 +776,16 @@ void blk_engine_pump(struct blk_engine *e)
 		while (e->started < e->depth && (sr = blk_sched_pick(&e->sched, blk_engine_now(), &phase))) {
 			start_scheduled(e, (struct blk_req *)sr);
 			n++;
+			if (!e->have_ring)
+				notify_all(e); /* served at once: told at once */
 		}
 		if (!n || !e->have_ring)
 			break;
 		io_uring_submit(&e->ring);
 		/* Reads the page cache holds complete within the submit: no poll round for them. */
 		reap_completions(e);
+		/* Told now, not when the backlog is gone: a backlog may last as long as others send. */
+		notify_all(e);
 	}
 	if (e->have_ring)
 		io_uring_submit(&e->ring);
@@ -749,9 +795,14 @@ void blk_engine_pump(struct blk_engine *e)
 int64_t blk_engine_timeout_ns(struct blk_engine *e)
 {
 	uint64_t now = blk_engine_now(), due = blk_sched_next_due(&e->sched, now);
+	const struct blk_req *held = e->delayed;
 
-	if (due == UINT64_MAX || e->started >= e->depth)
-		return -1; /* a completion wakes the loop first */
+	if (e->started >= e->depth)
+		due = UINT64_MAX; /* a completion wakes the loop first */
+	if (held && held->due_ns < due)
+		due = held->due_ns;
+	if (due == UINT64_MAX)
+		return -1;
 	return due > now ? (int64_t)(due - now) : 0;
 }
 
@@ -819,10 +870,14 @@ void blk_engine_drain(struct blk_disk *d)
 	}
 	if (e->have_ring)
 		io_uring_submit(&e->ring);
-
-	while (d->inflight && e->have_ring) {
+	for (;;) {
 		struct io_uring_cqe *cqe;
-		int ret = io_uring_submit_and_wait(&e->ring, 1);
+		int ret;
+
+		release_held(e, UINT64_MAX); /* the front-end goes: no use holding its answers back */
+		if (!d->inflight || !e->have_ring)
+			break;
+		ret = io_uring_submit_and_wait(&e->ring, 1);
 
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
 			break;

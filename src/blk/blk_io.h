@@ -52,7 +52,14 @@ struct blk_disk {
 struct blk_engine {
 	struct io_uring ring;
 	bool have_ring; /* false: io_uring is not available and every request is served at once */
-	unsigned delay_us; /* each request held this long before completing (tests) */
+	/*
+	 * A slow disk, for tests: each request's completion is held back delay_us
+	 * after the one before it (so depth requests in flight take depth times as
+	 * long), the loop free meanwhile.
+	 */
+	unsigned delay_us;
+	void *delayed, **delayed_tail; /* the requests held back, in the order they complete */
+	uint64_t delayed_last_ns;      /* when the last of them completes */
 	struct blk_disk *notify[64]; /* disks with notify_queues set */
 	unsigned nnotify;
 	void *free_requests;
@@ -63,20 +70,23 @@ struct blk_engine {
 	unsigned depth, started;
 };
 
-#define BLK_DEFAULT_DEPTH 64
-
 /* Sets up the ring, restricted to the operations requests use. 0, or -errno with why in err
  * (the engine then serves requests synchronously). */
 int blk_engine_init(struct blk_engine *e, char *err, size_t errlen);
 /* The descriptor to poll for completions; -1 without a ring. */
 int blk_engine_fd(struct blk_engine *e);
-/* Takes every request queue q of d has and starts it. */
+/*
+ * Takes every request queue q of d has into the scheduler (a disk with no
+ * group: starts it). The caller pumps once it has taken every disk's.
+ */
 void blk_engine_kicked(struct blk_disk *d, unsigned q);
+/* Completes what has finished, without waiting and without starting more. */
+void blk_engine_complete(struct blk_engine *e);
 /* Completes what has finished, without waiting, and starts what the scheduler lets go. */
 void blk_engine_reap(struct blk_engine *e);
 /* Starts what the scheduler lets go now (after a timeout). */
 void blk_engine_pump(struct blk_engine *e);
-/* Nanoseconds until a request waiting for a limit is due; -1 if none waits. */
+/* Nanoseconds until a request waiting for a limit or held back by delay_us is due; -1 if none. */
 int64_t blk_engine_timeout_ns(struct blk_engine *e);
 /* The monotonic clock, in ns: the scheduler's time. */
 uint64_t blk_engine_now(void);

@@ -486,7 +486,8 @@ static int control_qos_stats(const char *group, char *reply, size_t len, char *e
 static int control_sched(const char *text, char *err, size_t errlen)
 {
 	struct blk_sched_settings set = {engine.sched.op_ns, engine.sched.byte_ps,
-					 (unsigned)(engine.sched.capacity_ns / 10000000), engine.depth};
+					 (unsigned)(engine.sched.capacity_ns / 10000000), engine.depth,
+					 engine.delay_us};
 	int ret = blk_sched_settings_parse(text, &set, err, errlen);
 
 	if (ret < 0)
@@ -495,6 +496,7 @@ static int control_sched(const char *text, char *err, size_t errlen)
 	engine.sched.byte_ps = set.byte_ps;
 	engine.sched.capacity_ns = (uint64_t)set.capacity_pct * 10000000;
 	engine.depth = set.depth;
+	engine.delay_us = set.delay_us;
 	blk_engine_pump(&engine);
 	return 0;
 }
@@ -607,23 +609,20 @@ static int serve(int control_fd)
 		}
 		int64_t wait_ns = blk_engine_timeout_ns(&engine);
 		struct timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
-		int got = ppoll(p, n, wait_ns < 0 ? NULL : &ts, NULL);
-
-		if (got < 0) {
+		if (ppoll(p, n, wait_ns < 0 ? NULL : &ts, NULL) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
 			return -errno;
 		}
 		if (p[0].revents)
-			blk_engine_reap(&engine);
-		else if (got == 0)
-			blk_engine_pump(&engine); /* a limit's wait is over */
+			blk_engine_complete(&engine);
 		if (p[1].revents) {
 			if (control_handle(control_fd) < 0) {
 				log_info("the supervisor has gone; stopping");
 				return 0;
 			}
+			blk_engine_pump(&engine);
 			continue; /* the disk table may have changed under the poll set */
 		}
 		for (unsigned i = 0; i < ndisks; i++) {
@@ -639,6 +638,8 @@ static int serve(int control_fd)
 				disk_drop_frontend(d);
 			}
 		}
+		/* Every disk's new requests are in: the scheduler chooses among them all. */
+		blk_engine_pump(&engine);
 	}
 	return 0;
 }

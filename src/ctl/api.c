@@ -535,6 +535,62 @@ static void host_info(struct api *a, struct api_response *r)
 	api_reply_json(r, 200, o);
 }
 
+static void method_not_allowed(struct api_response *r, const struct api_request *req,
+			       const char *allowed);
+
+/* The host's settings of the disk scheduler, as GET /v1/host has them under "blk_sched". */
+static json_t *blk_sched_settings(struct api *a)
+{
+	json_t *host = json_object(), *set;
+
+	if (host && a->ops->host)
+		a->ops->host(a->ctx, host);
+	set = json_object_get(host, "blk_sched");
+	json_incref(set);
+	json_decref(host);
+	return set ? set : json_object();
+}
+
+/*
+ * GET/PUT /v1/host/blk-sched: the disk scheduler's cost model, the share of
+ * the disk reservations may take, the requests in flight (docs/blk.md).
+ * They are the host's disk: anyone may look, root changes them.
+ */
+static void host_blk_sched(struct api *a, const struct api_request *req, struct api_response *r)
+{
+	const char *m = req->method;
+	json_error_t jerr;
+	json_t *j, *set;
+	char err[300];
+	int ret;
+
+	if (!strcmp(m, "GET"))
+		return api_reply_json(r, 200, blk_sched_settings(a));
+	if (strcmp(m, "PUT"))
+		return method_not_allowed(r, req, "GET, PUT");
+	if (!caller_is_root(req->caller)) {
+		api_reply_error(r, 403, "forbidden", "only root may change the disk scheduler (uid %u asked)",
+				(unsigned)req->caller->uid);
+		return;
+	}
+	j = json_loadb(req->body ? req->body : "", req->body_len, 0, &jerr);
+	set = json_object_get(j, "set");
+	if (!json_is_object(j) || !json_is_string(set) || json_object_size(j) != 1) {
+		json_decref(j);
+		api_reply_error(r, 400, "bad_request", "send {\"set\": \"KEY=VALUE,...\"} (keys: op-ns, "
+				"byte-ps, capacity-pct, depth, delay-us)");
+		return;
+	}
+	ret = a->ops->blk_sched_set(a->ctx, json_string_value(set), err, sizeof(err));
+	json_decref(j);
+	if (ret == -EINVAL)
+		api_reply_error(r, 400, "bad_settings", "disk scheduler: %s", err);
+	else if (ret < 0)
+		api_reply_error(r, 502, "backend_unreachable", "domus-blk: %s (kept for its next start)", err);
+	else
+		api_reply_json(r, 200, blk_sched_settings(a));
+}
+
 /* A user sees their own domains; root sees all. */
 static void list_domains(struct api *a, const struct caller *c, struct api_response *r)
 {
@@ -578,6 +634,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 			return method_not_allowed(r, req, "GET");
 		return host_info(a, r);
 	}
+	if (!strcmp(p, "host/blk-sched") && a->ops->blk_sched_set)
+		return host_blk_sched(a, req, r);
 	if (!strcmp(p, "events")) {
 		if (strcmp(m, "GET"))
 			return method_not_allowed(r, req, "GET");

@@ -120,6 +120,12 @@ struct domain_ops {
 			    size_t errlen);
 	/* d's disk groups: [{"group", "disks", "qos", "settings", "stats"}]. NULL: []. */
 	json_t *(*disk_qos)(void *ctx, const struct domain *d);
+	/*
+	 * The disk scheduler's host-wide settings ("depth=8,op-ns=5000", any of
+	 * them) applied. 0; -EINVAL for bad settings, nothing changed; other
+	 * -errno if domus-blk did not take them. Why in err. NULL: 404.
+	 */
+	int (*blk_sched_set)(void *ctx, const char *settings, char *err, size_t errlen);
 };
 
 struct api {

@@ -38,8 +38,12 @@ static int started(struct backend_proc *p, bool again, char *why, size_t whylen)
 
 	if (h->cache_limit_set && blkctl_cache_limit(p->ctl_fd, h->cache_limit, err, sizeof(err)) < 0)
 		log_warnx("domus-blk: setting the cache limit: %s", err);
-	if (h->sched[0] && blkctl_sched(p->ctl_fd, h->sched, err, sizeof(err)) < 0)
-		log_warnx("domus-blk: the scheduler's settings: %s", err);
+	if (h->sched_set) {
+		char text[BLK_SCHED_SETTINGS_TEXT_MAX];
+		blk_sched_settings_format(&h->sched, text, sizeof(text));
+		if (blkctl_sched(p->ctl_fd, text, err, sizeof(err)) < 0)
+			log_warnx("domus-blk: the scheduler's settings: %s", err);
+	}
 	for (struct blkhost_disk *d = h->disks; d; d = d->next, n++)
 		if (blkctl_add(p->ctl_fd, &d->c, err, sizeof(err)) < 0) {
 			log_warnx("domus-blk: disk %s: %s", d->c.id, err);
@@ -63,6 +67,7 @@ void blkhost_init(struct blkhost *h, const char *program, const char *dir)
 	h->proc.verbose = D.verbose;
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
 	h->cache_max_mib = BLK_CACHE_DEFAULT_MIB;
+	blk_sched_settings_default(&h->sched);
 }
 
 int blkhost_attach(struct blkhost *h, unsigned domid, unsigned index, const struct disk_config *dc,
@@ -143,12 +148,26 @@ int blkhost_qos_stats(struct blkhost *h, const char *group, struct blk_sched_sta
 
 int blkhost_sched(struct blkhost *h, const char *settings, char *err, size_t errlen)
 {
-	if (strlen(settings) >= sizeof(h->sched)) {
-		snprintf(err, errlen, "scheduler settings too long");
-		return -EINVAL;
-	}
-	snprintf(h->sched, sizeof(h->sched), "%s", settings);
-	return backend_proc_running(&h->proc) ? blkctl_sched(h->proc.ctl_fd, settings, err, errlen) : 0;
+	struct blk_sched_settings set = h->sched;
+	char text[BLK_SCHED_SETTINGS_TEXT_MAX];
+	int ret = blk_sched_settings_parse(settings, &set, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	h->sched = set;
+	h->sched_set = true;
+	blk_sched_settings_format(&set, text, sizeof(text));
+	if (!backend_proc_running(&h->proc))
+		return 0;
+	ret = blkctl_sched(h->proc.ctl_fd, text, err, errlen);
+	return ret == -EINVAL ? -EIO : ret; /* taken here: what failed is domus-blk */
+}
+
+json_t *blkhost_sched_json(const struct blkhost *h)
+{
+	return json_pack("{s:I,s:I,s:i,s:i,s:i}", "op_ns", (json_int_t)h->sched.op_ns, "byte_ps",
+			 (json_int_t)h->sched.byte_ps, "capacity_pct", (int)h->sched.capacity_pct, "depth",
+			 (int)h->sched.depth, "delay_us", (int)h->sched.delay_us);
 }
 
 void blkhost_detach(struct blkhost *h, unsigned domid)

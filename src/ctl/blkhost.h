@@ -33,7 +33,8 @@ struct blkhost {
 	uint64_t cache_max_mib;  /* the shared read cache's limit never goes past this */
 	uint64_t cache_limit;    /* bytes, told to every domus-blk started */
 	bool cache_limit_set;    /* false: domus-blk's own default until domusd decides */
-	char sched[256];         /* the scheduler's settings, "" for domus-blk's defaults */
+	struct blk_sched_settings sched; /* the scheduler's, told to every domus-blk started */
+	bool sched_set;                  /* false: domus-blk's defaults, nothing to tell */
 };
 
 /* Where the program is and where sockets go; starts nothing yet. */
@@ -62,8 +63,16 @@ void blkhost_group_name(char *out, size_t len, unsigned domid, int own_index);
 /* The scheduler's counters of a group; zeros when domus-blk does not run. */
 int blkhost_qos_stats(struct blkhost *h, const char *group, struct blk_sched_stats *out,
 		      int *reserve_met, char *err, size_t errlen);
-/* "sched" settings told to every domus-blk (op-ns=..,byte-ps=..,capacity-pct=..,depth=..). */
+/*
+ * Applies settings ("op-ns=..,depth=..", any of them: blk/sched.h) to the
+ * scheduler's, now if domus-blk runs and to every one started after.
+ * -EINVAL (nothing changes) for bad settings, other -errno if the running
+ * domus-blk did not take them (kept for the next one all the same); the
+ * reason in err.
+ */
 int blkhost_sched(struct blkhost *h, const char *settings, char *err, size_t errlen);
+/* The settings in force, all of them. */
+json_t *blkhost_sched_json(const struct blkhost *h);
 /* Stops serving every disk of domid. */
 void blkhost_detach(struct blkhost *h, unsigned domid);
 /* Ends domus-blk (at domusd's exit; domains wait for the next domusd's). */

@@ -34,6 +34,8 @@ const char cli_usage[] =
 	"                        set the domain's memory (MiB, or with k/m/g); -w: wait for the guest\n"
 	"  disk-qos DOMAIN [VDEV] [KEY=VALUE...|reset]\n"
 	"                        show or change the disk scheduler's QoS of a domain's disks, live\n"
+	"  blk-sched [KEY=VALUE...]\n"
+	"                        show or change the disk scheduler's host-wide settings, live\n"
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
@@ -640,6 +642,7 @@ int cli_run(int argc, char **argv)
 		{"console", cmd_console, NULL, NULL},
 		{"mem-set", cmd_mem_set, NULL, NULL},
 		{"disk-qos", cmd_disk_qos, NULL, NULL},
+		{"blk-sched", cmd_blk_sched, NULL, NULL},
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
 		{"vfr", cmd_vfr, NULL, NULL},

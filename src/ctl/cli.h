@@ -18,6 +18,7 @@ bool cli_want_json(void);
 int cli_refused(json_t *reply, int status);
 /* domus disk-qos ... (cli_disk.c) */
 int cmd_disk_qos(int argc, char **argv);
+int cmd_blk_sched(int argc, char **argv);
 /* domus vfr ... (cli_vfr.c) */
 int cmd_vfr(int argc, char **argv);
 

@@ -1,4 +1,7 @@
-/* domus disk-qos ...: a domain's disk QoS (the disk scheduler's), shown and changed live. */
+/*
+ * domus disk-qos ...: a domain's disk QoS (the disk scheduler's), shown and
+ * changed live; domus blk-sched ...: the scheduler's host-wide settings.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +114,54 @@ int cmd_disk_qos(int argc, char **argv)
 		free(out);
 	} else {
 		print_groups(reply);
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static const char blk_sched_usage[] =
+	"usage: domus blk-sched [KEY=VALUE...]   (no KEY: show)\n"
+	"keys: op-ns byte-ps (the cost model: bench/blk-qos measures it), capacity-pct (the share of\n"
+	"      the disk reservations may take), depth (requests in flight), delay-us (a slow disk)\n";
+
+int cmd_blk_sched(int argc, char **argv)
+{
+	char set[512] = "";
+	json_t *reply = NULL;
+	size_t n = 0;
+	int status;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strchr(argv[i], '=') || n + strlen(argv[i]) + 2 > sizeof(set)) {
+			fprintf(stderr, "domus blk-sched: '%s' is not KEY=VALUE\n%s", argv[i], blk_sched_usage);
+			return EXIT_USAGE;
+		}
+		n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%s", n ? "," : "", argv[i]);
+	}
+	{
+		json_t *body = n ? json_pack("{s:s}", "set", set) : NULL;
+		char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+		json_decref(body);
+		status = client_request(cli_client(), text ? "PUT" : "GET", "/v1/host/blk-sched",
+					text ? "application/json" : NULL, text, text ? strlen(text) : 0, &reply, NULL);
+		free(text);
+	}
+	if (status < 0)
+		return EXIT_UNREACHABLE;
+	if (status >= 300)
+		return cli_refused(reply, status);
+	if (cli_want_json()) {
+		char *out = json_dumps(reply, JSON_INDENT(2));
+		if (out)
+			puts(out);
+		free(out);
+	} else {
+		const char *key;
+		json_t *v;
+
+		json_object_foreach(reply, key, v)
+			printf("%-13s: %lld\n", key, json_is_integer(v) ? json_integer_value(v) : 0);
 	}
 	json_decref(reply);
 	return 0;

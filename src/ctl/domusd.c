@@ -173,9 +173,10 @@ static const char usage_text[] =
 	"  --no-reclaim      never shrink running domains' balloons to admit a new one\n"
 	"  --blk-cache-mib MIB  the disk read cache takes half the idle memory, at most this\n"
 	"                    (default 1024; 0: no cache)\n"
-	"  --blk-sched op-ns=N,byte-ps=N,capacity-pct=N,depth=N\n"
+	"  --blk-sched op-ns=N,byte-ps=N,capacity-pct=N,depth=N[,delay-us=N]\n"
 	"                    the disk scheduler's cost model, the share of the disk reservations\n"
-	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them)\n"
+	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
+	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
 	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
@@ -327,10 +328,8 @@ int main(int argc, char **argv)
 		blkhost_init(&D.blk, program, blk_dir);
 		D.blk.cache_max_mib = cache_max_mib;
 		if (blk_sched) {
-			struct blk_sched_settings set = {0};
 			char why[256];
-			if (blk_sched_settings_parse(blk_sched, &set, why, sizeof(why)) < 0 ||
-			    blkhost_sched(&D.blk, blk_sched, why, sizeof(why)) < 0) {
+			if (blkhost_sched(&D.blk, blk_sched, why, sizeof(why)) < 0) {
 				fprintf(stderr, "domusd: --blk-sched: %s\n", why);
 				return 2;
 			}

@@ -880,6 +880,13 @@ static void vmm_host(void *ctx, json_t *out)
 
 	if (cache)
 		json_object_set_new(out, "blk_cache", cache);
+	json_object_set_new(out, "blk_sched", blkhost_sched_json(&D.blk));
+}
+
+static int vmm_blk_sched_set(void *ctx, const char *settings, char *err, size_t errlen)
+{
+	(void)ctx;
+	return blkhost_sched(&D.blk, settings, err, errlen);
 }
 
 static bool vmm_busy(void *ctx)
@@ -901,6 +908,7 @@ const struct domain_ops vmm_ops = {
 	.host = vmm_host,
 	.disk_qos_set = vmm_disk_qos_set,
 	.disk_qos = vmm_disk_qos,
+	.blk_sched_set = vmm_blk_sched_set,
 	.vfr = api_vfr,
 };
 /* The domain's process ended (its pidfd is readable). */

@@ -373,10 +373,11 @@ static void test_clock_jumps(void **state)
 	static struct sim m;
 	enum blk_sched_phase ph;
 	struct blk_sched_req *r;
-	unsigned got = 0;
+	unsigned got = 0, at_once = 1 + (unsigned)(BLK_SCHED_SLACK_NS * 100 / SEC); /* the slack's worth */
 
 	(void)state;
 	sim_init(&m, 1);
+	m.now = 100 * SEC; /* so that going back 10 s stays a time */
 	sim_qos(&m, 0, "limit-iops=100");
 	m.c[0].depth = 50;
 	sim_refill(&m);
@@ -386,20 +387,20 @@ static void test_clock_jumps(void **state)
 		free(r);
 		got++;
 	}
-	assert_true(got <= 2);
+	assert_true(got <= at_once);
 	while ((r = blk_sched_pick(&m.s, m.now - 10 * SEC, &ph))) {
 		blk_sched_done(&m.s, r, m.now);
 		free(r);
 		got++;
 	}
-	assert_true(got <= 2);
+	assert_true(got <= at_once);
 	m.now += 3600 * SEC;
 	while ((r = blk_sched_pick(&m.s, m.now, &ph))) {
 		blk_sched_done(&m.s, r, m.now);
 		free(r);
 		got++;
 	}
-	assert_true(got <= 4);
+	assert_true(got <= 2 * at_once);
 	m.c[0].queued -= got;
 	sim_drain(&m);
 }
@@ -464,7 +465,7 @@ static void test_admission(void **state)
 
 static void test_settings(void **state)
 {
-	struct blk_sched_settings set = {20000, 1000, 90, 64};
+	struct blk_sched_settings set = {20000, 1000, 90, 64, 0};
 	char err[256];
 
 	(void)state;
