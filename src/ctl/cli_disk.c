@@ -49,14 +49,40 @@ static void print_groups(const json_t *reply)
 	}
 }
 
+/* PUTs body (taken) to path, or GETs it without one; prints the answer with print, or as JSON. */
+static int request_and_print(const char *path, json_t *body, void (*print)(const json_t *reply))
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_t *reply = NULL;
+	int status;
+
+	json_decref(body);
+	status = client_request(cli_client(), text ? "PUT" : "GET", path, text ? "application/json" : NULL, text,
+				text ? strlen(text) : 0, &reply, NULL);
+	free(text);
+	if (status < 0)
+		return EXIT_UNREACHABLE;
+	if (status >= 300)
+		return cli_refused(reply, status);
+	if (cli_want_json()) {
+		char *out = json_dumps(reply, JSON_INDENT(2));
+		if (out)
+			puts(out);
+		free(out);
+	} else {
+		print(reply);
+	}
+	json_decref(reply);
+	return 0;
+}
+
 int cmd_disk_qos(int argc, char **argv)
 {
 	const char *domain, *vdev = NULL;
 	char path[160], set[1024] = "";
 	bool reset = false;
-	json_t *reply = NULL, *body = NULL;
+	json_t *body = NULL;
 	size_t n = 0;
-	int status;
 
 	if (argc < 2 || argv[1][0] == '-') {
 		fputs(disk_qos_usage, stderr);
@@ -96,27 +122,7 @@ int cmd_disk_qos(int argc, char **argv)
 		fprintf(stderr, "domus disk-qos: %s: give KEY=VALUE settings or reset\n%s", vdev, disk_qos_usage);
 		return EXIT_USAGE;
 	}
-	{
-		char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-		json_decref(body);
-		status = client_request(cli_client(), text ? "PUT" : "GET", path, text ? "application/json" : NULL,
-					text, text ? strlen(text) : 0, &reply, NULL);
-		free(text);
-	}
-	if (status < 0)
-		return EXIT_UNREACHABLE;
-	if (status >= 300)
-		return cli_refused(reply, status);
-	if (cli_want_json()) {
-		char *out = json_dumps(reply, JSON_INDENT(2));
-		if (out)
-			puts(out);
-		free(out);
-	} else {
-		print_groups(reply);
-	}
-	json_decref(reply);
-	return 0;
+	return request_and_print(path, body, print_groups);
 }
 
 static const char blk_sched_usage[] =
@@ -124,12 +130,19 @@ static const char blk_sched_usage[] =
 	"keys: op-ns byte-ps (the cost model: bench/blk-qos measures it), capacity-pct (the share of\n"
 	"      the disk reservations may take), depth (requests in flight), delay-us (a slow disk)\n";
 
+static void print_settings(const json_t *reply)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)reply, key, v)
+		printf("%-13s: %lld\n", key, json_is_integer(v) ? json_integer_value(v) : 0);
+}
+
 int cmd_blk_sched(int argc, char **argv)
 {
 	char set[512] = "";
-	json_t *reply = NULL;
 	size_t n = 0;
-	int status;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strchr(argv[i], '=') || n + strlen(argv[i]) + 2 > sizeof(set)) {
@@ -138,31 +151,6 @@ int cmd_blk_sched(int argc, char **argv)
 		}
 		n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%s", n ? "," : "", argv[i]);
 	}
-	{
-		json_t *body = n ? json_pack("{s:s}", "set", set) : NULL;
-		char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-
-		json_decref(body);
-		status = client_request(cli_client(), text ? "PUT" : "GET", "/v1/host/blk-sched",
-					text ? "application/json" : NULL, text, text ? strlen(text) : 0, &reply, NULL);
-		free(text);
-	}
-	if (status < 0)
-		return EXIT_UNREACHABLE;
-	if (status >= 300)
-		return cli_refused(reply, status);
-	if (cli_want_json()) {
-		char *out = json_dumps(reply, JSON_INDENT(2));
-		if (out)
-			puts(out);
-		free(out);
-	} else {
-		const char *key;
-		json_t *v;
-
-		json_object_foreach(reply, key, v)
-			printf("%-13s: %lld\n", key, json_is_integer(v) ? json_integer_value(v) : 0);
-	}
-	json_decref(reply);
-	return 0;
+	return request_and_print("/v1/host/blk-sched", n ? json_pack("{s:s}", "set", set) : NULL,
+				 print_settings);
 }
