@@ -98,7 +98,7 @@ static void randread(int depth)
 		pthread_join(t[i], NULL);
 		total += counts[i];
 	}
-	printf("RESULT randread-qd%d %.0f iops\n", depth, (double)total / (now() - start));
+	printf("RESULT randread-qd%d %.1f iops\n", depth, (double)total / (now() - start));
 }
 
 static void sequential(int write)
