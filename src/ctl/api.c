@@ -139,6 +139,8 @@ json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config)
 	if (d->spec.uuid[0])
 		json_object_set_new(o, "uuid", json_string(d->spec.uuid));
 	json_object_set_new(o, "owner", json_integer(d->owner.uid));
+	json_object_set_new(o, "cpu_weight", json_integer(d->spec.cpu_weight));
+	json_object_set_new(o, "cap", json_integer(d->spec.cap));
 	api_mem_json(a, d, o);
 	if (a->ops->usage)
 		a->ops->usage(a->ctx, d, o);
@@ -334,8 +336,6 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 {
 	struct domain *d = calloc(1, sizeof(*d));
 	char err[1024];
-	cpu_set_t cpus;
-	unsigned highest;
 	json_t *body, *warnings;
 	int ret;
 
@@ -346,10 +346,13 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	if (parse_config(req, &d->spec, r) < 0)
 		goto fail;
 	domain_spec_fixup(&d->spec);
-	if (cpulist_parse(d->spec.cpus, &cpus, &highest) > 0 && highest >= a->host_cpus) {
-		api_reply_error(r, 400, "invalid_config", "cpus '%s' names CPU %u; the host has CPUs 0-%u",
-			    d->spec.cpus, highest, a->host_cpus - 1);
-		goto fail;
+	for (unsigned i = 0; i <= d->spec.nvcpu_cpus; i++) {
+		char why[160];
+		if (api_check_host_cpus(a, i < d->spec.nvcpu_cpus ? d->spec.vcpu_cpus[i] : d->spec.cpus, why,
+					sizeof(why)) < 0) {
+			api_reply_error(r, 400, "invalid_config", "%s", why);
+			goto fail;
+		}
 	}
 	if (api_find(a, d->spec.name) || starting(a, d->spec.name)) {
 		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
@@ -400,10 +403,6 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	api_event(a, "started", d, NULL);
 	body = api_domain_json(a, d, true);
 	warnings = json_array();
-	if (d->spec.cpu_weight != 256 || d->spec.cap)
-		json_array_append_new(warnings,
-				      json_string("cpu_weight, cap: recorded; the vCPU scheduler that "
-						  "applies them is not part of this build"));
 	json_object_set_new(body, "warnings", warnings);
 	api_reply_json(r, 201, body);
 	return;
@@ -721,6 +720,10 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 	}
 	if (!strcmp(action, "disk-qos"))
 		return api_disk_qos(a, d, req, r);
+	if (!strcmp(action, "sched"))
+		return api_sched(a, d, req, r);
+	if (!strcmp(action, "vcpus"))
+		return api_vcpus(a, d, req, r);
 	if (!strcmp(action, "stats") || !strcmp(action, "console")) {
 		if (strcmp(m, "GET"))
 			return method_not_allowed(r, req, "GET");

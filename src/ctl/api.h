@@ -126,6 +126,24 @@ struct domain_ops {
 	 * -errno if domus-blk did not take them. Why in err. NULL: 404.
 	 */
 	int (*blk_sched_set)(void *ctx, const char *settings, char *err, size_t errlen);
+	/*
+	 * d's spec holds a new cpu_weight and cap: apply them (its cgroup's
+	 * cpu.weight and cpu.max) and save them. 0; -ENOTSUP without cgroup
+	 * v2's cpu controller; -errno. Why in err. NULL: 501.
+	 */
+	int (*sched_set)(void *ctx, struct domain *d, char *err, size_t errlen);
+	/* {"cpu_weight": N, "cpu_max": "QUOTA PERIOD"} as d's cgroup has them, or null. */
+	json_t *(*sched)(void *ctx, const struct domain *d);
+	/*
+	 * d's spec pins vCPU vcpu (-1: all) to cpus now: tell its process and
+	 * save. 0 or -errno with why in err. NULL: 501.
+	 */
+	int (*vcpu_pin)(void *ctx, struct domain *d, int vcpu, const char *cpus, char *err, size_t errlen);
+	/*
+	 * d's vCPUs: [{"vcpu", "tid", "cpu", "state", "time_s", "steal_s", "cpus"}],
+	 * or NULL with why in err.
+	 */
+	json_t *(*vcpus)(void *ctx, struct domain *d, char *err, size_t errlen);
 };
 
 struct api {
@@ -195,6 +213,11 @@ bool api_may_act(const struct caller *c, const struct domain *d);
 json_t *api_domain_json(struct api *a, const struct domain *d, bool with_config);
 
 /* api_disk.c: GET and PUT /v1/domains/D/disk-qos, the disk scheduler's settings of a domain. */
+/* GET, PUT /v1/domains/NAME/sched and /vcpus (src/ctl/api_sched.c). */
+void api_sched(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
+void api_vcpus(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
+/* cpus ("all", "0-3,5") is a CPU list naming only CPUs the host has. 0 or -EINVAL with why. */
+int api_check_host_cpus(const struct api *a, const char *cpus, char *err, size_t errlen);
 void api_disk_qos(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
 
 /* api_mem.c: memory targets, the balloon policy and the account that follows them. */

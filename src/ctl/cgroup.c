@@ -10,6 +10,8 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "lib/small_file.h"
+
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
@@ -35,19 +37,10 @@ static int write_text(const char *dir, const char *file, const char *text)
 static int read_file(const char *dir, const char *file, char *buf, size_t len)
 {
 	char path[PATH_MAX];
-	ssize_t n;
-	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = 0;
-	return 0;
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return small_file_read(path, buf, len);
 }
 
 /* The first line of dir/file. */
@@ -223,6 +216,64 @@ int cgroup_memory_resident(const struct cgroups *cg, const char *name, uint64_t 
 		}
 	}
 	return found == 2 ? 0 : -EPROTO;
+}
+
+unsigned cgroup_cpu_weight_from_xen(unsigned weight)
+{
+	unsigned long w = ((unsigned long)weight * 100 + 128) / 256;
+
+	return w < 1 ? 1 : w > 10000 ? 10000 : (unsigned)w;
+}
+
+void cgroup_cpu_max_text(unsigned cap, char *out, size_t len)
+{
+	/* A period of 100 ms, as Xen's credit scheduler accounts in 30 ms slices: near enough. */
+	if (cap)
+		snprintf(out, len, "%llu 100000", (unsigned long long)cap * 1000);
+	else
+		snprintf(out, len, "max 100000");
+}
+
+int cgroup_set_cpu(const struct cgroups *cg, const char *name, unsigned weight, unsigned cap,
+		   char *err, size_t errlen)
+{
+	char dir[PATH_MAX], text[32];
+	int ret;
+
+	if (!cg->enabled) {
+		snprintf(err, errlen, "the host has no cgroup v2 for domusd: cpu_weight and cap cannot apply");
+		return -ENOTSUP;
+	}
+	snprintf(dir, sizeof(dir), "%s/%s", cg->base, name);
+	snprintf(text, sizeof(text), "%u", cgroup_cpu_weight_from_xen(weight));
+	ret = write_text(dir, "cpu.weight", text);
+	if (ret == 0) {
+		cgroup_cpu_max_text(cap, text, sizeof(text));
+		ret = write_text(dir, "cpu.max", text);
+	}
+	if (ret == -ENOENT) {
+		snprintf(err, errlen, "%s has no cpu controller (cgroup v2's cpu not delegated to domusd)", dir);
+		return -ENOTSUP;
+	}
+	if (ret < 0)
+		snprintf(err, errlen, "%s: cpu.weight, cpu.max: %s", dir, strerror(-ret));
+	return ret;
+}
+
+int cgroup_get_cpu(const struct cgroups *cg, const char *name, unsigned *weight, char *max,
+		   size_t maxlen)
+{
+	char dir[PATH_MAX], text[32];
+	int ret;
+
+	if (!cg->enabled)
+		return -ENOTSUP;
+	snprintf(dir, sizeof(dir), "%s/%s", cg->base, name);
+	if ((ret = read_text(dir, "cpu.weight", text, sizeof(text))) < 0 ||
+	    (ret = read_text(dir, "cpu.max", max, maxlen)) < 0)
+		return ret;
+	*weight = (unsigned)strtoul(text, NULL, 10);
+	return 0;
 }
 
 int cgroup_remove(const struct cgroups *cg, const char *name)

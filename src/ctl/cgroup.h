@@ -53,6 +53,23 @@ int cgroup_memory(const struct cgroups *cg, const char *name, uint64_t *current,
  * 0 or -errno.
  */
 int cgroup_memory_resident(const struct cgroups *cg, const char *name, uint64_t *bytes);
+/*
+ * CPU shares (docs/sched.md). Xen's credit weight (1-65535, default 256)
+ * as cgroup v2's cpu.weight (1-10000, default 100): weight x 100 / 256,
+ * rounded, clamped (weights above 25600 all map to 10000).
+ */
+unsigned cgroup_cpu_weight_from_xen(unsigned weight);
+/* Xen's cap (percent of one CPU, 0 for none) as cpu.max's text: "max 100000" or "QUOTA 100000". */
+void cgroup_cpu_max_text(unsigned cap, char *out, size_t len);
+/*
+ * Sets BASE/NAME's cpu.weight and cpu.max from Xen's weight and cap. 0;
+ * -ENOTSUP without cgroup v2's cpu controller there; -errno. Why in err.
+ */
+int cgroup_set_cpu(const struct cgroups *cg, const char *name, unsigned weight, unsigned cap,
+		   char *err, size_t errlen);
+/* BASE/NAME's cpu.weight and cpu.max as the kernel has them. 0 or -errno. */
+int cgroup_get_cpu(const struct cgroups *cg, const char *name, unsigned *weight, char *max,
+		   size_t maxlen);
 /* Removes BASE/NAME once it holds no process. 0 or -errno. */
 int cgroup_remove(const struct cgroups *cg, const char *name);
 /* The name of domain domid's cgroup. */

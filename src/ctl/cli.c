@@ -36,6 +36,11 @@ const char cli_usage[] =
 	"                        show or change the disk scheduler's QoS of a domain's disks, live\n"
 	"  blk-sched [KEY=VALUE...]\n"
 	"                        show or change the disk scheduler's host-wide settings, live\n"
+	"  sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]\n"
+	"                        show or change domains' CPU weights (256 default) and caps (% of a CPU)\n"
+	"  vcpu-pin DOMAIN VCPU|all CPUS\n"
+	"                        pin a domain's vCPU (or all) to host CPUs (\"all\": anywhere), live\n"
+	"  vcpu-list [DOMAIN]    each vCPU's host CPU, state, CPU time, steal time and affinity\n"
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
@@ -643,6 +648,9 @@ int cli_run(int argc, char **argv)
 		{"mem-set", cmd_mem_set, NULL, NULL},
 		{"disk-qos", cmd_disk_qos, NULL, NULL},
 		{"blk-sched", cmd_blk_sched, NULL, NULL},
+		{"sched-credit", cmd_sched_credit, NULL, NULL},
+		{"vcpu-pin", cmd_vcpu_pin, NULL, NULL},
+		{"vcpu-list", cmd_vcpu_list, NULL, NULL},
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
 		{"vfr", cmd_vfr, NULL, NULL},

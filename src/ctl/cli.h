@@ -16,6 +16,12 @@ struct client *cli_client(void);
 bool cli_want_json(void);
 /* Prints domusd's refusal; EXIT_REFUSED. */
 int cli_refused(json_t *reply, int status);
+/* PUTs body (taken) to path, or GETs it without one; prints the answer with print, or as JSON. */
+int cli_request_and_print(const char *path, json_t *body, void (*print)(const json_t *reply));
+/* domus sched-credit, vcpu-pin, vcpu-list (cli_sched.c) */
+int cmd_sched_credit(int argc, char **argv);
+int cmd_vcpu_pin(int argc, char **argv);
+int cmd_vcpu_list(int argc, char **argv);
 /* domus disk-qos ... (cli_disk.c) */
 int cmd_disk_qos(int argc, char **argv);
 int cmd_blk_sched(int argc, char **argv);

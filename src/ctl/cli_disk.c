@@ -49,8 +49,7 @@ static void print_groups(const json_t *reply)
 	}
 }
 
-/* PUTs body (taken) to path, or GETs it without one; prints the answer with print, or as JSON. */
-static int request_and_print(const char *path, json_t *body, void (*print)(const json_t *reply))
+int cli_request_and_print(const char *path, json_t *body, void (*print)(const json_t *reply))
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_t *reply = NULL;
@@ -122,7 +121,7 @@ int cmd_disk_qos(int argc, char **argv)
 		fprintf(stderr, "domus disk-qos: %s: give KEY=VALUE settings or reset\n%s", vdev, disk_qos_usage);
 		return EXIT_USAGE;
 	}
-	return request_and_print(path, body, print_groups);
+	return cli_request_and_print(path, body, print_groups);
 }
 
 static const char blk_sched_usage[] =
@@ -151,6 +150,6 @@ int cmd_blk_sched(int argc, char **argv)
 		}
 		n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%s", n ? "," : "", argv[i]);
 	}
-	return request_and_print("/v1/host/blk-sched", n ? json_pack("{s:s}", "set", set) : NULL,
+	return cli_request_and_print("/v1/host/blk-sched", n ? json_pack("{s:s}", "set", set) : NULL,
 				 print_settings);
 }

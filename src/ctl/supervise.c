@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctl/domusd.h"
+#include "ctl/vcpu_stats.h"
 #include "lib/unix_socket.h"
 #include "domain/spec_json.h"
 #include "domain/vmmproto.h"
@@ -401,6 +402,79 @@ static int vmm_disk_qos_set(void *ctx, struct domain *d, const struct domain_spe
 	return 0;
 }
 
+/* cpu_weight and cap in d's cgroup; a domain that asks for neither does without one. */
+static int sched_apply(const struct domain *d, char *err, size_t errlen)
+{
+	char cgroup[64];
+	int ret;
+
+	cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
+	ret = cgroup_set_cpu(&D.cgroups, cgroup, d->spec.cpu_weight, d->spec.cap, err, errlen);
+	if (ret == -ENOTSUP && d->spec.cpu_weight == 256 && !d->spec.cap)
+		return 0;
+	return ret;
+}
+
+static int vmm_sched_set(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	int ret = sched_apply(d, err, errlen);
+
+	if (ret == 0 && save_record(d) < 0)
+		log_warnx("domain %s: the new weight and cap are in force but not saved for the next domusd",
+			  d->spec.name);
+	return ret;
+}
+
+static json_t *vmm_sched(void *ctx, const struct domain *d)
+{
+	char cgroup[64], max[64];
+	unsigned weight;
+
+	cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
+	if (cgroup_get_cpu(&D.cgroups, cgroup, &weight, max, sizeof(max)) < 0)
+		return json_null();
+	return json_pack("{s:i,s:s}", "cpu_weight", weight, "cpu_max", max);
+}
+
+static int vmm_vcpu_pin(void *ctx, struct domain *d, int vcpu, const char *cpus, char *err,
+			size_t errlen)
+{
+	int ret = vmm_send_request(d, json_pack("{s:s,s:i,s:s}", "op", "vcpu_pin", "vcpu", vcpu, "cpus", cpus),
+				   NULL, err, errlen);
+
+	if (ret == 0 && save_record(d) < 0)
+		log_warnx("domain %s: the new affinity is in force but not saved for the next domusd",
+			  d->spec.name);
+	return ret;
+}
+
+static json_t *vmm_vcpus(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	json_t *reply = NULL, *list, *v, *out;
+	size_t i;
+
+	if (vmm_send_request(d, json_pack("{s:s}", "op", "vcpus"), &reply, err, errlen) < 0)
+		return NULL;
+	list = json_object_get(reply, "vcpus");
+	out = json_array();
+	json_array_foreach(list, i, v) {
+		struct vcpu_stats st;
+		int tid = (int)json_integer_value(json_object_get(v, "tid"));
+		json_t *o = json_pack("{s:O,s:i,s:O}", "vcpu", json_object_get(v, "vcpu"), "tid", tid, "cpus",
+				      json_object_get(v, "cpus"));
+		if (tid > 0 && vcpu_stats_read("/proc", (int)d->pid, tid, &st) == 0) {
+			json_object_set_new(o, "cpu", json_integer(st.cpu));
+			json_object_set_new(o, "state", json_sprintf("%c", st.state));
+			json_object_set_new(o, "time_s", json_real(st.time_s));
+			json_object_set_new(o, "steal_s", json_real(st.steal_s));
+			json_object_set_new(o, "affinity", json_string(st.affinity));
+		}
+		json_array_append_new(out, o);
+	}
+	json_decref(reply);
+	return out;
+}
+
 static json_t *qos_settings_json(const struct blk_qos *q)
 {
 	return json_pack("{s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:i,s:s,s:i}", "reserve_iops", (json_int_t)q->reserve_iops,
@@ -629,6 +703,8 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	if ((ret = cgroup_make(&D.cgroups, cgroup,
 			       (vm_config_ram_mib(&d->spec.vm) + CGROUP_VMM_OVERHEAD_MIB) << 20, err,
 			       errlen)) < 0)
+		goto fail;
+	if ((ret = sched_apply(d, err, errlen)) < 0)
 		goto fail;
 	cgroup_fd = cgroup_open(&D.cgroups, cgroup);
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
@@ -909,6 +985,10 @@ const struct domain_ops vmm_ops = {
 	.disk_qos_set = vmm_disk_qos_set,
 	.disk_qos = vmm_disk_qos,
 	.blk_sched_set = vmm_blk_sched_set,
+	.sched_set = vmm_sched_set,
+	.sched = vmm_sched,
+	.vcpu_pin = vmm_vcpu_pin,
+	.vcpus = vmm_vcpus,
 	.vfr = api_vfr,
 };
 /* The domain's process ended (its pidfd is readable). */

@@ -356,6 +356,85 @@ int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest)
 	return 1;
 }
 
+static int bad_cpus(const struct xl_setting *s, const char *what, const char *file, char *err,
+		    size_t errlen)
+{
+	return bad(err, errlen, "%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\" of CPUs below %d",
+		   file, s->line, what, CPU_SETSIZE);
+}
+
+/* cpus = "0-3" for every vCPU, or cpus = ["0", "2-3"], one per vCPU (xl.cfg(5)). */
+static int parse_cpus(const struct xl_setting *s, struct domain_spec *spec, const char *file,
+		      char *err, size_t errlen)
+{
+	cpu_set_t set;
+	unsigned highest;
+
+	spec->cpus[0] = 0;
+	spec->nvcpu_cpus = 0;
+	if (s->value.type == XL_STRING) {
+		if (string_into(s, spec->cpus, sizeof(spec->cpus), file, err, errlen) < 0)
+			return -EINVAL;
+		return cpulist_parse(spec->cpus, &set, &highest) < 0 ? bad_cpus(s, spec->cpus, file, err, errlen) : 0;
+	}
+	if (want_type(s, XL_LIST, file, err, errlen) < 0)
+		return -EINVAL;
+	if (s->value.nitems > VM_MAX_VCPUS)
+		return bad(err, errlen, "%s:%u: cpus lists %zu vCPUs; a domain has at most %d", file, s->line,
+			   s->value.nitems, VM_MAX_VCPUS);
+	for (size_t i = 0; i < s->value.nitems; i++) {
+		const struct xl_value *item = &s->value.items[i];
+		if (item->type != XL_STRING)
+			return bad(err, errlen, "%s:%u: cpus entries must be strings", file, s->line);
+		if (copy(spec->vcpu_cpus[i], sizeof(spec->vcpu_cpus[i]), item->str) < 0)
+			return bad(err, errlen, "%s:%u: cpus entry %zu is longer than %zu bytes", file, s->line,
+				   i, sizeof(spec->vcpu_cpus[i]) - 1);
+		if (cpulist_parse(item->str, &set, &highest) < 0)
+			return bad_cpus(s, item->str, file, err, errlen);
+	}
+	spec->nvcpu_cpus = (unsigned)s->value.nitems;
+	return 0;
+}
+
+const char *domain_vcpu_cpus(const struct domain_spec *spec, unsigned vcpu)
+{
+	const char *c;
+
+	if (!spec->nvcpu_cpus)
+		c = spec->cpus;
+	else
+		c = vcpu < spec->nvcpu_cpus ? spec->vcpu_cpus[vcpu] : "";
+	return strcmp(c, "all") ? c : "";
+}
+
+int domain_spec_pin(struct domain_spec *spec, int vcpu, const char *cpus, char *err, size_t errlen)
+{
+	cpu_set_t set;
+	unsigned highest, n = spec->maxvcpus > spec->vm.vcpus ? spec->maxvcpus : spec->vm.vcpus;
+
+	if (strlen(cpus) >= DOMAIN_CPUS_MAX || cpulist_parse(cpus, &set, &highest) < 0)
+		return bad(err, errlen, "cpus '%.64s': expected \"all\" or a list like \"0-3,5\"", cpus);
+	if (vcpu >= (int)n)
+		return bad(err, errlen, "vCPU %d: the domain has vCPUs 0-%u", vcpu, n - 1);
+	if (vcpu < 0) {
+		snprintf(spec->cpus, sizeof(spec->cpus), "%s", strcmp(cpus, "all") ? cpus : "");
+		spec->nvcpu_cpus = 0;
+		return 0;
+	}
+	if (!spec->nvcpu_cpus) {
+		for (unsigned i = 0; i < n; i++)
+			snprintf(spec->vcpu_cpus[i], sizeof(spec->vcpu_cpus[i]), "%s", domain_vcpu_cpus(spec, i));
+		spec->nvcpu_cpus = n;
+		spec->cpus[0] = 0;
+	}
+	for (unsigned i = spec->nvcpu_cpus; i <= (unsigned)vcpu; i++)
+		spec->vcpu_cpus[i][0] = 0;
+	if (spec->nvcpu_cpus <= (unsigned)vcpu)
+		spec->nvcpu_cpus = (unsigned)vcpu + 1;
+	snprintf(spec->vcpu_cpus[vcpu], sizeof(spec->vcpu_cpus[vcpu]), "%s", strcmp(cpus, "all") ? cpus : "");
+	return 0;
+}
+
 static bool names_console(const char *cmdline)
 {
 	for (const char *p = strstr(cmdline, "console="); p; p = strstr(p + 1, "console="))
@@ -564,13 +643,7 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 		} else if (!strcmp(k, "on_crash")) {
 			r = parse_action(s, &spec->on_crash, file, err, errlen);
 		} else if (!strcmp(k, "cpus")) {
-			r = string_into(s, spec->cpus, sizeof(spec->cpus), file, err, errlen);
-			cpu_set_t set;
-			unsigned highest;
-			if (!r && cpulist_parse(spec->cpus, &set, &highest) < 0)
-				r = bad(err, errlen,
-					"%s:%u: cpus '%s': expected \"all\" or a list like \"0-3,5\" of CPUs below %d",
-					file, s->line, spec->cpus, CPU_SETSIZE);
+			r = parse_cpus(s, spec, file, err, errlen);
 		} else if (!strcmp(k, "disk_qos")) {
 			/* A domus extension: the disk scheduler's QoS; resolved once the disks are known. */
 			if (s->value.type != XL_STRING && (r = want_type(s, XL_LIST, file, err, errlen)) == 0)
@@ -640,6 +713,9 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 	if (spec->maxvcpus < spec->vm.vcpus)
 		return bad(err, errlen, "%s: maxvcpus %u is below vcpus %u", file, spec->maxvcpus,
 			   spec->vm.vcpus);
+	if (spec->nvcpu_cpus > spec->maxvcpus)
+		return bad(err, errlen, "%s: cpus gives %u vCPUs affinities; the domain has %u", file,
+			   spec->nvcpu_cpus, spec->maxvcpus);
 	spec->vm.kernel = spec->kernel;
 	spec->vm.initrd = spec->ramdisk[0] ? spec->ramdisk : NULL;
 	if (spec->cmdline[0])
@@ -718,7 +794,14 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 			spec->vifs[i].backend == VIF_VMM ? "vmm,vifname=" :
 			spec->vifs[i].backend == VIF_VHOST_USER ? "vhost-user,socket=" : "domus-net",
 			spec->vifs[i].vifname, spec->vifs[i].socket);
-	fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
+	if (spec->nvcpu_cpus) {
+		fprintf(f, "cpus = [");
+		for (unsigned i = 0; i < spec->nvcpu_cpus; i++)
+			fprintf(f, "%s\"%s\"", i ? ", " : "", spec->vcpu_cpus[i][0] ? spec->vcpu_cpus[i] : "all");
+		fprintf(f, "]\n");
+	} else {
+		fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
+	}
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);
 	if (spec->disk_qos[0])

@@ -40,6 +40,8 @@ struct vif_config {
 	char rsip[16];	  /* VIF_DOMUS_NET on an RSIP network: the slice "START-END" asked for */
 };
 
+#define DOMAIN_CPUS_MAX 64 /* one vCPU's affinity in the list form of cpus */
+
 struct domain_spec {
 	char name[DOMAIN_NAME_MAX];
 	char uuid[37];
@@ -50,6 +52,12 @@ struct domain_spec {
 	unsigned maxvcpus;
 	enum domain_action on_poweroff, on_reboot, on_crash;
 	char cpus[256];      /* vCPU affinity, xl's syntax ("0-3,5"), "" for any */
+	/*
+	 * cpus = ["0", "2-3"]: one affinity per vCPU (vCPU i: vcpu_cpus[i]; a
+	 * vCPU past the list runs anywhere), cpus then "". 0: cpus is for all.
+	 */
+	unsigned nvcpu_cpus;
+	char vcpu_cpus[VM_MAX_VCPUS][DOMAIN_CPUS_MAX];
 	unsigned cpu_weight; /* credit scheduler weight, default 256 */
 	unsigned cap;        /* percent of one CPU, 0 for none */
 	unsigned nvifs;
@@ -96,6 +104,13 @@ const char *domain_action_name(enum domain_action a);
  * *highest, 0 for "all" or "", -EINVAL if malformed or beyond CPU_SETSIZE.
  */
 int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest);
+/* vCPU vcpu's affinity as the config gives it: a CPU list, or "" for any CPU. */
+const char *domain_vcpu_cpus(const struct domain_spec *spec, unsigned vcpu);
+/*
+ * Pins vCPU vcpu (-1: every vCPU) to cpus ("all" or "": any CPU) in spec,
+ * moving to the list form when one vCPU differs. 0, or -EINVAL with why.
+ */
+int domain_spec_pin(struct domain_spec *spec, int vcpu, const char *cpus, char *err, size_t errlen);
 /* Prints the resolved configuration, one `key = value` per line (the dry-run output). */
 void domain_spec_print(const struct domain_spec *spec, FILE *f);
 

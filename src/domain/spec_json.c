@@ -205,7 +205,14 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		json_array_append_new(vifs, json_string(buf));
 	}
 	json_object_set_new(o, "vif", vifs);
-	json_object_set_new(o, "cpus", json_string(spec->cpus[0] ? spec->cpus : "all"));
+	if (spec->nvcpu_cpus) {
+		json_t *list = json_array();
+		for (unsigned i = 0; i < spec->nvcpu_cpus; i++)
+			json_array_append_new(list, json_string(spec->vcpu_cpus[i][0] ? spec->vcpu_cpus[i] : "all"));
+		json_object_set_new(o, "cpus", list);
+	} else {
+		json_object_set_new(o, "cpus", json_string(spec->cpus[0] ? spec->cpus : "all"));
+	}
 	json_object_set_new(o, "cpu_weight", json_integer(spec->cpu_weight));
 	json_object_set_new(o, "cap", json_integer(spec->cap));
 	{

@@ -37,7 +37,6 @@ int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,
 		     const struct domain_spec *spec, unsigned domid)
 {
 	int p[2];
-	unsigned highest;
 
 	memset(c, 0, sizeof(*c));
 	c->listen_fd = listen_fd;
@@ -55,7 +54,8 @@ int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,
 		log_debug("console pipe stays at its default size");
 	if (fcntl(listen_fd, F_SETFL, O_NONBLOCK) < 0)
 		return -errno;
-	c->have_affinity = cpulist_parse(spec->cpus, &c->affinity, &highest) > 0;
+	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
+		snprintf(c->vcpu_cpus[i], sizeof(c->vcpu_cpus[i]), "%s", domain_vcpu_cpus(spec, i));
 	c->balloon_target_mib = spec->vm.memory_mib;
 	c->stats_timer_fd = -1;
 	if (spec->vm.balloon) {
@@ -269,6 +269,55 @@ static void balloon_stats_due(struct vmm_control *c)
 		virtio_balloon_request_stats(c->vm->balloon);
 }
 
+/* Applies vCPU i's affinity to its thread, if it runs; "" lets it run on any CPU. */
+static int pin_vcpu(struct vmm_control *c, unsigned i)
+{
+	cpu_set_t set;
+	unsigned highest;
+
+	if (!c->vm || i >= c->vm->nvcpus || !c->vm->vcpus[i].started)
+		return 0;
+	if (cpulist_parse(c->vcpu_cpus[i], &set, &highest) <= 0)
+		for (unsigned cpu = 0; cpu < CPU_SETSIZE; cpu++)
+			CPU_SET(cpu, &set);
+	return -pthread_setaffinity_np(c->vm->vcpus[i].thread, sizeof(set), &set);
+}
+
+/* {"op":"vcpu_pin","vcpu":N (-1: all),"cpus":"0-3"}: domusd checked both. */
+static const char *vcpu_pin(struct vmm_control *c, json_t *msg)
+{
+	json_t *jv = json_object_get(msg, "vcpu"), *jc = json_object_get(msg, "cpus");
+	const char *cpus = json_string_value(jc);
+	json_int_t v = json_integer_value(jv);
+	cpu_set_t set;
+	unsigned highest;
+
+	if (!json_is_integer(jv) || !cpus || v < -1 || v >= VM_MAX_VCPUS ||
+	    strlen(cpus) >= DOMAIN_CPUS_MAX || cpulist_parse(cpus, &set, &highest) < 0)
+		return "vcpu_pin wants a vCPU and a CPU list";
+	for (unsigned i = 0; i < VM_MAX_VCPUS; i++) {
+		if (v >= 0 && i != (unsigned)v)
+			continue;
+		snprintf(c->vcpu_cpus[i], sizeof(c->vcpu_cpus[i]), "%s", strcmp(cpus, "all") ? cpus : "");
+		if (pin_vcpu(c, i) < 0)
+			return "the host refused that affinity";
+	}
+	return NULL;
+}
+
+/* Each vCPU's thread id (0 before it runs) and affinity. */
+static json_t *vcpus_json(struct vmm_control *c)
+{
+	json_t *list = json_array();
+	unsigned n = c->vm ? c->vm->nvcpus : 0;
+
+	for (unsigned i = 0; i < n; i++)
+		json_array_append_new(list, json_pack("{s:i,s:i,s:s}", "vcpu", i, "tid",
+						      c->vm->vcpus[i].started ? atomic_load(&c->vm->vcpus[i].tid) : 0,
+						      "cpus", c->vcpu_cpus[i][0] ? c->vcpu_cpus[i] : "all"));
+	return list;
+}
+
 static const char *control_op(struct vmm_control *c, const char *op, json_t *msg, json_t *reply)
 {
 	if (!strcmp(op, "hello") || !strcmp(op, "state"))
@@ -292,6 +341,12 @@ static const char *control_op(struct vmm_control *c, const char *op, json_t *msg
 		json_object_set_new(reply, "stats", stats_json(c));
 		return NULL;
 	}
+	if (!strcmp(op, "vcpus")) {
+		json_object_set_new(reply, "vcpus", vcpus_json(c));
+		return NULL;
+	}
+	if (!strcmp(op, "vcpu_pin"))
+		return vcpu_pin(c, msg);
 	if (!strcmp(op, "balloon") && c->vm && c->vm->balloon) {
 		virtio_balloon_request_stats(c->vm->balloon); /* for the next one to ask */
 		json_object_set_new(reply, "balloon", balloon_json(c->vm->balloon));
@@ -461,12 +516,9 @@ static void control_vm_changed(void *opaque, struct vm *vm)
 	if (vm->balloon && virtio_balloon_set_target(vm->balloon, c->balloon_target_mib << 20) < 0)
 		log_warnx("balloon target %llu MiB is more than the domain's RAM",
 			  (unsigned long long)c->balloon_target_mib);
-	if (c->have_affinity)
-		for (unsigned i = 0; i < vm->nvcpus; i++)
-			if (vm->vcpus[i].started &&
-			    pthread_setaffinity_np(vm->vcpus[i].thread, sizeof(c->affinity),
-						   &c->affinity) != 0)
-				log_warnx("cpus %s: cannot pin vCPU %u", c->spec->cpus, i);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (c->vcpu_cpus[i][0] && pin_vcpu(c, i) < 0)
+			log_warnx("cpus %s: cannot pin vCPU %u", c->vcpu_cpus[i], i);
 	c->state = "running";
 	if (!c->started) {
 		c->started = true;

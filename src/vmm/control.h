@@ -32,8 +32,8 @@ struct vmm_control {
 	bool destroy;      /* domusd asked for the domain to go */
 	bool reset;        /* domusd asked for a reset */
 	bool holding;
-	bool have_affinity;
-	cpu_set_t affinity;
+	/* Each vCPU's affinity (domain_vcpu_cpus), kept across reboots; "" runs anywhere. */
+	char vcpu_cpus[VM_MAX_VCPUS][DOMAIN_CPUS_MAX];
 	uint64_t balloon_target_mib; /* the last target domusd set, kept across reboots */
 	int stats_timer_fd;          /* asks the balloon for statistics, -1 without one */
 };

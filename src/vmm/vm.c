@@ -236,6 +236,7 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	char why[128];
 
+	atomic_store(&v->tid, (int)gettid());
 	if (vmm_confine_thread(VMM_THREAD_VCPU) < 0) {
 		vm_request_stop(vm, VM_ERROR, "cannot load the vCPU thread's system-call filter");
 		return NULL;

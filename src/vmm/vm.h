@@ -35,6 +35,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	int started;
+	_Atomic int tid; /* the thread's id, once it runs: domusd reads its /proc entries */
 	_Atomic unsigned long long exits; /* KVM_RUN returns, for statistics */
 };
 

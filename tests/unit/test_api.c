@@ -35,6 +35,10 @@ struct fake {
 	uint64_t held_mib;
 	unsigned qos_sets;
 	bool qos_refuse;      /* fake_disk_qos_set: the disk cannot honour it */
+	unsigned sched_sets, pins;
+	bool no_cpu_controller; /* fake_sched_set: the host's cgroup has no cpu */
+	int last_pin_vcpu;
+	char last_pin_cpus[64];
 };
 
 static int fake_start(void *ctx, struct domain *d, const struct caller *c, char *err, size_t errlen)
@@ -163,7 +167,46 @@ static json_t *fake_disk_qos(void *ctx, const struct domain *d)
 	return g;
 }
 
+static int fake_sched_set(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	struct fake *f = ctx;
+
+	(void)d;
+	if (f->no_cpu_controller) {
+		snprintf(err, errlen, "no cpu controller");
+		return -ENOTSUP;
+	}
+	f->sched_sets++;
+	return 0;
+}
+
+static int fake_vcpu_pin(void *ctx, struct domain *d, int vcpu, const char *cpus, char *err, size_t errlen)
+{
+	struct fake *f = ctx;
+
+	(void)d, (void)err, (void)errlen;
+	f->pins++;
+	f->last_pin_vcpu = vcpu;
+	snprintf(f->last_pin_cpus, sizeof(f->last_pin_cpus), "%s", cpus);
+	return 0;
+}
+
+/* What the domain's spec pins each vCPU to, as the VMM would say. */
+static json_t *fake_vcpus(void *ctx, struct domain *d, char *err, size_t errlen)
+{
+	json_t *list = json_array();
+
+	(void)ctx, (void)err, (void)errlen;
+	for (unsigned i = 0; i < d->spec.vm.vcpus; i++)
+		json_array_append_new(list, json_pack("{s:i,s:s}", "vcpu", i, "cpus",
+						      *domain_vcpu_cpus(&d->spec, i) ? domain_vcpu_cpus(&d->spec, i) : "all"));
+	return list;
+}
+
 static const struct domain_ops fake_ops = {
+	.sched_set = fake_sched_set,
+	.vcpu_pin = fake_vcpu_pin,
+	.vcpus = fake_vcpus,
 	.disk_qos_set = fake_disk_qos_set,
 	.disk_qos = fake_disk_qos,
 	.start = fake_start,
@@ -350,6 +393,71 @@ static void test_disk_qos(void **state)
 			      "name='e'\nkernel='/k'\nmemory=100\ndisk=['/a.img']\n"
 			      "disk_qos=['limit-bps=1z']\n"), 400);
 	assert_non_null(strstr(error_message(), "limit-bps: '1z' is not a rate in bytes per second"));
+}
+
+static const char *vcpu_cpus(unsigned i)
+{
+	return json_string_value(json_object_get(json_array_get(json_object_get(J, "vcpus"), i), "cpus"));
+}
+
+static void test_sched_and_pin(void **state)
+{
+	const char *sched = "/v1/domains/web/sched", *vcpus = "/v1/domains/web/vcpus";
+
+	/* The host has 2 CPUs (setup): the list form and a CPU it lacks. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='x'\nkernel='/k'\nmemory=100\nvcpus=2\ncpus=['0', '2']\n"), 400);
+	assert_non_null(strstr(error_message(), "cpus '2' names CPU 2; the host has CPUs 0-1"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='web'\nkernel='/k'\nmemory=100\nvcpus=2\ncpu_weight=512\ncap=50\n"
+			      "cpus=['1', 'all']\n"), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "cpu_weight")), 512);
+	assert_int_equal(call("GET", sched, NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "weight")), 512);
+	assert_int_equal(json_integer_value(json_object_get(J, "cap")), 50);
+	/* Either or both, live. */
+	assert_int_equal(call("PUT", sched, NULL, "{\"weight\":128}"), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "weight")), 128);
+	assert_int_equal(json_integer_value(json_object_get(J, "cap")), 50);
+	assert_int_equal(call("PUT", sched, NULL, "{\"cap\":0,\"weight\":256}"), 200);
+	assert_int_equal(F.sched_sets, 2);
+	/* Bad values name the key and the bounds, and change nothing. */
+	assert_int_equal(call("PUT", sched, NULL, "{\"weight\":0}"), 400);
+	assert_string_equal(error_code(), "bad_settings");
+	assert_non_null(strstr(error_message(), "weight 0 is out of range (1 to 65535)"));
+	assert_int_equal(call("PUT", sched, NULL, "{\"cap\":201}"), 400);
+	assert_non_null(strstr(error_message(), "cap 201 is out of range (0 to 200: 100 per vCPU, 2 vCPUs)"));
+	assert_int_equal(call("PUT", sched, NULL, "{\"cap\":\"x\"}"), 400);
+	assert_int_equal(call("PUT", sched, NULL, "[1]"), 400);
+	F.no_cpu_controller = true;
+	assert_int_equal(call("PUT", sched, NULL, "{\"cap\":20}"), 409);
+	assert_string_equal(error_code(), "not_supported");
+	F.no_cpu_controller = false;
+	assert_int_equal(call("GET", sched, NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "cap")), 0);
+	assert_int_equal(F.sched_sets, 2);
+	/* Pinning: the list form from the config, then one vCPU, then all. */
+	assert_int_equal(call("GET", vcpus, NULL, NULL), 200);
+	assert_string_equal(vcpu_cpus(0), "1");
+	assert_string_equal(vcpu_cpus(1), "all");
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"vcpu\":1,\"cpus\":\"0\"}"), 200);
+	assert_int_equal(F.last_pin_vcpu, 1);
+	assert_string_equal(vcpu_cpus(0), "1");
+	assert_string_equal(vcpu_cpus(1), "0");
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"vcpu\":\"all\",\"cpus\":\"0-1\"}"), 200);
+	assert_int_equal(F.last_pin_vcpu, -1);
+	assert_string_equal(F.last_pin_cpus, "0-1");
+	assert_string_equal(vcpu_cpus(0), "0-1");
+	assert_string_equal(vcpu_cpus(1), "0-1");
+	/* A CPU the host lacks, a vCPU the domain lacks, a malformed list: refused, nothing sent. */
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"vcpu\":0,\"cpus\":\"7\"}"), 400);
+	assert_non_null(strstr(error_message(), "cpus '7' names CPU 7; the host has CPUs 0-1"));
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"vcpu\":2,\"cpus\":\"0\"}"), 400);
+	assert_non_null(strstr(error_message(), "vCPU 2: domain 'web' has vCPUs 0-1"));
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"vcpu\":0,\"cpus\":\"1-0\"}"), 400);
+	assert_int_equal(call("PUT", vcpus, NULL, "{\"cpus\":\"0\"}"), 400);
+	assert_int_equal(F.pins, 2);
+	assert_int_equal(call("DELETE", vcpus, NULL, NULL), 405);
 }
 
 static void test_reclaim(void **state)
@@ -820,6 +928,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mem_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_qos, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sched_and_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owners, setup, teardown),

@@ -4,7 +4,9 @@
  * "echo" on its command line it instead echoes console input back,
  * upper-cased, so a test can tell the echo from its own typing; with
  * "chatter" it prints numbered lines as fast as its console takes them, a
- * console that never goes quiet.
+ * console that never goes quiet; with "spin" it computes without end and
+ * never leaves the guest, a vCPU whose CPU time is all its progress (the
+ * CPU scheduler's tests).
  */
 #include "payload.h"
 
@@ -59,6 +61,9 @@ void payload_main(const struct hvm_start_info *si)
 	putstr("idle: up\n");
 	if (has_word(cmdline, "chatter"))
 		chatter();
+	if (has_word(cmdline, "spin"))
+		for (;;)
+			__asm__ volatile("pause");
 	if (!has_word(cmdline, "echo"))
 		for (;;)
 			__asm__ volatile("cli; hlt");
