@@ -77,6 +77,7 @@ static int delegate(const char *dir, char *err, size_t errlen)
 		return ret;
 	}
 	write_text(dir, "cgroup.subtree_control", "+cpu"); /* the CPU's weights; optional here */
+	write_text(dir, "cgroup.subtree_control", "+cpuset"); /* whole cores per domain, where needed */
 	return 0;
 }
 
@@ -274,6 +275,32 @@ int cgroup_get_cpu(const struct cgroups *cg, const char *name, unsigned *weight,
 		return ret;
 	*weight = (unsigned)strtoul(text, NULL, 10);
 	return 0;
+}
+
+int cgroup_read(const struct cgroups *cg, const char *name, const char *file, char *buf, size_t len)
+{
+	char dir[PATH_MAX];
+
+	if (!cg->enabled)
+		return -ENOTSUP;
+	snprintf(dir, sizeof(dir), "%s/%s", cg->base, name);
+	return read_text(dir, file, buf, len);
+}
+
+int cgroup_write(const struct cgroups *cg, const char *name, const char *file, const char *text, char *err,
+		 size_t errlen)
+{
+	char dir[PATH_MAX];
+	int ret;
+
+	if (!cg->enabled) {
+		snprintf(err, errlen, "the host has no cgroup v2 for domusd");
+		return -ENOTSUP;
+	}
+	snprintf(dir, sizeof(dir), "%s/%s", cg->base, name);
+	if ((ret = write_text(dir, file, text)) < 0)
+		snprintf(err, errlen, "%s/%s: %s", dir, file, strerror(-ret));
+	return ret;
 }
 
 int cgroup_remove(const struct cgroups *cg, const char *name)

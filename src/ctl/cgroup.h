@@ -70,6 +70,11 @@ int cgroup_set_cpu(const struct cgroups *cg, const char *name, unsigned weight, 
 /* BASE/NAME's cpu.weight and cpu.max as the kernel has them. 0 or -errno. */
 int cgroup_get_cpu(const struct cgroups *cg, const char *name, unsigned *weight, char *max,
 		   size_t maxlen);
+/* BASE/NAME/FILE's first line into buf. 0 or -errno (-ENOTSUP without cgroup v2). */
+int cgroup_read(const struct cgroups *cg, const char *name, const char *file, char *buf, size_t len);
+/* text into BASE/NAME/FILE. 0, or -errno with why in err. */
+int cgroup_write(const struct cgroups *cg, const char *name, const char *file, const char *text, char *err,
+		 size_t errlen);
 /* Removes BASE/NAME once it holds no process. 0 or -errno. */
 int cgroup_remove(const struct cgroups *cg, const char *name);
 /* The name of domain domid's cgroup. */

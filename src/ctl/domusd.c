@@ -164,7 +164,8 @@ static void default_vmm_path(char *out, size_t len)
 
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
-	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS] [-v]\n"
+	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
+	"              [--sched-gran core|cpu] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -177,6 +178,8 @@ static const char usage_text[] =
 	"                    the disk scheduler's cost model, the share of the disk reservations\n"
 	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
 	"                    delay-us holds each request that long, a slow disk for tests\n"
+	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
+	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
 	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
 	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
@@ -193,6 +196,7 @@ int main(int argc, char **argv)
 		{"no-reclaim", no_argument, NULL, 'R'},
 		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"blk-sched", required_argument, NULL, 'S'},
+		{"sched-gran", required_argument, NULL, 'G'},
 		{"uplink", required_argument, NULL, 'U'},
 		{"network", required_argument, NULL, 'N'},
 		{"ipfix", required_argument, NULL, 'I'},
@@ -203,7 +207,7 @@ int main(int argc, char **argv)
 	const char *sock_path = DEFAULT_SOCKET, *state_dir = DEFAULT_STATE_DIR, *group = "domus";
 	unsigned long long limit_mib = 0, cache_max_mib = DEFAULT_BLK_CACHE_MAX_MIB;
 	uint64_t total_mib = 0;
-	bool reclaim = true;
+	bool reclaim = true, gran_core = true;
 	struct epoll_event ev;
 	struct watch w_mhd = {W_MHD, NULL}, w_sig = {W_SIGNAL, NULL};
 	struct group *gr;
@@ -236,6 +240,12 @@ int main(int argc, char **argv)
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
 		case 'R': reclaim = false; break;
 		case 'S': blk_sched = optarg; break;
+		case 'G':
+			if (sched_gran_parse(optarg, &gran_core) < 0) {
+				fprintf(stderr, "domusd: --sched-gran '%s': expected core or cpu\n", optarg);
+				return 2;
+			}
+			break;
 		case 'U': uplink = optarg; break;
 		case 'I': ipfix = optarg; break;
 		case 'N':
@@ -315,6 +325,12 @@ int main(int argc, char **argv)
 			ctlproc_set_cgroup("domus-net", cgroup_open(&D.cgroups, "domus-net"));
 			log_info("cgroups: domains and back-ends under %s", D.cgroups.base);
 		}
+		if (sched_gran_init(&D.sched_gran, gran_core, "/sys/devices/system/cpu",
+				    sched_gran_kernel_has_core_sched()) < 0) {
+			log_warnx("out of memory");
+			return 1;
+		}
+		log_info("%s", D.sched_gran.why);
 	}
 	{
 		char blk_dir[PATH_MAX], program[PATH_MAX];

@@ -16,6 +16,7 @@
 #include "ctl/api.h"
 #include "ctl/blkhost.h"
 #include "ctl/cgroup.h"
+#include "ctl/sched_gran.h"
 #include "ctl/nethost.h"
 #include "ctl/watch.h"
 #include "lib/task.h"
@@ -110,6 +111,7 @@ struct daemon {
 	struct proxy *proxies;
 	struct subscriber *subs;
 	struct cgroups cgroups; /* one per domain and back-end, when cgroup v2 is there */
+	struct sched_gran sched_gran; /* --sched-gran: keeping domains off each other's cores */
 	struct blkhost blk; /* the host's domus-blk */
 	struct nethost net; /* the host's domus-net */
 	struct task_event domain_events; /* a domain's process said something (not a reply) */

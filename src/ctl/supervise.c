@@ -415,6 +415,31 @@ static int sched_apply(const struct domain *d, char *err, size_t errlen)
 	return ret;
 }
 
+/*
+ * --sched-gran core without core scheduling: whole cores of its own for a
+ * domain the user did not pin (the user's pins say where it runs).
+ */
+static int place_on_cores(const struct domain *d, char *err, size_t errlen)
+{
+	unsigned others[256], n = 0;
+	char why[160] = "";
+	int ret;
+
+	if (D.sched_gran.method != SCHED_GRAN_CPUSET || d->spec.cpus[0] || d->spec.nvcpu_cpus)
+		return 0;
+	for (unsigned i = 0; i < D.api.ndomains && n < 256; i++)
+		if (D.api.domains[i].domid != d->domid)
+			others[n++] = D.api.domains[i].domid;
+	ret = sched_gran_place(&D.sched_gran, &D.cgroups, d->domid,
+			       d->spec.maxvcpus > d->spec.vm.vcpus ? d->spec.maxvcpus : d->spec.vm.vcpus, others, n,
+			       why, sizeof(why));
+	if (ret < 0)
+		snprintf(err, errlen, "sched-gran core: %s", why);
+	else if (why[0])
+		log_warnx("domain %s: %s", d->spec.name, why);
+	return ret;
+}
+
 static int vmm_sched_set(void *ctx, struct domain *d, char *err, size_t errlen)
 {
 	int ret = sched_apply(d, err, errlen);
@@ -704,7 +729,7 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 			       (vm_config_ram_mib(&d->spec.vm) + CGROUP_VMM_OVERHEAD_MIB) << 20, err,
 			       errlen)) < 0)
 		goto fail;
-	if ((ret = sched_apply(d, err, errlen)) < 0)
+	if ((ret = sched_apply(d, err, errlen)) < 0 || (ret = place_on_cores(d, err, errlen)) < 0)
 		goto fail;
 	cgroup_fd = cgroup_open(&D.cgroups, cgroup);
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
@@ -772,6 +797,10 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 			if (dup2(moved[i], VMM_FIRST_FD + (int)i) < 0)
 				_exit(127);
 		syscall(SYS_close_range, VMM_FIRST_FD + npass, ~0U, 0);
+		if ((ret = sched_gran_enter(&D.sched_gran)) < 0) {
+			dprintf(2, "domusd: the domain's core-scheduling cookie: %s\n", strerror(-ret));
+			_exit(127);
+		}
 		execl(D.vmm_path, "domus-vmm", "--config", cfg_path, "--domid", domid,
 		      "--listen-fd", "3", "--control-fd", "4", "--blk-disks", mask_arg,
 		      "--blk-stats-fd", st >= 0 ? "5" : "-1", D.verbose ? "-v" : NULL, (char *)NULL);
@@ -957,6 +986,7 @@ static void vmm_host(void *ctx, json_t *out)
 	if (cache)
 		json_object_set_new(out, "blk_cache", cache);
 	json_object_set_new(out, "blk_sched", blkhost_sched_json(&D.blk));
+	json_object_set_new(out, "sched_gran", sched_gran_json(&D.sched_gran));
 }
 
 static int vmm_blk_sched_set(void *ctx, const char *settings, char *err, size_t errlen)

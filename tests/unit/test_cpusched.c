@@ -18,6 +18,8 @@
 #include <cmocka.h>
 
 #include "ctl/cgroup.h"
+#include "ctl/topology.h"
+#include "ctl/sched_gran.h"
 #include "ctl/vcpu_stats.h"
 #include "domain/domcfg.h"
 #include "domain/spec_json.h"
@@ -189,6 +191,128 @@ static void test_cpus_list_and_pin(void **state)
 	free(back);
 }
 
+/* A sysfs cpu directory: online CPUs, and each CPU's siblings ("" for none written). */
+static void fake_cpus(const char *dir, const char *online, const char *const *siblings, unsigned n)
+{
+	char path[600];
+
+	put(dir, "online", online);
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/cpu%u", dir, i);
+		mkdir(path, 0700);
+		snprintf(path, sizeof(path), "%s/cpu%u/topology", dir, i);
+		mkdir(path, 0700);
+		if (*siblings[i])
+			put(path, "thread_siblings_list", siblings[i]);
+	}
+}
+
+static void test_topology(void **state)
+{
+	char dir[] = "/tmp/domus-sys-XXXXXX", err[256], cmd[700];
+	struct host_topology *t = malloc(sizeof(*t));
+	unsigned load[TOPOLOGY_MAX_CORES] = {0};
+	cpu_set_t set;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	/* Two cores, two hyperthreads each, numbered as x86 hosts do: 0 and 2 are siblings. */
+	fake_cpus(dir, "0-3\n", (const char *const[]){"0,2\n", "1,3\n", "0,2\n", "1,3\n"}, 4);
+	assert_int_equal(topology_read(dir, t, err, sizeof(err)), 0);
+	assert_int_equal(t->ncpus, 4);
+	assert_int_equal(t->ncores, 2);
+	assert_true(t->smt);
+	assert_int_equal(t->threads_per_core, 2);
+	/* A 2-vCPU domain gets a core of its own, the next the other one, the third shares. */
+	assert_int_equal(topology_place(t, load, 2, &set), 0);
+	assert_true(CPU_ISSET(0, &set) && CPU_ISSET(2, &set) && CPU_COUNT(&set) == 2);
+	assert_int_equal(topology_place(t, load, 1, &set), 0);
+	assert_true(CPU_ISSET(1, &set) && CPU_ISSET(3, &set) && CPU_COUNT(&set) == 2);
+	assert_int_equal(topology_place(t, load, 1, &set), 1);
+	/* One that goes frees its core for the next. */
+	topology_unplace(t, load, &set);
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	topology_unplace(t, load, &set);
+	assert_int_equal(topology_place(t, load, 2, &set), 0);
+	assert_true(CPU_ISSET(0, &set));
+	/* More vCPUs than CPUs: every core. */
+	memset(load, 0, sizeof(load));
+	assert_int_equal(topology_place(t, load, 8, &set), 0);
+	assert_int_equal(CPU_COUNT(&set), 4);
+
+	/* No SMT; one CPU offline, its sibling's list still naming it. */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/*", dir);
+	assert_int_equal(system(cmd), 0);
+	fake_cpus(dir, "0-1,3\n", (const char *const[]){"0\n", "1-2\n", "", "3\n"}, 4);
+	assert_int_equal(topology_read(dir, t, err, sizeof(err)), 0);
+	assert_int_equal(t->ncpus, 3);
+	assert_int_equal(t->ncores, 3);
+	assert_false(t->smt);
+	memset(load, 0, sizeof(load));
+	assert_int_equal(topology_place(t, load, 2, &set), 0);
+	assert_false(CPU_ISSET(2, &set)); /* offline */
+
+	/* A sysfs that lies is refused, naming the file. */
+	put(dir, "cpu3/topology/thread_siblings_list", "1\n");
+	assert_int_equal(topology_read(dir, t, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "cpu3/topology/thread_siblings_list"));
+	put(dir, "online", "x\n");
+	assert_int_equal(topology_read(dir, t, err, sizeof(err)), -EINVAL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	free(t);
+}
+
+static void test_sched_gran(void **state)
+{
+	char dir[] = "/tmp/domus-gran-XXXXXX", cpus[600], err[256], text[64], cmd[700];
+	struct cgroups cg = {.enabled = true};
+	struct sched_gran g;
+	const unsigned others[] = {1};
+	bool core;
+
+	(void)state;
+	assert_int_equal(sched_gran_parse("core", &core), 0);
+	assert_true(core);
+	assert_int_equal(sched_gran_parse("cpu", &core), 0);
+	assert_false(core);
+	assert_int_equal(sched_gran_parse("socket", &core), -EINVAL);
+	assert_non_null(mkdtemp(dir));
+	snprintf(cpus, sizeof(cpus), "%s/cpu", dir);
+	mkdir(cpus, 0700);
+	fake_cpus(cpus, "0-3\n", (const char *const[]){"0,2\n", "1,3\n", "0,2\n", "1,3\n"}, 4);
+	/* Hyperthreads: the kernel's core scheduling where it has it, else cpusets. */
+	assert_int_equal(sched_gran_init(&g, true, cpus, true), 0);
+	assert_int_equal(g.method, SCHED_GRAN_COOKIE);
+	assert_non_null(strstr(g.why, "a core-scheduling cookie per domain"));
+	assert_int_equal(sched_gran_init(&g, false, cpus, true), 0);
+	assert_int_equal(g.method, SCHED_GRAN_NOTHING);
+	assert_int_equal(sched_gran_init(&g, true, cpus, false), 0);
+	assert_int_equal(g.method, SCHED_GRAN_CPUSET);
+	/* Domain 1 holds core 1 (CPUs 1 and 3): domain 2 gets core 0 to itself. */
+	snprintf(cg.base, sizeof(cg.base), "%s", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/dom-1 %s/dom-2", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cpus, sizeof(cpus), "%s/dom-1", dir);
+	put(cpus, "cpuset.cpus", "1,3\n");
+	snprintf(cpus, sizeof(cpus), "%s/dom-2", dir);
+	put(cpus, "cpuset.cpus", "");
+	assert_int_equal(sched_gran_place(&g, &cg, 2, 2, others, 1, err, sizeof(err)), 0);
+	get(cpus, "cpuset.cpus", text, sizeof(text));
+	assert_string_equal(text, "0,2");
+	free(g.topology);
+	/* No hyperthreads: nothing to keep apart, and nothing placed. */
+	snprintf(cpus, sizeof(cpus), "%s/cpu", dir);
+	fake_cpus(cpus, "0-1\n", (const char *const[]){"0\n", "1\n"}, 2);
+	assert_int_equal(sched_gran_init(&g, true, cpus, true), 0);
+	assert_int_equal(g.method, SCHED_GRAN_NOTHING);
+	assert_non_null(strstr(g.why, "no hyperthreads here (2 CPUs"));
+	assert_int_equal(sched_gran_place(&g, &cg, 2, 2, others, 1, err, sizeof(err)), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +320,8 @@ int main(void)
 		cmocka_unit_test(test_set_cpu_in_a_cgroup),
 		cmocka_unit_test(test_vcpu_stats_from_proc),
 		cmocka_unit_test(test_cpus_list_and_pin),
+		cmocka_unit_test(test_topology),
+		cmocka_unit_test(test_sched_gran),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
