@@ -165,7 +165,7 @@ static void default_vmm_path(char *out, size_t len)
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
-	"              [--sched-gran core|cpu] [-v]\n"
+	"              [--sched-gran core|cpu] [--backend-weight N] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -180,6 +180,8 @@ static const char usage_text[] =
 	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
 	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
+	"  --backend-weight N  domus-blk's and domus-net's CPU weight each, on the domains'\n"
+	"                    scale (default 1024: four domains' worth)\n"
 	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
 	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
@@ -197,6 +199,7 @@ int main(int argc, char **argv)
 		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"blk-sched", required_argument, NULL, 'S'},
 		{"sched-gran", required_argument, NULL, 'G'},
+		{"backend-weight", required_argument, NULL, 'W'},
 		{"uplink", required_argument, NULL, 'U'},
 		{"network", required_argument, NULL, 'N'},
 		{"ipfix", required_argument, NULL, 'I'},
@@ -217,6 +220,11 @@ int main(int argc, char **argv)
 	const char *uplink = NULL, *ipfix = NULL, *networks[VFR_NETWORKS_MAX], *blk_sched = NULL;
 	unsigned nnetworks = 0;
 
+	/*
+	 * The back-ends serve every domain: a busy one gets four domains' share
+	 * of a contended CPU, and takes nothing from them while idle.
+	 */
+	D.backend_weight = 1024;
 	while ((opt = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock_path = optarg; break;
@@ -240,6 +248,15 @@ int main(int argc, char **argv)
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
 		case 'R': reclaim = false; break;
 		case 'S': blk_sched = optarg; break;
+		case 'W':
+			errno = 0;
+			D.backend_weight = (unsigned)strtoul(optarg, &end, 10);
+			if (!*optarg || *end || errno || optarg[0] == '-' || !D.backend_weight ||
+			    strtoul(optarg, NULL, 10) > 65535) {
+				fprintf(stderr, "domusd: --backend-weight '%s': 1 to 65535 (Xen's scale)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'G':
 			if (sched_gran_parse(optarg, &gran_core) < 0) {
 				fprintf(stderr, "domusd: --sched-gran '%s': expected core or cpu\n", optarg);
@@ -324,6 +341,9 @@ int main(int argc, char **argv)
 			ctlproc_set_cgroup("domus-blk", cgroup_open(&D.cgroups, "domus-blk"));
 			ctlproc_set_cgroup("domus-net", cgroup_open(&D.cgroups, "domus-net"));
 			log_info("cgroups: domains and back-ends under %s", D.cgroups.base);
+			if (cgroup_set_cpu(&D.cgroups, "domus-blk", D.backend_weight, 0, why, sizeof(why)) < 0 ||
+			    cgroup_set_cpu(&D.cgroups, "domus-net", D.backend_weight, 0, why, sizeof(why)) < 0)
+				log_warnx("back-ends' CPU weight: %s", why);
 		}
 		if (sched_gran_init(&D.sched_gran, gran_core, "/sys/devices/system/cpu",
 				    sched_gran_kernel_has_core_sched()) < 0) {

@@ -987,6 +987,7 @@ static void vmm_host(void *ctx, json_t *out)
 		json_object_set_new(out, "blk_cache", cache);
 	json_object_set_new(out, "blk_sched", blkhost_sched_json(&D.blk));
 	json_object_set_new(out, "sched_gran", sched_gran_json(&D.sched_gran));
+	json_object_set_new(out, "backend_cpu_weight", json_integer(D.backend_weight));
 }
 
 static int vmm_blk_sched_set(void *ctx, const char *settings, char *err, size_t errlen)

@@ -67,6 +67,21 @@ cleanup_domusd() {
 	rm -rf "$work"
 }
 trap cleanup_domusd EXIT
+# The runner's time limit (SIGTERM): what domusd said and what its
+# processes wait for, before the EXIT trap kills them and that is lost.
+on_time_limit() {
+	local p
+	trap - TERM
+	echo "--- stopped by the time limit; domusd's log, last lines"
+	tail -n 40 "$work/domusd.log" 2>/dev/null || true
+	echo "--- processes"
+	for p in $(pgrep -f "$work" 2>/dev/null) ${domusd_pid:-}; do
+		[ -r "/proc/$p/stat" ] || continue
+		echo "$p $(cat "/proc/$p/wchan" 2>/dev/null) $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-160)"
+	done
+	exit 124
+}
+trap on_time_limit TERM
 
 # api URL [curl options...]: domusd's answer. A plain GET goes through nc
 # (netcat-openbsd) as HTTP/1.0, which needs 6 libraries where curl loads 35:
