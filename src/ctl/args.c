@@ -13,7 +13,7 @@ const char run_usage[] =
 	"                 [--pmem PATH[,ro|,rw]]... [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
 	"                 [--net vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]\n"
 	"                        [,mode=none|routed|nat][,default=accept|drop|reject]]\n"
-	"                 [--on-reboot restart|exit] [--no-balloon]\n"
+	"                 [--on-reboot restart|exit] [--no-balloon] [--gang[=SKEW_MS]]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -169,7 +169,7 @@ static bool has_option(int argc, char **argv, const char *name)
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
 	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON, OPT_PMEM,
-	       OPT_NET };
+	       OPT_NET, OPT_GANG };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -179,6 +179,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"memory", required_argument, NULL, 'm'},
 		{"maxmem", required_argument, NULL, OPT_MAXMEM},
 		{"no-balloon", no_argument, NULL, OPT_NO_BALLOON},
+		{"gang", optional_argument, NULL, OPT_GANG},
 		{"vcpus", required_argument, NULL, 'n'},
 		{"disk", required_argument, NULL, 'd'},
 		{"pmem", required_argument, NULL, OPT_PMEM},
@@ -223,6 +224,15 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 			cfg->maxmem_mib = v;
 			break;
 		case OPT_NO_BALLOON: cfg->balloon = false; break;
+		case OPT_GANG:
+			if (optarg && parse_number(optarg, 1, VM_GANG_SKEW_MAX_US / 1000, &v) < 0)
+				return bad(err, errlen, "--gang=%s: expected a bound in ms from 1 to %u", optarg,
+					   VM_GANG_SKEW_MAX_US / 1000);
+			spec->gang = 1;
+			if (optarg)
+				spec->gang_skew_ms = (unsigned)v;
+			domain_spec_gang(spec, 0);
+			break;
 		case 'n':
 			if (parse_number(optarg, 1, VM_MAX_VCPUS, &v) < 0)
 				return bad(err, errlen, "--vcpus '%s': expected a number from 1 to %u",

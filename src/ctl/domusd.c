@@ -165,7 +165,7 @@ static void default_vmm_path(char *out, size_t len)
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
-	"              [--sched-gran core|cpu] [--backend-weight N] [-v]\n"
+	"              [--sched-gran core|cpu] [--backend-weight N] [--gang] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -182,6 +182,8 @@ static const char usage_text[] =
 	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
 	"  --backend-weight N  domus-blk's and domus-net's CPU weight each, on the domains'\n"
 	"                    scale (default 1024: four domains' worth)\n"
+	"  --gang            co-schedule the vCPUs of domains that do not say gang = 0\n"
+	"                    (docs/sched.md)\n"
 	"  --uplink TAP:ADDR/PREFIX[:GATEWAY]  domus-net's link to the host's network\n"
 	"  --network NAME=CIDR[,mode=none|routed|nat|rsip][,default=accept|drop|reject][,dns=ADDR]\n"
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
@@ -200,6 +202,7 @@ int main(int argc, char **argv)
 		{"blk-sched", required_argument, NULL, 'S'},
 		{"sched-gran", required_argument, NULL, 'G'},
 		{"backend-weight", required_argument, NULL, 'W'},
+		{"gang", no_argument, NULL, 'K'},
 		{"uplink", required_argument, NULL, 'U'},
 		{"network", required_argument, NULL, 'N'},
 		{"ipfix", required_argument, NULL, 'I'},
@@ -263,6 +266,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'K': D.gang = 1; break;
 		case 'U': uplink = optarg; break;
 		case 'I': ipfix = optarg; break;
 		case 'N':

@@ -112,6 +112,7 @@ struct daemon {
 	struct subscriber *subs;
 	struct cgroups cgroups; /* one per domain and back-end, when cgroup v2 is there */
 	struct sched_gran sched_gran; /* --sched-gran: keeping domains off each other's cores */
+	int gang;                     /* --gang: the default of domains that do not say (0 or 1) */
 	unsigned backend_weight;      /* --backend-weight: domus-blk's and domus-net's, Xen's scale */
 	struct blkhost blk; /* the host's domus-blk */
 	struct nethost net; /* the host's domus-net */

@@ -487,6 +487,8 @@ static json_t *vmm_vcpus(void *ctx, struct domain *d, char *err, size_t errlen)
 		int tid = (int)json_integer_value(json_object_get(v, "tid"));
 		json_t *o = json_pack("{s:O,s:i,s:O}", "vcpu", json_object_get(v, "vcpu"), "tid", tid, "cpus",
 				      json_object_get(v, "cpus"));
+		if (json_object_get(v, "gang"))
+			json_object_set(o, "gang", json_object_get(v, "gang"));
 		if (tid > 0 && vcpu_stats_read("/proc", (int)d->pid, tid, &st) == 0) {
 			json_object_set_new(o, "cpu", json_integer(st.cpu));
 			json_object_set_new(o, "state", json_sprintf("%c", st.state));
@@ -733,6 +735,8 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		goto fail;
 	cgroup_fd = cgroup_open(&D.cgroups, cgroup);
 	snprintf(mask_arg, sizeof(mask_arg), "%d", mask);
+	if (vmm_spec.gang < 0)
+		vmm_spec.gang = D.gang; /* the host's default, as the domain did not say */
 	cfg = domain_spec_to_json(&vmm_spec);
 	text = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
 	json_decref(cfg);
@@ -988,6 +992,7 @@ static void vmm_host(void *ctx, json_t *out)
 	json_object_set_new(out, "blk_sched", blkhost_sched_json(&D.blk));
 	json_object_set_new(out, "sched_gran", sched_gran_json(&D.sched_gran));
 	json_object_set_new(out, "backend_cpu_weight", json_integer(D.backend_weight));
+	json_object_set_new(out, "gang_default", json_integer(D.gang));
 }
 
 static int vmm_blk_sched_set(void *ctx, const char *settings, char *err, size_t errlen)

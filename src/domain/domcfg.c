@@ -520,6 +520,8 @@ void domain_spec_defaults(struct domain_spec *spec)
 	spec->on_reboot = ACTION_RESTART;
 	spec->on_crash = ACTION_DESTROY;
 	spec->cpu_weight = 256;
+	spec->gang = -1;
+	spec->gang_skew_ms = VM_GANG_SKEW_DEFAULT_US / 1000;
 }
 
 int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct domain_spec *spec,
@@ -658,6 +660,12 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 		} else if (!strcmp(k, "cap")) {
 			r = number(s, 0, 100ULL * VM_MAX_VCPUS, &v, file, err, errlen);
 			spec->cap = (unsigned)v;
+		} else if (!strcmp(k, "gang")) {
+			r = number(s, 0, 1, &v, file, err, errlen);
+			spec->gang = (int)v;
+		} else if (!strcmp(k, "gang_skew_ms")) {
+			r = number(s, 1, VM_GANG_SKEW_MAX_US / 1000, &v, file, err, errlen);
+			spec->gang_skew_ms = (unsigned)v;
 		} else {
 			r = bad(err, errlen, "%s:%u: unknown setting '%s'", file, s->line, k);
 		}
@@ -721,7 +729,15 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 	if (spec->cmdline[0])
 		spec->vm.cmdline = spec->cmdline;
 	spec->vm.on_reboot = spec->on_reboot == ACTION_RESTART ? ON_REBOOT_RESTART : ON_REBOOT_EXIT;
+	domain_spec_gang(spec, 0);
 	return 0;
+}
+
+void domain_spec_gang(struct domain_spec *spec, int host_default)
+{
+	int gang = spec->gang < 0 ? host_default : spec->gang;
+
+	spec->vm.gang_skew_us = gang == 1 ? spec->gang_skew_ms * 1000 : 0;
 }
 
 int domain_spec_load(const char *path, struct domain_spec *spec, char *err, size_t errlen)
@@ -804,6 +820,8 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	}
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);
+	fprintf(f, "gang = %s, skew %u ms\n", spec->gang < 0 ? "host default" : spec->gang ? "1" : "0",
+		spec->gang_skew_ms);
 	if (spec->disk_qos[0])
 		fprintf(f, "disk_qos = %s\n", spec->disk_qos);
 	for (unsigned i = 0; i < vm->ndisks; i++)

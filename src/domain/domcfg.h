@@ -60,6 +60,13 @@ struct domain_spec {
 	char vcpu_cpus[VM_MAX_VCPUS][DOMAIN_CPUS_MAX];
 	unsigned cpu_weight; /* credit scheduler weight, default 256 */
 	unsigned cap;        /* percent of one CPU, 0 for none */
+	/*
+	 * gang = 1: the VMM co-schedules the vCPUs (vmm/gang.h), holding one
+	 * that runs gang_skew_ms ahead of the slowest; -1: the host's default
+	 * (domusd --gang). spec.vm.gang_skew_us follows from both.
+	 */
+	int gang;
+	unsigned gang_skew_ms;
 	unsigned nvifs;
 	struct vif_config vifs[DOMAIN_MAX_VIFS];
 	/*
@@ -105,6 +112,8 @@ const char *domain_action_name(enum domain_action a);
  */
 int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest);
 /* vCPU vcpu's affinity as the config gives it: a CPU list, or "" for any CPU. */
+/* Sets spec->vm.gang_skew_us from gang, or host_default (0 or 1) where the domain did not say. */
+void domain_spec_gang(struct domain_spec *spec, int host_default);
 const char *domain_vcpu_cpus(const struct domain_spec *spec, unsigned vcpu);
 /*
  * Pins vCPU vcpu (-1: every vCPU) to cpus ("all" or "": any CPU) in spec,

@@ -215,6 +215,9 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	}
 	json_object_set_new(o, "cpu_weight", json_integer(spec->cpu_weight));
 	json_object_set_new(o, "cap", json_integer(spec->cap));
+	if (spec->gang >= 0)
+		json_object_set_new(o, "gang", json_integer(spec->gang));
+	json_object_set_new(o, "gang_skew_ms", json_integer(spec->gang_skew_ms));
 	{
 		/* Only when set: a domain record without disk QoS reads as before. */
 		json_t *qos = json_array();

@@ -9,6 +9,8 @@
 #include "net/vfr.h"
 
 #define VM_MAX_VCPUS 64
+#define VM_GANG_SKEW_MAX_US 1000000 /* gang scheduling's bound at most 1 s */
+#define VM_GANG_SKEW_DEFAULT_US 5000
 #define VM_MAX_DISKS 16
 #define VM_MAX_MEMORY_MIB (1024ULL * 1024) /* 1 TiB */
 #define VM_DEFAULT_MEMORY_MIB 512
@@ -103,6 +105,7 @@ struct vm_config {
 	bool balloon;        /* a virtio-balloon device */
 	bool balloon_deflate_on_oom; /* the guest may deflate by itself when it runs out */
 	unsigned vcpus;
+	unsigned gang_skew_us; /* gang scheduling's bound on a vCPU's lead (vmm/gang.h), 0: off */
 	struct disk_config disks[VM_MAX_DISKS];
 	unsigned ndisks;
 	struct pmem_config pmems[VM_MAX_PMEM];

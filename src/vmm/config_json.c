@@ -49,6 +49,8 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		json_array_append_new(nics, json_pack("{s:s,s:s,s:s}", "mac", mac, "socket",
 						      cfg->nics[i].socket, "tap", cfg->nics[i].tap));
 	}
+	if (cfg->gang_skew_us)
+		json_object_set_new(o, "gang_skew_us", json_integer(cfg->gang_skew_us));
 	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "pmems", pmems);
 	json_object_set_new(o, "nics", nics);
@@ -149,7 +151,7 @@ int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config
 			char *err, size_t errlen)
 {
 	const json_t *disks, *pmems, *nics, *item;
-	uint64_t vcpus, verbose;
+	uint64_t vcpus, verbose, gang = 0;
 	char on_reboot[16], console[16];
 	size_t i;
 	int ret;
@@ -175,6 +177,10 @@ int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config
 		return ret;
 	if (vcpus == 0)
 		return bad(err, errlen, "vcpus", "must be at least 1");
+	if (json_object_get(j, "gang_skew_us") &&
+	    (ret = number_field(j, "gang_skew_us", VM_GANG_SKEW_MAX_US, &gang, err, errlen)) < 0)
+		return ret;
+	cfg->gang_skew_us = (unsigned)gang;
 	cfg->vcpus = (unsigned)vcpus;
 	cfg->verbose = (int)verbose;
 	if (strcmp(on_reboot, "exit") && strcmp(on_reboot, "restart"))

@@ -13,6 +13,7 @@
 #include "domain/vmmproto.h"
 #include "devices/virtio_balloon.h"
 #include "lib/log.h"
+#include "vmm/gang.h"
 
 /* Console output is never allowed to stall a vCPU: a full pipe drops bytes, as a UART would. */
 #define CONSOLE_PIPE_SIZE (1 << 20)
@@ -305,16 +306,41 @@ static const char *vcpu_pin(struct vmm_control *c, json_t *msg)
 	return NULL;
 }
 
+/*
+ * Gang scheduling's figures for vCPU i: how often it was held and for how
+ * long, and its lead over the slowest runnable sibling, sampled once a
+ * period (counts per bucket, with each bucket's upper bound in ms).
+ */
+static json_t *gang_json(struct vm *vm, unsigned i)
+{
+	struct gang_vcpu_stats st;
+	json_t *hist = json_array();
+
+	gang_vcpu_stats(vm, i, &st);
+	for (unsigned b = 0; b < GANG_SKEW_BUCKETS; b++) {
+		unsigned ms = gang_skew_bucket_ms(b);
+		json_array_append_new(hist, json_pack("{s:o,s:I}", "below_ms", ms ? json_integer(ms) : json_null(),
+						      "samples", (json_int_t)st.lead_hist[b]));
+	}
+	return json_pack("{s:f,s:I,s:f,s:f,s:o}", "bound_ms", vm->cfg->gang_skew_us / 1000.0, "holds",
+			 (json_int_t)st.holds, "held_s", atomic_load(&vm->vcpus[i].gang_held_ns) / 1e9,
+			 "lead_max_ms", st.lead_max_ns / 1e6, "lead", hist);
+}
+
 /* Each vCPU's thread id (0 before it runs) and affinity. */
 static json_t *vcpus_json(struct vmm_control *c)
 {
 	json_t *list = json_array();
 	unsigned n = c->vm ? c->vm->nvcpus : 0;
 
-	for (unsigned i = 0; i < n; i++)
-		json_array_append_new(list, json_pack("{s:i,s:i,s:s}", "vcpu", i, "tid",
-						      c->vm->vcpus[i].started ? atomic_load(&c->vm->vcpus[i].tid) : 0,
-						      "cpus", c->vcpu_cpus[i][0] ? c->vcpu_cpus[i] : "all"));
+	for (unsigned i = 0; i < n; i++) {
+		json_t *o = json_pack("{s:i,s:i,s:s}", "vcpu", i, "tid",
+				      c->vm->vcpus[i].started ? atomic_load(&c->vm->vcpus[i].tid) : 0,
+				      "cpus", c->vcpu_cpus[i][0] ? c->vcpu_cpus[i] : "all");
+		if (o && c->vm->gang)
+			json_object_set_new(o, "gang", gang_json(c->vm, i));
+		json_array_append_new(list, o);
+	}
 	return list;
 }
 

@@ -30,6 +30,7 @@
 #include "blk/counters.h"
 #include "vmm/confine.h"
 #include "vmm/cpu.h"
+#include "vmm/gang.h"
 #include "vmm/pci.h"
 
 /* Addresses KVM needs for its own use on Intel hosts, above the PCI window. */
@@ -113,6 +114,22 @@ static unsigned started_vcpus(const struct vm *vm)
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		n += vm->vcpus[i].started ? 1 : 0;
 	return n;
+}
+
+/* A vCPU thread waits here, out of guest mode, while gang scheduling holds it. */
+static void vcpu_gang_wait(struct vm *vm, struct vcpu *v)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (atomic_load(&v->gang_hold) && !atomic_load(&vm->paused) &&
+	       atomic_load(&vm->stop_reason) == VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	atomic_fetch_add(&v->gang_held_ns, (unsigned long long)((b.tv_sec - a.tv_sec) * 1000000000ll +
+								  (b.tv_nsec - a.tv_nsec)));
 }
 
 /* A vCPU thread waits here, out of guest mode, while the domain is paused. */
@@ -245,6 +262,10 @@ static void *vcpu_thread(void *arg)
 		if (atomic_load(&vm->paused)) {
 			vcpu_park(vm);
 			vmm_confine_test_forbidden_call();
+			continue;
+		}
+		if (atomic_load(&v->gang_hold)) {
+			vcpu_gang_wait(vm, v);
 			continue;
 		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
@@ -470,6 +491,37 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	return 0;
 }
 
+/*
+ * What gang scheduling reads of a vCPU: its KVM statistics file and where
+ * halt_wait_ns and blocking lie in it. Without them stats_fd stays -1 and
+ * gang_start says why.
+ */
+static void open_vcpu_stats(struct vcpu *v)
+{
+	struct kvm_stats_header h;
+	size_t len;
+	char *buf;
+	int fd = ioctl(v->fd, KVM_GET_STATS_FD, NULL);
+
+	if (fd < 0)
+		return;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.name_size > 4096 || h.num_desc > 65536) {
+		close(fd);
+		return;
+	}
+	len = (size_t)h.desc_offset + (size_t)h.num_desc * (sizeof(struct kvm_stats_desc) + h.name_size);
+	buf = malloc(len);
+	if (buf && pread(fd, buf, len, 0) == (ssize_t)len &&
+	    kvm_stats_find(buf, len, "halt_wait_ns", &v->halt_wait_offset) == 0 &&
+	    kvm_stats_find(buf, len, "blocking", &v->blocking_offset) == 0) {
+		v->stats_fd = fd;
+		fd = -1;
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+}
+
 static int create_vcpus(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen)
 {
 	int ret = cpu_fetch_supported_cpuid(vm->kvm_fd, &vm->supported_cpuid);
@@ -493,6 +545,9 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *entry, char *err
 			snprintf(err, errlen, "mapping vCPU %u: %s", i, strerror(errno));
 			return -errno;
 		}
+		v->stats_fd = -1;
+		if (vm->cfg->gang_skew_us && vm->nvcpus > 1)
+			open_vcpu_stats(v);
 		ret = cpu_setup(v->fd, vm->supported_cpuid, i, vm->nvcpus, entry);
 		if (ret < 0) {
 			snprintf(err, errlen, "setting up vCPU %u: %s", i, strerror(-ret));
@@ -559,6 +614,8 @@ static void domain_destroy(struct domain *d)
 			munmap(v->run, (size_t)vm->run_size);
 		if (v->fd > 0)
 			close(v->fd);
+		if (v->stats_fd > 0)
+			close(v->stats_fd);
 	}
 	free(vm->supported_cpuid);
 	gmem_destroy(&vm->mem);
@@ -650,9 +707,12 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 		}
 		vm->vcpus[i].started = 1;
 	}
+	if (atomic_load(&vm->stop_reason) == VM_RUNNING && gang_start(vm, detail, detail_len) < 0)
+		vm_request_stop(vm, VM_ERROR, detail);
 	if (fe->vm_changed)
 		fe->vm_changed(fe->opaque, vm);
 	main_loop(vm, fe, sigfd);
+	gang_stop(vm);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);

@@ -37,6 +37,11 @@ struct vcpu {
 	int started;
 	_Atomic int tid; /* the thread's id, once it runs: domusd reads its /proc entries */
 	_Atomic unsigned long long exits; /* KVM_RUN returns, for statistics */
+	/* Gang scheduling (vmm/gang.c): KVM's statistics of this vCPU, -1 without them. */
+	int stats_fd;
+	uint64_t halt_wait_offset, blocking_offset;
+	_Atomic int gang_hold;                  /* stay out of guest mode until cleared */
+	_Atomic unsigned long long gang_held_ns; /* time spent held */
 };
 
 struct pci_bus;
@@ -85,6 +90,7 @@ struct vm {
 	unsigned ndisks;
 	struct virtio_balloon *balloon; /* NULL without one */
 	unsigned nslots;                /* KVM memory slots in use: RAM's, then devices' */
+	struct gang *gang;              /* the co-scheduling controller, NULL without gang */
 };
 
 /*

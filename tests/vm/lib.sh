@@ -83,16 +83,13 @@ on_time_limit() {
 }
 trap on_time_limit TERM
 
-# api URL [curl options...]: domusd's answer. A plain GET goes through nc
-# (netcat-openbsd) as HTTP/1.0, which needs 6 libraries where curl loads 35:
-# in an emulated host each curl costs a second of its CPU, and the tests poll
-# the API every 0.2 s while the guests they wait for need that CPU.
+. "$(dirname "${BASH_SOURCE[0]}")/../../tools/lib/unix-get.sh"
+# api URL [curl options...]: domusd's answer; a plain GET through unix_get
+# (the tests poll the API every 0.2 s).
 api() {
 	if [ $# = 1 ] && [[ $1 == http://d/* ]]; then
-		# Bounded: a daemon that stops answering fails the test where it waits, with its log.
-		printf 'GET %s HTTP/1.0\r\nHost: d\r\n\r\n' "${1#http://d}" | timeout 30 nc -N -U "$work/sock" 2>/dev/null |
-			sed '1,/^\r$/d'
-		return "${PIPESTATUS[1]}"
+		unix_get "$work/sock" "${1#http://d}"
+		return
 	fi
 	curl -s --unix-socket "$work/sock" "$@"
 }
