@@ -140,8 +140,6 @@ struct virtio_device {
 };
 
 /* The BARs live at 3.5 GiB, above the 1 GiB that pvh.S maps: this maps 3 to 4 GiB. */
-extern uint64_t boot_pdpt[512];
-static uint64_t mmio_pd[512] __attribute__((aligned(4096)));
 
 static struct queue balloon_queue __attribute__((aligned(4096)));
 static struct queue rng_queue __attribute__((aligned(4096)));
@@ -154,27 +152,6 @@ static uint32_t *pfn_list;
 static uint64_t flood_base, flood_bytes; /* what the rng writes and the balloon takes back */
 static uint64_t ram_end_pfn;		 /* the first frame past all RAM */
 static uint64_t random_state = 0x9e3779b97f4a7c15ULL;
-
-#define LAPIC_BASE 0xfee00000ULL
-#define LAPIC_SVR 0xf0
-#define LAPIC_ICR_LOW 0x300
-#define LAPIC_ICR_HIGH 0x310
-#define LAPIC_ICR_INIT 0x4500	   /* INIT, level assert */
-#define LAPIC_ICR_STARTUP 0x4600   /* start-up IPI; the low byte names the page */
-#define AP_TRAMPOLINE_ADDR 0x10000 /* as in ap.S */
-
-/* ap.S: the real-mode start of an AP, and what it needs from us. */
-extern const char ap_trampoline[], ap_trampoline_end[];
-uint64_t ap_stack_top;
-void ap_main(void) __attribute__((noreturn));
-static uint8_t ap_stack[16384] __attribute__((aligned(16)));
-
-static uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return ((uint64_t)hi << 32) | lo;
-}
 
 static uint32_t next_random(void)
 {
@@ -191,17 +168,6 @@ static void stop(const char *why)
 	putstr(why);
 	putstr("\n");
 	poweroff();
-}
-
-static void map_mmio_window(void)
-{
-	uint64_t cr3;
-
-	/* Uncached (PCD | PWT): these are device registers, not RAM. */
-	for (uint64_t i = 0; i < 512; i++)
-		mmio_pd[i] = (0xc0000000ULL + (i << 21)) | 0x83 | 0x18;
-	boot_pdpt[3] = (uint64_t)(uintptr_t)mmio_pd | 3;
-	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
 }
 
 static uint32_t pci_read32(unsigned slot, unsigned reg)
@@ -487,38 +453,6 @@ static void flood_rng(bool notify_each)
 			notify(&rng_queue, QUEUE_RNG_REQUEST);
 	}
 	notify(&rng_queue, QUEUE_RNG_REQUEST);
-}
-
-static void lapic_write(unsigned reg, uint32_t v)
-{
-	*(volatile uint32_t *)(uintptr_t)(LAPIC_BASE + reg) = v;
-}
-
-static void spin_ticks(uint64_t ticks)
-{
-	uint64_t start = rdtsc();
-
-	while (rdtsc() - start < ticks)
-		__asm__ volatile("pause");
-}
-
-/* INIT, then start-up IPIs with the spacing the MP specification asks for (10 ms, 200 us). */
-static void start_ap(unsigned apic_id)
-{
-	volatile char *dst = (volatile char *)(uintptr_t)AP_TRAMPOLINE_ADDR;
-
-	for (const char *p = ap_trampoline; p < ap_trampoline_end; p++)
-		*dst++ = *p;
-	ap_stack_top = (uintptr_t)ap_stack + sizeof(ap_stack);
-	lapic_write(LAPIC_SVR, 0x1ff); /* software-enabled, spurious vector 0xff */
-	lapic_write(LAPIC_ICR_HIGH, apic_id << 24);
-	lapic_write(LAPIC_ICR_LOW, LAPIC_ICR_INIT);
-	spin_ticks(1ULL << 25);
-	for (int i = 0; i < 2; i++) {
-		lapic_write(LAPIC_ICR_HIGH, apic_id << 24);
-		lapic_write(LAPIC_ICR_LOW, LAPIC_ICR_STARTUP | (AP_TRAMPOLINE_ADDR >> 12));
-		spin_ticks(1ULL << 20);
-	}
 }
 
 /* vCPU 1 in "refill" mode: the inflate ring is never empty for long. */

@@ -6,7 +6,7 @@
  * "chatter" it prints numbered lines as fast as its console takes them, a
  * console that never goes quiet; with "spin" it computes without end and
  * never leaves the guest, a vCPU whose CPU time is all its progress (the
- * CPU scheduler's tests).
+ * CPU scheduler's tests); "spin2" starts vCPU 1 too, and both spin.
  */
 #include "payload.h"
 
@@ -54,6 +54,13 @@ static void __attribute__((noreturn)) chatter(void)
 	}
 }
 
+/* vCPU 1, with "spin2": computes without end beside vCPU 0. */
+void ap_main(void)
+{
+	for (;;)
+		__asm__ volatile("pause");
+}
+
 void payload_main(const struct hvm_start_info *si)
 {
 	const char *cmdline = si->cmdline_paddr ? (const char *)(uintptr_t)si->cmdline_paddr : "";
@@ -61,7 +68,9 @@ void payload_main(const struct hvm_start_info *si)
 	putstr("idle: up\n");
 	if (has_word(cmdline, "chatter"))
 		chatter();
-	if (has_word(cmdline, "spin"))
+	if (has_word(cmdline, "spin2"))
+		start_ap(1); /* and spins, as below */
+	if (has_word(cmdline, "spin") || has_word(cmdline, "spin2"))
 		for (;;)
 			__asm__ volatile("pause");
 	if (!has_word(cmdline, "echo"))

@@ -23,6 +23,18 @@ void puthex(uint64_t v);
 void putdec(uint64_t v);
 /* Writes the ACPI sleep control register: SLP_TYP 5 (S5) with SLP_EN. */
 void poweroff(void) __attribute__((noreturn));
+/* smp.c: maps the top GiB below 4 GiB (PCI windows, the local APIC), uncached. */
+void map_mmio_window(void);
+/* smp.c: starts the vCPU with this local APIC id in ap_main() (ap.S), on a stack of its own. */
+void start_ap(unsigned apic_id);
+void ap_main(void) __attribute__((noreturn));
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
 
 static inline void outb(uint16_t port, uint8_t v)
 {
