@@ -820,8 +820,11 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	}
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);
-	fprintf(f, "gang = %s, skew %u ms\n", spec->gang < 0 ? "host default" : spec->gang ? "1" : "0",
-		spec->gang_skew_ms);
+	/* What domus run does: a domain that does not say has no gang scheduling there. */
+	if (spec->vm.gang_skew_us)
+		fprintf(f, "gang = 1, skew %u ms\n", spec->vm.gang_skew_us / 1000);
+	else
+		fprintf(f, "gang = 0\n");
 	if (spec->disk_qos[0])
 		fprintf(f, "disk_qos = %s\n", spec->disk_qos);
 	for (unsigned i = 0; i < vm->ndisks; i++)
