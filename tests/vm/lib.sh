@@ -40,9 +40,9 @@ start_domusd() {
 	"$DOMUSD" --socket "$work/sock" --state-dir "$work/state" "$@" >>"$work/domusd.log" 2>&1 &
 	domusd_pid=$!
 	for _ in $(seq 100); do
-		curl -sf --unix-socket "$work/sock" http://d/v1/host >/dev/null 2>&1 && return 0
+		unix_get "$work/sock" /v1/host | grep -q . && return 0
 		kill -0 "$domusd_pid" 2>/dev/null || break
-		sleep 0.1
+		nap 1
 	done
 	cat "$work/domusd.log"
 	fail "domusd did not come up"
@@ -127,17 +127,34 @@ domain_cfg() {
 	} >"$file"
 }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
+# nap TENTHS: sleeps TENTHS tenths of a second without starting a process
+# (read's timeout on a pipe nobody writes), as /bin/sleep costs an emulated
+# host as much CPU as a short poll.
+exec {nap_fd}<> <(:)
+nap() { read -r -t "$(($1 / 10)).$(($1 % 10))" -u "$nap_fd" || true; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds,
+# and says how long that took. A poll (an API call and a grep) costs an
+# emulated host about 0.3 s of its one CPU, which the guests being waited for
+# need: the pause between polls grows from 0.1 s by 0.1 s a poll to 1 s, so
+# a long wait polls once a second and a short one still ends early. SECONDS
+# counts the pauses, not the polls' own time.
 wait_for() {
-	local what=$1 secs=$2 i; shift 2
-	for ((i = 0; i < secs * 5; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
+	local what=$1 tenths=$(($2 * 10)) slept=0 step=1 start=$SECONDS; shift 2
+	while :; do
+		if "$@" >/dev/null 2>&1; then
+			echo "waited $((SECONDS - start)) s for $what"
+			return 0
+		fi
+		((slept < tenths)) || break
+		nap "$step"
+		slept=$((slept + step))
+		((step >= 10)) || step=$((step + 1))
 	done
 	echo "--- domusd log"; tail -n 30 "$work/domusd.log"
 	# A test may define on_timeout to show what else explains the wait.
 	! declare -F on_timeout >/dev/null || on_timeout || true
-	fail "timed out after ${secs}s waiting for $what"
+	fail "timed out after $((SECONDS - start)) s waiting for $what"
 }
 
 console_has() { api "http://d/v1/domains/$1/console" | grep -qE -- "$2"; }
