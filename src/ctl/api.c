@@ -332,6 +332,30 @@ static unsigned count_starting(const struct api *a)
 	return n;
 }
 
+/*
+ * cpu_dedicated: no host CPU is two domains' own. Every dedicated domain
+ * listed (a preserved one may run again) or being created, but self, holds
+ * its CPUs. 0, or -EBUSY with the domain in the way in err.
+ */
+int api_check_dedicated_cpus(const struct api *a, const struct domain_spec *spec,
+			     const struct domain *self, char *err, size_t errlen)
+{
+	const struct domain *lists[] = {a->domains, a->starting};
+
+	for (unsigned l = 0; l < 2; l++)
+		for (const struct domain *d = lists[l]; d; d = d->next) {
+			int cpu = d == self ? -1 : domain_spec_dedicated_overlap(spec, &d->spec);
+
+			if (cpu >= 0) {
+				snprintf(err, errlen,
+					 "cpu_dedicated = 1: CPU %d is dedicated to domain '%s' already", cpu,
+					 d->spec.name);
+				return -EBUSY;
+			}
+		}
+	return 0;
+}
+
 static void create_domain(struct api *a, const struct api_request *req, struct api_response *r)
 {
 	struct domain *d = calloc(1, sizeof(*d));
@@ -358,6 +382,10 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
 		goto fail;
 	}
+	if (api_check_dedicated_cpus(a, &d->spec, NULL, err, sizeof(err)) < 0) {
+		api_reply_error(r, 409, "cpus_in_use", "%s", err);
+		goto fail;
+	}
 	if (a->ndomains + count_starting(a) >= API_MAX_DOMAINS) {
 		api_reply_error(r, 409, "too_many_domains", "domusd runs at most %d domains",
 			    API_MAX_DOMAINS);
@@ -367,9 +395,13 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		api_reply_error(r, 409, "insufficient_memory", "%s", err);
 		goto fail;
 	}
-	/* The name may have been taken while room was made (a wait). */
+	/* The name, or dedicated CPUs, may have been taken while room was made (a wait). */
 	if (api_find(a, d->spec.name) || starting(a, d->spec.name)) {
 		api_reply_error(r, 409, "name_in_use", "a domain named '%s' exists already", d->spec.name);
+		goto fail;
+	}
+	if (api_check_dedicated_cpus(a, &d->spec, NULL, err, sizeof(err)) < 0) {
+		api_reply_error(r, 409, "cpus_in_use", "%s", err);
 		goto fail;
 	}
 	api_mem_start(a, d);

@@ -218,6 +218,12 @@ void api_sched(struct api *a, struct domain *d, const struct api_request *req, s
 void api_vcpus(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
 /* cpus ("all", "0-3,5") is a CPU list naming only CPUs the host has. 0 or -EINVAL with why. */
 int api_check_host_cpus(const struct api *a, const char *cpus, char *err, size_t errlen);
+/*
+ * cpu_dedicated: spec takes no host CPU another dedicated domain (listed or
+ * starting, but self) holds. 0, or -EBUSY with the domain in the way in err.
+ */
+int api_check_dedicated_cpus(const struct api *a, const struct domain_spec *spec,
+			     const struct domain *self, char *err, size_t errlen);
 void api_disk_qos(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
 
 /* api_mem.c: memory targets, the balloon policy and the account that follows them. */

@@ -184,6 +184,8 @@ void api_vcpus(struct api *a, struct domain *d, const struct api_request *req, s
 	}
 	*old = d->spec;
 	ret = domain_spec_pin(&d->spec, vcpu, cpus, err, sizeof(err));
+	if (ret == 0 && api_check_dedicated_cpus(a, &d->spec, d, err, sizeof(err)) < 0)
+		ret = -EINVAL; /* a bad setting here, not a busy domusd */
 	if (ret == 0)
 		ret = a->ops->vcpu_pin(a->ctx, d, vcpu, cpus, err, sizeof(err));
 	json_decref(j);

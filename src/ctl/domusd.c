@@ -165,7 +165,7 @@ static void default_vmm_path(char *out, size_t len)
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
-	"              [--sched-gran core|cpu] [--backend-weight N] [--gang] [-v]\n"
+	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -180,6 +180,8 @@ static const char usage_text[] =
 	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
 	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
+	"  --topology DIR    read which CPUs are sibling hyperthreads from DIR, laid out as\n"
+	"                    /sys/devices/system/cpu (the default), for a host whose own does not say\n"
 	"  --backend-weight N  domus-blk's and domus-net's CPU weight each, on the domains'\n"
 	"                    scale (default 1024: four domains' worth)\n"
 	"  --gang            co-schedule the vCPUs of domains that do not say gang = 0\n"
@@ -201,6 +203,7 @@ int main(int argc, char **argv)
 		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"blk-sched", required_argument, NULL, 'S'},
 		{"sched-gran", required_argument, NULL, 'G'},
+		{"topology", required_argument, NULL, 'T'},
 		{"backend-weight", required_argument, NULL, 'W'},
 		{"gang", no_argument, NULL, 'K'},
 		{"uplink", required_argument, NULL, 'U'},
@@ -214,6 +217,7 @@ int main(int argc, char **argv)
 	unsigned long long limit_mib = 0, cache_max_mib = DEFAULT_BLK_CACHE_MAX_MIB;
 	uint64_t total_mib = 0;
 	bool reclaim = true, gran_core = true;
+	const char *topology_dir = "/sys/devices/system/cpu";
 	struct epoll_event ev;
 	struct watch w_mhd = {W_MHD, NULL}, w_sig = {W_SIGNAL, NULL};
 	struct group *gr;
@@ -266,6 +270,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'T': topology_dir = optarg; break;
 		case 'K': D.gang = 1; break;
 		case 'U': uplink = optarg; break;
 		case 'I': ipfix = optarg; break;
@@ -349,7 +354,7 @@ int main(int argc, char **argv)
 			    cgroup_set_cpu(&D.cgroups, "domus-net", D.backend_weight, 0, why, sizeof(why)) < 0)
 				log_warnx("back-ends' CPU weight: %s", why);
 		}
-		if (sched_gran_init(&D.sched_gran, gran_core, "/sys/devices/system/cpu",
+		if (sched_gran_init(&D.sched_gran, gran_core, topology_dir,
 				    sched_gran_kernel_has_core_sched()) < 0) {
 			log_warnx("out of memory");
 			return 1;

@@ -427,9 +427,9 @@ static int place_on_cores(const struct domain *d, char *err, size_t errlen)
 
 	if (D.sched_gran.method != SCHED_GRAN_CPUSET || d->spec.cpus[0] || d->spec.nvcpu_cpus)
 		return 0;
-	for (unsigned i = 0; i < D.api.ndomains && n < 256; i++)
-		if (D.api.domains[i].domid != d->domid)
-			others[n++] = D.api.domains[i].domid;
+	for (const struct domain *o = D.api.domains; o && n < 256; o = o->next)
+		if (o->domid != d->domid)
+			others[n++] = o->domid;
 	ret = sched_gran_place(&D.sched_gran, &D.cgroups, d->domid,
 			       d->spec.maxvcpus > d->spec.vm.vcpus ? d->spec.maxvcpus : d->spec.vm.vcpus, others, n,
 			       why, sizeof(why));

@@ -407,15 +407,109 @@ const char *domain_vcpu_cpus(const struct domain_spec *spec, unsigned vcpu)
 	return strcmp(c, "all") ? c : "";
 }
 
+/* Every vCPU the domain may have: maxvcpus, once the config is read. */
+static unsigned vcpu_count(const struct domain_spec *spec)
+{
+	return spec->maxvcpus > spec->vm.vcpus ? spec->maxvcpus : spec->vm.vcpus;
+}
+
+/*
+ * Whether each of n vCPUs, vCPU i on affinity[i], has one host CPU of its
+ * own. 0, or -EINVAL with the first that has not in err.
+ */
+static int own_cpus(const char *const *affinity, unsigned n, char *err, size_t errlen)
+{
+	unsigned cpu_of[VM_MAX_VCPUS];
+	cpu_set_t set, taken;
+
+	CPU_ZERO(&taken);
+	for (unsigned i = 0; i < n && i < VM_MAX_VCPUS; i++) {
+		/* One CPU in the set: cpulist_parse's highest is that CPU. */
+		if (cpulist_parse(affinity[i], &set, &cpu_of[i]) <= 0 || CPU_COUNT(&set) != 1)
+			return bad(err, errlen, "vCPU %u has cpus '%.64s', not one CPU", i,
+				   affinity[i][0] ? affinity[i] : "all");
+		if (CPU_ISSET(cpu_of[i], &taken))
+			for (unsigned j = 0; j < i; j++)
+				if (cpu_of[j] == cpu_of[i])
+					return bad(err, errlen, "vCPUs %u and %u are both on CPU %u",
+						   j, i, cpu_of[i]);
+		CPU_SET(cpu_of[i], &taken);
+	}
+	return 0;
+}
+
+int domain_spec_check_dedicated(const struct domain_spec *spec, char *err, size_t errlen)
+{
+	const char *affinity[VM_MAX_VCPUS] = {NULL};
+	unsigned n = vcpu_count(spec);
+	char why[160], example[64];
+
+	if (!spec->cpu_dedicated)
+		return 0;
+	for (unsigned i = 0; i < n && i < VM_MAX_VCPUS; i++)
+		affinity[i] = domain_vcpu_cpus(spec, i);
+	if (own_cpus(affinity, n, why, sizeof(why)) == 0)
+		return 0;
+	/* What would do, for this many vCPUs. */
+	if (n == 1)
+		snprintf(example, sizeof(example), "cpus = \"2\"");
+	else if (n == 2)
+		snprintf(example, sizeof(example), "cpus = [\"2\", \"3\"]");
+	else
+		snprintf(example, sizeof(example), "cpus = [\"2\", \"3\", ..., \"%u\"]", n + 1);
+	return bad(err, errlen,
+		   "cpu_dedicated = 1 needs each vCPU pinned to a CPU of its own (%s for %u vCPU%s): %s",
+		   example, n, n == 1 ? "" : "s", why);
+}
+
+/* The host CPUs the domain's vCPUs are pinned to, together. */
+static void pinned_cpus(const struct domain_spec *spec, cpu_set_t *all)
+{
+	cpu_set_t set;
+	unsigned highest;
+
+	CPU_ZERO(all);
+	for (unsigned i = 0; i < vcpu_count(spec); i++)
+		if (cpulist_parse(domain_vcpu_cpus(spec, i), &set, &highest) > 0)
+			CPU_OR(all, all, &set);
+}
+
+int domain_spec_dedicated_overlap(const struct domain_spec *a, const struct domain_spec *b)
+{
+	cpu_set_t in_a, in_b, both;
+
+	if (!a->cpu_dedicated || !b->cpu_dedicated)
+		return -1;
+	pinned_cpus(a, &in_a);
+	pinned_cpus(b, &in_b);
+	CPU_AND(&both, &in_a, &in_b);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &both))
+			return cpu;
+	return -1;
+}
+
 int domain_spec_pin(struct domain_spec *spec, int vcpu, const char *cpus, char *err, size_t errlen)
 {
 	cpu_set_t set;
-	unsigned highest, n = spec->maxvcpus > spec->vm.vcpus ? spec->maxvcpus : spec->vm.vcpus;
+	unsigned highest, n = vcpu_count(spec);
 
 	if (strlen(cpus) >= DOMAIN_CPUS_MAX || cpulist_parse(cpus, &set, &highest) < 0)
 		return bad(err, errlen, "cpus '%.64s': expected \"all\" or a list like \"0-3,5\"", cpus);
 	if (vcpu >= (int)n)
 		return bad(err, errlen, "vCPU %d: the domain has vCPUs 0-%u", vcpu, n - 1);
+	if (spec->cpu_dedicated) {
+		/* Checked on what the pins would be, before spec changes. */
+		const char *affinity[VM_MAX_VCPUS] = {NULL};
+		char why[160];
+
+		for (unsigned i = 0; i < n && i < VM_MAX_VCPUS; i++)
+			affinity[i] = vcpu < 0 || i == (unsigned)vcpu ? cpus
+								      : domain_vcpu_cpus(spec, i);
+		if (own_cpus(affinity, n, why, sizeof(why)) < 0)
+			return bad(err, errlen,
+				   "cpu_dedicated = 1 keeps each vCPU on a CPU of its own: %s", why);
+	}
 	if (vcpu < 0) {
 		snprintf(spec->cpus, sizeof(spec->cpus), "%s", strcmp(cpus, "all") ? cpus : "");
 		spec->nvcpu_cpus = 0;
@@ -521,6 +615,7 @@ void domain_spec_defaults(struct domain_spec *spec)
 	spec->on_crash = ACTION_DESTROY;
 	spec->cpu_weight = 256;
 	spec->gang = -1;
+	spec->pv_mp = true;
 	spec->gang_skew_ms = VM_GANG_SKEW_DEFAULT_US / 1000;
 }
 
@@ -528,9 +623,10 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 			char *err, size_t errlen)
 {
 	const struct xl_setting *cmdline = NULL, *extra = NULL, *root = NULL, *disk_qos = NULL;
+	const struct xl_setting *dedicated = NULL;
 	unsigned long long v;
 	bool have_memory = false, have_maxmem = false, have_maxvcpus = false;
-	char memwhy[256];
+	char memwhy[256], dedicated_why[256];
 	int r;
 
 	domain_spec_defaults(spec);
@@ -666,6 +762,14 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 		} else if (!strcmp(k, "gang_skew_ms")) {
 			r = number(s, 1, VM_GANG_SKEW_MAX_US / 1000, &v, file, err, errlen);
 			spec->gang_skew_ms = (unsigned)v;
+		} else if (!strcmp(k, "pv_mp")) {
+			r = number(s, 0, 1, &v, file, err, errlen); /* a domus extension */
+			spec->pv_mp = v;
+		} else if (!strcmp(k, "cpu_dedicated")) {
+			/* A domus extension: checked once vcpus, maxvcpus and cpus are known. */
+			r = number(s, 0, 1, &v, file, err, errlen);
+			spec->cpu_dedicated = v;
+			dedicated = s;
 		} else {
 			r = bad(err, errlen, "%s:%u: unknown setting '%s'", file, s->line, k);
 		}
@@ -724,6 +828,11 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 	if (spec->nvcpu_cpus > spec->maxvcpus)
 		return bad(err, errlen, "%s: cpus gives %u vCPUs affinities; the domain has %u", file,
 			   spec->nvcpu_cpus, spec->maxvcpus);
+	if (dedicated &&
+	    domain_spec_check_dedicated(spec, dedicated_why, sizeof(dedicated_why)) < 0)
+		return bad(err, errlen, "%s:%u: %s", file, dedicated->line, dedicated_why);
+	spec->vm.cpu_dedicated = spec->cpu_dedicated;
+	spec->vm.pv_mp_hidden = !spec->pv_mp;
 	spec->vm.kernel = spec->kernel;
 	spec->vm.initrd = spec->ramdisk[0] ? spec->ramdisk : NULL;
 	if (spec->cmdline[0])
@@ -818,6 +927,11 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	} else {
 		fprintf(f, "cpus = %s\n", spec->cpus[0] ? spec->cpus : "all");
 	}
+	/* Only when set: the files that do not say print as before. */
+	if (spec->cpu_dedicated)
+		fprintf(f, "cpu_dedicated = 1\n");
+	if (!spec->pv_mp)
+		fprintf(f, "pv_mp = 0\n");
 	fprintf(f, "cpu_weight = %u\n", spec->cpu_weight);
 	fprintf(f, "cap = %u\n", spec->cap);
 	/* What domus run does: a domain that does not say has no gang scheduling there. */

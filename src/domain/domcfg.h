@@ -67,6 +67,18 @@ struct domain_spec {
 	 */
 	int gang;
 	unsigned gang_skew_ms;
+	/*
+	 * cpu_dedicated = 1: the user promises the vCPUs their host CPUs, so
+	 * the guest is told it never waits for one (spec.vm.cpu_dedicated).
+	 * Holds only with every vCPU pinned to one CPU, no two on the same
+	 * (domain_spec_check_dedicated).
+	 */
+	bool cpu_dedicated;
+	/*
+	 * pv_mp = 0: the guest is not offered KVM's features for MP guests on
+	 * a shared host (spec.vm.pv_mp_hidden, vmm/cpu.c); 1, the default, offers them.
+	 */
+	bool pv_mp;
 	unsigned nvifs;
 	struct vif_config vifs[DOMAIN_MAX_VIFS];
 	/*
@@ -111,15 +123,24 @@ const char *domain_action_name(enum domain_action a);
  * *highest, 0 for "all" or "", -EINVAL if malformed or beyond CPU_SETSIZE.
  */
 int cpulist_parse(const char *s, cpu_set_t *set, unsigned *highest);
-/* vCPU vcpu's affinity as the config gives it: a CPU list, or "" for any CPU. */
 /* Sets spec->vm.gang_skew_us from gang, or host_default (0 or 1) where the domain did not say. */
 void domain_spec_gang(struct domain_spec *spec, int host_default);
+/* vCPU vcpu's affinity as the config gives it: a CPU list, or "" for any CPU. */
 const char *domain_vcpu_cpus(const struct domain_spec *spec, unsigned vcpu);
 /*
  * Pins vCPU vcpu (-1: every vCPU) to cpus ("all" or "": any CPU) in spec,
- * moving to the list form when one vCPU differs. 0, or -EINVAL with why.
+ * moving to the list form when one vCPU differs; a dedicated domain's vCPUs
+ * keep a CPU each. 0, or -EINVAL with why (spec then unchanged).
  */
 int domain_spec_pin(struct domain_spec *spec, int vcpu, const char *cpus, char *err, size_t errlen);
+/*
+ * What cpu_dedicated = 1 needs: each of the domain's vCPUs (maxvcpus)
+ * pinned to one host CPU, no two to the same. 0 (also for a domain that is
+ * not dedicated), or -EINVAL with why in err.
+ */
+int domain_spec_check_dedicated(const struct domain_spec *spec, char *err, size_t errlen);
+/* A host CPU both dedicated domains own, or -1 (always -1 unless both are dedicated). */
+int domain_spec_dedicated_overlap(const struct domain_spec *a, const struct domain_spec *b);
 /* Prints the resolved configuration, one `key = value` per line (the dry-run output). */
 void domain_spec_print(const struct domain_spec *spec, FILE *f);
 

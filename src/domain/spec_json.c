@@ -218,6 +218,11 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 	if (spec->gang >= 0)
 		json_object_set_new(o, "gang", json_integer(spec->gang));
 	json_object_set_new(o, "gang_skew_ms", json_integer(spec->gang_skew_ms));
+	/* Only when set: a domain record without it reads as before. */
+	if (spec->cpu_dedicated)
+		json_object_set_new(o, "cpu_dedicated", json_integer(1));
+	if (!spec->pv_mp)
+		json_object_set_new(o, "pv_mp", json_integer(0));
 	{
 		/* Only when set: a domain record without disk QoS reads as before. */
 		json_t *qos = json_array();

@@ -106,6 +106,13 @@ struct vm_config {
 	bool balloon_deflate_on_oom; /* the guest may deflate by itself when it runs out */
 	unsigned vcpus;
 	unsigned gang_skew_us; /* gang scheduling's bound on a vCPU's lead (vmm/gang.h), 0: off */
+	/*
+	 * The vCPUs own their host CPUs (xl.cfg cpu_dedicated, under domusd):
+	 * CPUID gives the guest KVM_HINTS_REALTIME (vmm/cpu.c).
+	 */
+	bool cpu_dedicated;
+	/* xl.cfg pv_mp = 0: CPUID hides KVM's features for MP guests (vmm/cpu.c). */
+	bool pv_mp_hidden;
 	struct disk_config disks[VM_MAX_DISKS];
 	unsigned ndisks;
 	struct pmem_config pmems[VM_MAX_PMEM];

@@ -6,6 +6,7 @@
 #include "vmm/cpu.h"
 
 #include <errno.h>
+#include <linux/kvm_para.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -31,15 +32,18 @@ int cpu_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
 	return 0;
 }
 
-static int set_cpuid(int fd, const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus)
-{
-	size_t sz = sizeof(*sup) + sup->nent * sizeof(struct kvm_cpuid_entry2);
-	struct kvm_cpuid2 *c = malloc(sz);
-	int ret = 0;
+/*
+ * pv_mp = 0 leaves out what a guest does about a preempted sibling vCPU:
+ * PV spinlocks (unhalt and kick), PV TLB flush, PV IPIs, PV sched yield
+ * and the steal time the last two depend on. The clock, PV EOI, async page
+ * faults and poll control stay: they are not about siblings.
+ */
+#define CPU_PV_MP_FEATURES                                                                         \
+	(1u << KVM_FEATURE_PV_UNHALT | 1u << KVM_FEATURE_PV_TLB_FLUSH | 1u << KVM_FEATURE_PV_SEND_IPI | \
+	 1u << KVM_FEATURE_PV_SCHED_YIELD | 1u << KVM_FEATURE_STEAL_TIME)
 
-	if (!c)
-		return -ENOMEM;
-	memcpy(c, sup, sz);
+void cpu_cpuid_for_vcpu(struct kvm_cpuid2 *c, unsigned id, unsigned nvcpus, const struct cpu_pv *pv)
+{
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 		switch (e->function) {
@@ -57,8 +61,36 @@ static int set_cpuid(int fd, const struct kvm_cpuid2 *sup, unsigned id, unsigned
 		case 0x8000001e:
 			e->eax = id;
 			break;
+		case KVM_CPUID_FEATURES:
+			/*
+			 * KVM's hints (EDX) are the VMM's to give: KVM offers none.
+			 * REALTIME says a vCPU never waits for a host CPU, so Linux
+			 * drops PV spinlocks, PV TLB flush and PV sched yield (they
+			 * only help a vCPU whose sibling was preempted) and polls
+			 * before it halts (cpuidle-haltpoll). True only where the
+			 * vCPUs own their CPUs, which the user asked for and domusd
+			 * checked the pins of (cpu_dedicated, docs/sched.md).
+			 */
+			if (pv->realtime)
+				e->edx |= 1u << KVM_HINTS_REALTIME;
+			if (pv->mp_hidden)
+				e->eax &= ~(uint32_t)CPU_PV_MP_FEATURES;
+			break;
 		}
 	}
+}
+
+static int set_cpuid(int fd, const struct kvm_cpuid2 *sup, unsigned id, unsigned nvcpus,
+		     const struct cpu_pv *pv)
+{
+	size_t sz = sizeof(*sup) + sup->nent * sizeof(struct kvm_cpuid_entry2);
+	struct kvm_cpuid2 *c = malloc(sz);
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, sup, sz);
+	cpu_cpuid_for_vcpu(c, id, nvcpus, pv);
 	if (ioctl(fd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
 	free(c);
@@ -146,11 +178,11 @@ static int set_boot_regs(int fd, const struct boot_entry *entry)
 }
 
 int cpu_setup(int fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned nvcpus,
-	      const struct boot_entry *entry)
+	      const struct cpu_pv *pv, const struct boot_entry *entry)
 {
 	int ret;
 
-	ret = set_cpuid(fd, supported, id, nvcpus);
+	ret = set_cpuid(fd, supported, id, nvcpus, pv);
 	if (ret == 0)
 		ret = set_lapic(fd);
 	/* Application processors wait for INIT/SIPI from the guest; KVM handles that. */

@@ -548,7 +548,10 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *entry, char *err
 		v->stats_fd = -1;
 		if (vm->cfg->gang_skew_us && vm->nvcpus > 1)
 			open_vcpu_stats(v);
-		ret = cpu_setup(v->fd, vm->supported_cpuid, i, vm->nvcpus, entry);
+		ret = cpu_setup(v->fd, vm->supported_cpuid, i, vm->nvcpus,
+				&(struct cpu_pv){.realtime = vm->cfg->cpu_dedicated,
+						 .mp_hidden = vm->cfg->pv_mp_hidden},
+				entry);
 		if (ret < 0) {
 			snprintf(err, errlen, "setting up vCPU %u: %s", i, strerror(-ret));
 			return ret;

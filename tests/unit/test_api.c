@@ -458,6 +458,34 @@ static void test_sched_and_pin(void **state)
 	assert_int_equal(call("PUT", vcpus, NULL, "{\"cpus\":\"0\"}"), 400);
 	assert_int_equal(F.pins, 2);
 	assert_int_equal(call("DELETE", vcpus, NULL, NULL), 405);
+	/* cpu_dedicated: a host CPU is one dedicated domain's own; web shares, so it is nobody's. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='rt'\nkernel='/k'\nmemory=100\ncpus='1'\ncpu_dedicated=1\n"), 201);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='rt2'\nkernel='/k'\nmemory=100\ncpus='1'\ncpu_dedicated=1\n"), 409);
+	assert_string_equal(error_code(), "cpus_in_use");
+	assert_non_null(strstr(error_message(), "cpu_dedicated = 1: CPU 1 is dedicated to domain 'rt' already"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='rt2'\nkernel='/k'\nmemory=100\nvcpus=2\ncpus='0'\n"
+			      "cpu_dedicated=1\n"), 400);
+	assert_string_equal(error_code(), "invalid_config");
+	assert_non_null(strstr(error_message(), "vCPUs 0 and 1 are both on CPU 0"));
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='rt2'\nkernel='/k'\nmemory=100\ncpus='0'\ncpu_dedicated=1\n"), 201);
+	/* Live: rt2 may not move onto rt's CPU, nor span two; nothing is sent. */
+	assert_int_equal(call("PUT", "/v1/domains/rt2/vcpus", NULL, "{\"vcpu\":0,\"cpus\":\"1\"}"), 400);
+	assert_non_null(strstr(error_message(),
+			       "domain 'rt2': cpu_dedicated = 1: CPU 1 is dedicated to domain 'rt' already"));
+	assert_int_equal(call("PUT", "/v1/domains/rt2/vcpus", NULL, "{\"vcpu\":\"all\",\"cpus\":\"0-1\"}"), 400);
+	assert_non_null(strstr(error_message(), "cpu_dedicated = 1 keeps each vCPU on a CPU of its own: "
+						"vCPU 0 has cpus '0-1', not one CPU"));
+	assert_int_equal(F.pins, 2);
+	assert_int_equal(call("GET", "/v1/domains/rt2/vcpus", NULL, NULL), 200);
+	assert_string_equal(vcpu_cpus(0), "0");
+	/* Once rt is gone its CPU is free. */
+	assert_int_equal(call("DELETE", "/v1/domains/rt", NULL, NULL), 200);
+	assert_int_equal(call("PUT", "/v1/domains/rt2/vcpus", NULL, "{\"vcpu\":0,\"cpus\":\"1\"}"), 200);
+	assert_int_equal(F.pins, 3);
 }
 
 static void test_reclaim(void **state)

@@ -191,6 +191,106 @@ static void test_cpus_list_and_pin(void **state)
 	free(back);
 }
 
+/*
+ * cpu_dedicated = 1: each vCPU pinned to a CPU of its own, in either form
+ * of cpus; through JSON and back; and vcpu-pin keeping it so.
+ */
+#define DOM "name='a'\nkernel='/k'\n"
+/* pv_mp: offered by default, hidden with 0, kept through JSON only when 0. */
+static void test_pv_mp(void **state)
+{
+	struct domain_spec *spec = malloc(sizeof(*spec)), *back = malloc(sizeof(*back));
+	char err[256];
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(spec_from(DOM "vcpus=2\n", spec, err, sizeof(err)), 0);
+	assert_true(spec->pv_mp);
+	assert_false(spec->vm.pv_mp_hidden);
+	assert_non_null(j = domain_spec_to_json(spec));
+	assert_null(json_object_get(j, "pv_mp"));
+	json_decref(j);
+	assert_int_equal(spec_from(DOM "vcpus=2\npv_mp=0\n", spec, err, sizeof(err)), 0);
+	assert_true(spec->vm.pv_mp_hidden);
+	assert_non_null(j = domain_spec_to_json(spec));
+	assert_int_equal(domain_spec_from_json(j, "record", back, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_false(back->pv_mp);
+	assert_true(back->vm.pv_mp_hidden);
+	assert_int_equal(spec_from(DOM "pv_mp=2\n", spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "pv_mp 2 is out of range (0 to 1)"));
+	free(spec);
+	free(back);
+}
+
+static void test_cpu_dedicated(void **state)
+{
+	struct domain_spec *spec = malloc(sizeof(*spec)), *back = malloc(sizeof(*back));
+	struct domain_spec *other = malloc(sizeof(*other));
+	char err[256];
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(spec_from(DOM "vcpus=2\ncpus=['2', '3']\ncpu_dedicated=1\n", spec, err, sizeof(err)), 0);
+	assert_true(spec->cpu_dedicated);
+	assert_true(spec->vm.cpu_dedicated);
+	assert_int_equal(spec_from(DOM "cpus='3'\ncpu_dedicated=1\n", spec, err, sizeof(err)), 0);
+	assert_true(spec->vm.cpu_dedicated);
+	/* Through JSON (the domain record) and back; a domain that does not say has no key. */
+	assert_non_null(j = domain_spec_to_json(spec));
+	assert_int_equal(json_integer_value(json_object_get(j, "cpu_dedicated")), 1);
+	assert_int_equal(domain_spec_from_json(j, "record", back, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_true(back->cpu_dedicated);
+	assert_true(back->vm.cpu_dedicated);
+	assert_string_equal(domain_vcpu_cpus(back, 0), "3");
+	assert_int_equal(spec_from(DOM "cpus='3'\ncpu_dedicated=0\n", spec, err, sizeof(err)), 0);
+	assert_false(spec->vm.cpu_dedicated);
+	assert_non_null(j = domain_spec_to_json(spec));
+	assert_null(json_object_get(j, "cpu_dedicated"));
+	json_decref(j);
+	/* Refused, naming what is wrong: no pins, one CPU for two vCPUs, a range, a CPU twice. */
+	assert_int_equal(spec_from(DOM "vcpus=2\ncpu_dedicated=1\n", spec, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "t.cfg:4: cpu_dedicated = 1 needs each vCPU pinned to a CPU of its own "
+				 "(cpus = [\"2\", \"3\"] for 2 vCPUs): vCPU 0 has cpus 'all', not one CPU");
+	assert_int_equal(spec_from(DOM "vcpus=2\ncpus='3'\ncpu_dedicated=1\n", spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "vCPUs 0 and 1 are both on CPU 3"));
+	assert_int_equal(spec_from(DOM "cpus='0-1'\ncpu_dedicated=1\n", spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "(cpus = \"2\" for 1 vCPU): vCPU 0 has cpus '0-1', not one CPU"));
+	assert_int_equal(spec_from(DOM "vcpus=3\ncpus=['2', '4', '2']\ncpu_dedicated=1\n", spec, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "(cpus = [\"2\", \"3\", ..., \"4\"] for 3 vCPUs): vCPUs 0 and 2 are both on CPU 2"));
+	/* maxvcpus counts: a vCPU brought online later needs its CPU too. */
+	assert_int_equal(spec_from(DOM "maxvcpus=2\ncpus=['2']\ncpu_dedicated=1\n", spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "vCPU 1 has cpus 'all', not one CPU"));
+	assert_int_equal(spec_from(DOM "cpus='3'\ncpu_dedicated=2\n", spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "cpu_dedicated 2 is out of range (0 to 1)"));
+	/* vcpu-pin keeps one CPU per vCPU, and a refused pin changes nothing. */
+	assert_int_equal(spec_from(DOM "vcpus=2\ncpus=['2', '3']\ncpu_dedicated=1\n", spec, err, sizeof(err)), 0);
+	assert_int_equal(domain_spec_pin(spec, 1, "5", err, sizeof(err)), 0);
+	assert_string_equal(domain_vcpu_cpus(spec, 1), "5");
+	assert_int_equal(domain_spec_pin(spec, 1, "2", err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "cpu_dedicated = 1 keeps each vCPU on a CPU of its own: "
+				 "vCPUs 0 and 1 are both on CPU 2");
+	assert_int_equal(domain_spec_pin(spec, 0, "2-3", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "vCPU 0 has cpus '2-3', not one CPU"));
+	assert_int_equal(domain_spec_pin(spec, -1, "all", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "vCPU 0 has cpus 'all', not one CPU"));
+	assert_string_equal(domain_vcpu_cpus(spec, 0), "2");
+	assert_string_equal(domain_vcpu_cpus(spec, 1), "5");
+	/* Two dedicated domains overlap where they share a CPU; a shared domain overlaps nothing. */
+	assert_int_equal(spec_from(DOM "cpus='5'\ncpu_dedicated=1\n", other, err, sizeof(err)), 0);
+	assert_int_equal(domain_spec_dedicated_overlap(spec, other), 5);
+	assert_int_equal(domain_spec_pin(other, 0, "4", err, sizeof(err)), 0);
+	assert_int_equal(domain_spec_dedicated_overlap(spec, other), -1);
+	assert_int_equal(spec_from(DOM "cpus='2'\n", other, err, sizeof(err)), 0);
+	assert_int_equal(domain_spec_dedicated_overlap(spec, other), -1);
+	free(spec);
+	free(back);
+	free(other);
+}
+#undef DOM
+
 /* A sysfs cpu directory: online CPUs, and each CPU's siblings ("" for none written). */
 static void fake_cpus(const char *dir, const char *online, const char *const *siblings, unsigned n)
 {
@@ -320,6 +420,8 @@ int main(void)
 		cmocka_unit_test(test_set_cpu_in_a_cgroup),
 		cmocka_unit_test(test_vcpu_stats_from_proc),
 		cmocka_unit_test(test_cpus_list_and_pin),
+		cmocka_unit_test(test_cpu_dedicated),
+		cmocka_unit_test(test_pv_mp),
 		cmocka_unit_test(test_topology),
 		cmocka_unit_test(test_sched_gran),
 	};
