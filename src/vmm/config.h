@@ -90,6 +90,36 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 /* "aa:bb:cc:dd:ee:ff" into mac; 0 or -EINVAL (not six hex pairs, or multicast). */
 int mac_parse(const char *text, uint8_t mac[6]);
 
+/*
+ * An ivshmem device (QEMU's ivshmem spec): memory shared with other domains
+ * or processes. Doorbell: path is an ivshmem server's Unix socket, which
+ * hands over the memory (a memfd) and one eventfd per vector and peer; the
+ * size is the server's. Plain: path is a file (or /dev/shm object) mapped
+ * whole, size bytes (0: the file's size), no interrupts.
+ */
+#define VM_MAX_SHM 4
+#define SHM_NAME_MAX 64
+
+struct shm_config {
+	char name[SHM_NAME_MAX]; /* the region's name, for messages and `domus shm-list` */
+	char path[DISK_PATH_MAX];
+	uint64_t size;
+	bool doorbell;
+	unsigned vectors; /* doorbell: interrupt vectors the device offers (1..) */
+};
+
+/*
+ * virtio-vsock. Hybrid (Firecracker's): the guest's connections to the host
+ * (CID 2) port P go to the Unix socket "SOCKET_P"; a host program connects
+ * to SOCKET and writes "CONNECT P\n" to reach the guest's port P. vhost:
+ * the host kernel's vhost_vsock serves the device, host programs use AF_VSOCK.
+ */
+struct vsock_config {
+	uint32_t cid;       /* the guest's context ID, 3 or more; 0: no vsock device */
+	char socket[108];   /* hybrid: the host-side Unix socket */
+	bool vhost;         /* served by /dev/vhost-vsock instead */
+};
+
 /* The cache=MODE of a disk: writeback, writethrough, none or directsync; -EINVAL otherwise. */
 int disk_cache_parse(const char *mode, struct disk_config *d);
 /* The name of a disk's cache mode. */
@@ -119,6 +149,9 @@ struct vm_config {
 	unsigned npmems;
 	struct nic_config nics[VM_MAX_NICS];
 	unsigned nnics;
+	struct shm_config shms[VM_MAX_SHM];
+	unsigned nshms;
+	struct vsock_config vsock;
 	enum on_reboot on_reboot;
 	enum console_input console;
 	int verbose;
