@@ -307,14 +307,16 @@ static const char *vcpu_pin(struct vmm_control *c, json_t *msg)
 }
 
 /*
- * Gang scheduling's figures for vCPU i: how often it was held and for how
- * long, and its lead over the slowest runnable sibling, sampled once a
+ * Gang scheduling's figures for vCPU i: the gang's mode and co-stops
+ * (strict only), how often the vCPU was held and for how long, and its lead over the slowest runnable sibling, sampled once a
  * period (counts per bucket, with each bucket's upper bound in ms).
  */
 static json_t *gang_json(struct vm *vm, unsigned i)
 {
 	struct gang_vcpu_stats st;
 	json_t *hist = json_array();
+	uint64_t costops;
+	bool strict;
 
 	gang_vcpu_stats(vm, i, &st);
 	for (unsigned b = 0; b < GANG_SKEW_BUCKETS; b++) {
@@ -322,9 +324,12 @@ static json_t *gang_json(struct vm *vm, unsigned i)
 		json_array_append_new(hist, json_pack("{s:o,s:I}", "below_ms", ms ? json_integer(ms) : json_null(),
 						      "samples", (json_int_t)st.lead_hist[b]));
 	}
-	return json_pack("{s:f,s:I,s:f,s:f,s:o}", "bound_ms", vm->cfg->gang_skew_us / 1000.0, "holds",
-			 (json_int_t)st.holds, "held_s", atomic_load(&vm->vcpus[i].gang_held_ns) / 1e9,
-			 "lead_max_ms", st.lead_max_ns / 1e6, "lead", hist);
+	strict = gang_strict(vm, &costops);
+	return json_pack("{s:s,s:I,s:f,s:I,s:f,s:f,s:o}", "mode", strict ? "strict" : "relaxed",
+			 "costops", (json_int_t)costops, "bound_ms", vm->cfg->gang_skew_us / 1000.0,
+			 "holds", (json_int_t)st.holds, "held_s",
+			 atomic_load(&vm->vcpus[i].gang_held_ns) / 1e9, "lead_max_ms",
+			 st.lead_max_ns / 1e6, "lead", hist);
 }
 
 /* Each vCPU's thread id (0 before it runs) and affinity. */

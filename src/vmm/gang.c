@@ -38,6 +38,52 @@ void gang_controller_init(struct gang_controller *g, unsigned nvcpus, uint64_t b
 	g->bound_ns = bound_ns;
 }
 
+/* Relaxed: each leader stops alone past the bound and goes on alone at half of it. */
+static void decide_relaxed(struct gang_controller *g)
+{
+	for (unsigned i = 0; i < g->nvcpus; i++) {
+		if (!g->held[i] && g->lead[i] > g->bound_ns) {
+			g->held[i] = true;
+			g->stats[i].holds++;
+		} else if (g->held[i] && g->lead[i] <= g->bound_ns / 2) {
+			g->held[i] = false; /* hysteresis: not held again at once */
+		}
+	}
+}
+
+/*
+ * Strict: one leader past the bound stops every sibling ahead by more than
+ * half of it; a runnable sibling that gets that far while they wait joins
+ * them; all go on in the same period once none is that far ahead.
+ */
+static void decide_strict(struct gang_controller *g, const struct gang_sample *s)
+{
+	bool over = false, ahead = false;
+
+	for (unsigned i = 0; i < g->nvcpus; i++) {
+		if (!s[i].blocked && !g->held[i] && g->lead[i] > g->bound_ns)
+			over = true;
+		if (g->held[i] && g->lead[i] > g->bound_ns / 2)
+			ahead = true;
+	}
+	if (g->costopped && !ahead) {
+		g->costopped = false; /* co-start */
+		memset(g->held, 0, sizeof(g->held));
+		return;
+	}
+	if (!g->costopped && !over)
+		return;
+	if (!g->costopped) {
+		g->costopped = true;
+		g->costops++;
+	}
+	for (unsigned i = 0; i < g->nvcpus; i++)
+		if (!g->held[i] && !s[i].blocked && g->lead[i] > g->bound_ns / 2) {
+			g->held[i] = true;
+			g->stats[i].holds++;
+		}
+}
+
 unsigned gang_controller_step(struct gang_controller *g, const struct gang_sample *s)
 {
 	uint64_t step[VM_MAX_VCPUS], slowest = UINT64_MAX;
@@ -72,14 +118,13 @@ unsigned gang_controller_step(struct gang_controller *g, const struct gang_sampl
 			if (*lead > st->lead_max_ns)
 				st->lead_max_ns = *lead;
 		}
-		if (!g->held[i] && *lead > g->bound_ns) {
-			g->held[i] = true;
-			st->holds++;
-		} else if (g->held[i] && *lead <= g->bound_ns / 2) {
-			g->held[i] = false; /* hysteresis: not held again at once */
-		}
-		held += g->held[i] ? 1 : 0;
 	}
+	if (g->strict)
+		decide_strict(g, s);
+	else
+		decide_relaxed(g);
+	for (unsigned i = 0; i < g->nvcpus; i++)
+		held += g->held[i] ? 1 : 0;
 	return held;
 }
 
@@ -165,6 +210,29 @@ static void set_hold(struct vm *vm, struct vcpu *v, bool hold)
 	pthread_kill(v->thread, SIGUSR1);
 }
 
+/*
+ * Makes the vCPUs' holds what held says: the ones to stop are kicked out of
+ * guest mode, and the ones to go on are woken by one broadcast, so a gang
+ * that co-starts goes on together.
+ */
+static void apply_holds(struct vm *vm, const bool *held)
+{
+	bool wake = false;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (held[i] && !atomic_load(&vm->vcpus[i].gang_hold))
+			set_hold(vm, &vm->vcpus[i], true);
+	pthread_mutex_lock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (!held[i] && atomic_load(&vm->vcpus[i].gang_hold)) {
+			atomic_store(&vm->vcpus[i].gang_hold, 0);
+			wake = true;
+		}
+	if (wake)
+		pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *gang_thread(void *arg)
 {
 	struct vm *vm = arg;
@@ -197,9 +265,7 @@ static void *gang_thread(void *arg)
 		pthread_mutex_lock(&g->lock);
 		gang_controller_step(&g->ctl, s);
 		pthread_mutex_unlock(&g->lock);
-		for (unsigned i = 0; i < vm->nvcpus; i++)
-			if (g->ctl.held[i] != (atomic_load(&vm->vcpus[i].gang_hold) != 0))
-				set_hold(vm, &vm->vcpus[i], g->ctl.held[i]);
+		apply_holds(vm, g->ctl.held);
 	}
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		set_hold(vm, &vm->vcpus[i], false);
@@ -227,6 +293,7 @@ int gang_start(struct vm *vm, char *err, size_t errlen)
 	}
 	pthread_mutex_init(&g->lock, NULL);
 	gang_controller_init(&g->ctl, vm->nvcpus, bound);
+	g->ctl.strict = vm->cfg->cpu_dedicated;
 	/* A quarter of the bound, so a leader runs at most a period past it. */
 	g->period_ns = bound / 4 < 500000 ? 500000 : bound / 4;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -272,4 +339,18 @@ void gang_vcpu_stats(struct vm *vm, unsigned i, struct gang_vcpu_stats *out)
 	pthread_mutex_lock(&vm->gang->lock);
 	*out = vm->gang->ctl.stats[i];
 	pthread_mutex_unlock(&vm->gang->lock);
+}
+
+bool gang_strict(struct vm *vm, uint64_t *costops)
+{
+	bool strict;
+
+	*costops = 0;
+	if (!vm->gang)
+		return false;
+	pthread_mutex_lock(&vm->gang->lock);
+	strict = vm->gang->ctl.strict;
+	*costops = vm->gang->ctl.costops;
+	pthread_mutex_unlock(&vm->gang->lock);
+	return strict;
 }

@@ -12,6 +12,13 @@
  * out of guest mode until the others are within half the bound, so the host
  * CPU goes to the ones behind. A vCPU halted in KVM is never the one
  * behind, nor does it get ahead: it is idle by its own choice.
+ *
+ * Strict (a domain whose vCPUs own their CPUs, cpu_dedicated = 1): when one
+ * runnable vCPU leads by more than the bound, every sibling more than half
+ * the bound ahead of the slowest stops at once (a co-stop), and they all
+ * start again together (a co-start) once none of them is more than half the
+ * bound ahead: the guest sees its vCPUs stop and go as one, never one CPU
+ * stalled under the others.
  */
 
 #include <stdbool.h>
@@ -35,6 +42,9 @@ struct gang_vcpu_stats {
 struct gang_controller {
 	unsigned nvcpus;
 	uint64_t bound_ns;
+	bool strict;    /* co-stop and co-start the whole gang (above) */
+	bool costopped; /* strict: the leaders are stopped, waiting for the slowest */
+	uint64_t costops; /* strict: how many co-stops so far */
 	bool held[VM_MAX_VCPUS];
 	bool started;
 	uint64_t last[VM_MAX_VCPUS]; /* progress at the last period */
@@ -63,5 +73,7 @@ int gang_start(struct vm *vm, char *err, size_t errlen);
 void gang_stop(struct vm *vm);
 /* vCPU i's figures; zeros where the domain has no gang scheduling. */
 void gang_vcpu_stats(struct vm *vm, unsigned i, struct gang_vcpu_stats *out);
+/* Whether the domain's gang is strict, and its co-stops so far (0 when relaxed or off). */
+bool gang_strict(struct vm *vm, uint64_t *costops);
 
 #endif

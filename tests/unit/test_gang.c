@@ -156,6 +156,110 @@ static void test_hysteresis_and_halts(void **state)
 	assert_int_equal(gang_skew_bucket_ms(GANG_SKEW_BUCKETS - 1), 0);
 }
 
+/*
+ * vCPUs that own their CPUs, where the host takes part of some CPUs: vCPU i
+ * runs in avail[i] of every 10 steps unless held. Runs for ms, the
+ * controller once a period, and counts the periods where some held vCPUs
+ * went on while others stayed held (a partial release); returns the
+ * largest lead seen.
+ */
+static uint64_t run_dedicated(const unsigned *avail, unsigned n, struct gang_controller *g, unsigned ms,
+			      uint64_t period_ns, unsigned *partial_releases)
+{
+	uint64_t progress[4] = {0}, worst = 0, tick = 0;
+
+	*partial_releases = 0;
+	for (uint64_t t = 0; t < (uint64_t)ms * 1000000; t += STEP_NS) {
+		if (t % period_ns == 0) {
+			struct gang_sample sm[4];
+			bool before[4];
+			unsigned released = 0, still = 0;
+
+			for (unsigned i = 0; i < n; i++) {
+				sm[i] = (struct gang_sample){progress[i], false};
+				before[i] = g->held[i];
+			}
+			gang_controller_step(g, sm);
+			for (unsigned i = 0; i < n; i++) {
+				released += before[i] && !g->held[i];
+				still += before[i] && g->held[i];
+			}
+			*partial_releases += released && still;
+		}
+		for (unsigned i = 0; i < n; i++)
+			if (!g->held[i] && tick % 10 < avail[i])
+				progress[i] += STEP_NS;
+		tick++;
+		uint64_t lo = UINT64_MAX, hi = 0;
+		for (unsigned i = 0; i < n; i++) {
+			lo = progress[i] < lo ? progress[i] : lo;
+			hi = progress[i] > hi ? progress[i] : hi;
+		}
+		if (hi - lo > worst)
+			worst = hi - lo;
+	}
+	return worst;
+}
+
+/*
+ * Three vCPUs on CPUs of their own; the host takes 9 of 10 steps of vCPU
+ * 2's CPU and 4 of vCPU 1's. Relaxed, each leader stops and goes alone;
+ * strict, the leaders stop together and all go on in the same period, and
+ * the one the host holds back is never held.
+ */
+static void test_strict_costop_costart(void **state)
+{
+	const unsigned avail[3] = {10, 6, 1};
+	struct gang_controller relaxed, strict;
+	uint64_t bound = 5000000, period = 1000000, worst_relaxed, worst_strict;
+	unsigned partial_relaxed, partial_strict;
+
+	(void)state;
+	gang_controller_init(&relaxed, 3, bound);
+	gang_controller_init(&strict, 3, bound);
+	strict.strict = true;
+	worst_relaxed = run_dedicated(avail, 3, &relaxed, 2000, period, &partial_relaxed);
+	worst_strict = run_dedicated(avail, 3, &strict, 2000, period, &partial_strict);
+	assert_true(partial_relaxed > 0);
+	assert_int_equal(partial_strict, 0);
+	assert_true(strict.costops > 10);
+	assert_int_equal(relaxed.costops, 0);
+	assert_true(strict.stats[0].holds > 10 && strict.stats[1].holds > 10);
+	assert_int_equal(strict.stats[2].holds, 0);
+	/* Both keep the gang within the bound, a period and a step. */
+	assert_true(worst_strict <= bound + period + STEP_NS);
+	assert_true(worst_relaxed <= bound + period + STEP_NS);
+}
+
+/* Strict: a co-stop takes every sibling past half the bound; the co-start waits for the last of them. */
+static void test_strict_steps(void **state)
+{
+	struct gang_controller g;
+	struct gang_sample s[3] = {{0, false}, {0, false}, {0, false}};
+
+	(void)state;
+	gang_controller_init(&g, 3, 4000000);
+	g.strict = true;
+	assert_int_equal(gang_controller_step(&g, s), 0);
+	/* vCPU 0 5 ms ahead of vCPU 2, vCPU 1 3 ms: both stop; 1 ms would not have. */
+	s[0].progress_ns = 5000000, s[1].progress_ns = 3000000;
+	assert_int_equal(gang_controller_step(&g, s), 2);
+	assert_true(g.held[0] && g.held[1] && !g.held[2] && g.costopped);
+	assert_int_equal(g.costops, 1);
+	/* vCPU 2 runs 2 ms: vCPU 1 is within half the bound, vCPU 0 (3 ms) not: both wait. */
+	s[2].progress_ns = 2000000;
+	assert_int_equal(gang_controller_step(&g, s), 2);
+	/* 1 ms more: vCPU 0 within 2 ms: both go on together. */
+	s[2].progress_ns = 3000000;
+	assert_int_equal(gang_controller_step(&g, s), 0);
+	assert_false(g.costopped);
+	/* A halted sibling neither stops the gang nor is stopped. */
+	s[2].blocked = true;
+	s[0].progress_ns += 20000000, s[1].progress_ns += 20000000;
+	assert_int_equal(gang_controller_step(&g, s), 0);
+	assert_int_equal(g.costops, 1);
+}
+
 /* A statistics file as KVM lays it out: header, id, descriptors, data. */
 static size_t stats_file(char *buf, size_t len, const char *const *names, unsigned n, uint32_t name_size)
 {
@@ -246,6 +350,8 @@ int main(void)
 		cmocka_unit_test(test_leader_held_laggard_catches_up),
 		cmocka_unit_test(test_halted_sibling_holds_nobody),
 		cmocka_unit_test(test_hysteresis_and_halts),
+		cmocka_unit_test(test_strict_costop_costart),
+		cmocka_unit_test(test_strict_steps),
 		cmocka_unit_test(test_kvm_stats_find),
 		cmocka_unit_test(test_gang_keys),
 	};
