@@ -404,6 +404,9 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		api_reply_error(r, 409, "cpus_in_use", "%s", err);
 		goto fail;
 	}
+	/* Its regions last: they are made now if missing, and outlive a failed start. */
+	if (api_shm_domain(a, &d->spec, req->caller, r) < 0)
+		goto fail;
 	api_mem_start(a, d);
 	api_memory_changed(a, true); /* the disk cache gives way before the domain starts */
 	/* Taken now: other creates go on while this one waits for its process. */
@@ -690,6 +693,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		}
 		return;
 	}
+	if (!strncmp(p, "shm", 3) && (p[3] == 0 || p[3] == '/'))
+		return api_shm(a, req, p + 3, r);
 	if (!strncmp(p, "vfr/", 4) && a->ops->vfr) {
 		/* The firewall-router is the host's network: users may look, root changes it. */
 		if (strcmp(m, "GET") && !caller_is_root(req->caller)) {
