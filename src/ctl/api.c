@@ -85,6 +85,11 @@ struct domain *api_find(struct api *a, const char *name_or_id)
 
 void api_event(struct api *a, const char *type, const struct domain *d, const char *detail)
 {
+	api_event_owned(a, type, d, detail, d ? (int64_t)d->owner.uid : -1);
+}
+
+void api_event_owned(struct api *a, const char *type, const struct domain *d, const char *detail, int64_t owner)
+{
 	struct timeval tv;
 	json_t *ev;
 	unsigned slot = (unsigned)(a->event_seq % API_EVENT_RING);
@@ -102,7 +107,7 @@ void api_event(struct api *a, const char *type, const struct domain *d, const ch
 		json_object_set_new(ev, "detail", json_string(detail));
 	free(a->events[slot]);
 	a->events[slot] = json_dumps(ev, JSON_COMPACT);
-	a->event_owner[slot] = d ? (int64_t)d->owner.uid : -1;
+	a->event_owner[slot] = owner;
 	json_decref(ev);
 	a->event_seq++;
 	if (a->ops->event)

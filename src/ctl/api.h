@@ -206,6 +206,9 @@ int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen);
 void api_domain_gone(struct api *a, struct domain *d);
 /* Records an event: {"seq", "time", "event", "domain", "domid", "detail"}. */
 void api_event(struct api *a, const char *type, const struct domain *d, const char *detail);
+/* The same, seen only by owner (a uid) and root; -1: by everyone (the host's). */
+void api_event_owned(struct api *a, const char *type, const struct domain *d, const char *detail,
+		     int64_t owner);
 /*
  * The event with sequence number seq as one JSON line, or NULL if not kept,
  * not yet, or not c's to see (another user's domain).

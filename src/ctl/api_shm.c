@@ -101,7 +101,7 @@ static void create_region(struct api *a, const struct api_request *req, struct a
 	else if (ret < 0)
 		api_reply_error(r, 500, "internal", "%s", err);
 	else {
-		api_event(a, "shm_created", NULL, reg->name);
+		api_event_owned(a, "shm_created", NULL, reg->name, (int64_t)reg->owner_uid);
 		api_reply_json(r, 201, region_json(a, reg));
 	}
 }
@@ -156,13 +156,14 @@ void api_shm(struct api *a, const struct api_request *req, const char *rest, str
 	{
 		bool force = req->force && (!strcmp(req->force, "1") || !strcmp(req->force, "true"));
 		char name[SHM_NAME_MAX];
+		uid_t owner = reg->owner_uid;
 
 		snprintf(name, sizeof(name), "%s", reg->name);
 		if (shm_destroy(a->shm, reg, force, err, sizeof(err)) < 0) {
 			api_reply_error(r, 409, "shm_in_use", "%s", err);
 			return;
 		}
-		api_event(a, "shm_destroyed", NULL, name);
+		api_event_owned(a, "shm_destroyed", NULL, name, (int64_t)owner);
 		api_reply_json(r, 200, json_pack("{s:s}", "destroyed", name));
 	}
 }

@@ -1047,6 +1047,10 @@ static void test_shm_api(void **state)
 	CALLER = &alice;
 	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"alices\", \"size\": \"8K\"}"), 201);
 	assert_int_equal(json_integer_value(json_object_get(J, "owner")), 1001);
+	/* Its event is alice's (and root's) to see, not bob's. */
+	assert_non_null(strstr(api_event_line(&A, A.event_seq - 1, &alice), "\"shm_created\""));
+	assert_null(api_event_line(&A, A.event_seq - 1, &bob));
+	assert_non_null(api_event_line(&A, A.event_seq - 1, &ROOT));
 	assert_int_equal(call("GET", "/v1/shm", NULL, NULL), 200);
 	assert_int_equal(json_array_size(json_object_get(J, "regions")), 1);
 	assert_int_equal(call("GET", "/v1/shm/chan0", NULL, NULL), 403);
