@@ -85,7 +85,12 @@ static void create_region(struct api *a, const struct api_request *req, struct a
 		doorbell = json_is_true(jbell);
 	if (jvec) {
 		long long n = json_integer_value(jvec);
-		vectors = n < 0 || n > 100000 ? 100000 : (unsigned)n;
+		if (n < 0 || n > SHM_VECTORS_MAX) {
+			api_reply_error(r, 400, "invalid_shm", "vectors %lld: 1 to %d", n, SHM_VECTORS_MAX);
+			json_decref(j);
+			return;
+		}
+		vectors = (unsigned)n;
 	} else if (!doorbell) {
 		vectors = 0;
 	}

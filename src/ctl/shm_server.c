@@ -98,10 +98,13 @@ static void reap(struct shm_server *srv)
 		for (unsigned id = 0; id < SHM_MAX_PEERS; id++) {
 			struct shm_peer *p = srv->peers[id];
 
+			bool announced;
+
 			if (!p || !p->dead)
 				continue;
+			announced = p->announced;
 			peer_free(srv, p);
-			for (unsigned q = 0; q < SHM_MAX_PEERS; q++) {
+			for (unsigned q = 0; q < SHM_MAX_PEERS && announced; q++) {
 				struct shm_peer *o = srv->peers[q];
 				if (o && !o->dead && send_msg(o->fd, (int64_t)id, -1) < 0) {
 					peer_fail(o);
@@ -124,6 +127,7 @@ static void peer_join(struct shm_server *srv, struct shm_peer *p)
 			for (unsigned v = 0; v < srv->vectors && ok; v++)
 				ok = send_msg(p->fd, (int64_t)o->id, o->eventfds[v]) == 0;
 	}
+	p->announced = ok;
 	for (unsigned q = 0; q < SHM_MAX_PEERS && ok; q++) {
 		struct shm_peer *o = srv->peers[q];
 		if (o && o != p && !o->dead)
@@ -164,9 +168,9 @@ static void take_connection(struct shm_server *srv, int fd)
 	struct shm_peer *p;
 	unsigned id;
 
-	/* The socket's mode admits only its owner and root; this says so again. */
+	/* The socket's mode admits only its owner and root (or domusd's own user); this says so again. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    (cred.uid != 0 && cred.uid != srv->owner)) {
+	    (cred.uid != 0 && cred.uid != srv->owner && cred.uid != geteuid())) {
 		srv->refused++;
 		close(fd);
 		return;

@@ -37,6 +37,7 @@ struct shm_peer {
 	pid_t pid;   /* SO_PEERCRED when it connected (0: not known) */
 	uid_t uid;
 	bool dead;   /* to be dropped once the message under way is sent */
+	bool announced; /* the others were told of it: they hear of its departure */
 	struct watch w;
 	int eventfds[]; /* srv->vectors of them */
 };
@@ -46,7 +47,7 @@ struct shm_server {
 	int listen_fd;
 	int memfd;        /* borrowed from the region: sent, never closed here */
 	unsigned vectors; /* eventfds per peer; 0 for a plain region */
-	uid_t owner;      /* who may connect besides root (the socket's mode says so too) */
+	uid_t owner;      /* who may connect besides root and domusd's user (the socket's mode says so too) */
 	struct shm_peer *peers[SHM_MAX_PEERS]; /* by ID */
 	unsigned npeers;
 	uint64_t refused;  /* connections turned away (past SHM_MAX_PEERS, or no eventfds) */
