@@ -35,8 +35,10 @@ static json_t *region_json(const struct api *a, const struct shm_region *reg)
 	json_t *o = shm_region_json(reg), *peer;
 	size_t i;
 
-	json_array_foreach(json_object_get(o, "peers"), i, peer) {
-		const struct domain *d = domain_of_pid(a, (pid_t)json_integer_value(json_object_get(peer, "pid")));
+	json_array_foreach(json_object_get(o, "peers"), i, peer)
+	{
+		const struct domain *d =
+		    domain_of_pid(a, (pid_t)json_integer_value(json_object_get(peer, "pid")));
 		if (d) {
 			json_object_set_new(peer, "domain", json_string(d->spec.name));
 			json_object_set_new(peer, "domid", json_integer(d->domid));
@@ -47,7 +49,8 @@ static json_t *region_json(const struct api *a, const struct shm_region *reg)
 
 static void create_region(struct api *a, const struct api_request *req, struct api_response *r)
 {
-	json_t *j = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *j =
+	    json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, NULL);
 	json_t *jsize = json_object_get(j, "size"), *jvec = json_object_get(j, "vectors");
 	json_t *jbell = json_object_get(j, "doorbell");
 	const char *name = json_string_value(json_object_get(j, "name")), *key;
@@ -60,21 +63,26 @@ static void create_region(struct api *a, const struct api_request *req, struct a
 	int ret;
 
 	if (!json_is_object(j) || !name || !jsize || (jvec && !json_is_integer(jvec)) ||
-	    (jbell && !json_is_boolean(jbell)) || (!json_is_integer(jsize) && !json_is_string(jsize))) {
-		api_reply_error(r, 400, "bad_request", "the body must be {\"name\": \"NAME\", \"size\": BYTES or "
+	    (jbell && !json_is_boolean(jbell)) ||
+	    (!json_is_integer(jsize) && !json_is_string(jsize))) {
+		api_reply_error(r, 400, "bad_request",
+				"the body must be {\"name\": \"NAME\", \"size\": BYTES or "
 				"\"4M\", \"vectors\": N, \"doorbell\": true|false}");
 		json_decref(j);
 		return;
 	}
-	json_object_foreach(j, key, v)
-		if (strcmp(key, "name") && strcmp(key, "size") && strcmp(key, "vectors") && strcmp(key, "doorbell")) {
-			api_reply_error(r, 400, "bad_request", "unknown key '%.40s' (name, size, vectors, doorbell)", key);
-			json_decref(j);
-			return;
-		}
+	json_object_foreach(j, key, v) if (strcmp(key, "name") && strcmp(key, "size") &&
+					   strcmp(key, "vectors") && strcmp(key, "doorbell"))
+	{
+		api_reply_error(r, 400, "bad_request",
+				"unknown key '%.40s' (name, size, vectors, doorbell)", key);
+		json_decref(j);
+		return;
+	}
 	if (json_is_integer(jsize) ? json_integer_value(jsize) < 0
 				   : shm_size_parse(json_string_value(jsize), &size) < 0) {
-		api_reply_error(r, 400, "invalid_shm", "size %.40s: bytes, or a number with K, M or G",
+		api_reply_error(r, 400, "invalid_shm",
+				"size %.40s: bytes, or a number with K, M or G",
 				json_is_string(jsize) ? json_string_value(jsize) : "below 0");
 		json_decref(j);
 		return;
@@ -86,7 +94,8 @@ static void create_region(struct api *a, const struct api_request *req, struct a
 	if (jvec) {
 		long long n = json_integer_value(jvec);
 		if (n < 0 || n > SHM_VECTORS_MAX) {
-			api_reply_error(r, 400, "invalid_shm", "vectors %lld: 1 to %d", n, SHM_VECTORS_MAX);
+			api_reply_error(r, 400, "invalid_shm", "vectors %lld: 1 to %d", n,
+					SHM_VECTORS_MAX);
 			json_decref(j);
 			return;
 		}
@@ -94,8 +103,8 @@ static void create_region(struct api *a, const struct api_request *req, struct a
 	} else if (!doorbell) {
 		vectors = 0;
 	}
-	ret = shm_create(a->shm, name, size, vectors, doorbell, req->caller->uid, req->caller->gid, &reg, err,
-			 sizeof(err));
+	ret = shm_create(a->shm, name, size, vectors, doorbell, req->caller->uid, req->caller->gid,
+			 &reg, err, sizeof(err));
 	json_decref(j);
 	if (ret == -EINVAL)
 		api_reply_error(r, 400, "invalid_shm", "%s", err);
@@ -136,8 +145,9 @@ void api_shm(struct api *a, const struct api_request *req, const char *rest, str
 			return list_regions(a, req->caller, r);
 		if (!strcmp(m, "POST"))
 			return create_region(a, req, r);
-		api_reply_error(r, 405, "method_not_allowed", "%.10s is not allowed on %.200s (allowed: GET, POST)",
-				m, req->path);
+		api_reply_error(r, 405, "method_not_allowed",
+				"%.10s is not allowed on %.200s (allowed: GET, POST)", m,
+				req->path);
 		return;
 	}
 	rest++; /* the '/' */
@@ -147,19 +157,22 @@ void api_shm(struct api *a, const struct api_request *req, const char *rest, str
 		return;
 	}
 	if (!shm_may_use(reg, req->caller->uid)) {
-		api_reply_error(r, 403, "forbidden", "region '%s' belongs to uid %u; uid %u may not act on it",
+		api_reply_error(r, 403, "forbidden",
+				"region '%s' belongs to uid %u; uid %u may not act on it",
 				reg->name, (unsigned)reg->owner_uid, (unsigned)req->caller->uid);
 		return;
 	}
 	if (!strcmp(m, "GET"))
 		return api_reply_json(r, 200, region_json(a, reg));
 	if (strcmp(m, "DELETE")) {
-		api_reply_error(r, 405, "method_not_allowed", "%.10s is not allowed on %.200s (allowed: GET, DELETE)",
-				m, req->path);
+		api_reply_error(r, 405, "method_not_allowed",
+				"%.10s is not allowed on %.200s (allowed: GET, DELETE)", m,
+				req->path);
 		return;
 	}
 	{
-		bool force = req->force && (!strcmp(req->force, "1") || !strcmp(req->force, "true"));
+		bool force =
+		    req->force && (!strcmp(req->force, "1") || !strcmp(req->force, "true"));
 		char name[SHM_NAME_MAX];
 		uid_t owner = reg->owner_uid;
 
@@ -173,7 +186,8 @@ void api_shm(struct api *a, const struct api_request *req, const char *rest, str
 	}
 }
 
-int api_shm_domain(struct api *a, struct domain_spec *spec, const struct caller *c, struct api_response *r)
+int api_shm_domain(struct api *a, struct domain_spec *spec, const struct caller *c,
+		   struct api_response *r)
 {
 	for (unsigned i = 0; i < spec->vm.nshms; i++) {
 		struct shm_config *s = &spec->vm.shms[i];
@@ -182,7 +196,8 @@ int api_shm_domain(struct api *a, struct domain_spec *spec, const struct caller 
 		int ret;
 
 		if (!a->shm) {
-			api_reply_error(r, 400, "invalid_config", "shm '%s': this domusd keeps no shared-memory regions",
+			api_reply_error(r, 400, "invalid_config",
+					"shm '%s': this domusd keeps no shared-memory regions",
 					s->name);
 			return -1;
 		}
@@ -194,8 +209,8 @@ int api_shm_domain(struct api *a, struct domain_spec *spec, const struct caller 
 		 */
 		snprintf(err, sizeof(err), "%s/%s.sock", a->shm->dir, s->name);
 		if (s->path[0] && strcmp(s->path, err)) {
-			api_reply_error(r, 400, "invalid_config", "shm '%s': path= is domusd's to choose (%s)", s->name,
-					err);
+			api_reply_error(r, 400, "invalid_config",
+					"shm '%s': path= is domusd's to choose (%s)", s->name, err);
 			return -1;
 		}
 		ret = shm_attach_spec(a->shm, s, c->uid, c->gid, &reg, err, sizeof(err));

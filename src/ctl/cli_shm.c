@@ -41,8 +41,9 @@ static void print_reply_json(json_t *reply)
 
 int cmd_shm_create(int argc, char **argv)
 {
-	static const char usage[] = "usage: domus shm-create NAME SIZE [--vectors N] [--plain]\n"
-				    "       SIZE a power of two from 4K to 1G (bytes, or with K, M, G)\n";
+	static const char usage[] =
+	    "usage: domus shm-create NAME SIZE [--vectors N] [--plain]\n"
+	    "       SIZE a power of two from 4K to 1G (bytes, or with K, M, G)\n";
 	const char *name = NULL, *size = NULL;
 	long vectors = -1;
 	bool plain = false;
@@ -57,7 +58,8 @@ int cmd_shm_create(int argc, char **argv)
 			char *end;
 			vectors = strtol(argv[++i], &end, 10);
 			if (!*argv[i] || *end || vectors < 1 || vectors > SHM_VECTORS_MAX) {
-				fprintf(stderr, "domus shm-create: --vectors '%s': 1 to %d\n", argv[i], SHM_VECTORS_MAX);
+				fprintf(stderr, "domus shm-create: --vectors '%s': 1 to %d\n",
+					argv[i], SHM_VECTORS_MAX);
 				return EXIT_USAGE;
 			}
 		} else if (argv[i][0] == '-' || (name && size)) {
@@ -70,14 +72,17 @@ int cmd_shm_create(int argc, char **argv)
 		}
 	}
 	if (!size || (plain && vectors >= 0)) {
-		fputs(plain ? "domus shm-create: a plain region (--plain) has no vectors\n" : usage, stderr);
+		fputs(plain ? "domus shm-create: a plain region (--plain) has no vectors\n" : usage,
+		      stderr);
 		return EXIT_USAGE;
 	}
 	if (shm_size_parse(size, &bytes) < 0) {
-		fprintf(stderr, "domus shm-create: size '%s': bytes, or a number with K, M or G\n", size);
+		fprintf(stderr, "domus shm-create: size '%s': bytes, or a number with K, M or G\n",
+			size);
 		return EXIT_USAGE;
 	}
-	body = json_pack("{s:s,s:I,s:b}", "name", name, "size", (json_int_t)bytes, "doorbell", !plain);
+	body =
+	    json_pack("{s:s,s:I,s:b}", "name", name, "size", (json_int_t)bytes, "doorbell", !plain);
 	if (vectors >= 0)
 		json_object_set_new(body, "vectors", json_integer(vectors));
 	if ((ret = shm_request("POST", "/v1/shm", body, &reply)))
@@ -97,7 +102,8 @@ static void peers_text(const json_t *peers, char *buf, size_t len)
 	size_t i, n = 0;
 
 	buf[0] = 0;
-	json_array_foreach(peers, i, p) {
+	json_array_foreach(peers, i, p)
+	{
 		const char *dom = json_string_value(json_object_get(p, "domain"));
 		int w = dom ? snprintf(buf + n, len - n, "%s%lld:%s", n ? "," : "",
 				       json_integer_value(json_object_get(p, "id")), dom)
@@ -130,12 +136,16 @@ int cmd_shm_list(int argc, char **argv)
 		json_decref(reply);
 		return 0;
 	}
-	printf("%-24s %6s %5s %-8s %6s  %s\n", "Name", "Size", "Vecs", "Kind", "Owner", "Peers (ID:domain)");
-	json_array_foreach(json_object_get(reply, "regions"), i, reg) {
+	printf("%-24s %6s %5s %-8s %6s  %s\n", "Name", "Size", "Vecs", "Kind", "Owner",
+	       "Peers (ID:domain)");
+	json_array_foreach(json_object_get(reply, "regions"), i, reg)
+	{
 		char size[32], peers[1024];
-		shm_size_format((uint64_t)json_integer_value(json_object_get(reg, "size")), size, sizeof(size));
+		shm_size_format((uint64_t)json_integer_value(json_object_get(reg, "size")), size,
+				sizeof(size));
 		peers_text(json_object_get(reg, "peers"), peers, sizeof(peers));
-		printf("%-24s %6s %5lld %-8s %6lld  %s\n", json_string_value(json_object_get(reg, "name")), size,
+		printf("%-24s %6s %5lld %-8s %6lld  %s\n",
+		       json_string_value(json_object_get(reg, "name")), size,
 		       json_integer_value(json_object_get(reg, "vectors")),
 		       json_is_true(json_object_get(reg, "doorbell")) ? "doorbell" : "plain",
 		       json_integer_value(json_object_get(reg, "owner")), peers);
@@ -152,7 +162,8 @@ int cmd_shm_destroy(int argc, char **argv)
 	int ret;
 
 	if (argc != 2 + force) {
-		fprintf(stderr, "usage: domus shm-destroy NAME [--force]   (--force: drop the peers attached)\n");
+		fprintf(stderr, "usage: domus shm-destroy NAME [--force]   (--force: drop the "
+				"peers attached)\n");
 		return EXIT_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/shm/%.64s%s", argv[1], force ? "?force=1" : "");

@@ -52,14 +52,16 @@ static void region_free(struct shm_region *reg)
 	free(reg);
 }
 
-int shm_create(struct shm_registry *r, const char *name, uint64_t size, unsigned vectors, bool doorbell,
-	       uid_t uid, gid_t gid, struct shm_region **out, char *err, size_t errlen)
+int shm_create(struct shm_registry *r, const char *name, uint64_t size, unsigned vectors,
+	       bool doorbell, uid_t uid, gid_t gid, struct shm_region **out, char *err,
+	       size_t errlen)
 {
 	char memfd_name[SHM_NAME_MAX + 16], path[SHM_SOCKET_PATH_MAX];
 	struct shm_region *reg, **p;
 	int ret;
 
-	if (shm_name_check(name, err, errlen) < 0 || shm_check(size, vectors, doorbell, err, errlen) < 0)
+	if (shm_name_check(name, err, errlen) < 0 ||
+	    shm_check(size, vectors, doorbell, err, errlen) < 0)
 		return -EINVAL;
 	if (shm_find(r, name)) {
 		snprintf(err, errlen, "a region named '%s' exists already", name);
@@ -93,8 +95,8 @@ int shm_create(struct shm_registry *r, const char *name, uint64_t size, unsigned
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/%s.sock", r->dir, name);
-	ret = shm_server_start(&reg->server, path, reg->memfd, reg->vectors, uid, gid, r->loop, r->listen_kind,
-			       r->peer_kind);
+	ret = shm_server_start(&reg->server, path, reg->memfd, reg->vectors, uid, gid, r->loop,
+			       r->listen_kind, r->peer_kind);
 	if (ret < 0) {
 		snprintf(err, errlen, "region '%s': its socket %s: %s", name, path, strerror(-ret));
 		goto fail;
@@ -111,16 +113,19 @@ fail:
 	return ret;
 }
 
-int shm_destroy(struct shm_registry *r, struct shm_region *reg, bool force, char *err, size_t errlen)
+int shm_destroy(struct shm_registry *r, struct shm_region *reg, bool force, char *err,
+		size_t errlen)
 {
 	if (reg->server.npeers && !force) {
-		size_t n = (size_t)snprintf(err, errlen, "region '%s' has %u peer(s) attached (pid", reg->name,
-					    reg->server.npeers);
+		size_t n = (size_t)snprintf(err, errlen, "region '%s' has %u peer(s) attached (pid",
+					    reg->name, reg->server.npeers);
 		for (unsigned id = 0; id < SHM_MAX_PEERS && n < errlen; id++)
 			if (reg->server.peers[id])
-				n += (size_t)snprintf(err + n, errlen - n, " %d", (int)reg->server.peers[id]->pid);
+				n += (size_t)snprintf(err + n, errlen - n, " %d",
+						      (int)reg->server.peers[id]->pid);
 		if (n < errlen)
-			snprintf(err + n, errlen - n, "); destroy it with force to drop them");
+			snprintf(err + n, errlen - n,
+				 "); force (shm-destroy --force, ?force=1) drops them");
 		return -EBUSY;
 	}
 	for (struct shm_region **p = &r->regions; *p; p = &(*p)->next)
@@ -149,9 +154,11 @@ int shm_attach_spec(struct shm_registry *r, const struct shm_config *s, uid_t ui
 	struct shm_region *reg = shm_find(r, s->name);
 
 	if (!reg)
-		return shm_create(r, s->name, s->size, s->vectors, s->doorbell, uid, gid, out, err, errlen);
+		return shm_create(r, s->name, s->size, s->vectors, s->doorbell, uid, gid, out, err,
+				  errlen);
 	if (!shm_may_use(reg, uid)) {
-		snprintf(err, errlen, "region '%s' belongs to uid %u; a domain of uid %u may not attach to it",
+		snprintf(err, errlen,
+			 "region '%s' belongs to uid %u; a domain of uid %u may not attach to it",
 			 reg->name, (unsigned)reg->owner_uid, (unsigned)uid);
 		return -EACCES;
 	}
@@ -159,10 +166,11 @@ int shm_attach_spec(struct shm_registry *r, const struct shm_config *s, uid_t ui
 		char have[32], want[32];
 		shm_size_format(reg->size, have, sizeof(have));
 		shm_size_format(s->size, want, sizeof(want));
-		snprintf(err, errlen,
-			 "region '%s' exists as size=%s,doorbell=%d,vectors=%u; the domain asks for "
-			 "size=%s,doorbell=%d,vectors=%u",
-			 reg->name, have, reg->doorbell, reg->vectors, want, s->doorbell, s->vectors);
+		snprintf(
+		    err, errlen,
+		    "region '%s' exists as size=%s,doorbell=%d,vectors=%u; the domain asks for "
+		    "size=%s,doorbell=%d,vectors=%u",
+		    reg->name, have, reg->doorbell, reg->vectors, want, s->doorbell, s->vectors);
 		return -EEXIST;
 	}
 	*out = reg;
@@ -177,13 +185,15 @@ json_t *shm_region_json(const struct shm_region *reg)
 	for (unsigned id = 0; id < SHM_MAX_PEERS; id++) {
 		const struct shm_peer *p = reg->server.peers[id];
 		if (p)
-			json_array_append_new(peers, json_pack("{s:i,s:i,s:i}", "id", (int)p->id, "pid", (int)p->pid,
-							       "uid", (int)p->uid));
+			json_array_append_new(peers,
+					      json_pack("{s:i,s:i,s:i}", "id", (int)p->id, "pid",
+							(int)p->pid, "uid", (int)p->uid));
 	}
 	o = json_pack("{s:s,s:I,s:b,s:i,s:i,s:I,s:s,s:I,s:I,s:o}", "name", reg->name, "size",
-		      (json_int_t)reg->size, "doorbell", reg->doorbell, "vectors", (int)reg->vectors, "owner",
-		      (int)reg->owner_uid, "created", (json_int_t)reg->created, "socket", reg->server.path,
-		      "refused", (json_int_t)reg->server.refused, "dropped", (json_int_t)reg->server.dropped,
+		      (json_int_t)reg->size, "doorbell", reg->doorbell, "vectors",
+		      (int)reg->vectors, "owner", (int)reg->owner_uid, "created",
+		      (json_int_t)reg->created, "socket", reg->server.path, "refused",
+		      (json_int_t)reg->server.refused, "dropped", (json_int_t)reg->server.dropped,
 		      "peers", peers);
 	return o;
 }

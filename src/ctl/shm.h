@@ -65,16 +65,17 @@ bool shm_may_use(const struct shm_region *reg, uid_t uid);
  * with why in err: -EINVAL bad settings, -EEXIST the name is taken,
  * -ENOSPC SHM_MAX_REGIONS already, others from the system.
  */
-int shm_create(struct shm_registry *r, const char *name, uint64_t size, unsigned vectors, bool doorbell,
-	       uid_t uid, gid_t gid, struct shm_region **out, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+int shm_create(struct shm_registry *r, const char *name, uint64_t size, unsigned vectors,
+	       bool doorbell, uid_t uid, gid_t gid, struct shm_region **out, char *err,
+	       size_t errlen) __attribute__((warn_unused_result));
 /*
  * Ends reg: its peers are dropped (they keep the memory they mapped and
  * the doorbells they hold, but hear of no one new), its socket removed,
  * its memfd closed. Without force a region with peers is kept: -EBUSY
  * with who is attached in err. 0 or -EBUSY.
  */
-int shm_destroy(struct shm_registry *r, struct shm_region *reg, bool force, char *err, size_t errlen);
+int shm_destroy(struct shm_registry *r, struct shm_region *reg, bool force, char *err,
+		size_t errlen);
 /*
  * A domain's entry s (owned by uid:gid) against the registry: an existing
  * region must match its size, doorbell and vectors and be uid's (or uid
@@ -82,7 +83,8 @@ int shm_destroy(struct shm_registry *r, struct shm_region *reg, bool force, char
  * -EACCES (another's region), or shm_create's errors; why in err.
  */
 int shm_attach_spec(struct shm_registry *r, const struct shm_config *s, uid_t uid, gid_t gid,
-		    struct shm_region **out, char *err, size_t errlen) __attribute__((warn_unused_result));
+		    struct shm_region **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /*
  * reg as JSON: {"name", "size", "doorbell", "vectors", "owner", "created",
  * "socket", "refused", "dropped", "peers": [{"id", "pid", "uid"}]}.

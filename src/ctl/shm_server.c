@@ -13,8 +13,8 @@
 #include "lib/log.h"
 #include "lib/unix_socket.h"
 
-#define SHM_ACCEPT_BATCH 16  /* connections taken per wake-up: other work is not starved */
-#define SHM_READ_BATCH 16    /* reads of a chattering peer per wake-up */
+#define SHM_ACCEPT_BATCH 16 /* connections taken per wake-up: other work is not starved */
+#define SHM_READ_BATCH 16   /* reads of a chattering peer per wake-up */
 /* A generous bound on one message's cost in a socket buffer (the kernel's skb, 8 bytes of data). */
 #define SHM_MSG_TRUESIZE 1024
 
@@ -31,7 +31,8 @@ static void spare_take(void)
 		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* One message: value, little-endian, with fd attached unless it is -1. 0, or -1 if not sent whole at once. */
+/* One message: value, little-endian, with fd attached unless it is -1. 0, or -1 if not sent whole
+ * at once. */
 static int send_msg(int sock, int64_t value, int fd)
 {
 	uint64_t le = htole64((uint64_t)value);
@@ -151,7 +152,8 @@ static void peer_join(struct shm_server *srv, struct shm_peer *p)
  */
 static void size_send_buffer(const struct shm_server *srv, int fd)
 {
-	int want = (int)((3 + (uint64_t)srv->vectors * (SHM_MAX_PEERS + 1)) * SHM_MSG_TRUESIZE), have = 0;
+	int want = (int)((3 + (uint64_t)srv->vectors * (SHM_MAX_PEERS + 1)) * SHM_MSG_TRUESIZE),
+	    have = 0;
 	socklen_t len = sizeof(have);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have >= want)
@@ -168,7 +170,8 @@ static void take_connection(struct shm_server *srv, int fd)
 	struct shm_peer *p;
 	unsigned id;
 
-	/* The socket's mode admits only its owner and root (or domusd's own user); this says so again. */
+	/* The socket's mode admits only its owner and root (or domusd's own user); this says so
+	 * again. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 	    (cred.uid != 0 && cred.uid != srv->owner && cred.uid != geteuid())) {
 		srv->refused++;
@@ -177,7 +180,8 @@ static void take_connection(struct shm_server *srv, int fd)
 	}
 	if (srv->npeers >= SHM_MAX_PEERS) {
 		if (!srv->refused++)
-			log_warnx("shm %s: more than %d peers; refusing the rest", srv->path, SHM_MAX_PEERS);
+			log_warnx("shm %s: more than %d peers; refusing the rest", srv->path,
+				  SHM_MAX_PEERS);
 		close(fd);
 		return;
 	}
@@ -200,7 +204,8 @@ static void take_connection(struct shm_server *srv, int fd)
 	srv->npeers++;
 	for (unsigned v = 0; v < srv->vectors; v++)
 		if ((p->eventfds[v] = eventfd(0, EFD_CLOEXEC)) < 0) {
-			log_warn("shm %s: eventfds for peer %u (pid %d)", srv->path, id, (int)cred.pid);
+			log_warn("shm %s: eventfds for peer %u (pid %d)", srv->path, id,
+				 (int)cred.pid);
 			srv->refused++;
 			p->fd = -1; /* not watched yet */
 			peer_free(srv, p);
@@ -226,7 +231,8 @@ void shm_server_accept(struct shm_server *srv)
 				close(fd);
 			spare_take();
 			if (!srv->refused++)
-				log_warnx("shm %s: out of descriptors; refusing connections", srv->path);
+				log_warnx("shm %s: out of descriptors; refusing connections",
+					  srv->path);
 			return;
 		}
 		if (fd < 0)
@@ -253,8 +259,9 @@ void shm_server_peer_readable(struct shm_peer *p)
 	}
 }
 
-int shm_server_start(struct shm_server *srv, const char *path, int memfd, unsigned vectors, uid_t uid,
-		     gid_t gid, const struct watch_loop *loop, int listen_kind, int peer_kind)
+int shm_server_start(struct shm_server *srv, const char *path, int memfd, unsigned vectors,
+		     uid_t uid, gid_t gid, const struct watch_loop *loop, int listen_kind,
+		     int peer_kind)
 {
 	mode_t old;
 	int fd, ret;
@@ -276,7 +283,8 @@ int shm_server_start(struct shm_server *srv, const char *path, int memfd, unsign
 	umask(old);
 	if (fd < 0)
 		return fd;
-	/* Not root (a test, a user's own domusd): the socket stays the caller's, who is everyone here. */
+	/* Not root (a test, a user's own domusd): the socket stays the caller's, who is everyone
+	 * here. */
 	if ((geteuid() == 0 && chown(path, uid, gid) < 0) || chmod(path, 0600) < 0) {
 		ret = -errno;
 		close(fd);

@@ -36,7 +36,7 @@ struct shm_peer {
 	unsigned id; /* the peer ID, its index in srv->peers */
 	pid_t pid;   /* SO_PEERCRED when it connected (0: not known) */
 	uid_t uid;
-	bool dead;   /* to be dropped once the message under way is sent */
+	bool dead;	/* to be dropped once the message under way is sent */
 	bool announced; /* the others were told of it: they hear of its departure */
 	struct watch w;
 	int eventfds[]; /* srv->vectors of them */
@@ -45,13 +45,13 @@ struct shm_peer {
 struct shm_server {
 	char path[SHM_SOCKET_PATH_MAX];
 	int listen_fd;
-	int memfd;        /* borrowed from the region: sent, never closed here */
+	int memfd;	  /* borrowed from the region: sent, never closed here */
 	unsigned vectors; /* eventfds per peer; 0 for a plain region */
-	uid_t owner;      /* who may connect besides root and domusd's user (the socket's mode says so too) */
+	uid_t owner; /* may connect, as root and domusd's user may (the socket's mode agrees) */
 	struct shm_peer *peers[SHM_MAX_PEERS]; /* by ID */
 	unsigned npeers;
-	uint64_t refused;  /* connections turned away (past SHM_MAX_PEERS, or no eventfds) */
-	uint64_t dropped;  /* peers dropped for not reading */
+	uint64_t refused; /* connections turned away (past SHM_MAX_PEERS, or no eventfds) */
+	uint64_t dropped; /* peers dropped for not reading */
 	const struct watch_loop *loop;
 	struct watch w_listen;
 	int peer_kind; /* the watch kind of peers' sockets (ptr: struct shm_peer) */
@@ -62,9 +62,9 @@ struct shm_server {
  * uid:gid and mode 0600; the listening socket is watched with listen_kind
  * (ptr: the server), peers' sockets with peer_kind. 0 or -errno.
  */
-int shm_server_start(struct shm_server *srv, const char *path, int memfd, unsigned vectors, uid_t uid,
-		     gid_t gid, const struct watch_loop *loop, int listen_kind, int peer_kind)
-	__attribute__((warn_unused_result));
+int shm_server_start(struct shm_server *srv, const char *path, int memfd, unsigned vectors,
+		     uid_t uid, gid_t gid, const struct watch_loop *loop, int listen_kind,
+		     int peer_kind) __attribute__((warn_unused_result));
 /* The listening socket is readable: takes the connections waiting. */
 void shm_server_accept(struct shm_server *srv);
 /* A peer's socket is readable: what it sent is dropped; at its end it goes. */

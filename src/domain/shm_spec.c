@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -25,7 +26,8 @@ int shm_name_check(const char *name, char *err, size_t errlen)
 	if (n == 0 || n >= SHM_NAME_MAX)
 		return bad(err, errlen, "name '%.80s': 1 to %d bytes", name, SHM_NAME_MAX - 1);
 	if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
-		return bad(err, errlen, "name '%.80s' may hold only letters, digits, '.', '_' and '-'", name);
+		return bad(err, errlen,
+			   "name '%.80s' may hold only letters, digits, '.', '_' and '-'", name);
 	/* It names a file in the sockets' directory: no "." or "..", nothing hidden. */
 	if (name[0] == '.')
 		return bad(err, errlen, "name '%.80s' may not start with '.'", name);
@@ -45,11 +47,25 @@ int shm_size_parse(const char *text, uint64_t *bytes)
 	if (errno)
 		return -EINVAL;
 	switch (*end) {
-	case 0: break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: return -EINVAL;
+	case 0:
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		return -EINVAL;
 	}
 	/* "4MiB" and "4MB" read as 4M too; nothing else may follow. */
 	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "b")))
@@ -70,7 +86,8 @@ int shm_check(uint64_t size, unsigned vectors, bool doorbell, char *err, size_t 
 	if (doorbell && (vectors < 1 || vectors > SHM_VECTORS_MAX))
 		return bad(err, errlen, "vectors %u: 1 to %d", vectors, SHM_VECTORS_MAX);
 	if (!doorbell && vectors)
-		return bad(err, errlen, "vectors %u: a plain region (doorbell=0) has no interrupts", vectors);
+		return bad(err, errlen, "vectors %u: a plain region (doorbell=0) has no interrupts",
+			   vectors);
 	return 0;
 }
 
@@ -99,7 +116,8 @@ int shm_spec_parse(const char *spec, struct shm_config *s, char *err, size_t err
 		while (*tok == ' ')
 			tok++;
 		if (!eq)
-			return bad(err, errlen, "shm '%.200s': '%.40s' is not key=value", spec, tok);
+			return bad(err, errlen, "shm '%.200s': '%.40s' is not key=value", spec,
+				   tok);
 		*eq = 0;
 		v = eq + 1;
 		if (!strcmp(tok, "name")) {
@@ -108,22 +126,29 @@ int shm_spec_parse(const char *spec, struct shm_config *s, char *err, size_t err
 			strcpy(s->name, v);
 		} else if (!strcmp(tok, "size")) {
 			if (shm_size_parse(v, &s->size) < 0)
-				return bad(err, errlen, "shm '%.200s': size '%.40s' is not a size (bytes, or with K, M, G)",
+				return bad(err, errlen,
+					   "shm '%.200s': size '%.40s' is not a size (bytes, or "
+					   "with K, M, G)",
 					   spec, v);
 			have_size = true;
 		} else if (!strcmp(tok, "doorbell")) {
 			if (strcmp(v, "0") && strcmp(v, "1"))
-				return bad(err, errlen, "shm '%.200s': doorbell '%.40s': 0 or 1", spec, v);
+				return bad(err, errlen, "shm '%.200s': doorbell '%.40s': 0 or 1",
+					   spec, v);
 			s->doorbell = v[0] == '1';
 		} else if (!strcmp(tok, "vectors")) {
 			unsigned long n;
 			if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 4)
-				return bad(err, errlen, "shm '%.200s': vectors '%.40s' is not a number", spec, v);
+				return bad(err, errlen,
+					   "shm '%.200s': vectors '%.40s' is not a number", spec,
+					   v);
 			n = strtoul(v, &end, 10);
 			s->vectors = (unsigned)n;
 			have_vectors = true;
 		} else {
-			return bad(err, errlen, "shm '%.200s': unknown key '%.40s' (name, size, doorbell, vectors, path)",
+			return bad(err, errlen,
+				   "shm '%.200s': unknown key '%.40s' (name, size, doorbell, "
+				   "vectors, path)",
 				   spec, tok);
 		}
 	}
@@ -137,7 +162,8 @@ int shm_spec_parse(const char *spec, struct shm_config *s, char *err, size_t err
 		return bad(err, errlen, "shm '%.200s': %s", spec, why);
 	if (path) {
 		if (!*path || strlen(path) >= sizeof(s->path))
-			return bad(err, errlen, "shm '%.200s': path is 1 to %zu bytes", spec, sizeof(s->path) - 1);
+			return bad(err, errlen, "shm '%.200s': path is 1 to %zu bytes", spec,
+				   sizeof(s->path) - 1);
 		strcpy(s->path, path);
 	}
 	return 0;
@@ -150,7 +176,8 @@ void shm_size_format(uint64_t bytes, char *buf, size_t len)
 	for (int i = 2; i >= 0; i--) {
 		unsigned shift = 10 * (unsigned)(i + 1);
 		if (bytes && !(bytes & ((1ull << shift) - 1))) {
-			snprintf(buf, len, "%llu%c", (unsigned long long)(bytes >> shift), suffix[i]);
+			snprintf(buf, len, "%llu%c", (unsigned long long)(bytes >> shift),
+				 suffix[i]);
 			return;
 		}
 	}

@@ -14,9 +14,9 @@
 
 #include "vmm/config.h"
 
-#define SHM_SIZE_MIN 4096ull         /* one page */
-#define SHM_SIZE_MAX (1ull << 30)    /* 1 GiB: a BAR the guest maps whole */
-#define SHM_VECTORS_MAX 64           /* MSI-X vectors of one ivshmem-doorbell */
+#define SHM_SIZE_MIN 4096ull	  /* one page */
+#define SHM_SIZE_MAX (1ull << 30) /* 1 GiB: a BAR the guest maps whole */
+#define SHM_VECTORS_MAX 64	  /* MSI-X vectors of one ivshmem-doorbell */
 #define SHM_VECTORS_DEFAULT 1
 
 /*

@@ -111,7 +111,8 @@ static int teardown(void **state)
 
 /* ---- the client, from the spec ---- */
 
-/* One message: 1 with *value and *fd (-1: none), 0 at the end of the stream, -1 if none waits in ms. */
+/* One message: 1 with *value and *fd (-1: none), 0 at the end of the stream, -1 if none waits in
+ * ms. */
 static int recv_msg(int sock, int64_t *value, int *fd, int ms)
 {
 	union {
@@ -120,7 +121,10 @@ static int recv_msg(int sock, int64_t *value, int *fd, int ms)
 	} u;
 	uint64_t le;
 	struct iovec iov = {.iov_base = &le, .iov_len = sizeof(le)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
 	struct pollfd p = {.fd = sock, .events = POLLIN};
 	struct cmsghdr *c;
 	ssize_t n;
@@ -187,9 +191,10 @@ static void client_init(struct client *c)
 	c->sock = -1;
 }
 
-/* Connects to region r as its next peer, which must get ID want_id, with others the IDs already there. */
-static void client_connect(struct client *c, struct shm_region *r, int64_t want_id, const int64_t *others,
-			   unsigned nothers)
+/* Connects to region r as its next peer, which must get ID want_id, with others the IDs already
+ * there. */
+static void client_connect(struct client *c, struct shm_region *r, int64_t want_id,
+			   const int64_t *others, unsigned nothers)
 {
 	struct stat st;
 
@@ -244,7 +249,8 @@ static void client_close(struct client *c)
 	client_init(c);
 }
 
-/* Rings: 1 written to the eventfd from, read back (the count) from to, which must be the same object. */
+/* Rings: 1 written to the eventfd from, read back (the count) from to, which must be the same
+ * object. */
 static void ring(int from, int to)
 {
 	uint64_t one = 1, got = 0;
@@ -306,7 +312,8 @@ static void test_names_sizes_entries(void **state)
 	assert_int_equal(shm_check(4096, 0, false, err, sizeof(err)), 0);
 	assert_int_equal(shm_check(4096, 2, false, err, sizeof(err)), -EINVAL);
 
-	assert_int_equal(shm_spec_parse("name=chan0,size=4M,doorbell=1,vectors=2", &s, err, sizeof(err)), 0);
+	assert_int_equal(
+	    shm_spec_parse("name=chan0,size=4M,doorbell=1,vectors=2", &s, err, sizeof(err)), 0);
 	assert_string_equal(s.name, "chan0");
 	assert_int_equal(s.size, 4u << 20);
 	assert_true(s.doorbell);
@@ -322,7 +329,8 @@ static void test_names_sizes_entries(void **state)
 	assert_false(s.doorbell);
 	assert_int_equal(s.vectors, 0);
 	/* path= last, commas and all. */
-	assert_int_equal(shm_spec_parse("name=q,size=8K,path=/run/a,b.sock", &s, err, sizeof(err)), 0);
+	assert_int_equal(shm_spec_parse("name=q,size=8K,path=/run/a,b.sock", &s, err, sizeof(err)),
+			 0);
 	assert_string_equal(s.path, "/run/a,b.sock");
 	shm_spec_format(&s, text, sizeof(text));
 	assert_string_equal(text, "name=q,size=8K,doorbell=1,vectors=1,path=/run/a,b.sock");
@@ -334,11 +342,15 @@ static void test_names_sizes_entries(void **state)
 	assert_int_equal(shm_spec_parse("name=c,size=3M", &s, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "shm 'name=c,size=3M'"));
 	assert_non_null(strstr(err, "power of two"));
-	assert_int_equal(shm_spec_parse("name=c,size=4M,vectors=65", &s, err, sizeof(err)), -EINVAL);
+	assert_int_equal(shm_spec_parse("name=c,size=4M,vectors=65", &s, err, sizeof(err)),
+			 -EINVAL);
 	assert_int_equal(shm_spec_parse("name=c,size=4M,vectors=x", &s, err, sizeof(err)), -EINVAL);
-	assert_int_equal(shm_spec_parse("name=c,size=4M,doorbell=0,vectors=2", &s, err, sizeof(err)), -EINVAL);
-	assert_int_equal(shm_spec_parse("name=c,size=4M,doorbell=yes", &s, err, sizeof(err)), -EINVAL);
-	assert_int_equal(shm_spec_parse("name=c,size=4M,colour=red", &s, err, sizeof(err)), -EINVAL);
+	assert_int_equal(
+	    shm_spec_parse("name=c,size=4M,doorbell=0,vectors=2", &s, err, sizeof(err)), -EINVAL);
+	assert_int_equal(shm_spec_parse("name=c,size=4M,doorbell=yes", &s, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(shm_spec_parse("name=c,size=4M,colour=red", &s, err, sizeof(err)),
+			 -EINVAL);
 	assert_non_null(strstr(err, "unknown key 'colour'"));
 	assert_int_equal(shm_spec_parse("name=../x,size=4M", &s, err, sizeof(err)), -EINVAL);
 	assert_int_equal(shm_spec_parse("name=c,size=4M,novalue", &s, err, sizeof(err)), -EINVAL);
@@ -353,7 +365,8 @@ static void test_registry(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "chan0", 1 << 20, 2, true, 1234, 1234, &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    shm_create(&reg, "chan0", 1 << 20, 2, true, 1234, 1234, &r, err, sizeof(err)), 0);
 	assert_ptr_equal(shm_find(&reg, "chan0"), r);
 	assert_null(shm_find(&reg, "chan1"));
 	assert_int_equal(r->vectors, 2);
@@ -369,12 +382,16 @@ static void test_registry(void **state)
 	assert_int_equal(st.st_size, 1 << 20);
 	assert_int_equal(fcntl(r->memfd, F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 
-	assert_int_equal(shm_create(&reg, "chan0", 4096, 1, true, 1234, 1234, &r2, err, sizeof(err)), -EEXIST);
+	assert_int_equal(
+	    shm_create(&reg, "chan0", 4096, 1, true, 1234, 1234, &r2, err, sizeof(err)), -EEXIST);
 	assert_non_null(strstr(err, "exists already"));
-	assert_int_equal(shm_create(&reg, "odd", 5000, 1, true, 0, 0, &r2, err, sizeof(err)), -EINVAL);
+	assert_int_equal(shm_create(&reg, "odd", 5000, 1, true, 0, 0, &r2, err, sizeof(err)),
+			 -EINVAL);
 	assert_non_null(strstr(err, "power of two"));
-	assert_int_equal(shm_create(&reg, "a/b", 4096, 1, true, 0, 0, &r2, err, sizeof(err)), -EINVAL);
-	assert_int_equal(shm_create(&reg, "many", 4096, 65, true, 0, 0, &r2, err, sizeof(err)), -EINVAL);
+	assert_int_equal(shm_create(&reg, "a/b", 4096, 1, true, 0, 0, &r2, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(shm_create(&reg, "many", 4096, 65, true, 0, 0, &r2, err, sizeof(err)),
+			 -EINVAL);
 	assert_null(shm_find(&reg, "odd"));
 
 	/* Owners: the uid that made it and root. */
@@ -391,7 +408,8 @@ static void test_registry(void **state)
 	assert_non_null(strstr(err, "belongs to uid 1234"));
 	assert_int_equal(shm_spec_parse("name=chan0,size=2M,vectors=2", &s, err, sizeof(err)), 0);
 	assert_int_equal(shm_attach_spec(&reg, &s, 1234, 1234, &r2, err, sizeof(err)), -EEXIST);
-	assert_non_null(strstr(err, "exists as size=1M,doorbell=1,vectors=2; the domain asks for size=2M"));
+	assert_non_null(
+	    strstr(err, "exists as size=1M,doorbell=1,vectors=2; the domain asks for size=2M"));
 	assert_int_equal(shm_spec_parse("name=chan0,size=1M,vectors=1", &s, err, sizeof(err)), 0);
 	assert_int_equal(shm_attach_spec(&reg, &s, 1234, 1234, &r2, err, sizeof(err)), -EEXIST);
 	assert_int_equal(shm_spec_parse("name=chan0,size=1M,doorbell=0", &s, err, sizeof(err)), 0);
@@ -420,9 +438,11 @@ static void test_registry(void **state)
 	for (unsigned i = reg.nregions; i < SHM_MAX_REGIONS; i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "r%u", i);
-		assert_int_equal(shm_create(&reg, name, 4096, 1, true, 0, 0, &r2, err, sizeof(err)), 0);
+		assert_int_equal(shm_create(&reg, name, 4096, 1, true, 0, 0, &r2, err, sizeof(err)),
+				 0);
 	}
-	assert_int_equal(shm_create(&reg, "onemore", 4096, 1, true, 0, 0, &r2, err, sizeof(err)), -ENOSPC);
+	assert_int_equal(shm_create(&reg, "onemore", 4096, 1, true, 0, 0, &r2, err, sizeof(err)),
+			 -ENOSPC);
 	assert_non_null(strstr(err, "at most 256"));
 }
 
@@ -434,7 +454,8 @@ static void test_two_peers(void **state)
 	int64_t ids[2];
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "chan", 64 << 10, VECS, true, geteuid(), getegid(), &r, err, sizeof(err)),
+	assert_int_equal(shm_create(&reg, "chan", 64 << 10, VECS, true, geteuid(), getegid(), &r,
+				    err, sizeof(err)),
 			 0);
 	client_connect(&a, r, 0, NULL, 0);
 	ids[0] = 0;
@@ -506,7 +527,9 @@ static void test_plain_region(void **state)
 	int64_t ids[1] = {0};
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "plain", 4096, 0, false, geteuid(), getegid(), &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    shm_create(&reg, "plain", 4096, 0, false, geteuid(), getegid(), &r, err, sizeof(err)),
+	    0);
 	/* No eventfds: version, ID, memory, and nothing of the others. */
 	client_connect(&a, r, 0, NULL, 0);
 	client_connect(&b, r, 1, ids, 1);
@@ -528,8 +551,8 @@ static void test_hostile_peers(void **state)
 	int flooder, silent, silent_gone = 0;
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "hostile", 4096, SHM_VECTORS_MAX, true, geteuid(), getegid(), &r, err,
-				    sizeof(err)),
+	assert_int_equal(shm_create(&reg, "hostile", 4096, SHM_VECTORS_MAX, true, geteuid(),
+				    getegid(), &r, err, sizeof(err)),
 			 0);
 	/* A peer that floods the server with bytes: read and dropped, the others unharmed. */
 	client_connect(&a, r, 0, NULL, 0);
@@ -550,7 +573,8 @@ static void test_hostile_peers(void **state)
 	pump();
 	expect_msg(a.sock, 1, false, NULL);
 
-	/* A peer that never reads: its socket fills with others' comings and goings, and it is dropped. */
+	/* A peer that never reads: its socket fills with others' comings and goings, and it is
+	 * dropped. */
 	silent = unix_connect(r->server.path, SOCK_STREAM);
 	assert_true(silent >= 0);
 	pump();
@@ -561,7 +585,8 @@ static void test_hostile_peers(void **state)
 		pump();
 		close(s);
 		pump();
-		/* a reads what it is sent: it keeps up, and stays; it hears the silent one (ID 1) go once. */
+		/* a reads what it is sent: it keeps up, and stays; it hears the silent one (ID 1)
+		 * go once. */
 		for (;;) {
 			int64_t v;
 			int fd;
@@ -593,7 +618,9 @@ static void test_peer_limit(void **state)
 	char err[512], buf[64];
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "crowd", 4096, 1, true, geteuid(), getegid(), &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    shm_create(&reg, "crowd", 4096, 1, true, geteuid(), getegid(), &r, err, sizeof(err)),
+	    0);
 	for (unsigned i = 0; i < SHM_MAX_PEERS; i++) {
 		socks[i] = unix_connect(r->server.path, SOCK_STREAM);
 		assert_true(socks[i] >= 0);
@@ -635,7 +662,8 @@ static void test_region_json(void **state)
 	json_t *o;
 
 	(void)state;
-	assert_int_equal(shm_create(&reg, "j", 8192, 2, true, geteuid(), getegid(), &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    shm_create(&reg, "j", 8192, 2, true, geteuid(), getegid(), &r, err, sizeof(err)), 0);
 	client_connect(&a, r, 0, NULL, 0);
 	o = shm_region_json(r);
 	assert_string_equal(json_string_value(json_object_get(o, "name")), "j");
@@ -644,7 +672,8 @@ static void test_region_json(void **state)
 	assert_true(json_is_true(json_object_get(o, "doorbell")));
 	assert_string_equal(json_string_value(json_object_get(o, "socket")), r->server.path);
 	assert_int_equal(json_array_size(json_object_get(o, "peers")), 1);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(o, "peers"), 0), "pid")),
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_array_get(json_object_get(o, "peers"), 0), "pid")),
 			 getpid());
 	json_decref(o);
 	client_close(&a);
@@ -654,13 +683,13 @@ static void test_region_json(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names_sizes_entries),
-		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_peers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plain_region, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_peers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_peer_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_region_json, setup, teardown),
+	    cmocka_unit_test(test_names_sizes_entries),
+	    cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_peers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_plain_region, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_peers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peer_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_region_json, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
