@@ -85,6 +85,11 @@ struct domain *api_find(struct api *a, const char *name_or_id)
 
 void api_event(struct api *a, const char *type, const struct domain *d, const char *detail)
 {
+	api_event_owned(a, type, d, detail, d ? (int64_t)d->owner.uid : -1);
+}
+
+void api_event_owned(struct api *a, const char *type, const struct domain *d, const char *detail, int64_t owner)
+{
 	struct timeval tv;
 	json_t *ev;
 	unsigned slot = (unsigned)(a->event_seq % API_EVENT_RING);
@@ -102,7 +107,7 @@ void api_event(struct api *a, const char *type, const struct domain *d, const ch
 		json_object_set_new(ev, "detail", json_string(detail));
 	free(a->events[slot]);
 	a->events[slot] = json_dumps(ev, JSON_COMPACT);
-	a->event_owner[slot] = d ? (int64_t)d->owner.uid : -1;
+	a->event_owner[slot] = owner;
 	json_decref(ev);
 	a->event_seq++;
 	if (a->ops->event)
@@ -404,6 +409,9 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 		api_reply_error(r, 409, "cpus_in_use", "%s", err);
 		goto fail;
 	}
+	/* Its regions last: they are made now if missing, and outlive a failed start. */
+	if (api_shm_domain(a, &d->spec, req->caller, r) < 0)
+		goto fail;
 	api_mem_start(a, d);
 	api_memory_changed(a, true); /* the disk cache gives way before the domain starts */
 	/* Taken now: other creates go on while this one waits for its process. */
@@ -690,6 +698,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 		}
 		return;
 	}
+	if (!strncmp(p, "shm", 3) && (p[3] == 0 || p[3] == '/'))
+		return api_shm(a, req, p + 3, r);
 	if (!strncmp(p, "vfr/", 4) && a->ops->vfr) {
 		/* The firewall-router is the host's network: users may look, root changes it. */
 		if (strcmp(m, "GET") && !caller_is_root(req->caller)) {

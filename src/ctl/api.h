@@ -24,6 +24,7 @@
 
 struct api;
 struct api_request;
+struct shm_registry;
 struct api_response;
 
 /* What domusd knows of a domain's balloon, from its process's events. */
@@ -163,6 +164,7 @@ struct api {
 	unsigned long long event_seq; /* sequence number of the next event */
 	char *events[API_EVENT_RING];
 	int64_t event_owner[API_EVENT_RING]; /* the domain's owner; -1 for the host's events */
+	struct shm_registry *shm; /* shared-memory regions (ctl/shm.h); NULL: none kept */
 };
 
 struct api_request {
@@ -171,6 +173,7 @@ struct api_request {
 	const char *content_type; /* NULL if none */
 	const char *source;       /* ?source=NAME: the config's file name, for messages */
 	const char *since;        /* ?since=SEQ: the event stream starts at event SEQ */
+	const char *force;        /* ?force=1: DELETE /v1/shm/NAME drops its peers */
 	const char *body;
 	size_t body_len;
 	bool too_large; /* the body was cut at API_MAX_BODY */
@@ -203,6 +206,9 @@ int api_adopt(struct api *a, struct domain *d, char *err, size_t errlen);
 void api_domain_gone(struct api *a, struct domain *d);
 /* Records an event: {"seq", "time", "event", "domain", "domid", "detail"}. */
 void api_event(struct api *a, const char *type, const struct domain *d, const char *detail);
+/* The same, seen only by owner (a uid) and root; -1: by everyone (the host's). */
+void api_event_owned(struct api *a, const char *type, const struct domain *d, const char *detail,
+		     int64_t owner);
 /*
  * The event with sequence number seq as one JSON line, or NULL if not kept,
  * not yet, or not c's to see (another user's domain).
@@ -225,6 +231,15 @@ int api_check_host_cpus(const struct api *a, const char *cpus, char *err, size_t
 int api_check_dedicated_cpus(const struct api *a, const struct domain_spec *spec,
 			     const struct domain *self, char *err, size_t errlen);
 void api_disk_qos(struct api *a, struct domain *d, const struct api_request *req, struct api_response *r);
+
+/* api_shm.c: /v1/shm and /v1/shm/NAME (rest: what follows "shm" in the path). */
+void api_shm(struct api *a, const struct api_request *req, const char *rest, struct api_response *r);
+/*
+ * The regions spec's shm entries name, for a domain of c: each made if
+ * missing, checked if there; each entry's path set to its region's
+ * socket. 0, or -1 after a reply (409 shm_mismatch, 403 forbidden, ...).
+ */
+int api_shm_domain(struct api *a, struct domain_spec *spec, const struct caller *c, struct api_response *r);
 
 /* api_mem.c: memory targets, the balloon policy and the account that follows them. */
 #define API_RECLAIM_TIMEOUT_MS 30000

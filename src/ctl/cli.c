@@ -44,6 +44,11 @@ const char cli_usage[] =
 	"  top [-d SECS] [-n N] [-b] [--json]\n"
 	"                        live CPU, memory, disk and network use per domain\n"
 	"  events [--json]       follow domain events (started, stopped, crashed, ...)\n"
+	"  shm-create NAME SIZE [--vectors N] [--plain]\n"
+	"                        a shared-memory region (ivshmem) domains and QEMUs attach to\n"
+	"  shm-list [--json]     the regions, their sizes, owners and peers\n"
+	"  shm-destroy NAME [--force]\n"
+	"                        end a region (--force: though peers are attached)\n"
 	"  vfr networks | net-add NAME CIDR [mode=..] [default=..] | rules | add [-p POS] RULE...\n"
 	"      | remove ID | stats | capture DOMAIN FILE | uncapture DOMAIN\n"
 	"                        the firewall-router: networks, rules (live), counters, pcap\n"
@@ -654,6 +659,9 @@ int cli_run(int argc, char **argv)
 		{"top", cmd_top, NULL, NULL},
 		{"events", cmd_events, NULL, NULL},
 		{"vfr", cmd_vfr, NULL, NULL},
+		{"shm-create", cmd_shm_create, NULL, NULL},
+		{"shm-list", cmd_shm_list, NULL, NULL},
+		{"shm-destroy", cmd_shm_destroy, NULL, NULL},
 	};
 	char *args[64];
 	int n = 0;

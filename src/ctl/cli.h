@@ -25,6 +25,10 @@ int cmd_vcpu_list(int argc, char **argv);
 /* domus disk-qos ... (cli_disk.c) */
 int cmd_disk_qos(int argc, char **argv);
 int cmd_blk_sched(int argc, char **argv);
+/* domus shm-create, shm-list, shm-destroy (cli_shm.c) */
+int cmd_shm_create(int argc, char **argv);
+int cmd_shm_list(int argc, char **argv);
+int cmd_shm_destroy(int argc, char **argv);
 /* domus vfr ... (cli_vfr.c) */
 int cmd_vfr(int argc, char **argv);
 

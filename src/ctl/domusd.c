@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -424,6 +425,30 @@ int main(int argc, char **argv)
 			log_errno(api_fd, "API socket %s", sock_path);
 		return 1;
 	}
+	{
+		/* Beside the API socket, in the runtime directory: the regions' sockets (docs/domusd.md). */
+		char shm_dir[PATH_MAX];
+		char *slash;
+		struct rlimit rl;
+		int r;
+
+		snprintf(shm_dir, sizeof(shm_dir), "%s", sock_path);
+		slash = strrchr(shm_dir, '/');
+		if (slash)
+			snprintf(slash + 1, sizeof(shm_dir) - (size_t)(slash + 1 - shm_dir), "shm");
+		else
+			snprintf(shm_dir, sizeof(shm_dir), "shm");
+		if ((r = shm_registry_init(&D.shm, shm_dir, &domusd_loop, W_SHM_LISTEN, W_SHM_PEER)) < 0) {
+			log_errno(r, "shared-memory sockets' directory %s", shm_dir);
+			return 1;
+		}
+		D.api.shm = &D.shm;
+		/* A full region holds 64 peers' 64 eventfds: the soft limit of 1024 is too few. */
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	D.mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME |
 					 MHD_USE_ITC | MHD_USE_ERROR_LOG,
 				 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER,
@@ -497,6 +522,12 @@ int main(int argc, char **argv)
 			case W_TASK:
 				task_watch_ready(w);
 				break;
+			case W_SHM_LISTEN:
+				shm_server_accept(w->ptr);
+				break;
+			case W_SHM_PEER:
+				shm_server_peer_readable(w->ptr);
+				break;
 			}
 		}
 		task_run_due();
@@ -513,6 +544,9 @@ int main(int argc, char **argv)
 	MHD_stop_daemon(D.mhd);
 	blkhost_stop(&D.blk);
 	nethost_stop(&D.net);
+	/* The regions live in this process: they end with it (docs/domusd.md says what peers keep). */
+	D.api.shm = NULL;
+	shm_registry_free(&D.shm);
 	unlink(sock_path);
 	return 0;
 }

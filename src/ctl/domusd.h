@@ -17,6 +17,7 @@
 #include "ctl/blkhost.h"
 #include "ctl/cgroup.h"
 #include "ctl/sched_gran.h"
+#include "ctl/shm.h"
 #include "ctl/nethost.h"
 #include "ctl/watch.h"
 #include "lib/task.h"
@@ -116,6 +117,7 @@ struct daemon {
 	unsigned backend_weight;      /* --backend-weight: domus-blk's and domus-net's, Xen's scale */
 	struct blkhost blk; /* the host's domus-blk */
 	struct nethost net; /* the host's domus-net */
+	struct shm_registry shm; /* shared-memory regions and their ivshmem servers */
 	struct task_event domain_events; /* a domain's process said something (not a reply) */
 	struct request_ctx *waiting; /* requests whose tasks wait, their connections suspended */
 	bool stop;

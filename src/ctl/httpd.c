@@ -432,6 +432,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *u
 								    MHD_HTTP_HEADER_CONTENT_TYPE),
 			.source = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "source"),
 			.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
+			.force = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "force"),
 			.body = rc->body,
 			.body_len = rc->len,
 			.too_large = rc->too_large,

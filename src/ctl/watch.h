@@ -13,6 +13,8 @@ enum watch_kind {
 	W_BACKEND_PID,	 /* a driver domain's process ended (ptr: struct backend_proc) */
 	W_BACKEND_TIMER, /* its restart is due */
 	W_TASK,		 /* what a waiting task waits for (ptr: the task, lib/task.h) */
+	W_SHM_LISTEN,	 /* a region's ivshmem server has a connection (ptr: struct shm_server) */
+	W_SHM_PEER,	 /* a region's peer sent something, or went (ptr: struct shm_peer) */
 };
 
 #include "lib/watch.h"

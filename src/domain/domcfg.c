@@ -1,4 +1,5 @@
 #include "domain/domcfg.h"
+#include "domain/shm_spec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -720,6 +721,27 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 				else
 					spec->vm.npmems++;
 			}
+		} else if (!strcmp(k, "shm")) {
+			/* A domus extension: ivshmem regions domusd serves (shm_spec.h). */
+			r = want_type(s, XL_LIST, file, err, errlen);
+			for (size_t j = 0; !r && j < s->value.nitems; j++) {
+				struct shm_config *sc = &spec->vm.shms[spec->vm.nshms];
+				char why[512];
+				if (s->value.items[j].type != XL_STRING)
+					r = bad(err, errlen, "%s:%u: shm entries must be strings", file, s->line);
+				else if (spec->vm.nshms == VM_MAX_SHM)
+					r = bad(err, errlen, "%s:%u: more than %u shm regions", file, s->line, VM_MAX_SHM);
+				else if (shm_spec_parse(s->value.items[j].str, sc, why, sizeof(why)) < 0)
+					r = bad(err, errlen, "%s:%u: %s", file, s->value.items[j].line, why);
+				else {
+					for (unsigned o = 0; !r && o < spec->vm.nshms; o++)
+						if (!strcmp(spec->vm.shms[o].name, sc->name))
+							r = bad(err, errlen, "%s:%u: shm '%s' is named twice", file,
+								s->value.items[j].line, sc->name);
+					if (!r)
+						spec->vm.nshms++;
+				}
+			}
 		} else if (!strcmp(k, "vif")) {
 			r = want_type(s, XL_LIST, file, err, errlen);
 			for (size_t j = 0; !r && j < s->value.nitems; j++) {
@@ -912,6 +934,11 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 			vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "");
 	for (unsigned i = 0; i < vm->npmems; i++)
 		fprintf(f, "pmem.%u = %s,%s\n", i, vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
+	for (unsigned i = 0; i < vm->nshms; i++) {
+		char text[DISK_PATH_MAX + 128];
+		shm_spec_format(&vm->shms[i], text, sizeof(text));
+		fprintf(f, "shm.%u = %s\n", i, text);
+	}
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s%s%s,backendtype=%s%s%s\n", i, spec->vifs[i].mac,
 			spec->vifs[i].bridge, spec->vifs[i].ip, spec->vifs[i].rsip[0] ? ",rsip=" : "",

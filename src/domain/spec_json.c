@@ -1,4 +1,5 @@
 #include "domain/spec_json.h"
+#include "domain/shm_spec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -205,6 +206,15 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		json_array_append_new(vifs, json_string(buf));
 	}
 	json_object_set_new(o, "vif", vifs);
+	/* Only when there are some: a domain record without shm reads as before. */
+	if (vm->nshms) {
+		json_t *shms = json_array();
+		for (unsigned i = 0; i < vm->nshms; i++) {
+			shm_spec_format(&vm->shms[i], buf, sizeof(buf));
+			json_array_append_new(shms, json_string(buf));
+		}
+		json_object_set_new(o, "shm", shms);
+	}
 	if (spec->nvcpu_cpus) {
 		json_t *list = json_array();
 		for (unsigned i = 0; i < spec->nvcpu_cpus; i++)

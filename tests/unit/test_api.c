@@ -16,6 +16,11 @@
 
 #include "ctl/api.h"
 #include "domain/spec_json.h"
+#include "ctl/shm.h"
+#include "lib/unix_socket.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Who asks: root unless a test says otherwise. */
 static struct caller ROOT, *CALLER = &ROOT;
@@ -945,6 +950,201 @@ static void test_cpulist(void **state)
 	assert_int_equal(cpulist_parse("99999999999999999999", &set, &hi), -EINVAL);
 }
 
+
+/* ---- shared-memory regions: /v1/shm and a domain's shm = [...] ---- */
+
+static void no_add(int fd, struct watch *w)
+{
+	(void)fd, (void)w;
+}
+
+static void no_del(int fd)
+{
+	(void)fd;
+}
+
+static const struct watch_loop no_loop = {.add = no_add, .del = no_del};
+static struct shm_registry SHM;
+static char shm_dir[64];
+
+static int shm_setup(void **state)
+{
+	setup(state);
+	snprintf(shm_dir, sizeof(shm_dir), "/tmp/test_api_shm.XXXXXX");
+	assert_non_null(mkdtemp(shm_dir));
+	assert_int_equal(shm_registry_init(&SHM, shm_dir, &no_loop, 1, 2), 0);
+	A.shm = &SHM;
+	return 0;
+}
+
+static int shm_teardown(void **state)
+{
+	shm_registry_free(&SHM);
+	rmdir(shm_dir);
+	return teardown(state);
+}
+
+static unsigned delete_forced(const char *path)
+{
+	struct api_request req = {.method = "DELETE", .path = path, .force = "1", .caller = CALLER};
+
+	json_decref(J);
+	api_response_free(&R);
+	api_handle(&A, &req, &R);
+	J = R.body ? json_loads(R.body, 0, NULL) : NULL;
+	return R.status;
+}
+
+static void test_shm_api(void **state)
+{
+	struct caller alice = {.uid = 1001, .gid = 100}, bob = {.uid = 1002, .gid = 100};
+	char sock_path[128];
+	json_t *peer;
+	int peer_fd;
+
+	(void)state;
+	assert_int_equal(call("GET", "/v1/shm", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "regions")), 0);
+	assert_int_equal(call("POST", "/v1/shm", "application/json",
+			      "{\"name\": \"chan0\", \"size\": \"4M\", \"vectors\": 2}"), 201);
+	assert_string_equal(json_string_value(json_object_get(J, "name")), "chan0");
+	assert_int_equal(json_integer_value(json_object_get(J, "size")), 4 << 20);
+	assert_int_equal(json_integer_value(json_object_get(J, "vectors")), 2);
+	assert_true(json_is_true(json_object_get(J, "doorbell")));
+	snprintf(sock_path, sizeof(sock_path), "%s/chan0.sock", shm_dir);
+	assert_string_equal(json_string_value(json_object_get(J, "socket")), sock_path);
+	assert_int_equal(call("POST", "/v1/shm", "application/json",
+			      "{\"name\": \"plain0\", \"size\": 65536, \"doorbell\": false}"), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "vectors")), 0);
+
+	/* Refusals, each saying what is wrong. */
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"chan0\", \"size\": 4096}"), 409);
+	assert_string_equal(error_code(), "name_in_use");
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"x\", \"size\": \"3M\"}"), 400);
+	assert_string_equal(error_code(), "invalid_shm");
+	assert_non_null(strstr(error_message(), "power of two"));
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"x\", \"size\": \"2G\"}"), 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"x\", \"size\": \"lots\"}"), 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json",
+			      "{\"name\": \"x\", \"size\": 4096, \"vectors\": 65}"), 400);
+	assert_non_null(strstr(error_message(), "vectors 65"));
+	assert_int_equal(call("POST", "/v1/shm", "application/json",
+			      "{\"name\": \"x\", \"size\": 4096, \"vectors\": -1}"), 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json",
+			      "{\"name\": \"x\", \"size\": 4096, \"doorbell\": false, \"vectors\": 2}"), 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"../x\", \"size\": 4096}"), 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"x\"}"), 400);
+	assert_string_equal(error_code(), "bad_request");
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"x\", \"size\": 4096, \"colour\": 1}"),
+			 400);
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "not json"), 400);
+	assert_int_equal(call("PUT", "/v1/shm", NULL, NULL), 405);
+	assert_int_equal(call("GET", "/v1/shm/nope", NULL, NULL), 404);
+	assert_int_equal(call("PUT", "/v1/shm/chan0", NULL, NULL), 405);
+	assert_int_equal(call("GET", "/v1/shmx", NULL, NULL), 404);
+
+	/* Owners: alice sees and destroys only hers; root all. */
+	CALLER = &alice;
+	assert_int_equal(call("POST", "/v1/shm", "application/json", "{\"name\": \"alices\", \"size\": \"8K\"}"), 201);
+	assert_int_equal(json_integer_value(json_object_get(J, "owner")), 1001);
+	/* Its event is alice's (and root's) to see, not bob's. */
+	assert_non_null(strstr(api_event_line(&A, A.event_seq - 1, &alice), "\"shm_created\""));
+	assert_null(api_event_line(&A, A.event_seq - 1, &bob));
+	assert_non_null(api_event_line(&A, A.event_seq - 1, &ROOT));
+	assert_int_equal(call("GET", "/v1/shm", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "regions")), 1);
+	assert_int_equal(call("GET", "/v1/shm/chan0", NULL, NULL), 403);
+	assert_string_equal(error_message(), "region 'chan0' belongs to uid 0; uid 1001 may not act on it");
+	assert_int_equal(call("DELETE", "/v1/shm/chan0", NULL, NULL), 403);
+	CALLER = &bob;
+	assert_int_equal(call("DELETE", "/v1/shm/alices", NULL, NULL), 403);
+	/* A domain of bob's may not attach to alice's region... */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='b'\nkernel='/k'\nshm=['name=alices,size=8K']\n"), 403);
+	assert_non_null(strstr(error_message(), "shm 'alices': region 'alices' belongs to uid 1001"));
+	assert_int_equal(F.starts, 0);
+	CALLER = &alice;
+	/* ...alice's may; its process is told the socket. */
+	F.next_pid = getpid() - 1; /* the domain's "process" is this test, which connects below */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='a'\nkernel='/k'\nmemory=64\nshm=['name=alices,size=8K,vectors=1']\n"), 201);
+	{
+		struct domain *d = api_find(&A, "a");
+		char want[128];
+		snprintf(want, sizeof(want), "%s/alices.sock", shm_dir);
+		assert_int_equal(d->spec.vm.nshms, 1);
+		assert_string_equal(d->spec.vm.shms[0].path, want);
+		assert_true(d->spec.vm.shms[0].doorbell);
+	}
+	/* A region named by a domain is made if missing, owned as the domain. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='a2'\nkernel='/k'\nmemory=64\nshm=['name=fresh,size=64K,doorbell=0']\n"), 201);
+	assert_int_equal(call("GET", "/v1/shm/fresh", NULL, NULL), 200);
+	assert_int_equal(json_integer_value(json_object_get(J, "owner")), 1001);
+	assert_false(json_is_true(json_object_get(J, "doorbell")));
+	/* One that exists otherwise is refused, naming both. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='a3'\nkernel='/k'\nshm=['name=alices,size=16K']\n"), 409);
+	assert_string_equal(error_code(), "shm_mismatch");
+	assert_string_equal(error_message(), "shm 'alices': region 'alices' exists as size=8K,doorbell=1,vectors=1; "
+					     "the domain asks for size=16K,doorbell=1,vectors=1");
+	assert_null(api_find(&A, "a3"));
+	/* A path is domusd's to choose. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain",
+			      "name='a4'\nkernel='/k'\nshm=['name=alices,size=8K,path=/tmp/elsewhere']\n"), 400);
+	assert_non_null(strstr(error_message(), "path= is domusd's to choose"));
+	/* A bad entry is refused naming the key and the entry. */
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='a5'\nkernel='/k'\nshm=['name=z,size=5K']\n"),
+			 400);
+	assert_non_null(strstr(error_message(), "shm 'name=z,size=5K': size 5K"));
+
+	/* A peer connects: listed with the domain whose process it is. */
+	peer_fd = unix_connect(shm_find(&SHM, "alices")->server.path, SOCK_STREAM);
+	assert_true(peer_fd >= 0);
+	shm_server_accept(&shm_find(&SHM, "alices")->server);
+	assert_int_equal(call("GET", "/v1/shm/alices", NULL, NULL), 200);
+	peer = json_array_get(json_object_get(J, "peers"), 0);
+	assert_non_null(peer);
+	assert_int_equal(json_integer_value(json_object_get(peer, "id")), 0);
+	assert_int_equal(json_integer_value(json_object_get(peer, "pid")), getpid());
+	assert_string_equal(json_string_value(json_object_get(peer, "domain")), "a");
+	/* Not destroyed under its peer, unless forced. */
+	assert_int_equal(call("DELETE", "/v1/shm/alices", NULL, NULL), 409);
+	assert_string_equal(error_code(), "shm_in_use");
+	assert_non_null(strstr(error_message(), "1 peer(s) attached"));
+	assert_int_equal(delete_forced("/v1/shm/alices"), 200);
+	assert_string_equal(json_string_value(json_object_get(J, "destroyed")), "alices");
+	{
+		/* Its messages, then the end of its connection. */
+		char buf[256];
+		ssize_t n;
+		int reads = 0;
+		while ((n = read(peer_fd, buf, sizeof(buf))) > 0 && ++reads < 100)
+			;
+		assert_int_equal(n, 0);
+	}
+	close(peer_fd);
+	assert_int_equal(call("GET", "/v1/shm/alices", NULL, NULL), 404);
+	assert_int_equal(call("DELETE", "/v1/shm/fresh", NULL, NULL), 200);
+
+	/* Root sees everyone's. */
+	CALLER = &ROOT;
+	assert_int_equal(call("GET", "/v1/shm", NULL, NULL), 200);
+	assert_int_equal(json_array_size(json_object_get(J, "regions")), 2);
+	assert_int_equal(call("DELETE", "/v1/shm/chan0", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/shm/plain0", NULL, NULL), 200);
+}
+
+/* Without a registry (a domusd that keeps none), the paths and the key are refused plainly. */
+static void test_shm_none(void **state)
+{
+	(void)state;
+	assert_int_equal(call("GET", "/v1/shm", NULL, NULL), 404);
+	assert_int_equal(call("POST", "/v1/domains", "text/plain", "name='b'\nkernel='/k'\nshm=['name=c,size=8K']\n"),
+			 400);
+	assert_non_null(strstr(error_message(), "keeps no shared-memory regions"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -962,6 +1162,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owners, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lying_guest, setup, teardown),
 		cmocka_unit_test(test_spec_json_round_trip),
+		cmocka_unit_test_setup_teardown(test_shm_api, shm_setup, shm_teardown),
+		cmocka_unit_test_setup_teardown(test_shm_none, setup, teardown),
 		cmocka_unit_test(test_cpulist),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,9 @@
 
 #include "domain/domcfg.h"
 #include "domain/xlcfg.h"
+#include "domain/spec_json.h"
+
+#include <stdlib.h>
 
 static char err[512];
 
@@ -256,6 +259,70 @@ static void test_pmem(void **state)
 	expect_spec_error("name='a'\nkernel='k'\npmem=['a','b','c','d','e']\n", "more than 4 pmem devices");
 }
 
+
+/* shm = [...], domus's own key: the regions domusd serves (docs/config.md). */
+static void test_shm(void **state)
+{
+	static struct domain_spec spec, back;
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(spec_from("name='s'\nkernel='/k'\nshm=['name=chan0,size=4M,doorbell=1,vectors=2',\n"
+				   "  'name=p,size=64K,doorbell=0', 'size=4096, name=d']\n",
+				   &spec),
+			 0);
+	assert_int_equal(spec.vm.nshms, 3);
+	assert_string_equal(spec.vm.shms[0].name, "chan0");
+	assert_int_equal(spec.vm.shms[0].size, 4 << 20);
+	assert_true(spec.vm.shms[0].doorbell);
+	assert_int_equal(spec.vm.shms[0].vectors, 2);
+	assert_false(spec.vm.shms[1].doorbell);
+	assert_int_equal(spec.vm.shms[1].vectors, 0);
+	assert_true(spec.vm.shms[2].doorbell);
+	assert_int_equal(spec.vm.shms[2].vectors, 1);
+	assert_string_equal(spec.vm.shms[2].path, "");
+
+	/* The dry run shows them; the domain's JSON carries them back unchanged, path included. */
+	f = open_memstream(&out, &outlen);
+	domain_spec_print(&spec, f);
+	fclose(f);
+	assert_non_null(strstr(out, "shm.0 = name=chan0,size=4M,doorbell=1,vectors=2\n"));
+	assert_non_null(strstr(out, "shm.1 = name=p,size=64K,doorbell=0\n"));
+	free(out);
+	snprintf(spec.vm.shms[0].path, sizeof(spec.vm.shms[0].path), "/run/domus/shm/chan0.sock");
+	{
+		json_t *j = domain_spec_to_json(&spec);
+		assert_int_equal(domain_spec_from_json(j, "record", &back, err, sizeof(err)), 0);
+		json_decref(j);
+	}
+	assert_int_equal(back.vm.nshms, 3);
+	assert_string_equal(back.vm.shms[0].path, "/run/domus/shm/chan0.sock");
+	assert_int_equal(back.vm.shms[0].vectors, 2);
+	assert_int_equal(back.vm.shms[1].size, 64 << 10);
+	assert_false(back.vm.shms[1].doorbell);
+
+	/* Refusals name the key, the entry and what is wrong. */
+	expect_spec_error("name='a'\nkernel='k'\nshm='name=c,size=4M'\n", "t.cfg:3: 'shm' must be a list");
+	expect_spec_error("name='a'\nkernel='k'\nshm=[4]\n", "shm entries must be strings");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=4M',\n'name=d,size=3M']\n",
+			  "t.cfg:4: shm 'name=d,size=3M': size 3M: a power of two from 4K to 1G");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=2G']\n", "a power of two from 4K to 1G");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=4M,vectors=0']\n", "vectors 0: 1 to 64");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=4M,doorbell=0,vectors=1']\n",
+			  "a plain region (doorbell=0) has no interrupts");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c/d,size=4M']\n", "name 'c/d' may hold only");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['size=4M']\n", "shm 'size=4M': no name=");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c']\n", "shm 'name=c': no size=");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=4M,ring=1']\n", "unknown key 'ring'");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=c,size=4M','name=c,size=8K']\n",
+			  "shm 'c' is named twice");
+	expect_spec_error("name='a'\nkernel='k'\nshm=['name=a,size=4K','name=b,size=4K','name=c,size=4K',"
+			  "'name=d,size=4K','name=e,size=4K']\n",
+			  "more than 4 shm regions");
+}
+
 /* A command line naming no console gets the serial port; one naming a console keeps it. */
 static void test_console_added_once(void **state)
 {
@@ -277,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_all_keys),
 		cmocka_unit_test(test_console_added_once),     cmocka_unit_test(test_domain_errors),
 		cmocka_unit_test(test_pmem),
+		cmocka_unit_test(test_shm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
