@@ -1,0 +1,321 @@
+/*
+ * shmchan: the guest channel's tool, for the VM tests and the benchmark.
+ *
+ *   shmchan [-d BDF] [-p] [-t SECONDS] serve          echo every message back
+ *   shmchan [-d BDF] [-p] [-t SECONDS] ping COUNT SIZE
+ *   shmchan [-d BDF] [-p] [-t SECONDS] sink
+ *   shmchan [-d BDF] [-p] [-t SECONDS] stream MIB SIZE
+ *   shmchan [-d BDF] [-p] [-t SECONDS] recv           print messages, one a line
+ *   shmchan [-d BDF] [-p] [-t SECONDS] send TEXT...
+ *
+ * serve, sink and recv are the channel's server, ping, stream and send its
+ * client. -p polls instead of waiting for doorbells; -t bounds the wait for
+ * the peer (default 60 s). An empty message ends a session.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmchan.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int fail(struct shmchan *ch, const char *what, long r)
+{
+	const char *why = ch ? shmchan_broken(ch) : NULL;
+
+	if (why)
+		fprintf(stderr, "shmchan: %s: %s (%s)\n", what, strerror((int)-r), why);
+	else
+		fprintf(stderr, "shmchan: %s: %s\n", what, strerror((int)-r));
+	return 1;
+}
+
+static int parse_count(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return errno || end == s || *end || *out > max || s[0] == '-' ? -EINVAL : 0;
+}
+
+static void say_linked(struct shmchan *ch)
+{
+	printf("shmchan: connected self=%" PRIu32 " peer=%" PRIu32 " max_msg=%zu\n",
+	       shmchan_self_id(ch), shmchan_peer_id(ch), shmchan_max_msg(ch));
+	fflush(stdout);
+}
+
+static int cmd_serve(struct shmchan *ch, uint8_t *buf, size_t cap)
+{
+	unsigned long n = 0;
+	ssize_t len;
+	int r;
+
+	for (;;) {
+		len = shmchan_recv(ch, buf, cap);
+		if (len < 0)
+			return fail(ch, "serve: recv", len);
+		r = shmchan_send(ch, buf, (size_t)len);
+		if (r)
+			return fail(ch, "serve: send", r);
+		if (!len)
+			break;
+		n++;
+	}
+	printf("serve: echoed %lu messages\n", n);
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmd_ping(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long count, size_t size)
+{
+	uint8_t *msg = malloc(size ? size : 1);
+	double *rtt = malloc(count * sizeof(*rtt)), start, t;
+	ssize_t len;
+	int r = 0;
+
+	if (!msg || !rtt) {
+		free(msg);
+		free(rtt);
+		return fail(ch, "ping", -ENOMEM);
+	}
+	start = now_s();
+	for (unsigned long i = 0; i < count; i++) {
+		for (size_t j = 0; j < size; j++)
+			msg[j] = (uint8_t)(i + j);
+		t = now_s();
+		r = shmchan_send(ch, msg, size);
+		if (r) {
+			r = fail(ch, "ping: send", r);
+			goto out;
+		}
+		len = shmchan_recv(ch, buf, cap);
+		if (len < 0) {
+			r = fail(ch, "ping: recv", len);
+			goto out;
+		}
+		rtt[i] = (now_s() - t) * 1e6;
+		if ((size_t)len != size || memcmp(buf, msg, size)) {
+			fprintf(stderr, "shmchan: ping: message %lu came back different\n", i);
+			r = 1;
+			goto out;
+		}
+	}
+	t = now_s() - start;
+	qsort(rtt, count, sizeof(*rtt), cmp_double);
+	printf("ping: count=%lu size=%zu median_us=%.1f p99_us=%.1f msgs_per_s=%.0f\n", count, size,
+	       rtt[count / 2], rtt[count * 99 / 100], count / t);
+	/* The end: the server echoes it and stops. */
+	r = shmchan_send(ch, msg, 0);
+	if (r)
+		r = fail(ch, "ping: send", r);
+	else if ((len = shmchan_recv(ch, buf, cap)) != 0)
+		r = len < 0 ? fail(ch, "ping: recv", len) : 1;
+out:
+	free(msg);
+	free(rtt);
+	return r;
+}
+
+/* Each stream message starts with its sequence number, which sink checks. */
+static int cmd_sink(struct shmchan *ch, uint8_t *buf, size_t cap)
+{
+	uint64_t bytes = 0, seq, n = 0;
+	ssize_t len;
+	int r;
+
+	for (;;) {
+		len = shmchan_recv(ch, buf, cap);
+		if (len < 0)
+			return fail(ch, "sink: recv", len);
+		if (!len)
+			break;
+		if (len >= 8) {
+			memcpy(&seq, buf, 8);
+			if (seq != n) {
+				fprintf(stderr, "shmchan: sink: message %" PRIu64 " out of order\n", n);
+				return 1;
+			}
+		}
+		n++;
+		bytes += (uint64_t)len;
+	}
+	r = shmchan_send(ch, &bytes, sizeof(bytes));
+	if (r)
+		return fail(ch, "sink: send", r);
+	printf("sink: messages=%" PRIu64 " bytes=%" PRIu64 "\n", n, bytes);
+	return 0;
+}
+
+static int cmd_stream(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long mib, size_t size)
+{
+	uint64_t total = (uint64_t)mib << 20, count = total / size, got;
+	uint8_t *msg = calloc(1, size);
+	double start, t;
+	ssize_t len;
+	int r;
+
+	if (!msg)
+		return fail(ch, "stream", -ENOMEM);
+	start = now_s();
+	for (uint64_t i = 0; i < count; i++) {
+		if (size >= 8)
+			memcpy(msg, &i, 8);
+		r = shmchan_send(ch, msg, size);
+		if (r) {
+			free(msg);
+			return fail(ch, "stream: send", r);
+		}
+	}
+	free(msg);
+	r = shmchan_send(ch, "", 0);
+	if (r)
+		return fail(ch, "stream: send", r);
+	/* The sink's count of what it received: the end of the stream. */
+	len = shmchan_recv(ch, buf, cap);
+	if (len < 0)
+		return fail(ch, "stream: recv", len);
+	t = now_s() - start;
+	if (len != 8 || (memcpy(&got, buf, 8), got != count * size)) {
+		fprintf(stderr, "shmchan: stream: the sink did not get %" PRIu64 " bytes\n",
+			count * size);
+		return 1;
+	}
+	printf("stream: bytes=%" PRIu64 " size=%zu seconds=%.3f mib_per_s=%.1f\n", count * size, size,
+	       t, (double)(count * size) / (1 << 20) / t);
+	return 0;
+}
+
+static int cmd_recv(struct shmchan *ch, uint8_t *buf, size_t cap)
+{
+	ssize_t len;
+
+	while ((len = shmchan_recv(ch, buf, cap)) > 0)
+		printf("recv: %.*s\n", (int)len, (const char *)buf);
+	if (len < 0)
+		return fail(ch, "recv", len);
+	return 0;
+}
+
+static int cmd_send(struct shmchan *ch, char **texts, int n)
+{
+	int r;
+
+	for (int i = 0; i < n; i++) {
+		r = shmchan_send(ch, texts[i], strlen(texts[i]));
+		if (r)
+			return fail(ch, "send", r);
+	}
+	r = shmchan_send(ch, "", 0);
+	if (r)
+		return fail(ch, "send", r);
+	printf("send: sent %d messages\n", n);
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: shmchan [-d BDF] [-p] [-t SECONDS] serve | sink | recv |\n"
+			"         ping COUNT SIZE | stream MIB SIZE | send TEXT...\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct shmchan_opts opts = {.wait = SHMCHAN_WAIT_UIO};
+	unsigned long timeout_s = 60, a = 0, b = 0;
+	struct shmchan *ch;
+	const char *cmd, *err;
+	bool server;
+	uint8_t *buf;
+	size_t cap;
+	int c, r;
+
+	while ((c = getopt(argc, argv, "d:pt:")) != -1) {
+		switch (c) {
+		case 'd':
+			opts.bdf = optarg;
+			break;
+		case 'p':
+			opts.wait = SHMCHAN_WAIT_POLL;
+			break;
+		case 't':
+			if (parse_count(optarg, 86400, &timeout_s))
+				return usage();
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (optind >= argc)
+		return usage();
+	cmd = argv[optind++];
+	server = !strcmp(cmd, "serve") || !strcmp(cmd, "sink") || !strcmp(cmd, "recv");
+	if (!strcmp(cmd, "ping") || !strcmp(cmd, "stream")) {
+		if (argc - optind != 2 || parse_count(argv[optind], 100000000, &a) ||
+		    parse_count(argv[optind + 1], 1u << 30, &b) || !a ||
+		    (!strcmp(cmd, "stream") && (!b || b > a << 20)))
+			return usage();
+	} else if (!strcmp(cmd, "send")) {
+		if (optind >= argc)
+			return usage();
+	} else if (!server || optind != argc) {
+		return usage();
+	}
+	r = shmchan_open(&ch, &opts, &err);
+	if (r) {
+		fprintf(stderr, "shmchan: %s: %s\n", err, strerror(-r));
+		return 1;
+	}
+	r = server ? shmchan_serve(ch, (int)timeout_s * 1000) : shmchan_connect(ch, (int)timeout_s * 1000);
+	if (r) {
+		r = fail(ch, server ? "waiting for a client" : "connecting to the server", r);
+		goto out;
+	}
+	say_linked(ch);
+	cap = shmchan_max_msg(ch);
+	if (b > cap) {
+		fprintf(stderr, "shmchan: SIZE %lu is over the channel's %zu\n", b, cap);
+		r = 2;
+		goto out;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		r = fail(ch, "buffer", -ENOMEM);
+		goto out;
+	}
+	if (!strcmp(cmd, "serve"))
+		r = cmd_serve(ch, buf, cap);
+	else if (!strcmp(cmd, "sink"))
+		r = cmd_sink(ch, buf, cap);
+	else if (!strcmp(cmd, "recv"))
+		r = cmd_recv(ch, buf, cap);
+	else if (!strcmp(cmd, "ping"))
+		r = cmd_ping(ch, buf, cap, a, b);
+	else if (!strcmp(cmd, "stream"))
+		r = cmd_stream(ch, buf, cap, a, b);
+	else
+		r = cmd_send(ch, argv + optind, argc - optind);
+	free(buf);
+out:
+	shmchan_close(ch);
+	return r;
+}
