@@ -81,6 +81,14 @@ static void test_layout(void **state)
 	assert_ptr_equal(p.server.tx.ctrl, p.client.rx.ctrl);
 	assert_ptr_equal(p.server.rx.data, p.client.tx.data);
 	assert_int_equal(shmchan_link_accept(&p.server), 0);
+	/* The slot is taken: a second client (or the next session's, too
+	 * early) waits for the server to lay the region out again. */
+	assert_int_equal(shmchan_link_attach(&l, p.mem, p.size, CLIENT_ID + 1), -EAGAIN);
+	assert_int_equal(shmchan_link_attach(&l, p.mem, p.size, CLIENT_ID), -EAGAIN);
+	assert_int_equal(shmchan_link_init(&p.server, p.mem, p.size, SERVER_ID), 0);
+	assert_int_equal(shmchan_link_attach(&l, p.mem, p.size, CLIENT_ID + 1), 0);
+	assert_int_equal(shmchan_link_accept(&p.server), 0);
+	assert_int_equal(p.server.peer_id, CLIENT_ID + 1);
 	pair_close(&p);
 }
 

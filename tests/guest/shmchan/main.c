@@ -1,16 +1,19 @@
 /*
  * shmchan: the guest channel's tool, for the VM tests and the benchmark.
  *
- *   shmchan [-d BDF] [-p] [-t SECONDS] serve          echo every message back
- *   shmchan [-d BDF] [-p] [-t SECONDS] ping COUNT SIZE
- *   shmchan [-d BDF] [-p] [-t SECONDS] sink
- *   shmchan [-d BDF] [-p] [-t SECONDS] stream MIB SIZE
- *   shmchan [-d BDF] [-p] [-t SECONDS] recv           print messages, one a line
- *   shmchan [-d BDF] [-p] [-t SECONDS] send TEXT...
+ *   shmchan [OPTIONS] serve            echo every message back
+ *   shmchan [OPTIONS] ping COUNT SIZE  round trips of SIZE-byte messages
+ *   shmchan [OPTIONS] sink             count what stream sends
+ *   shmchan [OPTIONS] stream MIB SIZE  MIB MiB one way in SIZE-byte messages
+ *   shmchan [OPTIONS] recv             print messages, one a line
+ *   shmchan [OPTIONS] send TEXT...     one message per TEXT
+ * OPTIONS: -d BDF (the device; default the first 1af4:1110), -i (doorbell
+ * interrupts through uio, or fail), -p (poll; default: interrupts when the
+ * device has INTx, else poll), -t SECONDS (how long to wait for the peer;
+ * default 60).
  *
  * serve, sink and recv are the channel's server, ping, stream and send its
- * client. -p polls instead of waiting for doorbells; -t bounds the wait for
- * the peer (default 60 s). An empty message ends a session.
+ * client. An empty message ends a session.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,8 +55,9 @@ static int parse_count(const char *s, unsigned long max, unsigned long *out)
 
 static void say_linked(struct shmchan *ch)
 {
-	printf("shmchan: connected self=%" PRIu32 " peer=%" PRIu32 " max_msg=%zu\n",
-	       shmchan_self_id(ch), shmchan_peer_id(ch), shmchan_max_msg(ch));
+	printf("shmchan: connected self=%" PRIu32 " peer=%" PRIu32 " max_msg=%zu wait=%s\n",
+	       shmchan_self_id(ch), shmchan_peer_id(ch), shmchan_max_msg(ch),
+	       shmchan_fd(ch) >= 0 ? "uio" : "poll");
 	fflush(stdout);
 }
 
@@ -233,14 +237,14 @@ static int cmd_send(struct shmchan *ch, char **texts, int n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: shmchan [-d BDF] [-p] [-t SECONDS] serve | sink | recv |\n"
+	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -p] [-t SECONDS] serve | sink | recv |\n"
 			"         ping COUNT SIZE | stream MIB SIZE | send TEXT...\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	struct shmchan_opts opts = {.wait = SHMCHAN_WAIT_UIO};
+	struct shmchan_opts opts = {.wait = SHMCHAN_WAIT_AUTO};
 	unsigned long timeout_s = 60, a = 0, b = 0;
 	struct shmchan *ch;
 	const char *cmd, *err;
@@ -249,10 +253,13 @@ int main(int argc, char **argv)
 	size_t cap;
 	int c, r;
 
-	while ((c = getopt(argc, argv, "d:pt:")) != -1) {
+	while ((c = getopt(argc, argv, "d:ipt:")) != -1) {
 		switch (c) {
 		case 'd':
 			opts.bdf = optarg;
+			break;
+		case 'i':
+			opts.wait = SHMCHAN_WAIT_UIO;
 			break;
 		case 'p':
 			opts.wait = SHMCHAN_WAIT_POLL;

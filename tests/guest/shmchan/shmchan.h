@@ -8,8 +8,9 @@
  *   BAR2  the shared memory, the same bytes in every peer.
  * A doorbell reaches user space through uio_pci_generic (legacy INTx): the
  * device raises INTx when IntrStatus & IntrMask is non-zero. QEMU's own
- * ivshmem-doorbell only signals through MSI-X, which uio cannot take, so
- * against QEMU the channel polls (SHMCHAN_WAIT_POLL).
+ * ivshmem-doorbell only signals through MSI-X and has no INTx line, which
+ * uio cannot take, so against QEMU the channel polls (SHMCHAN_WAIT_POLL,
+ * which SHMCHAN_WAIT_AUTO falls back to).
  *
  * Layout of the region (every field little-endian, offsets from BAR2):
  *
@@ -35,12 +36,14 @@
  * the data. prod - cons is the bytes in use. A message is at most
  * ring_size - 4 bytes; a zero-length message is allowed.
  *
- * Who is who: the server writes magic 0, clears the header and the rings,
- * fills in version, ring_size, server_id and client_id = SHMCHAN_NO_PEER,
- * then stores the magic (release). The client waits for the magic, checks
- * the header, writes its ID into client_id and rings the server's doorbell;
- * the server waits for client_id. A region serves one session: a server
- * started again re-initialises it.
+ * Who is who: the server writes magic 0, fills in version, ring_size and
+ * server_id, empties the rings, then stores client_id = SHMCHAN_NO_PEER
+ * and the magic (both release). The client waits for the magic and a free
+ * client_id, checks the header, claims client_id with its ID (compare and
+ * swap from SHMCHAN_NO_PEER) and rings the server's doorbell; the server
+ * waits for client_id. A header serves one session: a client finding
+ * client_id taken waits for a server to lay the region out again, so a
+ * server and a client can run one session after another on a region.
  *
  * Notification: after publishing prod (or cons) a side rings the peer's
  * doorbell (vector 0) when the peer's reader_waiting (or writer_waiting) is
@@ -139,14 +142,15 @@ int shmchan_link_init(struct shmchan_link *l, void *mem, size_t mem_size, uint32
  * -EPROTO (its ID is not a peer ID, or ours). */
 int shmchan_link_accept(struct shmchan_link *l);
 /* Client: attaches to the header a server laid out: 0 (peer_id is the
- * server's), -EAGAIN (no magic yet), -EPROTONOSUPPORT (other version),
- * -EPROTO (bad ring size or server ID). */
+ * server's), -EAGAIN (no magic yet, or the client slot is taken),
+ * -EPROTONOSUPPORT (other version), -EPROTO (bad ring size or server ID). */
 int shmchan_link_attach(struct shmchan_link *l, void *mem, size_t mem_size, uint32_t self_id);
 
 /*
  * The device and the blocking channel.
  */
 enum shmchan_wait {
+	SHMCHAN_WAIT_AUTO, /* UIO when the device has an INTx line, else POLL */
 	SHMCHAN_WAIT_UIO,  /* doorbells through uio_pci_generic (INTx) */
 	SHMCHAN_WAIT_POLL, /* no interrupts: spin, then nap */
 };
@@ -174,7 +178,8 @@ ssize_t shmchan_recv(struct shmchan *ch, void *buf, size_t cap);
 /* Non-blocking: -EAGAIN when they would block. */
 int shmchan_try_send(struct shmchan *ch, const void *msg, size_t len);
 ssize_t shmchan_try_recv(struct shmchan *ch, void *buf, size_t cap);
-/* The fd to poll for POLLIN (the uio device), or -1 when polling; after it
+/* The fd to poll for POLLIN (the uio device), or -1 when polling (which is
+ * how to tell which way SHMCHAN_WAIT_AUTO went); after it
  * is readable, shmchan_ack() takes the interrupt and re-enables it, then
  * try_recv/try_send. */
 int shmchan_fd(const struct shmchan *ch);

@@ -271,11 +271,12 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 	r = find_device(ch, opts->bdf, err);
 	if (r)
 		goto fail;
-	if (ch->wait == SHMCHAN_WAIT_UIO) {
+	if (ch->wait != SHMCHAN_WAIT_POLL) {
 		r = open_uio(ch, err);
 		if (r)
 			goto fail;
-	} else if (!bound_driver(ch, drv, sizeof(drv)) && !drv[0]) {
+	}
+	if (ch->wait == SHMCHAN_WAIT_POLL && !bound_driver(ch, drv, sizeof(drv)) && !drv[0]) {
 		/* No driver enabled the device: turn on its memory decoding. */
 		snprintf(path, sizeof(path), PCI_DEVICES "/%s/enable", ch->bdf);
 		r = write_attr(path, "1");
@@ -307,7 +308,16 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 		 * interrupt, drop a stale one, let uio deliver. */
 		ch->regs[REG_INTR_MASK] = 1;
 		r = shmchan_ack(ch);
-		if (r) {
+		if (r == -EIO && ch->wait == SHMCHAN_WAIT_AUTO) {
+			/* uio says the device has no IRQ (QEMU's doorbell
+			 * device has MSI-X only): poll instead. */
+			close(ch->uio_fd);
+			ch->uio_fd = -1;
+			ch->wait = SHMCHAN_WAIT_POLL;
+		} else if (r == -EIO) {
+			*err = "the device has no INTx interrupt for uio (MSI-X only?)";
+			goto fail;
+		} else if (r) {
 			*err = "cannot enable the uio interrupt";
 			goto fail;
 		}

@@ -147,13 +147,15 @@ int shmchan_link_init(struct shmchan_link *l, void *mem, size_t mem_size, uint32
 	h->version = SHMCHAN_VERSION;
 	h->ring_size = ring_size;
 	h->server_id = self_id;
-	atomic_store_explicit(&h->client_id, SHMCHAN_NO_PEER, memory_order_relaxed);
 	for (int i = 0; i < 2; i++) {
 		atomic_store_explicit(&h->ring[i].prod, 0, memory_order_relaxed);
 		atomic_store_explicit(&h->ring[i].cons, 0, memory_order_relaxed);
 		atomic_store_explicit(&h->ring[i].reader_waiting, 0, memory_order_relaxed);
 		atomic_store_explicit(&h->ring[i].writer_waiting, 0, memory_order_relaxed);
 	}
+	/* Release, and last: a client that claims the free slot finds the
+	 * header and the empty rings above. */
+	atomic_store_explicit(&h->client_id, SHMCHAN_NO_PEER, memory_order_release);
 	/* Release: a client that sees the magic sees the header above. */
 	atomic_store_explicit(&h->magic, SHMCHAN_MAGIC, memory_order_release);
 	*l = (struct shmchan_link){.hdr = h,
@@ -180,7 +182,7 @@ int shmchan_link_accept(struct shmchan_link *l)
 int shmchan_link_attach(struct shmchan_link *l, void *mem, size_t mem_size, uint32_t self_id)
 {
 	struct shmchan_hdr *h = mem;
-	uint32_t version, ring_size, server_id;
+	uint32_t version, ring_size, server_id, free_slot = SHMCHAN_NO_PEER;
 
 	if (mem_size < SHMCHAN_DATA_OFF)
 		return -ENOSPC;
@@ -198,12 +200,16 @@ int shmchan_link_attach(struct shmchan_link *l, void *mem, size_t mem_size, uint
 		return -EPROTO;
 	if (server_id > 0xffff || server_id == self_id)
 		return -EPROTO;
+	/* Claim the client's slot: a header whose slot is taken is a session
+	 * going on or over, which the server has yet to lay out again. */
+	if (!atomic_compare_exchange_strong_explicit(&h->client_id, &free_slot, self_id,
+						     memory_order_acq_rel, memory_order_acquire))
+		return -EAGAIN;
 	*l = (struct shmchan_link){.hdr = h,
 				   .mem_size = mem_size,
 				   .self_id = self_id,
 				   .peer_id = server_id,
 				   .server = false};
 	link_rings(l, ring_size);
-	atomic_store_explicit(&h->client_id, self_id, memory_order_release);
 	return 0;
 }
