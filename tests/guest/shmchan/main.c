@@ -7,10 +7,10 @@
  *   shmchan [OPTIONS] stream MIB SIZE  MIB MiB one way in SIZE-byte messages
  *   shmchan [OPTIONS] recv             print messages, one a line
  *   shmchan [OPTIONS] send TEXT...     one message per TEXT
- * OPTIONS: -d BDF (the device; default the first 1af4:1110), -i (doorbell
- * interrupts through uio, or fail), -p (poll; default: interrupts when the
- * device has INTx, else poll), -t SECONDS (how long to wait for the peer;
- * default 60).
+ * OPTIONS: -d BDF (the device; default the first 1af4:1110); -i (doorbell
+ * interrupts through uio, or fail), -v (through vfio-pci's MSI-X, or
+ * fail), -p (poll); the default takes the first of the three that works;
+ * -t SECONDS (how long to wait for the peer; default 60).
  *
  * serve, sink and recv are the channel's server, ping, stream and send its
  * client. An empty message ends a session.
@@ -57,7 +57,9 @@ static void say_linked(struct shmchan *ch)
 {
 	printf("shmchan: connected self=%" PRIu32 " peer=%" PRIu32 " max_msg=%zu wait=%s\n",
 	       shmchan_self_id(ch), shmchan_peer_id(ch), shmchan_max_msg(ch),
-	       shmchan_fd(ch) >= 0 ? "uio" : "poll");
+	       shmchan_wait_mode(ch) == SHMCHAN_WAIT_UIO    ? "uio"
+	       : shmchan_wait_mode(ch) == SHMCHAN_WAIT_VFIO ? "vfio"
+							    : "poll");
 	fflush(stdout);
 }
 
@@ -237,7 +239,7 @@ static int cmd_send(struct shmchan *ch, char **texts, int n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -p] [-t SECONDS] serve | sink | recv |\n"
+	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -v | -p] [-t SECONDS] serve | sink | recv |\n"
 			"         ping COUNT SIZE | stream MIB SIZE | send TEXT...\n");
 	return 2;
 }
@@ -253,7 +255,7 @@ int main(int argc, char **argv)
 	size_t cap;
 	int c, r;
 
-	while ((c = getopt(argc, argv, "d:ipt:")) != -1) {
+	while ((c = getopt(argc, argv, "d:ipt:v")) != -1) {
 		switch (c) {
 		case 'd':
 			opts.bdf = optarg;
@@ -263,6 +265,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			opts.wait = SHMCHAN_WAIT_POLL;
+			break;
+		case 'v':
+			opts.wait = SHMCHAN_WAIT_VFIO;
 			break;
 		case 't':
 			if (parse_count(optarg, 86400, &timeout_s))

@@ -9,8 +9,9 @@
  * A doorbell reaches user space through uio_pci_generic (legacy INTx): the
  * device raises INTx when IntrStatus & IntrMask is non-zero. QEMU's own
  * ivshmem-doorbell only signals through MSI-X and has no INTx line, which
- * uio cannot take, so against QEMU the channel polls (SHMCHAN_WAIT_POLL,
- * which SHMCHAN_WAIT_AUTO falls back to).
+ * uio cannot take: against QEMU the channel takes MSI-X through vfio-pci
+ * where the guest has an IOMMU (SHMCHAN_WAIT_VFIO), else it polls
+ * (SHMCHAN_WAIT_POLL); SHMCHAN_WAIT_AUTO picks the first that works.
  *
  * Layout of the region (every field little-endian, offsets from BAR2):
  *
@@ -150,8 +151,9 @@ int shmchan_link_attach(struct shmchan_link *l, void *mem, size_t mem_size, uint
  * The device and the blocking channel.
  */
 enum shmchan_wait {
-	SHMCHAN_WAIT_AUTO, /* UIO when the device has an INTx line, else POLL */
+	SHMCHAN_WAIT_AUTO, /* UIO if the device has INTx, else VFIO if there is an IOMMU, else POLL */
 	SHMCHAN_WAIT_UIO,  /* doorbells through uio_pci_generic (INTx) */
+	SHMCHAN_WAIT_VFIO, /* doorbells through vfio-pci (MSI-X vector 0 as an eventfd) */
 	SHMCHAN_WAIT_POLL, /* no interrupts: spin, then nap */
 };
 
@@ -178,13 +180,15 @@ ssize_t shmchan_recv(struct shmchan *ch, void *buf, size_t cap);
 /* Non-blocking: -EAGAIN when they would block. */
 int shmchan_try_send(struct shmchan *ch, const void *msg, size_t len);
 ssize_t shmchan_try_recv(struct shmchan *ch, void *buf, size_t cap);
-/* The fd to poll for POLLIN (the uio device), or -1 when polling (which is
- * how to tell which way SHMCHAN_WAIT_AUTO went); after it
+/* The fd to poll for POLLIN (the uio device or vfio's eventfd), or -1
+ * when polling; after it
  * is readable, shmchan_ack() takes the interrupt and re-enables it, then
  * try_recv/try_send. */
 int shmchan_fd(const struct shmchan *ch);
 int shmchan_ack(struct shmchan *ch);
-/* The biggest message, our ID, the peer's ID, why the ring broke (or NULL). */
+/* How it waits (which way SHMCHAN_WAIT_AUTO went), the biggest message,
+ * our ID, the peer's ID, why the ring broke (or NULL). */
+enum shmchan_wait shmchan_wait_mode(const struct shmchan *ch);
 size_t shmchan_max_msg(const struct shmchan *ch);
 uint32_t shmchan_self_id(const struct shmchan *ch);
 uint32_t shmchan_peer_id(const struct shmchan *ch);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shmchan.h"
+#include "shmchan_vfio.h"
 
 #define PCI_DEVICES "/sys/bus/pci/devices"
 #define UIO_DRIVER "/sys/bus/pci/drivers/uio_pci_generic"
@@ -40,7 +41,8 @@ struct shmchan {
 	size_t regs_size;
 	void *mem;
 	size_t mem_size;
-	int uio_fd;
+	int irq_fd; /* uio's fd, vfio's eventfd, or -1 when polling */
+	struct shmchan_vfio vfio;
 	int spins; /* polling: spins since the ring last moved */
 };
 
@@ -211,8 +213,8 @@ static int open_uio(struct shmchan *ch, const char **err)
 		n = uio_number(ch);
 		if (n >= 0) {
 			snprintf(path, sizeof(path), "/dev/uio%d", n);
-			ch->uio_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-			if (ch->uio_fd >= 0)
+			ch->irq_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+			if (ch->irq_fd >= 0)
 				return 0;
 		}
 		if (now_ms() > deadline) {
@@ -254,6 +256,66 @@ static int map_bar(const struct shmchan *ch, int bar, void **out, size_t *size)
 	return r;
 }
 
+/* Whether uio got the device an interrupt: uio refuses (EIO) to unmask
+ * an interrupt a device does not have. */
+static bool uio_has_irq(const struct shmchan *ch)
+{
+	uint32_t one = 1;
+
+	return write(ch->irq_fd, &one, sizeof(one)) == sizeof(one) || errno != EIO;
+}
+
+static bool has_iommu(const struct shmchan *ch)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), PCI_DEVICES "/%s/iommu_group", ch->bdf);
+	return !access(path, F_OK) && !access("/sys/bus/pci/drivers/vfio-pci", F_OK);
+}
+
+/* Sets up the doorbell interrupt the options ask for; AUTO takes uio's
+ * INTx, else vfio's MSI-X where there is an IOMMU, else polls. */
+static int open_irq(struct shmchan *ch, const char **err)
+{
+	char drv[64];
+	int r;
+
+	/* An earlier run chose vfio-pci: uio would find the device taken. */
+	if (ch->wait == SHMCHAN_WAIT_AUTO && !bound_driver(ch, drv, sizeof(drv)) &&
+	    !strcmp(drv, "vfio-pci"))
+		ch->wait = SHMCHAN_WAIT_VFIO;
+	if (ch->wait == SHMCHAN_WAIT_UIO || ch->wait == SHMCHAN_WAIT_AUTO) {
+		r = open_uio(ch, err);
+		if (r)
+			return r;
+		if (uio_has_irq(ch)) {
+			ch->wait = SHMCHAN_WAIT_UIO;
+			return 0;
+		}
+		close(ch->irq_fd);
+		ch->irq_fd = -1;
+		if (ch->wait == SHMCHAN_WAIT_UIO) {
+			*err = "the device has no INTx interrupt for uio (MSI-X only?)";
+			return -ENODEV;
+		}
+		/* QEMU's ivshmem-doorbell: MSI-X only. */
+		ch->wait = has_iommu(ch) ? SHMCHAN_WAIT_VFIO : SHMCHAN_WAIT_POLL;
+		if (ch->wait == SHMCHAN_WAIT_VFIO && shmchan_vfio_open(&ch->vfio, ch->bdf, err))
+			ch->wait = SHMCHAN_WAIT_POLL;
+		else if (ch->wait == SHMCHAN_WAIT_VFIO)
+			ch->irq_fd = ch->vfio.eventfd;
+		*err = NULL;
+		return 0;
+	}
+	if (ch->wait == SHMCHAN_WAIT_VFIO) {
+		r = shmchan_vfio_open(&ch->vfio, ch->bdf, err);
+		if (r)
+			return r;
+		ch->irq_fd = ch->vfio.eventfd;
+	}
+	return 0;
+}
+
 int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const char **err)
 {
 	struct shmchan *ch = calloc(1, sizeof(*ch));
@@ -266,16 +328,14 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 		*err = "out of memory";
 		return -ENOMEM;
 	}
-	ch->uio_fd = -1;
+	ch->irq_fd = -1;
+	ch->vfio = (struct shmchan_vfio){.container = -1, .group = -1, .device = -1, .eventfd = -1};
 	ch->wait = opts->wait;
 	r = find_device(ch, opts->bdf, err);
+	if (!r)
+		r = open_irq(ch, err);
 	if (r)
 		goto fail;
-	if (ch->wait != SHMCHAN_WAIT_POLL) {
-		r = open_uio(ch, err);
-		if (r)
-			goto fail;
-	}
 	if (ch->wait == SHMCHAN_WAIT_POLL && !bound_driver(ch, drv, sizeof(drv)) && !drv[0]) {
 		/* No driver enabled the device: turn on its memory decoding. */
 		snprintf(path, sizeof(path), PCI_DEVICES "/%s/enable", ch->bdf);
@@ -303,24 +363,15 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 		r = -ENODEV;
 		goto fail;
 	}
-	if (ch->uio_fd >= 0) {
+	if (ch->wait == SHMCHAN_WAIT_UIO) {
 		/* INTx follows IntrStatus & IntrMask: unmask the peer
 		 * interrupt, drop a stale one, let uio deliver. */
 		ch->regs[REG_INTR_MASK] = 1;
-		r = shmchan_ack(ch);
-		if (r == -EIO && ch->wait == SHMCHAN_WAIT_AUTO) {
-			/* uio says the device has no IRQ (QEMU's doorbell
-			 * device has MSI-X only): poll instead. */
-			close(ch->uio_fd);
-			ch->uio_fd = -1;
-			ch->wait = SHMCHAN_WAIT_POLL;
-		} else if (r == -EIO) {
-			*err = "the device has no INTx interrupt for uio (MSI-X only?)";
-			goto fail;
-		} else if (r) {
-			*err = "cannot enable the uio interrupt";
-			goto fail;
-		}
+	}
+	r = shmchan_ack(ch);
+	if (r) {
+		*err = "cannot take the doorbell interrupt";
+		goto fail;
 	}
 	*out = ch;
 	return 0;
@@ -337,23 +388,31 @@ void shmchan_close(struct shmchan *ch)
 		munmap(ch->mem, ch->mem_size);
 	if (ch->regs)
 		munmap((void *)ch->regs, ch->regs_size);
-	if (ch->uio_fd >= 0)
-		close(ch->uio_fd);
+	if (ch->wait == SHMCHAN_WAIT_VFIO)
+		shmchan_vfio_close(&ch->vfio);
+	else if (ch->irq_fd >= 0)
+		close(ch->irq_fd);
 	free(ch);
 }
 
 int shmchan_ack(struct shmchan *ch)
 {
+	uint64_t events;
 	uint32_t count, one = 1;
 
-	if (ch->uio_fd < 0)
+	if (ch->wait == SHMCHAN_WAIT_VFIO) {
+		if (read(ch->irq_fd, &events, sizeof(events)) < 0 && errno != EAGAIN)
+			return -errno;
 		return 0;
-	if (read(ch->uio_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+	}
+	if (ch->wait != SHMCHAN_WAIT_UIO)
+		return 0;
+	if (read(ch->irq_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		return -errno;
 	/* Reading IntrStatus clears it, lowering INTx before uio unmasks it;
 	 * a doorbell after this read raises it again. */
 	(void)ch->regs[REG_INTR_STATUS];
-	if (write(ch->uio_fd, &one, sizeof(one)) != sizeof(one))
+	if (write(ch->irq_fd, &one, sizeof(one)) != sizeof(one))
 		return -errno;
 	return 0;
 }
@@ -366,10 +425,10 @@ static void ring_peer(struct shmchan *ch)
 /* Waits for a doorbell or a while, whichever first: 0 or -errno. */
 static int chan_wait(struct shmchan *ch, int nap_ms)
 {
-	struct pollfd p = {.fd = ch->uio_fd, .events = POLLIN};
+	struct pollfd p = {.fd = ch->irq_fd, .events = POLLIN};
 	int n;
 
-	if (ch->uio_fd < 0) {
+	if (ch->irq_fd < 0) {
 		if (ch->spins < POLL_SPINS) {
 			ch->spins++;
 			__builtin_ia32_pause();
@@ -479,7 +538,7 @@ static ssize_t chan_block(struct shmchan *ch, struct shmchan_ring *ring, const v
 	if (!ch->linked)
 		return -ENOTCONN;
 	while ((r = chan_attempt(ch, msg, buf, n)) == -EAGAIN) {
-		if (ch->uio_fd >= 0 && !waiting) {
+		if (ch->irq_fd >= 0 && !waiting) {
 			shmchan_ring_set_waiting(ring, true);
 			waiting = true;
 			continue;
@@ -508,7 +567,12 @@ ssize_t shmchan_recv(struct shmchan *ch, void *buf, size_t cap)
 
 int shmchan_fd(const struct shmchan *ch)
 {
-	return ch->uio_fd;
+	return ch->irq_fd;
+}
+
+enum shmchan_wait shmchan_wait_mode(const struct shmchan *ch)
+{
+	return ch->wait;
 }
 
 size_t shmchan_max_msg(const struct shmchan *ch)
