@@ -283,12 +283,16 @@ int main(int argc, char **argv)
 	server = !strcmp(cmd, "serve") || !strcmp(cmd, "sink") || !strcmp(cmd, "recv");
 	if (!strcmp(cmd, "ping") || !strcmp(cmd, "stream")) {
 		if (argc - optind != 2 || parse_count(argv[optind], 100000000, &a) ||
-		    parse_count(argv[optind + 1], 1u << 30, &b) || !a ||
-		    (!strcmp(cmd, "stream") && (!b || b > a << 20)))
+		    parse_count(argv[optind + 1], 1u << 30, &b) || !a || !b ||
+		    (!strcmp(cmd, "stream") && b > a << 20))
 			return usage();
 	} else if (!strcmp(cmd, "send")) {
+		/* An empty message would end the session. */
 		if (optind >= argc)
 			return usage();
+		for (int i = optind; i < argc; i++)
+			if (!argv[i][0])
+				return usage();
 	} else if (!server || optind != argc) {
 		return usage();
 	}

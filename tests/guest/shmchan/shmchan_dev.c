@@ -1,8 +1,9 @@
 /*
  * The ivshmem device from guest user space: found in sysfs, its BARs mapped
  * through the resource files, its doorbell interrupt through
- * uio_pci_generic; and the blocking channel on top of shmchan_ring.c.
- * One thread uses a channel.
+ * uio_pci_generic (INTx) or vfio-pci (MSI-X, shmchan_vfio.c), or none
+ * (polling); and the blocking channel on top of shmchan_ring.c. One thread
+ * uses a channel.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -431,7 +432,9 @@ static int chan_wait(struct shmchan *ch, int nap_ms)
 	if (ch->irq_fd < 0) {
 		if (ch->spins < POLL_SPINS) {
 			ch->spins++;
-			__builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause(); /* spin politely to a sibling thread */
+#endif
 		} else {
 			nap_ns(nap_ms ? nap_ms * 1000000L : POLL_NAP_NS);
 		}
