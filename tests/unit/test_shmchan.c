@@ -351,6 +351,8 @@ static void test_hostile_header(void **state)
 	assert_int_equal(shmchan_link_init(&l, h, size, SERVER_ID), 0);
 	atomic_store(&h->client_id, 0x12345);
 	assert_int_equal(shmchan_link_accept(&l), -EPROTO);
+	assert_string_equal(l.rx.broken, "the client's ID is not another peer's");
+	assert_int_equal(shmchan_link_init(&l, h, size, SERVER_ID), 0);
 	atomic_store(&h->client_id, SERVER_ID);
 	assert_int_equal(shmchan_link_accept(&l), -EPROTO);
 	free(h);

@@ -7,6 +7,10 @@
  *   shmchan [OPTIONS] stream MIB SIZE  MIB MiB one way in SIZE-byte messages
  *   shmchan [OPTIONS] recv             print messages, one a line
  *   shmchan [OPTIONS] send TEXT...     one message per TEXT
+ * and, to play a hostile peer (no session):
+ *   shmchan [OPTIONS] peek OFFSET      print the region's u32 at OFFSET
+ *   shmchan [OPTIONS] poke OFFSET VALUE...   write u32s at OFFSETs
+ *   shmchan [OPTIONS] doorbell PEER [VECTOR]
  * OPTIONS: -d BDF (the device; default the first 1af4:1110); -i (doorbell
  * interrupts through uio, or fail), -v (through vfio-pci's MSI-X, or
  * fail), -p (poll); the default takes the first of the three that works;
@@ -83,6 +87,8 @@ static int cmd_serve(struct shmchan *ch, uint8_t *buf, size_t cap)
 	printf("serve: echoed %lu messages\n", n);
 	return 0;
 }
+
+static int usage(void);
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -237,10 +243,63 @@ static int cmd_send(struct shmchan *ch, char **texts, int n)
 	return 0;
 }
 
+static int parse_u32(const char *s, uint32_t *out)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* A u32 of the region, or -EINVAL when OFFSET is not one. */
+static int region_word(struct shmchan *ch, const char *arg, _Atomic uint32_t **word)
+{
+	size_t size;
+	uint8_t *mem = shmchan_region(ch, &size);
+	uint32_t off;
+
+	if (parse_u32(arg, &off) || off % 4 || off > size - 4) {
+		fprintf(stderr, "shmchan: %s is not a 4-aligned offset in the region\n", arg);
+		return -EINVAL;
+	}
+	*word = (_Atomic uint32_t *)(mem + off);
+	return 0;
+}
+
+static int cmd_raw(struct shmchan *ch, const char *cmd, char **args, int n)
+{
+	_Atomic uint32_t *word;
+	uint32_t v, peer, vector = 0;
+
+	if (!strcmp(cmd, "peek")) {
+		if (region_word(ch, args[0], &word))
+			return 1;
+		printf("peek: 0x%08" PRIx32 "\n", atomic_load(word));
+	} else if (!strcmp(cmd, "poke")) {
+		for (int i = 0; i + 1 < n; i += 2) {
+			if (region_word(ch, args[i], &word) || parse_u32(args[i + 1], &v))
+				return 1;
+			atomic_store(word, v);
+		}
+	} else {
+		if (parse_u32(args[0], &peer) || peer > 0xffff ||
+		    (n > 1 && (parse_u32(args[1], &vector) || vector > 0xffff)))
+			return usage();
+		shmchan_doorbell(ch, (uint16_t)peer, (uint16_t)vector);
+	}
+	return 0;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -v | -p] [-t SECONDS] serve | sink | recv |\n"
-			"         ping COUNT SIZE | stream MIB SIZE | send TEXT...\n");
+			"         ping COUNT SIZE | stream MIB SIZE | send TEXT... |\n"
+			"         peek OFFSET | poke OFFSET VALUE... | doorbell PEER [VECTOR]\n");
 	return 2;
 }
 
@@ -250,7 +309,7 @@ int main(int argc, char **argv)
 	unsigned long timeout_s = 60, a = 0, b = 0;
 	struct shmchan *ch;
 	const char *cmd, *err;
-	bool server;
+	bool server, raw = false;
 	uint8_t *buf;
 	size_t cap;
 	int c, r;
@@ -293,6 +352,13 @@ int main(int argc, char **argv)
 		for (int i = optind; i < argc; i++)
 			if (!argv[i][0])
 				return usage();
+	} else if (!strcmp(cmd, "peek") || !strcmp(cmd, "poke") || !strcmp(cmd, "doorbell")) {
+		int n = argc - optind;
+
+		raw = true;
+		if ((!strcmp(cmd, "peek") && n != 1) || (!strcmp(cmd, "poke") && (n < 2 || n % 2)) ||
+		    (!strcmp(cmd, "doorbell") && n != 1 && n != 2))
+			return usage();
 	} else if (!server || optind != argc) {
 		return usage();
 	}
@@ -300,6 +366,10 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "shmchan: %s: %s\n", err, strerror(-r));
 		return 1;
+	}
+	if (raw) {
+		r = cmd_raw(ch, cmd, argv + optind, argc - optind);
+		goto out;
 	}
 	r = server ? shmchan_serve(ch, (int)timeout_s * 1000) : shmchan_connect(ch, (int)timeout_s * 1000);
 	if (r) {

@@ -193,6 +193,10 @@ size_t shmchan_max_msg(const struct shmchan *ch);
 uint32_t shmchan_self_id(const struct shmchan *ch);
 uint32_t shmchan_peer_id(const struct shmchan *ch);
 const char *shmchan_broken(const struct shmchan *ch);
+/* The raw region (its size in *size) and any doorbell, for tests that play
+ * a hostile peer. */
+void *shmchan_region(const struct shmchan *ch, size_t *size);
+void shmchan_doorbell(struct shmchan *ch, uint16_t peer, uint16_t vector);
 void shmchan_close(struct shmchan *ch);
 
 #endif

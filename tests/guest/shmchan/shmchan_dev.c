@@ -597,3 +597,14 @@ const char *shmchan_broken(const struct shmchan *ch)
 {
 	return ch->link.rx.broken ? ch->link.rx.broken : ch->link.tx.broken;
 }
+
+void *shmchan_region(const struct shmchan *ch, size_t *size)
+{
+	*size = ch->mem_size;
+	return ch->mem;
+}
+
+void shmchan_doorbell(struct shmchan *ch, uint16_t peer, uint16_t vector)
+{
+	ch->regs[REG_DOORBELL] = (uint32_t)peer << 16 | vector;
+}

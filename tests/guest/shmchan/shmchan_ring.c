@@ -174,7 +174,7 @@ int shmchan_link_accept(struct shmchan_link *l)
 	if (id == SHMCHAN_NO_PEER)
 		return -EAGAIN;
 	if (id > 0xffff || id == l->self_id)
-		return -EPROTO;
+		return ring_broken(&l->rx, "the client's ID is not another peer's");
 	l->peer_id = id;
 	return 0;
 }
