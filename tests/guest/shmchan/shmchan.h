@@ -151,7 +151,7 @@ int shmchan_link_attach(struct shmchan_link *l, void *mem, size_t mem_size, uint
  * The device and the blocking channel.
  */
 enum shmchan_wait {
-	SHMCHAN_WAIT_AUTO, /* UIO if the device has INTx, else VFIO if there is an IOMMU, else POLL */
+	SHMCHAN_WAIT_AUTO, /* UIO with INTx, else VFIO with an IOMMU, else POLL */
 	SHMCHAN_WAIT_UIO,  /* doorbells through uio_pci_generic (INTx) */
 	SHMCHAN_WAIT_VFIO, /* doorbells through vfio-pci (MSI-X vector 0 as an eventfd) */
 	SHMCHAN_WAIT_POLL, /* no interrupts: spin, then nap */
@@ -164,7 +164,7 @@ struct shmchan_opts {
 
 struct shmchan;
 
-/* Finds and opens the device (binding uio_pci_generic in UIO mode), maps its
+/* Finds and opens the device (binding uio_pci_generic or vfio-pci), maps its
  * registers and memory, reads its ID: 0 or -errno; *err names what failed. */
 int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const char **err)
 	__attribute__((warn_unused_result));
