@@ -103,6 +103,9 @@ static void test_sizes(void **state)
 	pair_open(&p, 256);
 	max = p.server.tx.size - 4;
 	assert_int_equal(shmchan_ring_send(&p.server.tx, out, max + 1, &notify), -EMSGSIZE);
+	/* An empty message needs no buffer on either side. */
+	assert_int_equal(shmchan_ring_send(&p.server.tx, NULL, 0, &notify), 0);
+	assert_int_equal(shmchan_ring_recv(&p.client.rx, NULL, 0, &notify), 0);
 	for (int round = 0; round < 3; round++) {
 		for (size_t n = 0; n <= max; n++) {
 			struct shmchan_ring *tx = n % 2 ? &p.server.tx : &p.client.tx;

@@ -14,11 +14,14 @@ static uint32_t round4(uint32_t n)
 	return (n + 3u) & ~3u;
 }
 
-/* Copies n <= r->size bytes in or out at index idx, wrapping at the end. */
+/* Copies n <= r->size bytes in or out at index idx, wrapping at the end
+ * (an empty message may come with a NULL buffer). */
 static void ring_put(struct shmchan_ring *r, uint32_t idx, const void *src, uint32_t n)
 {
 	uint32_t off = idx & (r->size - 1), first = n < r->size - off ? n : r->size - off;
 
+	if (!n)
+		return;
 	memcpy(r->data + off, src, first);
 	memcpy(r->data, (const uint8_t *)src + first, n - first);
 }
@@ -27,6 +30,8 @@ static void ring_get(const struct shmchan_ring *r, uint32_t idx, void *dst, uint
 {
 	uint32_t off = idx & (r->size - 1), first = n < r->size - off ? n : r->size - off;
 
+	if (!n)
+		return;
 	memcpy(dst, r->data + off, first);
 	memcpy((uint8_t *)dst + first, r->data, n - first);
 }
