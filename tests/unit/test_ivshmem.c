@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,7 +27,7 @@
 
 #define MEM_SIZE 0x10000
 
-static int irq_levels[24];
+static _Atomic int irq_levels[24]; /* the doorbell thread sets them too */
 
 static void record_irq(void *opaque, unsigned gsi, int level)
 {
@@ -399,7 +400,8 @@ struct rig {
 static void rig_init(struct rig *r, struct ivshmem_client *client)
 {
 	memset(r, 0, sizeof(*r));
-	memset(irq_levels, 0, sizeof(irq_levels));
+	for (int i = 0; i < 24; i++)
+		irq_levels[i] = 0;
 	r->vm.vm_fd = -1;
 	r->vm.pci = &r->pci;
 	assert_int_equal(pci_bus_init(&r->pci, &r->vm.pio, &r->vm.mmio), 0);
@@ -618,6 +620,50 @@ static void test_doorbell_device(void **state)
 	fake_destroy(&f);
 }
 
+/* Waits (bounded, 5 s) for cond to hold; what the device thread does is seen, not assumed. */
+#define WAIT_FOR(cond)                                                                             \
+	do {                                                                                       \
+		int tries_ = 0;                                                                    \
+		while (!(cond) && tries_++ < 5000)                                                 \
+			nanosleep(&(struct timespec){0, 1000000}, NULL);                             \
+		assert_true(cond);                                                                 \
+	} while (0)
+
+static int ring_peer1(struct fake *f)
+{
+	return ivshmem_client_ring(&f->c, 1, 0);
+}
+
+/* The device's own thread: incoming doorbells, a peer leaving, the server going, a clean stop. */
+static void test_doorbell_thread(void **state)
+{
+	struct fake f;
+	struct rig r;
+	unsigned gsi;
+	uint64_t one = 1;
+
+	fake_join(&f);
+	rig_init(&r, &f.c);
+	gsi = gsi_of(&r);
+	reg_write(&r, IVSHMEM_REG_INTR_MASK, 1);
+	assert_int_equal(ivshmem_start(&r.dev), 0);
+	assert_int_equal(write(f.own_fds[0], &one, 8), 8);
+	WAIT_FOR(irq_levels[gsi] == 1);
+	assert_int_equal(reg_read(&r, IVSHMEM_REG_INTR_STATUS), 1);
+	assert_int_equal(irq_levels[gsi], 0);
+	send_msg(f.server, 1, -1);
+	WAIT_FOR(ring_peer1(&f) == -ENOENT);
+	close(f.server);
+	f.server = -1;
+	WAIT_FOR(f.c.sock < 0);
+	/* Still interrupted through its own vectors after the server went. */
+	assert_int_equal(write(f.own_fds[1], &one, 8), 8);
+	WAIT_FOR(irq_levels[gsi] == 1);
+	rig_destroy(&r);
+	assert_false(r.dev.thread_started);
+	fake_destroy(&f);
+}
+
 /* The backing: a file whose size is not a power of two, or does not match size=, is refused. */
 static void test_backing_open(void **state)
 {
@@ -664,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_intr_registers),
 		cmocka_unit_test(test_bar2_follows),
 		cmocka_unit_test(test_doorbell_device),
+		cmocka_unit_test(test_doorbell_thread),
 		cmocka_unit_test(test_backing_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
