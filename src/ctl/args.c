@@ -10,7 +10,8 @@
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB] [--maxmem MiB]\n"
 	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
-	"                 [--pmem PATH[,ro|,rw]]... [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
+	"                 [--pmem PATH[,ro|,rw]]... [--shm path=P[,name=N][,size=S][,doorbell=0|1][,vectors=N]]...\n"
+	"                 [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
 	"                 [--net vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]\n"
 	"                        [,mode=none|routed|nat][,default=accept|drop|reject]]\n"
 	"                 [--on-reboot restart|exit] [--no-balloon] [--gang[=SKEW_MS]]\n"
@@ -169,7 +170,7 @@ static bool has_option(int argc, char **argv, const char *name)
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
 	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON, OPT_PMEM,
-	       OPT_NET, OPT_GANG };
+	       OPT_NET, OPT_GANG, OPT_SHM };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -183,6 +184,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"vcpus", required_argument, NULL, 'n'},
 		{"disk", required_argument, NULL, 'd'},
 		{"pmem", required_argument, NULL, OPT_PMEM},
+		{"shm", required_argument, NULL, OPT_SHM},
 		{"net", required_argument, NULL, OPT_NET},
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
 		{"console", required_argument, NULL, OPT_CONSOLE},
@@ -254,6 +256,15 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 			if (pmem_spec_parse(optarg, &cfg->pmems[cfg->npmems], why, sizeof(why)) < 0)
 				return bad(err, errlen, "--pmem %s", why);
 			cfg->npmems++;
+			break;
+		}
+		case OPT_SHM: {
+			char why[512];
+			if (cfg->nshms == VM_MAX_SHM)
+				return bad(err, errlen, "too many shared memory devices: at most %u", VM_MAX_SHM);
+			if (shm_spec_parse(optarg, cfg->nshms, &cfg->shms[cfg->nshms], why, sizeof(why)) < 0)
+				return bad(err, errlen, "--shm %s", why);
+			cfg->nshms++;
 			break;
 		}
 		case OPT_NET: {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vmm/aml.h"
+#include "vmm/pci.h"
 
 struct __attribute__((packed)) acpi_header {
 	char signature[4];
@@ -209,6 +210,41 @@ static void add_power_button(struct aml *sb)
 	aml_free(&pwrb);
 }
 
+/*
+ * PCI0._PRT: where each slot's INTA#..INTD# go. Every entry names a GSI
+ * directly (no link devices), which the OS takes as level-triggered and
+ * shared, as PCI wants; the mapping is pci_intx_gsi's, the bus's own.
+ */
+static void add_prt(struct aml *pci)
+{
+	struct aml entries, prt;
+
+	aml_init(&entries);
+	aml_init(&prt);
+	for (unsigned slot = 0; slot < PCI_MAX_DEVICES; slot++)
+		for (unsigned pin = 1; pin <= 4; pin++) {
+			struct aml e;
+
+			aml_init(&e);
+			aml_integer(&e, ((uint64_t)slot << 16) | 0xffff); /* any function of the slot */
+			aml_integer(&e, pin - 1);                        /* 0 = INTA# */
+			aml_integer(&e, 0);                              /* no link device: a GSI */
+			aml_integer(&e, pci_intx_gsi(slot, pin));
+			aml_package(&entries, 4, &e);
+			if (e.error)
+				entries.error = e.error;
+			aml_free(&e);
+		}
+	aml_package(&prt, PCI_MAX_DEVICES * 4, &entries);
+	if (entries.error)
+		prt.error = entries.error;
+	aml_name(pci, "_PRT", &prt);
+	if (prt.error)
+		pci->error = prt.error;
+	aml_free(&entries);
+	aml_free(&prt);
+}
+
 static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 {
 	struct aml s5, crs, crsbuf, pci, pci_dev, sb;
@@ -251,6 +287,7 @@ static int build_dsdt_aml(struct aml *out, const struct acpi_layout *l)
 	aml_name_integer(&pci, "_SEG", 0);
 	aml_name_integer(&pci, "_BBN", 0);
 	aml_name(&pci, "_CRS", &crsbuf);
+	add_prt(&pci);
 	aml_device(&pci_dev, "PCI0", &pci);
 	/*
 	 * Legacy devices are described too: on a hardware-reduced platform

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/netctl.h"
@@ -115,6 +116,113 @@ int pmem_spec_parse(const char *spec, struct pmem_config *p, char *err, size_t e
 	memcpy(p->path, spec, len);
 	p->path[len] = 0;
 	p->readonly = !seen_rw;
+	return 0;
+}
+
+/* "N[K|M|G]" bytes; -EINVAL unless a whole number without overflow. */
+static int shm_size_parse(const char *text, uint64_t *bytes)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		shift = 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30, end++;
+	if (*end || (v << shift) >> shift != v)
+		return -EINVAL;
+	*bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+int shm_spec_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
+		   size_t errlen)
+{
+	char buf[DISK_PATH_MAX + 256], *save = NULL, *tok;
+	bool vectors_given = false;
+
+	memset(s, 0, sizeof(*s));
+	if (strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "'%.40s...': too long", spec);
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	/* Every comma starts an option: paths with commas cannot be given (as for --pmem). */
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '='), *val;
+		unsigned long v;
+		char *end;
+
+		if (!eq) {
+			snprintf(err, errlen, "'%s': '%s' is not KEY=VALUE", spec, tok);
+			return -EINVAL;
+		}
+		*eq = 0;
+		val = eq + 1;
+		if (!strcmp(tok, "path")) {
+			if (!val[0] || strlen(val) >= sizeof(s->path)) {
+				snprintf(err, errlen, "'%s': path must be 1 to %zu bytes", spec,
+					 sizeof(s->path) - 1);
+				return -EINVAL;
+			}
+			strcpy(s->path, val);
+		} else if (!strcmp(tok, "name")) {
+			if (!val[0] || strlen(val) >= sizeof(s->name)) {
+				snprintf(err, errlen, "'%s': name must be 1 to %zu bytes", spec,
+					 sizeof(s->name) - 1);
+				return -EINVAL;
+			}
+			strcpy(s->name, val);
+		} else if (!strcmp(tok, "size")) {
+			if (shm_size_parse(val, &s->size) < 0 || s->size == 0) {
+				snprintf(err, errlen, "'%s': size '%s' is not a size (such as 4096, 64K, 4M, 1G)",
+					 spec, val);
+				return -EINVAL;
+			}
+		} else if (!strcmp(tok, "doorbell")) {
+			if (strcmp(val, "0") && strcmp(val, "1")) {
+				snprintf(err, errlen, "'%s': doorbell must be 0 or 1", spec);
+				return -EINVAL;
+			}
+			s->doorbell = val[0] == '1';
+		} else if (!strcmp(tok, "vectors")) {
+			errno = 0;
+			v = strtoul(val, &end, 10);
+			if (val[0] < '0' || val[0] > '9' || *end || errno || v < 1 || v > 64) {
+				snprintf(err, errlen, "'%s': vectors must be 1 to 64", spec);
+				return -EINVAL;
+			}
+			s->vectors = (unsigned)v;
+			vectors_given = true;
+		} else {
+			snprintf(err, errlen,
+				 "'%s': unknown option '%.64s' (expected path=, name=, size=, doorbell= "
+				 "or vectors=)",
+				 spec, tok);
+			return -EINVAL;
+		}
+	}
+	if (!s->path[0]) {
+		snprintf(err, errlen, "'%s': path= is missing", spec);
+		return -EINVAL;
+	}
+	if (vectors_given && !s->doorbell) {
+		snprintf(err, errlen, "'%s': vectors= needs doorbell=1", spec);
+		return -EINVAL;
+	}
+	if (!s->vectors)
+		s->vectors = 1;
+	if (!s->name[0])
+		snprintf(s->name, sizeof(s->name), "shm%u", index);
 	return 0;
 }
 

@@ -109,6 +109,15 @@ struct shm_config {
 };
 
 /*
+ * "path=P[,name=N][,size=S][,doorbell=0|1][,vectors=N]": the spec of
+ * `domus run --shm`. S takes a K, M or G suffix (binary); vectors (1..64,
+ * default 1) only with doorbell=1; name defaults to "shmI", I the index.
+ * 0, or -EINVAL with why in err (the message names the spec, no prefix).
+ */
+int shm_spec_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
+		   size_t errlen);
+
+/*
  * virtio-vsock. Hybrid (Firecracker's): the guest's connections to the host
  * (CID 2) port P go to the Unix socket "SOCKET_P"; a host program connects
  * to SOCKET and writes "CONNECT P\n" to reach the guest's port P. vhost:

@@ -18,7 +18,8 @@ static void mac_text(const uint8_t mac[6], char out[18])
 
 json_t *vm_config_to_json(const struct vm_config *cfg)
 {
-	json_t *o, *disks = json_array(), *pmems = json_array(), *nics = json_array();
+	json_t *o, *disks = json_array(), *pmems = json_array(), *nics = json_array(),
+	       *shms = json_array();
 	char mac[18];
 
 	for (unsigned i = 0; i < cfg->nnics; i++)
@@ -31,7 +32,7 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		      "deflate_on_oom", cfg->balloon_deflate_on_oom, "vcpus", (int)cfg->vcpus,
 		      "on_reboot", cfg->on_reboot == ON_REBOOT_EXIT ? "exit" : "restart", "console",
 		      cfg->console == CONSOLE_VIRTIO ? "virtio" : "serial", "verbose", cfg->verbose);
-	if (!o || !disks || !pmems || !nics)
+	if (!o || !disks || !pmems || !nics || !shms)
 		goto fail_all;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
@@ -49,11 +50,23 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		json_array_append_new(nics, json_pack("{s:s,s:s,s:s}", "mac", mac, "socket",
 						      cfg->nics[i].socket, "tap", cfg->nics[i].tap));
 	}
+	for (unsigned i = 0; i < cfg->nshms; i++) {
+		const struct shm_config *sc = &cfg->shms[i];
+		json_array_append_new(shms, json_pack("{s:s,s:s,s:I,s:b,s:i}", "name", sc->name, "path",
+						      sc->path, "size", (json_int_t)sc->size,
+						      "doorbell", sc->doorbell, "vectors",
+						      (int)sc->vectors));
+	}
 	if (cfg->gang_skew_us)
 		json_object_set_new(o, "gang_skew_us", json_integer(cfg->gang_skew_us));
 	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "pmems", pmems);
 	json_object_set_new(o, "nics", nics);
+	/* Only with regions: a VMM without ivshmem reads JSON from before they existed. */
+	if (cfg->nshms)
+		json_object_set_new(o, "shms", shms);
+	else
+		json_decref(shms);
 	return o;
 fail_all:
 	json_decref(o);
@@ -61,6 +74,7 @@ fail:
 	json_decref(disks);
 	json_decref(pmems);
 	json_decref(nics);
+	json_decref(shms);
 	return NULL;
 }
 
@@ -147,10 +161,35 @@ static int read_nic(const json_t *o, struct nic_config *n, char *err, size_t err
 	return 0;
 }
 
+/* Largest region a domain maps: far above what fits its PCI window, a bound on hostile numbers. */
+#define SHM_MAX_SIZE (1ULL << 40)
+
+static int read_shm(const json_t *o, struct shm_config *sc, char *err, size_t errlen)
+{
+	uint64_t size, vectors;
+	int ret;
+
+	if (!json_is_object(o))
+		return bad(err, errlen, "shms", "must hold objects");
+	if ((ret = string_field(o, "name", true, sc->name, sizeof(sc->name), err, errlen)) < 0 ||
+	    (ret = string_field(o, "path", true, sc->path, sizeof(sc->path), err, errlen)) < 0 ||
+	    (ret = number_field(o, "size", SHM_MAX_SIZE, &size, err, errlen)) < 0 ||
+	    (ret = bool_field(o, "doorbell", &sc->doorbell, err, errlen)) < 0 ||
+	    (ret = number_field(o, "vectors", 64, &vectors, err, errlen)) < 0)
+		return ret;
+	if (!sc->path[0])
+		return bad(err, errlen, "shms", "need a path");
+	if (vectors == 0)
+		return bad(err, errlen, "vectors", "must be 1 to 64");
+	sc->size = size;
+	sc->vectors = (unsigned)vectors;
+	return 0;
+}
+
 int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config_strings *s,
 			char *err, size_t errlen)
 {
-	const json_t *disks, *pmems, *nics, *item;
+	const json_t *disks, *pmems, *nics, *shms = NULL, *item;
 	uint64_t vcpus, verbose, gang = 0;
 	char on_reboot[16], console[16];
 	size_t i;
@@ -181,6 +220,9 @@ int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config
 	    (ret = number_field(j, "gang_skew_us", VM_GANG_SKEW_MAX_US, &gang, err, errlen)) < 0)
 		return ret;
 	cfg->gang_skew_us = (unsigned)gang;
+	if (json_object_get(j, "shms") &&
+	    (ret = list_field(j, "shms", VM_MAX_SHM, &shms, err, errlen)) < 0)
+		return ret;
 	cfg->vcpus = (unsigned)vcpus;
 	cfg->verbose = (int)verbose;
 	if (strcmp(on_reboot, "exit") && strcmp(on_reboot, "restart"))
@@ -204,6 +246,10 @@ int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config
 	json_array_foreach(nics, i, item)
 		if ((ret = read_nic(item, &cfg->nics[cfg->nnics++], err, errlen)) < 0)
 			return ret;
+	if (shms)
+		json_array_foreach(shms, i, item)
+			if ((ret = read_shm(item, &cfg->shms[cfg->nshms++], err, errlen)) < 0)
+				return ret;
 	cfg->kernel = s->kernel;
 	cfg->initrd = s->initrd[0] ? s->initrd : NULL;
 	cfg->cmdline = s->cmdline;

@@ -3,6 +3,14 @@
 #include <errno.h>
 #include <string.h>
 
+/*
+ * INTx state (the status bit, the command's Interrupt Disable, the shared
+ * lines' counts) changes from vCPU threads (config writes) and device
+ * threads (pci_set_intx) alike. One lock, the innermost: nothing is taken
+ * under it but the interrupt controller's ioctl.
+ */
+static pthread_mutex_t intx_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static uint16_t cfg16(const struct pci_device *p, unsigned off)
 {
 	uint16_t v;
@@ -36,8 +44,46 @@ uint32_t pci_config_read(struct pci_device *pdev, unsigned offset, unsigned len)
 
 	if (offset >= 256 || len > 256 - offset)
 		return 0xffffffff;
+	pthread_mutex_lock(&intx_lock);
 	memcpy(&v, pdev->config + offset, len);
+	pthread_mutex_unlock(&intx_lock);
 	return v;
+}
+
+unsigned pci_intx_gsi(unsigned slot, unsigned pin)
+{
+	return PCI_INTX_GSI_BASE + (slot + pin - 1) % PCI_INTX_GSIS;
+}
+
+/* Raises or lowers the function's share of its GSI to match its request. intx_lock held. */
+static void intx_update(struct pci_device *pdev)
+{
+	struct pci_bus *pci = pdev->bus;
+	bool want = pdev->intx_level && !(cfg16(pdev, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE);
+	unsigned gsi, *count;
+
+	if (!pdev->intx || !pci || want == pdev->intx_raised)
+		return;
+	gsi = pci_intx_gsi(pdev->slot, 1);
+	count = &pci->intx_count[gsi - PCI_INTX_GSI_BASE];
+	pdev->intx_raised = want;
+	if (want ? (*count)++ == 0 : --(*count) == 0) {
+		if (pci->set_irq)
+			pci->set_irq(pci->irq_opaque, gsi, want ? 1 : 0);
+	}
+}
+
+void pci_set_intx(struct pci_device *pdev, bool level)
+{
+	uint16_t status;
+
+	pthread_mutex_lock(&intx_lock);
+	pdev->intx_level = level;
+	status = cfg16(pdev, PCI_STATUS);
+	status = level ? status | PCI_STATUS_INTERRUPT : status & ~PCI_STATUS_INTERRUPT;
+	set_cfg16(pdev, PCI_STATUS, status);
+	intx_update(pdev);
+	pthread_mutex_unlock(&intx_lock);
 }
 
 /* Which BAR register (0..5) a config offset falls in, or -1. */
@@ -61,7 +107,7 @@ static void bar_write(struct pci_device *pdev, int reg, uint32_t value)
 		return;
 	}
 	{
-		uint32_t flags = pdev->bars[reg].is_64 ? 0x4 : 0x0;
+		uint32_t flags = (pdev->bars[reg].is_64 ? 0x4 : 0x0) | (pdev->bars[reg].prefetchable ? 0x8 : 0);
 		uint32_t mask = (uint32_t)~(pdev->bars[reg].size - 1);
 		set_cfg32(pdev, PCI_BAR0 + 4 * reg, (value & mask) | flags);
 	}
@@ -70,17 +116,23 @@ static void bar_write(struct pci_device *pdev, int reg, uint32_t value)
 void pci_config_write(struct pci_device *pdev, unsigned offset, unsigned len, uint32_t value)
 {
 	uint8_t bytes[4];
-	bool dev_bits = false;
+	bool dev_bits = false, command = false;
 
 	if (offset >= 256 || len > 256 - offset || (len != 1 && len != 2 && len != 4))
 		return;
 	if (bar_of(offset) >= 0) {
 		/* Sizing and programming use whole 32-bit accesses; ignore partial ones. */
-		if (len == 4 && (offset & 3) == 0)
+		if (len == 4 && (offset & 3) == 0) {
+			pthread_mutex_lock(&intx_lock);
 			bar_write(pdev, bar_of(offset), value);
+			pthread_mutex_unlock(&intx_lock);
+			if (pdev->ops->bars_changed)
+				pdev->ops->bars_changed(pdev);
+		}
 		return;
 	}
 	memcpy(bytes, &value, 4);
+	pthread_mutex_lock(&intx_lock);
 	for (unsigned i = 0; i < len; i++) {
 		unsigned o = offset + i;
 		uint8_t mask;
@@ -89,12 +141,20 @@ void pci_config_write(struct pci_device *pdev, unsigned offset, unsigned len, ui
 			mask = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
 		else if (o == PCI_COMMAND + 1)
 			mask = PCI_COMMAND_INTX_DISABLE >> 8;
+		else if (o == PCI_INTERRUPT_LINE)
+			mask = 0xff; /* the OS's note of where INTx goes; read/write for every function */
 		else {
 			mask = pdev->wmask[o];
 			dev_bits |= mask != 0;
 		}
+		command |= o == PCI_COMMAND || o == PCI_COMMAND + 1;
 		pdev->config[o] = (uint8_t)((pdev->config[o] & ~mask) | (bytes[i] & mask));
 	}
+	if (command)
+		intx_update(pdev); /* Interrupt Disable may have changed */
+	pthread_mutex_unlock(&intx_lock);
+	if (command && pdev->ops->bars_changed)
+		pdev->ops->bars_changed(pdev); /* memory decoding may have changed */
 	if (dev_bits && pdev->ops->config_written)
 		pdev->ops->config_written(pdev, offset, len);
 }
@@ -130,7 +190,9 @@ int pci_device_add(struct pci_bus *pci, struct pci_device *pdev, uint16_t vendor
 	pdev->config[PCI_HEADER_TYPE] = 0;
 	set_cfg16(pdev, PCI_SUBSYSTEM_VENDOR_ID, subsys_vendor);
 	set_cfg16(pdev, PCI_SUBSYSTEM_ID, subsys_id);
-	pdev->config[PCI_INTERRUPT_PIN] = 0; /* MSI-X only: no INTx routing to describe */
+	/* MSI-X-only functions (virtio) have no pin; the _PRT routes the others' pin A. */
+	pdev->config[PCI_INTERRUPT_PIN] = pdev->intx ? 1 : 0;
+	pdev->bus = pci;
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
 		uint64_t size = pdev->bars[i].size, addr;
 		if (!size)
@@ -141,7 +203,8 @@ int pci_device_add(struct pci_bus *pci, struct pci_device *pdev, uint16_t vendor
 		if (addr + size > PCI_MMIO_BASE + PCI_MMIO_SIZE)
 			return -ENOSPC;
 		pci->next_mmio = addr + size;
-		set_cfg32(pdev, PCI_BAR0 + 4 * i, (uint32_t)addr | (pdev->bars[i].is_64 ? 0x4 : 0));
+		set_cfg32(pdev, PCI_BAR0 + 4 * i, (uint32_t)addr | (pdev->bars[i].is_64 ? 0x4 : 0) |
+						     (pdev->bars[i].prefetchable ? 0x8 : 0));
 		if (pdev->bars[i].is_64) {
 			set_cfg32(pdev, PCI_BAR0 + 4 * (i + 1), (uint32_t)(addr >> 32));
 			i++;

@@ -25,6 +25,7 @@
 #define PCI_COMMAND_MASTER 0x4
 #define PCI_COMMAND_INTX_DISABLE 0x400
 #define PCI_STATUS 0x06
+#define PCI_STATUS_INTERRUPT 0x08 /* INTx asserted by the function (before Interrupt Disable) */
 #define PCI_STATUS_CAP_LIST 0x10
 #define PCI_REVISION_ID 0x08
 #define PCI_CLASS_PROG 0x09
@@ -33,7 +34,18 @@
 #define PCI_SUBSYSTEM_VENDOR_ID 0x2c
 #define PCI_SUBSYSTEM_ID 0x2e
 #define PCI_CAPABILITY_LIST 0x34
+#define PCI_INTERRUPT_LINE 0x3c
 #define PCI_INTERRUPT_PIN 0x3d
+
+/*
+ * Legacy INTx: pin P (1 = A .. 4 = D) of the device in slot S raises IOAPIC
+ * input PCI_INTX_GSI_BASE + (S + P - 1) % PCI_INTX_GSIS, the upper 8 of
+ * KVM's 24 IOAPIC pins (0..15 are the ISA ones). The DSDT's _PRT
+ * (vmm/acpi.c) tells the guest the same mapping; lines are level-triggered
+ * and shared, so the bus ORs the devices on a GSI.
+ */
+#define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_GSIS 8
 
 #define PCI_CAP_ID_MSIX 0x11
 #define PCI_CAP_ID_VNDR 0x09
@@ -47,12 +59,21 @@ struct pci_device_ops {
 			  unsigned len);
 	/* Called after the guest wrote config bytes [offset, offset+len) the device made writable. */
 	void (*config_written)(struct pci_device *pdev, unsigned offset, unsigned len);
+	/*
+	 * Called (bus lock held) after a write to a BAR or to the command
+	 * register: a device that maps a BAR into the guest itself (a KVM
+	 * memory slot) moves or drops the mapping. May be NULL.
+	 */
+	void (*bars_changed)(struct pci_device *pdev);
 };
 
 struct pci_bar {
 	uint64_t size; /* 0: BAR unused; otherwise a power of two >= 4096 */
 	bool is_64;
+	bool prefetchable;
 };
+
+struct pci_bus;
 
 struct pci_device {
 	uint8_t config[256];
@@ -63,6 +84,10 @@ struct pci_device {
 	unsigned slot;
 	unsigned cap_next; /* first free config byte for capabilities */
 	unsigned cap_last; /* offset of the last capability added */
+	bool intx;         /* set before pci_device_add: the function has INTx pin A */
+	bool intx_level;   /* what the function asks for (pci_set_intx) */
+	bool intx_raised;  /* whether it counts on its GSI now */
+	struct pci_bus *bus;
 };
 
 struct pci_bus {
@@ -72,6 +97,10 @@ struct pci_bus {
 	unsigned ndevices;
 	struct pci_device *devices[PCI_MAX_DEVICES];
 	uint64_t next_mmio;
+	/* Drives an interrupt controller input (vm_irq_line); NULL: INTx goes nowhere. */
+	void (*set_irq)(void *opaque, unsigned gsi, int level);
+	void *irq_opaque;
+	unsigned intx_count[PCI_INTX_GSIS]; /* functions asserting each shared GSI */
 };
 
 /* Registers the config ports and the MMIO window. Returns 0 or -errno. */
@@ -88,6 +117,16 @@ int pci_device_add(struct pci_bus *pci, struct pci_device *pdev, uint16_t vendor
 unsigned pci_add_capability(struct pci_device *pdev, const void *cap, unsigned len);
 /* The current guest-programmed address of a memory BAR. */
 uint64_t pci_bar_address(const struct pci_device *pdev, int bar);
+
+/* The IOAPIC input that pin (1..4) of slot raises. */
+unsigned pci_intx_gsi(unsigned slot, unsigned pin);
+/*
+ * A function with intx set asks for its INTx line to be asserted or not.
+ * The line rises only while Interrupt Disable (command bit 10) is clear;
+ * the Interrupt Status bit (status bit 3) shows the request either way,
+ * as PCI 2.3 masking wants (uio_pci_generic relies on it). Any thread.
+ */
+void pci_set_intx(struct pci_device *pdev, bool level);
 
 /* Config space accessors used by the bus and by tests. */
 uint32_t pci_config_read(struct pci_device *pdev, unsigned offset, unsigned len);

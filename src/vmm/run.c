@@ -184,6 +184,10 @@ static int check_config(const struct vm_config *cfg)
 		log_warnx("%u pmem devices: at most %u", cfg->npmems, VM_MAX_PMEM);
 		return -1;
 	}
+	if (cfg->nshms > VM_MAX_SHM) {
+		log_warnx("%u shared memory devices: at most %u", cfg->nshms, VM_MAX_SHM);
+		return -1;
+	}
 	for (unsigned i = 0; i < cfg->nnics; i++) {
 		if (cfg->nics[i].vfr && ++vfr > 1) {
 			log_warnx("network interface %u: one --net vfr per domain (its domus-net "
@@ -256,6 +260,8 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.pmem_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_NICS; i++)
 		d->res.tap_fds[i] = -1;
+	for (unsigned i = 0; i < VM_MAX_SHM; i++)
+		d->res.shms[i] = (struct ivshmem_backing){.fd = -1};
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nnics; i++) {
@@ -279,6 +285,15 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 			return -EINVAL;
 		}
 		d->res.pmem_fds[i] = fd;
+	}
+	/* Connected now: a confined VMM reaches no socket by path, and the server hands out the memory. */
+	for (unsigned i = 0; i < cfg->nshms; i++) {
+		char err[DISK_PATH_MAX + 256] = "";
+
+		if (ivshmem_backing_open(&cfg->shms[i], &d->res.shms[i], err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			return -EINVAL;
+		}
 	}
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		if (!cfg->disks[i].in_vmm)
@@ -325,6 +340,8 @@ void vmm_domain_close(struct vmm_domain *d)
 	for (unsigned i = 0; i < VM_MAX_NICS; i++)
 		if (d->res.tap_fds[i] >= 0)
 			close(d->res.tap_fds[i]);
+	for (unsigned i = 0; i < VM_MAX_SHM; i++)
+		ivshmem_backing_close(&d->res.shms[i]);
 	free(d->res.initrd);
 	d->res.initrd = NULL;
 	kernel_free(&d->kernel);

@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "devices/ivshmem.h"
 #include "devices/platform.h"
 #include "devices/serial.h"
 #include "devices/virtio_balloon.h"
@@ -37,6 +38,9 @@
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 #define KVM_TSS_ADDR 0xfffbd000ULL
 
+/* Memory slots this VMM uses at most: RAM's few, pmem's, ivshmem's; KVM offers hundreds. */
+#define VM_MAX_MEMSLOTS 64
+
 /* Everything one boot of a domain allocates, freed together. */
 struct domain {
 	struct vm vm;
@@ -53,6 +57,10 @@ struct domain {
 	unsigned npmems; /* added, so mapped */
 	struct virtio_net nets[VM_MAX_NICS];
 	struct vhost_user_net vnets[VM_MAX_NICS];
+	struct ivshmem shms[VM_MAX_SHM];
+	void *shm_maps[VM_MAX_SHM]; /* each region mapped for this boot, NULL if not */
+	uint64_t shm_sizes[VM_MAX_SHM];
+	unsigned nshms;             /* added, so destroyed */
 };
 
 static void kick_vcpus(struct vm *vm)
@@ -92,6 +100,12 @@ void vm_irq_line(struct vm *vm, unsigned gsi, int level)
 		return;
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
 		log_warn("KVM_IRQ_LINE %u", gsi);
+}
+
+/* The PCI bus's INTx lines are IOAPIC inputs (level: asserted while 1). */
+static void pci_irq(void *opaque, unsigned gsi, int level)
+{
+	vm_irq_line(opaque, gsi, level);
 }
 
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
@@ -383,6 +397,29 @@ int vm_add_memslot(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool 
 	return 0;
 }
 
+int vm_reserve_memslot(struct vm *vm)
+{
+	if (vm->nslots >= VM_MAX_MEMSLOTS)
+		return -ENOSPC;
+	return (int)vm->nslots++;
+}
+
+int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host)
+{
+	struct kvm_userspace_memory_region mr = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+
+	if (vm->vm_fd < 0)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
+		return -errno;
+	return 0;
+}
+
 static int map_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
 {
 	int ret = gmem_create(&vm->mem, size);
@@ -437,6 +474,42 @@ static int add_pmems(struct domain *d, const struct vm_config *cfg, const struct
 	return 0;
 }
 
+/* The ivshmem devices, their memory mapped for this boot (the guest's view follows BAR2). */
+static int add_shms(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res)
+{
+	int ret;
+
+	for (unsigned i = 0; i < cfg->nshms; i++) {
+		const struct ivshmem_backing *b = &res->shms[i];
+		const char *name = cfg->shms[i].name[0] ? cfg->shms[i].name : cfg->shms[i].path;
+		void *mem = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+
+		if (mem == MAP_FAILED) {
+			ret = -errno;
+			log_errno(ret, "shm %s: mapping %llu bytes", name, (unsigned long long)b->size);
+			return ret;
+		}
+		d->shm_maps[i] = mem;
+		d->shm_sizes[i] = b->size;
+		d->nshms = i + 1;
+		ret = ivshmem_add(&d->vm, &d->shms[i], name, mem, b->size, b->client);
+		if (ret == -ENOSPC) {
+			log_warnx("shm %s: %llu MiB does not fit the PCI window (%llu MiB, shared by every "
+				  "device)",
+				  name, (unsigned long long)b->size >> 20,
+				  (unsigned long long)PCI_MMIO_SIZE >> 20);
+			return ret;
+		}
+		if (ret < 0) {
+			log_errno(ret, "shm %s", name);
+			return ret;
+		}
+		log_debug("shm %s: ivshmem-%s, %llu KiB", name, b->client ? "doorbell" : "plain",
+			  (unsigned long long)b->size >> 10);
+	}
+	return 0;
+}
+
 static int add_devices(struct domain *d, const struct vm_config *cfg, const struct vm_resources *res,
 		       int console_fd)
 {
@@ -446,8 +519,11 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	vm->pci = &d->pci;
 	vm->serial = &d->serial;
 	vm->vcon = &d->console;
-	if ((ret = pci_bus_init(&d->pci, &vm->pio, &vm->mmio)) < 0 ||
-	    (ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, console_fd)) < 0 ||
+	if ((ret = pci_bus_init(&d->pci, &vm->pio, &vm->mmio)) < 0)
+		return ret;
+	d->pci.set_irq = pci_irq;
+	d->pci.irq_opaque = vm;
+	if ((ret = serial_add(vm, &d->serial, SERIAL_COM1_PORT, SERIAL_COM1_IRQ, console_fd)) < 0 ||
 	    (ret = rtc_add(vm, &d->rtc)) < 0 || (ret = power_add(vm)) < 0)
 		return ret;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
@@ -480,6 +556,9 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	    (ret = pvpanic_add(vm, &d->pvpanic)) < 0)
 		return ret;
 	if ((ret = add_pmems(d, cfg, res)) < 0)
+		return ret;
+	/* Last: their BARs can be large, and BARs are placed in order, each aligned to its size. */
+	if ((ret = add_shms(d, cfg, res)) < 0)
 		return ret;
 	if (cfg->balloon) {
 		vm->balloon = &d->balloon; /* destroyed with the domain even if adding fails */
@@ -610,6 +689,11 @@ static void domain_destroy(struct domain *d)
 		virtio_balloon_destroy(vm->balloon);
 	for (unsigned i = 0; i < d->npmems; i++)
 		virtio_pmem_destroy(&d->pmems[i]);
+	for (unsigned i = 0; i < d->nshms; i++) {
+		ivshmem_destroy(&d->shms[i]);
+		if (d->shm_maps[i])
+			munmap(d->shm_maps[i], d->shm_sizes[i]);
+	}
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -710,6 +794,9 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 		}
 		vm->vcpus[i].started = 1;
 	}
+	for (unsigned i = 0; i < d->nshms; i++)
+		if (ivshmem_start(&d->shms[i]) < 0)
+			vm_request_stop(vm, VM_ERROR, "cannot start an ivshmem device's thread");
 	if (atomic_load(&vm->stop_reason) == VM_RUNNING && gang_start(vm, detail, detail_len) < 0)
 		vm_request_stop(vm, VM_ERROR, detail);
 	if (fe->vm_changed)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/ivshmem.h"
 #include "vmm/boot.h"
 #include "vmm/bus.h"
 #include "vmm/config.h"
@@ -140,6 +141,14 @@ void vm_irq_line(struct vm *vm, unsigned gsi, int level);
  */
 int vm_add_memslot(struct vm *vm, uint64_t gpa, uint64_t size, void *host, bool readonly)
 	__attribute__((warn_unused_result));
+/* Reserves the next KVM memory slot number for a mapping that moves (a BAR); the slot or -ENOSPC. */
+int vm_reserve_memslot(struct vm *vm) __attribute__((warn_unused_result));
+/*
+ * Maps reserved slot at gpa (size 0: unmaps it). Without KVM (a device set
+ * built for a fuzzer or a test) there is nothing to map: 0. 0 or -errno.
+ */
+int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host)
+	__attribute__((warn_unused_result));
 /* Sends an MSI; returns 0 or -errno. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
@@ -157,6 +166,7 @@ struct vm_resources {
 	int pmem_fds[VM_MAX_PMEM]; /* the pmem backing files, checked (pmem_open) */
 	uint64_t pmem_sizes[VM_MAX_PMEM];
 	int tap_fds[VM_MAX_NICS]; /* the in-VMM network devices' TAPs, -1 for vhost-user ones */
+	struct ivshmem_backing shms[VM_MAX_SHM]; /* the ivshmem devices' memory and servers */
 };
 
 /*

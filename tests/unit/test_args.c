@@ -207,6 +207,51 @@ static void test_pmem(void **state)
 	assert_non_null(strstr(err, "too many pmem devices: at most 4"));
 }
 
+static void test_shm(void **state)
+{
+	char *argv[64] = {"run", "--kernel", "k"};
+	int argc = 3;
+
+	assert_int_equal(parse("--kernel", "k", "--shm", "path=/dev/shm/a", "--shm",
+			       "path=/run/s.sock,name=chan0,size=4M,doorbell=1,vectors=8", "--shm",
+			       "path=f,size=64K", NULL),
+			 0);
+	assert_int_equal(cfg.nshms, 3);
+	assert_string_equal(cfg.shms[0].path, "/dev/shm/a");
+	assert_string_equal(cfg.shms[0].name, "shm0"); /* named by its index unless given */
+	assert_int_equal(cfg.shms[0].size, 0);          /* the file's */
+	assert_false(cfg.shms[0].doorbell);
+	assert_int_equal(cfg.shms[0].vectors, 1);
+	assert_string_equal(cfg.shms[1].name, "chan0");
+	assert_int_equal(cfg.shms[1].size, 4 << 20);
+	assert_true(cfg.shms[1].doorbell);
+	assert_int_equal(cfg.shms[1].vectors, 8);
+	assert_string_equal(cfg.shms[2].name, "shm2");
+	assert_int_equal(cfg.shms[2].size, 64 << 10);
+	expect_error("path= is missing", parse("--kernel", "k", "--shm", "size=1M", NULL));
+	expect_error("unknown option 'bogus'", parse("--kernel", "k", "--shm", "path=a,bogus=1", NULL));
+	expect_error("is not KEY=VALUE", parse("--kernel", "k", "--shm", "path=a,ro", NULL));
+	expect_error("size '1T' is not a size", parse("--kernel", "k", "--shm", "path=a,size=1T", NULL));
+	expect_error("size '0' is not a size", parse("--kernel", "k", "--shm", "path=a,size=0", NULL));
+	expect_error("is not a size",
+		     parse("--kernel", "k", "--shm", "path=a,size=99999999999999999999G", NULL));
+	expect_error("is not a size", parse("--kernel", "k", "--shm", "path=a,size=-1", NULL));
+	expect_error("is not a size", parse("--kernel", "k", "--shm", "path=a,size=17179869184G", NULL));
+	expect_error("doorbell must be 0 or 1", parse("--kernel", "k", "--shm", "path=a,doorbell=yes", NULL));
+	expect_error("vectors must be 1 to 64",
+		     parse("--kernel", "k", "--shm", "path=a,doorbell=1,vectors=65", NULL));
+	expect_error("vectors must be 1 to 64",
+		     parse("--kernel", "k", "--shm", "path=a,doorbell=1,vectors=0", NULL));
+	expect_error("vectors= needs doorbell=1", parse("--kernel", "k", "--shm", "path=a,vectors=2", NULL));
+	expect_error("path must be", parse("--kernel", "k", "--shm", "path=", NULL));
+	for (int i = 0; i <= VM_MAX_SHM; i++) {
+		argv[argc++] = "--shm";
+		argv[argc++] = "path=p";
+	}
+	assert_int_equal(run_args_parse(argc, argv, &spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "too many shared memory devices: at most 4"));
+}
+
 /* The other two forms of --net, then the VFR's: domus run's own domus-net. */
 static void test_nic_spec(void **state)
 {
@@ -313,7 +358,7 @@ int main(void)
 	    cmocka_unit_test(test_errors),	 cmocka_unit_test(test_too_many_disks),
 	    cmocka_unit_test(test_help),	 cmocka_unit_test(test_vhost_user_disk),
 	    cmocka_unit_test(test_mem_size),	 cmocka_unit_test(test_maxmem_options),
-	    cmocka_unit_test(test_pmem),	 cmocka_unit_test(test_nic_spec),
+	    cmocka_unit_test(test_pmem), cmocka_unit_test(test_shm),	 cmocka_unit_test(test_nic_spec),
 	    cmocka_unit_test(test_net_vfr_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

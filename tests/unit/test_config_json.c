@@ -41,6 +41,15 @@ static void full_config(void)
 	memcpy(in.nics[0].mac, "\x52\x54\x00\x12\x34\x56", 6);
 	strcpy(in.nics[1].socket, "/tmp/domus-net.x/port.sock");
 	memcpy(in.nics[1].mac, "\x52\x54\x00\x12\x34\x57", 6);
+	in.nshms = 2;
+	strcpy(in.shms[0].name, "chan0");
+	strcpy(in.shms[0].path, "/run/domusd/shm/chan0.sock");
+	in.shms[0].doorbell = true;
+	in.shms[0].vectors = 4;
+	in.shms[0].size = 4 << 20;
+	strcpy(in.shms[1].name, "plain");
+	strcpy(in.shms[1].path, "/dev/shm/plain");
+	in.shms[1].vectors = 1;
 }
 
 static void test_round_trip(void **state)
@@ -72,6 +81,30 @@ static void test_round_trip(void **state)
 	assert_string_equal(out.nics[0].tap, "tap0");
 	assert_memory_equal(out.nics[1].mac, in.nics[1].mac, 6);
 	assert_string_equal(out.nics[1].socket, in.nics[1].socket);
+	assert_int_equal(out.nshms, 2);
+	assert_string_equal(out.shms[0].name, "chan0");
+	assert_string_equal(out.shms[0].path, in.shms[0].path);
+	assert_int_equal(out.shms[0].size, 4 << 20);
+	assert_true(out.shms[0].doorbell);
+	assert_int_equal(out.shms[0].vectors, 4);
+	assert_string_equal(out.shms[1].path, "/dev/shm/plain");
+	assert_false(out.shms[1].doorbell);
+	assert_int_equal(out.shms[1].size, 0);
+}
+
+/* A configuration from before ivshmem (no "shms") reads as no regions. */
+static void test_no_shms(void **state)
+{
+	json_t *j;
+
+	(void)state;
+	full_config();
+	in.nshms = 0;
+	j = vm_config_to_json(&in);
+	assert_null(json_object_get(j, "shms"));
+	assert_int_equal(vm_config_from_json(j, &out, &strings, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_int_equal(out.nshms, 0);
 }
 
 /* A --net vfr interface is the front's to serve: unserved, it cannot be handed over. */
@@ -125,6 +158,30 @@ static void test_bad_fields_named(void **state)
 	assert_non_null(strstr(err, "'disks'"));
 	assert_int_equal(read_text("{\"disks\": [{\"path\": \"/x\"}]}"), -EINVAL);
 	assert_int_equal(read_text("{\"cmdline\": \"a\\u0000b\"}"), -EINVAL);
+	assert_int_equal(read_text("{\"shms\": 3}"), -EINVAL);
+	assert_non_null(strstr(err, "'shms'"));
+	assert_int_equal(read_text("{\"shms\": [1, 2, 3, 4, 5]}"), -EINVAL);
+	assert_non_null(strstr(err, "'shms'"));
+	assert_int_equal(read_text("{\"shms\": [\"x\"]}"), -EINVAL);
+	assert_non_null(strstr(err, "'shms'"));
+	assert_int_equal(read_text("{\"shms\": [{\"name\": \"a\", \"path\": \"/p\", \"size\": -1, "
+				   "\"doorbell\": false, \"vectors\": 1}]}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'size'"));
+	assert_int_equal(read_text("{\"shms\": [{\"name\": \"a\", \"path\": \"/p\", \"size\": 0, "
+				   "\"doorbell\": true, \"vectors\": 65}]}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'vectors'"));
+	assert_int_equal(read_text("{\"shms\": [{\"name\": \"a\", \"path\": \"/p\", \"size\": 0, "
+				   "\"doorbell\": true, \"vectors\": 0}]}"),
+			 -EINVAL);
+	assert_int_equal(read_text("{\"shms\": [{\"name\": \"a\", \"path\": \"\", \"size\": 0, "
+				   "\"doorbell\": false, \"vectors\": 1}]}"),
+			 -EINVAL);
+	assert_int_equal(read_text("{\"shms\": [{\"name\": \"a\", \"path\": \"/p\", \"size\": 0, "
+				   "\"doorbell\": \"yes\", \"vectors\": 1}]}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'doorbell'"));
 	json_t *list = json_array();
 	assert_int_equal(vm_config_from_json(list, &out, &strings, err, sizeof(err)), -EINVAL);
 	json_decref(list);
@@ -134,6 +191,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_no_shms),
 	    cmocka_unit_test(test_unserved_vfr_refused),
 	    cmocka_unit_test(test_bad_fields_named),
 	};

@@ -121,6 +121,132 @@ static void test_conf1(void **state)
 	assert_int_equal(v, 0xffffffff);
 }
 
+/* What the bus asked of the interrupt controller. */
+static int irq_levels[24];
+static unsigned irq_calls;
+
+static void record_irq(void *opaque, unsigned gsi, int level)
+{
+	assert_true(gsi < 24);
+	irq_levels[gsi] = level;
+	irq_calls++;
+}
+
+static void changed(struct pci_device *pdev)
+{
+	(*(unsigned *)pdev->opaque)++;
+}
+
+static const struct pci_device_ops counting_ops = {.bars_changed = changed};
+
+/* Pin A, the status bit, Interrupt Disable, and two functions sharing a GSI. */
+static void test_intx(void **state)
+{
+	struct pci_bus pci;
+	struct bus pio, mmio;
+	struct pci_device d, others[8];
+	unsigned gsi;
+
+	setup_dev(&pci, &pio, &mmio, &d);
+	memset(irq_levels, 0, sizeof(irq_levels));
+	irq_calls = 0;
+	pci.set_irq = record_irq;
+	/* A function without INTx (virtio): pin 0, and asking for the line does nothing. */
+	assert_int_equal(pci_config_read(&d, PCI_INTERRUPT_PIN, 1), 0);
+	pci_set_intx(&d, true);
+	assert_int_equal(irq_calls, 0);
+	/* Functions with INTx, up to slot 10: slot 2 and slot 10 share a GSI. */
+	for (int i = 0; i < 8; i++) {
+		memset(&others[i], 0, sizeof(others[i]));
+		others[i].ops = &no_ops;
+		others[i].intx = true;
+		assert_int_equal(pci_device_add(&pci, &others[i], 0x1af4, 0x1110, 0x050000, 0x1af4, 0x1100), 0);
+	}
+	struct pci_device *a = &others[0], *b = &others[8 - 1];
+	assert_int_equal(a->slot, 2);
+	assert_int_equal(b->slot, 9);
+	assert_int_equal(pci_config_read(a, PCI_INTERRUPT_PIN, 1), 1);
+	assert_int_equal(pci_intx_gsi(2, 1), 18);
+	assert_int_equal(pci_intx_gsi(9, 1), 17);
+	assert_int_equal(pci_intx_gsi(10, 1), 18);
+	assert_int_equal(pci_intx_gsi(31, 4), 16 + (31 + 3) % 8);
+	/* The OS notes the line it routed in Interrupt Line. */
+	pci_config_write(a, PCI_INTERRUPT_LINE, 1, 18);
+	assert_int_equal(pci_config_read(a, PCI_INTERRUPT_LINE, 1), 18);
+
+	gsi = pci_intx_gsi(a->slot, 1);
+	pci_set_intx(a, true);
+	assert_int_equal(irq_levels[gsi], 1);
+	assert_true(pci_config_read(a, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	/* Interrupt Disable drops the line; the status bit still shows the request. */
+	pci_config_write(a, PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
+	assert_int_equal(irq_levels[gsi], 0);
+	assert_true(pci_config_read(a, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	pci_config_write(a, PCI_COMMAND, 2, 0);
+	assert_int_equal(irq_levels[gsi], 1);
+	pci_set_intx(a, false);
+	assert_int_equal(irq_levels[gsi], 0);
+	assert_false(pci_config_read(a, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	/* A request while disabled raises nothing until enabled again. */
+	pci_config_write(a, PCI_COMMAND, 2, PCI_COMMAND_INTX_DISABLE);
+	irq_calls = 0;
+	pci_set_intx(a, true);
+	assert_int_equal(irq_calls, 0);
+	pci_set_intx(a, false);
+	pci_config_write(a, PCI_COMMAND, 2, 0);
+	assert_int_equal(irq_calls, 0);
+
+	/* Shared: the line stays up until the last function on it lets go. */
+	{
+		struct pci_device e;
+		memset(&e, 0, sizeof(e));
+		e.ops = &no_ops;
+		e.intx = true;
+		assert_int_equal(pci_device_add(&pci, &e, 0x1af4, 0x1110, 0x050000, 0x1af4, 0x1100), 0);
+		assert_int_equal(e.slot, 10);
+		assert_int_equal(pci_intx_gsi(e.slot, 1), gsi);
+		pci_set_intx(a, true);
+		pci_set_intx(&e, true);
+		pci_set_intx(a, false);
+		assert_int_equal(irq_levels[gsi], 1);
+		pci_set_intx(&e, true); /* again: no double count */
+		pci_set_intx(&e, false);
+		assert_int_equal(irq_levels[gsi], 0);
+	}
+	(void)b;
+}
+
+/* A device that maps a BAR itself hears of BAR and command writes. */
+static void test_bars_changed(void **state)
+{
+	struct pci_bus pci;
+	struct bus pio, mmio;
+	struct pci_device d;
+	unsigned calls = 0;
+
+	memset(&pio, 0, sizeof(pio));
+	memset(&mmio, 0, sizeof(mmio));
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(pci_bus_init(&pci, &pio, &mmio), 0);
+	d.ops = &counting_ops;
+	d.opaque = &calls;
+	d.bars[2] = (struct pci_bar){.size = 0x100000, .is_64 = true, .prefetchable = true};
+	assert_int_equal(pci_device_add(&pci, &d, 0x1af4, 0x1110, 0x050000, 0x1af4, 0x1100), 0);
+	/* 64-bit prefetchable memory: type bits 0b1100. */
+	assert_int_equal(pci_config_read(&d, PCI_BAR0 + 8, 4) & 0xf, 0xc);
+	pci_config_write(&d, PCI_BAR0 + 8, 4, 0xffffffff);
+	assert_int_equal(pci_config_read(&d, PCI_BAR0 + 8, 4), 0xfff0000c);
+	assert_int_equal(calls, 1);
+	pci_config_write(&d, PCI_BAR0 + 8, 4, 0xe8000000);
+	pci_config_write(&d, PCI_BAR0 + 12, 4, 0);
+	assert_int_equal(calls, 3);
+	assert_int_equal(pci_bar_address(&d, 2), 0xe8000000);
+	pci_config_write(&d, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	assert_int_equal(calls, 4);
+	pci_config_write(&d, PCI_BAR0 + 8, 2, 0); /* partial: ignored */
+	assert_int_equal(calls, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +254,8 @@ int main(void)
 		cmocka_unit_test(test_read_only_fields),
 		cmocka_unit_test(test_capabilities),
 		cmocka_unit_test(test_conf1),
+		cmocka_unit_test(test_intx),
+		cmocka_unit_test(test_bars_changed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
