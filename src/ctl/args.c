@@ -262,7 +262,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 			char why[512];
 			if (cfg->nshms == VM_MAX_SHM)
 				return bad(err, errlen, "too many shared memory devices: at most %u", VM_MAX_SHM);
-			if (shm_spec_parse(optarg, cfg->nshms, &cfg->shms[cfg->nshms], why, sizeof(why)) < 0)
+			if (shm_option_parse(optarg, cfg->nshms, &cfg->shms[cfg->nshms], why, sizeof(why)) < 0)
 				return bad(err, errlen, "--shm %s", why);
 			cfg->nshms++;
 			break;

@@ -144,7 +144,7 @@ static int shm_size_parse(const char *text, uint64_t *bytes)
 	return 0;
 }
 
-int shm_spec_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
+int shm_option_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
 		   size_t errlen)
 {
 	char buf[DISK_PATH_MAX + 256], *save = NULL, *tok;

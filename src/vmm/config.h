@@ -114,7 +114,7 @@ struct shm_config {
  * default 1) only with doorbell=1; name defaults to "shmI", I the index.
  * 0, or -EINVAL with why in err (the message names the spec, no prefix).
  */
-int shm_spec_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
+int shm_option_parse(const char *spec, unsigned index, struct shm_config *s, char *err,
 		   size_t errlen);
 
 /*
