@@ -14,7 +14,8 @@
  * OPTIONS: -d BDF (the device; default the first 1af4:1110); -i (doorbell
  * interrupts through uio, or fail), -v (through vfio-pci's MSI-X, or
  * fail), -p (poll); the default takes the first of the three that works;
- * -t SECONDS (how long to wait for the peer; default 60).
+ * -t SECONDS (how long to wait for the peer; default 60); -r SECONDS (a
+ * session whose ring stands still that long ends: the peer is gone).
  *
  * serve, sink and recv are the channel's server, ping, stream and send its
  * client. An empty message ends a session.
@@ -297,7 +298,7 @@ static int cmd_raw(struct shmchan *ch, const char *cmd, char **args, int n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -v | -p] [-t SECONDS] serve | sink | recv |\n"
+	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -v | -p] [-t SECONDS] [-r SECONDS] serve | sink | recv |\n"
 			"         ping COUNT SIZE | stream MIB SIZE | send TEXT... |\n"
 			"         peek OFFSET | poke OFFSET VALUE... | doorbell PEER [VECTOR]\n");
 	return 2;
@@ -306,7 +307,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	struct shmchan_opts opts = {.wait = SHMCHAN_WAIT_AUTO};
-	unsigned long timeout_s = 60, a = 0, b = 0;
+	unsigned long timeout_s = 60, idle_s = 0, a = 0, b = 0;
 	struct shmchan *ch;
 	const char *cmd, *err;
 	bool server, raw = false;
@@ -314,7 +315,7 @@ int main(int argc, char **argv)
 	size_t cap;
 	int c, r;
 
-	while ((c = getopt(argc, argv, "d:ipt:v")) != -1) {
+	while ((c = getopt(argc, argv, "d:ipr:t:v")) != -1) {
 		switch (c) {
 		case 'd':
 			opts.bdf = optarg;
@@ -330,6 +331,10 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			if (parse_count(optarg, 86400, &timeout_s))
+				return usage();
+			break;
+		case 'r':
+			if (parse_count(optarg, 86400, &idle_s))
 				return usage();
 			break;
 		default:
@@ -371,6 +376,7 @@ int main(int argc, char **argv)
 		r = cmd_raw(ch, cmd, argv + optind, argc - optind);
 		goto out;
 	}
+	shmchan_set_idle_timeout(ch, (int)idle_s * 1000);
 	r = server ? shmchan_serve(ch, (int)timeout_s * 1000) : shmchan_connect(ch, (int)timeout_s * 1000);
 	if (r) {
 		r = fail(ch, server ? "waiting for a client" : "connecting to the server", r);

@@ -170,6 +170,11 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 	__attribute__((warn_unused_result));
 /* Lays out the channel and waits up to timeout_ms (-1: forever) for a
  * client: 0, -ETIMEDOUT, or -errno. */
+/*
+ * A send or receive that waits timeout_ms (0: forever, the default) with
+ * the ring not moving gives up with -ETIMEDOUT: the peer is gone or stuck.
+ */
+void shmchan_set_idle_timeout(struct shmchan *ch, int timeout_ms);
 int shmchan_serve(struct shmchan *ch, int timeout_ms);
 /* Waits up to timeout_ms (-1: forever) for a server's header, attaches and
  * rings the server: 0, -ETIMEDOUT, or -errno. */

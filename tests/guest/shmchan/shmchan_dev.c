@@ -23,6 +23,8 @@
 
 #define PCI_DEVICES "/sys/bus/pci/devices"
 #define UIO_DRIVER "/sys/bus/pci/drivers/uio_pci_generic"
+#define PCI_COMMAND_OFFSET 4
+#define PCI_COMMAND_INTX_DISABLE_BIT 0x400
 #define REG_INTR_MASK 0
 #define REG_INTR_STATUS 1
 #define REG_IVPOSITION 2
@@ -43,8 +45,10 @@ struct shmchan {
 	void *mem;
 	size_t mem_size;
 	int irq_fd; /* uio's fd, vfio's eventfd, or -1 when polling */
+	int config_fd; /* uio: the device's PCI config space, to unmask INTx */
 	struct shmchan_vfio vfio;
 	int spins; /* polling: spins since the ring last moved */
+	int idle_ms; /* a send or receive gives up after this long without the ring moving; 0: never */
 };
 
 static int64_t now_ms(void)
@@ -257,13 +261,44 @@ static int map_bar(const struct shmchan *ch, int bar, void **out, size_t *size)
 	return r;
 }
 
-/* Whether uio got the device an interrupt: uio refuses (EIO) to unmask
- * an interrupt a device does not have. */
-static bool uio_has_irq(const struct shmchan *ch)
+/*
+ * Whether uio got the device an interrupt: a device without an INTx pin
+ * (QEMU's ivshmem-doorbell) has irq 0. uio_pci_generic has no irqcontrol
+ * (writing /dev/uioN fails with ENOSYS): its handler masks INTx with the
+ * command register's Interrupt Disable bit, and user space clears that bit
+ * through the config space to take the next interrupt (uio_unmask_intx).
+ */
+static bool uio_has_irq(struct shmchan *ch)
 {
-	uint32_t one = 1;
+	char path[PATH_MAX], text[32] = "";
+	int fd;
 
-	return write(ch->irq_fd, &one, sizeof(one)) == sizeof(one) || errno != EIO;
+	snprintf(path, sizeof(path), PCI_DEVICES "/%s/irq", ch->bdf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (read(fd, text, sizeof(text) - 1) < 0)
+		text[0] = 0;
+	close(fd);
+	if (atoi(text) <= 0)
+		return false;
+	snprintf(path, sizeof(path), PCI_DEVICES "/%s/config", ch->bdf);
+	ch->config_fd = open(path, O_RDWR | O_CLOEXEC);
+	return ch->config_fd >= 0;
+}
+
+static int uio_unmask_intx(struct shmchan *ch)
+{
+	uint16_t command;
+
+	if (pread(ch->config_fd, &command, sizeof(command), PCI_COMMAND_OFFSET) != sizeof(command))
+		return -EIO;
+	if (!(command & PCI_COMMAND_INTX_DISABLE_BIT))
+		return 0;
+	command &= (uint16_t)~PCI_COMMAND_INTX_DISABLE_BIT;
+	if (pwrite(ch->config_fd, &command, sizeof(command), PCI_COMMAND_OFFSET) != sizeof(command))
+		return -EIO;
+	return 0;
 }
 
 static bool has_iommu(const struct shmchan *ch)
@@ -330,6 +365,7 @@ int shmchan_open(struct shmchan **out, const struct shmchan_opts *opts, const ch
 		return -ENOMEM;
 	}
 	ch->irq_fd = -1;
+	ch->config_fd = -1;
 	ch->vfio = (struct shmchan_vfio){.container = -1, .group = -1, .device = -1, .eventfd = -1};
 	ch->wait = opts->wait;
 	r = find_device(ch, opts->bdf, err);
@@ -393,13 +429,15 @@ void shmchan_close(struct shmchan *ch)
 		shmchan_vfio_close(&ch->vfio);
 	else if (ch->irq_fd >= 0)
 		close(ch->irq_fd);
+	if (ch->config_fd >= 0)
+		close(ch->config_fd);
 	free(ch);
 }
 
 int shmchan_ack(struct shmchan *ch)
 {
 	uint64_t events;
-	uint32_t count, one = 1;
+	uint32_t count;
 
 	if (ch->wait == SHMCHAN_WAIT_VFIO) {
 		if (read(ch->irq_fd, &events, sizeof(events)) < 0 && errno != EAGAIN)
@@ -410,12 +448,10 @@ int shmchan_ack(struct shmchan *ch)
 		return 0;
 	if (read(ch->irq_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		return -errno;
-	/* Reading IntrStatus clears it, lowering INTx before uio unmasks it;
+	/* Reading IntrStatus clears it, lowering INTx before it is unmasked;
 	 * a doorbell after this read raises it again. */
 	(void)ch->regs[REG_INTR_STATUS];
-	if (write(ch->irq_fd, &one, sizeof(one)) != sizeof(one))
-		return -errno;
-	return 0;
+	return uio_unmask_intx(ch);
 }
 
 static void ring_peer(struct shmchan *ch)
@@ -535,6 +571,7 @@ static ssize_t chan_attempt(struct shmchan *ch, const void *msg, void *buf, size
 static ssize_t chan_block(struct shmchan *ch, struct shmchan_ring *ring, const void *msg,
 			  void *buf, size_t n)
 {
+	int64_t deadline = ch->idle_ms > 0 ? now_ms() + ch->idle_ms : -1;
 	bool waiting = false;
 	ssize_t r;
 
@@ -546,13 +583,20 @@ static ssize_t chan_block(struct shmchan *ch, struct shmchan_ring *ring, const v
 			waiting = true;
 			continue;
 		}
-		r = chan_wait(ch, 0);
+		r = time_left(deadline);
+		if (!r)
+			r = chan_wait(ch, 0);
 		if (r)
 			break;
 	}
 	if (waiting)
 		shmchan_ring_set_waiting(ring, false);
 	return r;
+}
+
+void shmchan_set_idle_timeout(struct shmchan *ch, int timeout_ms)
+{
+	ch->idle_ms = timeout_ms > 0 ? timeout_ms : 0;
 }
 
 int shmchan_send(struct shmchan *ch, const void *msg, size_t len)
