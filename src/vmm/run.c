@@ -16,6 +16,8 @@
 
 #include "devices/virtio_net.h"
 #include "devices/virtio_pmem.h"
+#include "devices/virtio_vsock.h"
+#include "devices/vhost_vsock.h"
 #include "lib/log.h"
 #include "lib/passed_fd.h"
 #include "vmm/boot.h"
@@ -196,6 +198,10 @@ static int check_config(const struct vm_config *cfg)
 			return -1;
 		}
 	}
+	if (vm_config_check_vsock(&cfg->vsock, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return -1;
+	}
 	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
@@ -256,6 +262,7 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.pmem_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_NICS; i++)
 		d->res.tap_fds[i] = -1;
+	d->res.vsock_fd = -1;
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nnics; i++) {
@@ -269,6 +276,18 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 			return -EINVAL;
 		}
 		d->res.tap_fds[i] = fd;
+	}
+	if (cfg->vsock.cid) {
+		char err[512];
+		/* Both made now: the confined VMM can neither bind a socket nor open a device. */
+		int fd = cfg->vsock.vhost ? vhost_vsock_open(&cfg->vsock, err, sizeof(err))
+					  : virtio_vsock_listen(&cfg->vsock, err, sizeof(err));
+
+		if (fd < 0) {
+			log_warnx("%s", err);
+			return -EINVAL;
+		}
+		d->res.vsock_fd = fd;
 	}
 	for (unsigned i = 0; i < cfg->npmems; i++) {
 		char err[DISK_PATH_MAX + 256];
@@ -325,6 +344,8 @@ void vmm_domain_close(struct vmm_domain *d)
 	for (unsigned i = 0; i < VM_MAX_NICS; i++)
 		if (d->res.tap_fds[i] >= 0)
 			close(d->res.tap_fds[i]);
+	if (d->res.vsock_fd >= 0)
+		close(d->res.vsock_fd);
 	free(d->res.initrd);
 	d->res.initrd = NULL;
 	kernel_free(&d->kernel);

@@ -157,6 +157,7 @@ struct vm_resources {
 	int pmem_fds[VM_MAX_PMEM]; /* the pmem backing files, checked (pmem_open) */
 	uint64_t pmem_sizes[VM_MAX_PMEM];
 	int tap_fds[VM_MAX_NICS]; /* the in-VMM network devices' TAPs, -1 for vhost-user ones */
+	int vsock_fd; /* vsock: the hybrid's listening socket or /dev/vhost-vsock; -1 without */
 };
 
 /*
