@@ -2,8 +2,8 @@
  * vsock: AF_VSOCK from a shell, inside a guest whose busybox nc has none.
  * Built static (bench/meson.build) and appended to a test's initramfs.
  *
- *   vsock listen PORT          serve connections one after another, echoing
- *                              each back to its sender
+ *   vsock listen PORT          serve connections, each in its own process,
+ *                              echoing each back to its sender
  *   vsock connect CID PORT     stdin to the peer, the peer to stdout; stdin's
  *                              end is a half-close, the peer's ends it
  *   vsock send CID PORT MIB    write MIB MiB, then report "sent N bytes in S s (R MiB/s)"
@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,11 +127,18 @@ int main(int argc, char **argv)
 
 		printf("vsock: listening on port %s\n", argv[2]);
 		fflush(stdout);
+		signal(SIGCHLD, SIG_IGN); /* children reap themselves */
 		for (;;) {
 			int c = accept(l, NULL, NULL);
 
-			if (c >= 0)
+			if (c < 0)
+				continue;
+			if (fork() == 0) {
+				close(l);
 				echo(c);
+				_exit(0);
+			}
+			close(c);
 		}
 	}
 	if (argc == 4 && !strcmp(argv[1], "connect"))
