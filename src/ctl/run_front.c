@@ -149,8 +149,14 @@ static void serve_broker(int fd, const struct vm_config *cfg)
 		named |= cfg->disks[i].vhost_user && !strcmp(cfg->disks[i].path, path);
 	for (unsigned i = 0; i < cfg->nnics; i++)
 		named |= cfg->nics[i].socket[0] && !strcmp(cfg->nics[i].socket, path);
-	named |= vsock_port_socket(&cfg->vsock, path);
-	sock = named ? unix_connect(path, SOCK_STREAM) : -EACCES;
+	/*
+	 * A guest's vsock connection: never wait on a host listener whose
+	 * backlog is full (domus-vmm's device thread waits for this answer).
+	 */
+	if (vsock_port_socket(&cfg->vsock, path))
+		sock = unix_connect(path, SOCK_STREAM | SOCK_NONBLOCK);
+	else
+		sock = named ? unix_connect(path, SOCK_STREAM) : -EACCES;
 	if (sock >= 0) {
 		unix_send_fds(fd, "ok", 2, &sock, 1);
 		close(sock);
