@@ -228,12 +228,15 @@ int virtio_vsock_add(struct vm *vm, struct virtio_vsock *v, const struct vsock_c
 	if (v->wake_fd < 0)
 		return -errno;
 	v->bounce = malloc(VSOCK_HDR_LEN + VSOCK_MAX_PKT);
+	if (!v->bounce) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	if (listen_fd >= 0 && (lfd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
 		ret = -errno;
 		goto fail;
 	}
-	if (!v->bounce || (ret = vsock_hybrid_init(&v->hybrid, cfg->cid, cfg->socket, lfd)) < 0) {
-		ret = v->bounce ? ret : -ENOMEM;
+	if ((ret = vsock_hybrid_init(&v->hybrid, cfg->cid, cfg->socket, lfd)) < 0) {
 		if (lfd >= 0)
 			close(lfd);
 		goto fail;
