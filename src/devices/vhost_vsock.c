@@ -90,6 +90,11 @@ static void stop_kernel(struct vhost_vsock *v)
 {
 	int off = 0;
 
+	for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
+		if (v->kick_addr[q] &&
+		    virtio_queue_ioeventfd(&v->vdev, q, v->kick_fd[q], false, &v->kick_addr[q]) == 0)
+			v->kick_addr[q] = 0;
+
 	if (v->running && ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off) < 0)
 		log_warn("vhost-vsock: VHOST_VSOCK_SET_RUNNING 0");
 	v->running = false;
@@ -192,6 +197,10 @@ static void driver_ok(struct virtio_dev *vd)
 		return;
 	}
 	v->running = true;
+	/* The driver's kicks straight to the kernel, without a stop in the VMM; relayed if KVM cannot. */
+	for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
+		if (virtio_queue_ioeventfd(vd, q, v->kick_fd[q], true, &v->kick_addr[q]) < 0)
+			v->kick_addr[q] = 0;
 }
 
 /* The kernel's calls become the queues' interrupts. */

@@ -2,9 +2,10 @@
  * virtio-vsock served by the host kernel's vhost-vsock (/dev/vhost-vsock,
  * module vhost_vsock): the kernel reads and fills the receive and transmit
  * queues in guest memory itself, and host programs reach the guest with
- * AF_VSOCK at its CID. The VMM keeps the PCI transport and the event queue,
- * relays the driver's kicks to the kernel's kick eventfds and turns its
- * call eventfds into the queues' MSI-X interrupts (a device thread).
+ * AF_VSOCK at its CID. The VMM keeps the PCI transport and the event queue;
+ * the driver's kicks reach the kernel's kick eventfds through KVM (an
+ * ioeventfd on the notify address; relayed by the VMM where that fails),
+ * and a device thread turns the kernel's calls into MSI-X interrupts.
  */
 #ifndef DOMUS_VHOST_VSOCK_H
 #define DOMUS_VHOST_VSOCK_H
@@ -24,6 +25,7 @@ struct vhost_vsock {
 	uint64_t host_features;
 	int kick_fd[2], call_fd[2], stop_fd;
 	bool running;
+	uint64_t kick_addr[2]; /* where KVM signals kick_fd (virtio_queue_ioeventfd), 0: relayed */
 	bool active;
 	pthread_t thread;
 };

@@ -58,10 +58,30 @@ static void queue_notify(struct virtio_dev *vd, unsigned q)
 	wake(of(vd));
 }
 
+/* Notifies stop leaving the guest: KVM wakes the device thread itself. Lock held. */
+static void notifies_to_kvm(struct virtio_vsock *v, bool on)
+{
+	for (unsigned q = VIRTIO_VSOCK_RX; q <= VIRTIO_VSOCK_TX; q++) {
+		if (on == !!v->notify_addr[q])
+			continue;
+		if (virtio_queue_ioeventfd(&v->vdev, q, v->wake_fd, on, &v->notify_addr[q]) < 0)
+			continue; /* queue_notify still wakes the thread */
+		if (!on)
+			v->notify_addr[q] = 0;
+	}
+}
+
+static void driver_ok(struct virtio_dev *vd)
+{
+	notifies_to_kvm(of(vd), true);
+	wake(of(vd));
+}
+
 static void reset(struct virtio_dev *vd)
 {
 	struct virtio_vsock *v = of(vd);
 
+	notifies_to_kvm(v, false);
 	/* The thread closes the connections: it is the one polling their descriptors. */
 	v->reset_pending = true;
 	wake(v);
@@ -199,6 +219,7 @@ const struct virtio_device_ops virtio_vsock_ops = {
 	.config_write = config_write,
 	.queue_notify = queue_notify,
 	.reset = reset,
+	.driver_ok = driver_ok,
 };
 
 int virtio_vsock_listen(const struct vsock_config *cfg, char *err, size_t errlen)
@@ -265,6 +286,7 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 		return;
 	pthread_mutex_lock(&v->vdev.lock);
 	v->stopping = true;
+	notifies_to_kvm(v, false);
 	pthread_mutex_unlock(&v->vdev.lock);
 	wake(v);
 	pthread_join(v->thread, NULL);
