@@ -328,6 +328,21 @@ static bool starting(const struct api *a, const char *name)
 	return false;
 }
 
+/*
+ * The domain, listed or being created, whose vsock device has cid (hybrid
+ * or vhost alike: a guest's CID names it to its own programs), or NULL.
+ */
+static const struct domain *vsock_cid_holder(const struct api *a, uint32_t cid)
+{
+	for (const struct domain *d = a->domains; d; d = d->next)
+		if (d->spec.vm.vsock.cid == cid)
+			return d;
+	for (const struct domain *d = a->starting; d; d = d->next)
+		if (d->spec.vm.vsock.cid == cid)
+			return d;
+	return NULL;
+}
+
 static unsigned count_starting(const struct api *a)
 {
 	unsigned n = 0;
@@ -389,6 +404,11 @@ static void create_domain(struct api *a, const struct api_request *req, struct a
 	}
 	if (api_check_dedicated_cpus(a, &d->spec, NULL, err, sizeof(err)) < 0) {
 		api_reply_error(r, 409, "cpus_in_use", "%s", err);
+		goto fail;
+	}
+	if (d->spec.vm.vsock.cid && vsock_cid_holder(a, d->spec.vm.vsock.cid)) {
+		api_reply_error(r, 409, "vsock_cid_in_use", "vsock CID %u is taken by domain '%s'",
+				d->spec.vm.vsock.cid, vsock_cid_holder(a, d->spec.vm.vsock.cid)->spec.name);
 		goto fail;
 	}
 	if (a->ndomains + count_starting(a) >= API_MAX_DOMAINS) {

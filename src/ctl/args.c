@@ -14,6 +14,7 @@ const char run_usage[] =
 	"                 [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
 	"                 [--net vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]\n"
 	"                        [,mode=none|routed|nat][,default=accept|drop|reject]]\n"
+	"                 [--vsock cid=N,socket=PATH | cid=N,vhost]\n"
 	"                 [--on-reboot restart|exit] [--no-balloon] [--gang[=SKEW_MS]]\n"
 	"                 [--console serial|virtio] [--config XL.CFG] [--dry-run] [--verbose]\n";
 
@@ -170,7 +171,7 @@ static bool has_option(int argc, char **argv, const char *name)
 int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, size_t errlen)
 {
 	enum { OPT_ON_REBOOT = 256, OPT_CONSOLE, OPT_CONFIG, OPT_DRY_RUN, OPT_MAXMEM, OPT_NO_BALLOON, OPT_PMEM,
-	       OPT_NET, OPT_GANG, OPT_SHM };
+	       OPT_NET, OPT_GANG, OPT_SHM, OPT_VSOCK };
 	struct vm_config *cfg = &spec->vm;
 	const char *config = find_config(argc, argv);
 	static const struct option opts[] = {
@@ -186,6 +187,7 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 		{"pmem", required_argument, NULL, OPT_PMEM},
 		{"shm", required_argument, NULL, OPT_SHM},
 		{"net", required_argument, NULL, OPT_NET},
+		{"vsock", required_argument, NULL, OPT_VSOCK},
 		{"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"config", required_argument, NULL, OPT_CONFIG},
@@ -265,6 +267,12 @@ int run_args_parse(int argc, char **argv, struct domain_spec *spec, char *err, s
 			if (shm_option_parse(optarg, cfg->nshms, &cfg->shms[cfg->nshms], why, sizeof(why)) < 0)
 				return bad(err, errlen, "--shm %s", why);
 			cfg->nshms++;
+			break;
+		}
+		case OPT_VSOCK: {
+			char why[256];
+			if (vsock_spec_parse(optarg, &cfg->vsock, why, sizeof(why)) < 0)
+				return bad(err, errlen, "--vsock %s", why);
 			break;
 		}
 		case OPT_NET: {

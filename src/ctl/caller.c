@@ -297,6 +297,15 @@ static int check_root_only(const struct caller *c, const struct domain_spec *s, 
 				 "domus-net's networks)", i, s->vifs[i].vifname, (unsigned)c->uid);
 			return -EPERM;
 		}
+	/*
+	 * The VMM makes the hybrid socket itself, as root before it confines
+	 * itself (replacing a stale socket at the path): not on a user's word.
+	 */
+	if (s->vm.vsock.cid && !s->vm.vsock.vhost) {
+		snprintf(err, errlen, "vsock: the hybrid socket '%s' is root's only (uid %u may use "
+			 "backend=vhost)", s->vm.vsock.socket, (unsigned)c->uid);
+		return -EPERM;
+	}
 	return 0;
 }
 

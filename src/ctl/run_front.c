@@ -112,6 +112,20 @@ static int hand_sockets(const struct vm_config *cfg, const struct blk_supervisor
 	return ret;
 }
 
+/* "SOCKET_PORT": where a guest's connection to the host's vsock port PORT goes. */
+static bool vsock_port_socket(const struct vsock_config *v, const char *path)
+{
+	size_t len = strlen(v->socket);
+	const char *p = path + len + 1;
+
+	if (!v->cid || v->vhost || strncmp(path, v->socket, len) || path[len] != '_' || !*p)
+		return false;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
 /*
  * The confined domus-vmm asks the front to connect to a back-end's socket
  * (vmm/confine.h): only those its configuration names, as the user who
@@ -135,7 +149,14 @@ static void serve_broker(int fd, const struct vm_config *cfg)
 		named |= cfg->disks[i].vhost_user && !strcmp(cfg->disks[i].path, path);
 	for (unsigned i = 0; i < cfg->nnics; i++)
 		named |= cfg->nics[i].socket[0] && !strcmp(cfg->nics[i].socket, path);
-	sock = named ? unix_connect(path, SOCK_STREAM) : -EACCES;
+	/*
+	 * A guest's vsock connection: never wait on a host listener whose
+	 * backlog is full (domus-vmm's device thread waits for this answer).
+	 */
+	if (vsock_port_socket(&cfg->vsock, path))
+		sock = unix_connect(path, SOCK_STREAM | SOCK_NONBLOCK);
+	else
+		sock = named ? unix_connect(path, SOCK_STREAM) : -EACCES;
 	if (sock >= 0) {
 		unix_send_fds(fd, "ok", 2, &sock, 1);
 		close(sock);

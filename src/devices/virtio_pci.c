@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -491,4 +492,23 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	vd->pdev.wmask[vd->msix_cap + 3] = 0xc0;
 	return pci_device_add(vm->pci, &vd->pdev, 0x1af4, (uint16_t)(0x1040 + ops->device_id),
 			      ops->pci_class, 0x1af4, 0x1100);
+}
+
+int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr)
+{
+	uint64_t bar = pci_bar_address(&vd->pdev, 0);
+	/* Length 0: any write there, whatever its width (Linux writes the queue's index, 16 bits). */
+	struct kvm_ioeventfd io = {
+		.addr = assign ? bar + NOTIFY_OFF + (uint64_t)NOTIFY_MULTIPLIER * q : *addr,
+		.fd = fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	if (!vd->vm || vd->vm->vm_fd < 0 || q >= vd->ops->nqueues || (assign && !bar))
+		return -ENODEV;
+	if (ioctl(vd->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+		return -errno;
+	if (assign)
+		*addr = io.addr;
+	return 0;
 }

@@ -117,6 +117,14 @@ void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
 void virtio_config_changed(struct virtio_dev *vd);
 /* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
+/*
+ * Has KVM signal fd on the driver's writes to queue q's notify address
+ * (BAR0 + 0x3000 + 4q, where BAR0 is now) without an exit to the VMM, or
+ * stops it (assign false, with the address *addr it was given at). For a
+ * device served off the vCPU threads (a kernel vhost, a device thread);
+ * notifies KVM does not take still reach queue_notify. 0 or -errno.
+ */
+int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr);
 /* Whether the driver has set DRIVER_OK and the device is usable. */
 int virtio_driver_ready(const struct virtio_dev *vd);
 

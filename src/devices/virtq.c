@@ -190,6 +190,12 @@ int virtq_pop_avail(struct virtq *vq, struct virtq_chain *c)
 	return 1;
 }
 
+void virtq_unpop_avail(struct virtq *vq)
+{
+	/* The driver may not touch an entry until it is used: the ring still holds it. */
+	vq->last_avail--;
+}
+
 int virtq_push_used(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	uint8_t *used = gmem_ptr(vq->mem, vq->used_gpa, 4 + 8ULL * vq->size);

@@ -84,6 +84,12 @@ int virtq_pop_avail(struct virtq *vq, struct virtq_chain *chain);
  * resubmitted after a back-end restart). 0, or -EINVAL and the queue broken.
  */
 int virtq_chain_at(struct virtq *vq, uint16_t head, struct virtq_chain *c);
+/*
+ * Gives back the chain the last virtq_pop_avail took, unused (nothing was
+ * pushed since): the next pop takes it again. For a device that learns only
+ * after taking a buffer that it has nothing to put in it.
+ */
+void virtq_unpop_avail(struct virtq *vq);
 /* Returns a chain to the driver with `len` bytes written into it. */
 int virtq_push_used(struct virtq *vq, uint16_t head, uint32_t len);
 /* Whether the driver wants an interrupt for what was pushed since the last one. */

@@ -742,6 +742,12 @@ int domain_spec_from_xl(const struct xl_config *xl, const char *file, struct dom
 						spec->vm.nshms++;
 				}
 			}
+		} else if (!strcmp(k, "vsock")) {
+			/* A domus extension: "cid=N,socket=PATH" (hybrid) or "cid=N,backend=vhost". */
+			char why[512];
+			r = want_type(s, XL_STRING, file, err, errlen);
+			if (!r && vsock_spec_parse(s->value.str, &spec->vm.vsock, why, sizeof(why)) < 0)
+				r = bad(err, errlen, "%s:%u: vsock %s", file, s->line, why);
 		} else if (!strcmp(k, "vif")) {
 			r = want_type(s, XL_LIST, file, err, errlen);
 			for (size_t j = 0; !r && j < s->value.nitems; j++) {
@@ -939,6 +945,9 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 		shm_spec_format(&vm->shms[i], text, sizeof(text));
 		fprintf(f, "shm.%u = %s\n", i, text);
 	}
+	if (vm->vsock.cid)
+		fprintf(f, "vsock = cid=%u,%s%s\n", vm->vsock.cid, vm->vsock.vhost ? "backend=vhost" : "socket=",
+			vm->vsock.vhost ? "" : vm->vsock.socket);
 	for (unsigned i = 0; i < spec->nvifs; i++)
 		fprintf(f, "vif.%u = mac=%s,bridge=%s,ip=%s%s%s,backendtype=%s%s%s\n", i, spec->vifs[i].mac,
 			spec->vifs[i].bridge, spec->vifs[i].ip, spec->vifs[i].rsip[0] ? ",rsip=" : "",

@@ -177,6 +177,13 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		snprintf(buf, sizeof(buf), "%s,%s", vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
 		json_array_append_new(pmems, json_string(buf));
 	}
+	if (vm->vsock.cid) {
+		if (vm->vsock.vhost)
+			snprintf(buf, sizeof(buf), "cid=%u,backend=vhost", vm->vsock.cid);
+		else
+			snprintf(buf, sizeof(buf), "cid=%u,socket=%s", vm->vsock.cid, vm->vsock.socket);
+		json_object_set_new(o, "vsock", json_string(buf));
+	}
 	/* Only when there are some: a domain record without pmem reads as before. */
 	if (vm->npmems)
 		json_object_set_new(o, "pmem", pmems);

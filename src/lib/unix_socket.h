@@ -4,7 +4,11 @@
 
 /* A listening socket of type (SOCK_STREAM, SOCK_SEQPACKET) at path, replacing a stale one. fd or -errno. */
 int unix_listen(const char *path, int type, int backlog);
-/* A socket of type connected to path. fd or -errno (-ENAMETOOLONG for a path sun_path cannot hold). */
+/*
+ * A socket of type connected to path. fd or -errno (-ENAMETOOLONG for a path
+ * sun_path cannot hold). With SOCK_NONBLOCK in type, a listener whose backlog
+ * is full is -EAGAIN rather than a wait.
+ */
 int unix_connect(const char *path, int type);
 /*
  * A process that may not reach paths itself (a confined domus-vmm under

@@ -383,3 +383,106 @@ int nic_spec_parse(const char *spec, unsigned index, struct nic_config *n, char 
 		return vfr_check(&n->v, mode_given, spec, err, errlen);
 	return 0;
 }
+
+int vm_config_check_vsock(const struct vsock_config *v, char *err, size_t errlen)
+{
+	size_t len = strnlen(v->socket, sizeof(v->socket));
+
+	if (v->cid == 0)
+		return 0;
+	if (v->cid < VSOCK_CID_MIN || v->cid > VSOCK_CID_MAX)
+		snprintf(err, errlen, "vsock cid %u is reserved: a guest's CID is 3 to %u", v->cid,
+			 VSOCK_CID_MAX);
+	else if (v->vhost && len)
+		snprintf(err, errlen, "vsock: both a socket and the vhost back-end");
+	else if (!v->vhost && !len)
+		snprintf(err, errlen, "vsock: no back-end (socket=PATH or vhost)");
+	else if (len + VSOCK_PORT_SUFFIX_MAX >= sizeof(v->socket))
+		snprintf(err, errlen, "vsock socket path longer than %zu bytes",
+			 sizeof(v->socket) - 1 - VSOCK_PORT_SUFFIX_MAX);
+	else
+		return 0;
+	return -EINVAL;
+}
+
+int vsock_spec_parse(const char *spec, struct vsock_config *v, char *err, size_t errlen)
+{
+	const char *p = spec;
+	bool have_cid = false, hybrid = false;
+
+	memset(v, 0, sizeof(*v));
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t klen = eq ? (size_t)(eq - p) : len;
+		const char *val = eq ? eq + 1 : NULL;
+		size_t vlen = eq ? len - klen - 1 : 0;
+
+		if (klen == 3 && !strncmp(p, "cid", 3) && val) {
+			char num[16], *e;
+			unsigned long long cid;
+
+			if (vlen == 0 || vlen >= sizeof(num) || val[0] < '0' || val[0] > '9') {
+				snprintf(err, errlen, "'%s': cid must be a number", spec);
+				return -EINVAL;
+			}
+			memcpy(num, val, vlen);
+			num[vlen] = 0;
+			errno = 0;
+			cid = strtoull(num, &e, 10);
+			if (*e || errno) {
+				snprintf(err, errlen, "'%s': cid must be a number", spec);
+				return -EINVAL;
+			}
+			if (cid < VSOCK_CID_MIN || cid > VSOCK_CID_MAX) {
+				snprintf(err, errlen, "'%s': cid %llu is reserved: a guest's CID is 3 to %u",
+					 spec, cid, VSOCK_CID_MAX);
+				return -EINVAL;
+			}
+			v->cid = (uint32_t)cid;
+			have_cid = true;
+		} else if (klen == 6 && !strncmp(p, "socket", 6) && val) {
+			if (vlen == 0) {
+				snprintf(err, errlen, "'%s': empty socket path", spec);
+				return -EINVAL;
+			}
+			if (vlen + VSOCK_PORT_SUFFIX_MAX >= sizeof(v->socket)) {
+				snprintf(err, errlen, "'%s': socket path longer than %zu bytes", spec,
+					 sizeof(v->socket) - 1 - VSOCK_PORT_SUFFIX_MAX);
+				return -EINVAL;
+			}
+			memcpy(v->socket, val, vlen);
+			v->socket[vlen] = 0;
+		} else if (!eq && klen == 5 && !strncmp(p, "vhost", 5)) {
+			v->vhost = true;
+		} else if (klen == 7 && !strncmp(p, "backend", 7) && val &&
+			   ((vlen == 5 && !strncmp(val, "vhost", 5)) ||
+			    (vlen == 6 && !strncmp(val, "hybrid", 6)))) {
+			v->vhost |= vlen == 5;
+			hybrid |= vlen == 6;
+		} else {
+			snprintf(err, errlen,
+				 "'%s': unknown option '%.*s' (expected cid=N, socket=PATH, vhost or "
+				 "backend=vhost|hybrid)",
+				 spec, (int)(len > 64 ? 64 : len), p);
+			return -EINVAL;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (!have_cid) {
+		snprintf(err, errlen, "'%s': no cid=N", spec);
+		return -EINVAL;
+	}
+	if (v->vhost && (hybrid || v->socket[0])) {
+		snprintf(err, errlen, "'%s': the vhost back-end takes no socket", spec);
+		return -EINVAL;
+	}
+	if (!v->vhost && !v->socket[0]) {
+		snprintf(err, errlen, "'%s': no back-end: socket=PATH or vhost", spec);
+		return -EINVAL;
+	}
+	return 0;
+}

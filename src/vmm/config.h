@@ -129,6 +129,20 @@ struct vsock_config {
 	bool vhost;         /* served by /dev/vhost-vsock instead */
 };
 
+#define VSOCK_CID_MIN 3          /* 0 and 1 are reserved, 2 is the host */
+#define VSOCK_CID_MAX 0xfffffffeu /* 2^32-1 is VMADDR_CID_ANY */
+/* "_4294967295": what the guest-initiated connections add to the socket's path. */
+#define VSOCK_PORT_SUFFIX_MAX 11
+
+/*
+ * "cid=N,socket=PATH", "cid=N,vhost" or "cid=N,backend=vhost|hybrid"
+ * (hybrid needs socket=): the spec of --vsock and of xl.cfg's vsock key.
+ * 0, or -EINVAL with why in err (the message names the spec, no prefix).
+ */
+int vsock_spec_parse(const char *spec, struct vsock_config *v, char *err, size_t errlen);
+/* A vsock setting in range (cid 0: none); -EINVAL with why in err. */
+int vm_config_check_vsock(const struct vsock_config *v, char *err, size_t errlen);
+
 /* The cache=MODE of a disk: writeback, writethrough, none or directsync; -EINVAL otherwise. */
 int disk_cache_parse(const char *mode, struct disk_config *d);
 /* The name of a disk's cache mode. */

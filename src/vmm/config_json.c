@@ -59,6 +59,10 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 	}
 	if (cfg->gang_skew_us)
 		json_object_set_new(o, "gang_skew_us", json_integer(cfg->gang_skew_us));
+	if (cfg->vsock.cid)
+		json_object_set_new(o, "vsock", json_pack("{s:I,s:s,s:b}", "cid", (json_int_t)cfg->vsock.cid,
+							  "socket", cfg->vsock.socket, "vhost",
+							  cfg->vsock.vhost));
 	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "pmems", pmems);
 	json_object_set_new(o, "nics", nics);
@@ -223,6 +227,20 @@ int vm_config_from_json(const json_t *j, struct vm_config *cfg, struct vm_config
 	if (json_object_get(j, "shms") &&
 	    (ret = list_field(j, "shms", VM_MAX_SHM, &shms, err, errlen)) < 0)
 		return ret;
+	if ((item = json_object_get(j, "vsock"))) {
+		uint64_t cid;
+
+		if (!json_is_object(item))
+			return bad(err, errlen, "vsock", "must be an object");
+		if ((ret = number_field(item, "cid", VSOCK_CID_MAX, &cid, err, errlen)) < 0 ||
+		    (ret = string_field(item, "socket", false, cfg->vsock.socket, sizeof(cfg->vsock.socket),
+					err, errlen)) < 0 ||
+		    (ret = bool_field(item, "vhost", &cfg->vsock.vhost, err, errlen)) < 0)
+			return ret;
+		cfg->vsock.cid = (uint32_t)cid;
+		if (vm_config_check_vsock(&cfg->vsock, err, errlen) < 0)
+			return -EINVAL;
+	}
 	cfg->vcpus = (unsigned)vcpus;
 	cfg->verbose = (int)verbose;
 	if (strcmp(on_reboot, "exit") && strcmp(on_reboot, "restart"))

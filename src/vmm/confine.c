@@ -86,6 +86,9 @@ static unsigned kept_dirs(const struct vm_config *cfg, char dirs[][PATH_MAX])
 	for (unsigned i = 0; i < cfg->nnics; i++)
 		if (cfg->nics[i].socket[0] && passed_fd(cfg->nics[i].socket) < 0)
 			add_dir(dirs, &n, cfg->nics[i].socket);
+	/* The guest connects to the host's "SOCKET_PORT" sockets, beside SOCKET. */
+	if (cfg->vsock.cid && !cfg->vsock.vhost)
+		add_dir(dirs, &n, cfg->vsock.socket);
 	return n;
 }
 
@@ -98,8 +101,8 @@ static int limit(int resource, rlim_t value)
 
 int vmm_confine(const struct vm_config *cfg, unsigned domid, char *err, size_t errlen)
 {
-	static char kvm_path[32], paths[VM_MAX_DISKS + VM_MAX_NICS][PATH_MAX];
-	int fds[VM_MAX_DISKS + VM_MAX_NICS], kvm, ret = 0;
+	static char kvm_path[32], paths[VM_MAX_DISKS + VM_MAX_NICS + 1][PATH_MAX];
+	int fds[VM_MAX_DISKS + VM_MAX_NICS + 1], kvm, ret = 0;
 	unsigned n = kept_dirs(cfg, paths);
 	uid_t uid = vmm_domain_uid(domid);
 	char src[64], dst[PATH_MAX];
@@ -206,7 +209,9 @@ static const struct {
 	/* Reconnecting to a back-end that restarted (device threads), accepting domusd and consoles. */
 	ONLY(socket, CALL_CONTROL | CALL_DEVICE), ONLY(connect, CALL_CONTROL | CALL_DEVICE),
 	ONLY(shutdown, CALL_CONTROL | CALL_DEVICE), ONLY(getsockopt, CALL_CONTROL | CALL_DEVICE),
-	ONLY(setsockopt, CALL_CONTROL | CALL_DEVICE), ONLY(accept4, CALL_CONTROL),
+	ONLY(setsockopt, CALL_CONTROL | CALL_DEVICE),
+	/* Accepting domusd and consoles (control), host programs on a vsock socket (device). */
+	ONLY(accept4, CALL_CONTROL | CALL_DEVICE),
 	/* The control thread's own: threads for each boot, its timers, pipes and signals. */
 	ONLY(clone, CALL_CONTROL), ONLY(signalfd4, CALL_CONTROL), ONLY(timerfd_create, CALL_CONTROL),
 	ONLY(timerfd_settime, CALL_CONTROL), ONLY(pipe2, CALL_CONTROL), ONLY(epoll_create1, CALL_CONTROL),
@@ -300,7 +305,7 @@ static int ask_broker(const char *path, int type)
 	unsigned nfds = 0;
 	ssize_t n;
 
-	if (type != SOCK_STREAM)
+	if ((type & ~SOCK_NONBLOCK) != SOCK_STREAM)
 		return -EPROTOTYPE;
 	pthread_mutex_lock(&broker_lock);
 	ret = send(broker_fd, path, strlen(path), MSG_NOSIGNAL) < 0 ? -errno : 0;
@@ -313,7 +318,8 @@ static int ask_broker(const char *path, int type)
 		} else {
 			reply[n] = 0;
 			if (nfds == 1 && !strcmp(reply, "ok"))
-				ret = fd;
+				/* The front connected it (blocking); what we do with it next is not. */
+				ret = (type & SOCK_NONBLOCK) && fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ? -errno : fd;
 			else if (sscanf(reply, "error %d", &ret) == 1 && ret > 0)
 				ret = -ret;
 			else

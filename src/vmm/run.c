@@ -16,6 +16,8 @@
 
 #include "devices/virtio_net.h"
 #include "devices/virtio_pmem.h"
+#include "devices/virtio_vsock.h"
+#include "devices/vhost_vsock.h"
 #include "lib/log.h"
 #include "lib/passed_fd.h"
 #include "vmm/boot.h"
@@ -200,6 +202,10 @@ static int check_config(const struct vm_config *cfg)
 			return -1;
 		}
 	}
+	if (vm_config_check_vsock(&cfg->vsock, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return -1;
+	}
 	if (vm_config_check_memory(cfg, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
@@ -262,6 +268,7 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.tap_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_SHM; i++)
 		d->res.shms[i] = (struct ivshmem_backing){.fd = -1};
+	d->res.vsock_fd = -1;
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nnics; i++) {
@@ -275,6 +282,18 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 			return -EINVAL;
 		}
 		d->res.tap_fds[i] = fd;
+	}
+	if (cfg->vsock.cid) {
+		char err[512];
+		/* Both made now: the confined VMM can neither bind a socket nor open a device. */
+		int fd = cfg->vsock.vhost ? vhost_vsock_open(&cfg->vsock, err, sizeof(err))
+					  : virtio_vsock_listen(&cfg->vsock, err, sizeof(err));
+
+		if (fd < 0) {
+			log_warnx("%s", err);
+			return -EINVAL;
+		}
+		d->res.vsock_fd = fd;
 	}
 	for (unsigned i = 0; i < cfg->npmems; i++) {
 		char err[DISK_PATH_MAX + 256];
@@ -342,6 +361,8 @@ void vmm_domain_close(struct vmm_domain *d)
 			close(d->res.tap_fds[i]);
 	for (unsigned i = 0; i < VM_MAX_SHM; i++)
 		ivshmem_backing_close(&d->res.shms[i]);
+	if (d->res.vsock_fd >= 0)
+		close(d->res.vsock_fd);
 	free(d->res.initrd);
 	d->res.initrd = NULL;
 	kernel_free(&d->kernel);

@@ -25,6 +25,8 @@
 #include "devices/virtio_rng.h"
 #include "devices/vhost_user_blk.h"
 #include "devices/virtio_net.h"
+#include "devices/virtio_vsock.h"
+#include "devices/vhost_vsock.h"
 #include "lib/log.h"
 #include "lib/passed_fd.h"
 #include "vmm/acpi.h"
@@ -61,6 +63,8 @@ struct domain {
 	void *shm_maps[VM_MAX_SHM]; /* each region mapped for this boot, NULL if not */
 	uint64_t shm_sizes[VM_MAX_SHM];
 	unsigned nshms;             /* added, so destroyed */
+	struct virtio_vsock vsock;   /* hybrid */
+	struct vhost_vsock vvsock; /* the kernel's */
 };
 
 static void kick_vcpus(struct vm *vm)
@@ -560,6 +564,16 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	/* Last: their BARs can be large, and BARs are placed in order, each aligned to its size. */
 	if ((ret = add_shms(d, cfg, res)) < 0)
 		return ret;
+	if (cfg->vsock.cid) {
+		if (cfg->vsock.vhost)
+			ret = vhost_vsock_add(vm, &d->vvsock, &cfg->vsock, res->vsock_fd);
+		else
+			ret = virtio_vsock_add(vm, &d->vsock, &cfg->vsock, res->vsock_fd);
+		if (ret < 0) {
+			log_errno(ret, "vsock (CID %u)", cfg->vsock.cid);
+			return ret;
+		}
+	}
 	if (cfg->balloon) {
 		vm->balloon = &d->balloon; /* destroyed with the domain even if adding fails */
 		ret = virtio_balloon_add(vm, &d->balloon, cfg->balloon_deflate_on_oom,
@@ -685,6 +699,8 @@ static void domain_destroy(struct domain *d)
 		vhost_user_net_destroy(&d->vnets[i]);
 		virtio_net_destroy(&d->nets[i]);
 	}
+	virtio_vsock_destroy(&d->vsock);
+	vhost_vsock_destroy(&d->vvsock);
 	if (vm->balloon)
 		virtio_balloon_destroy(vm->balloon);
 	for (unsigned i = 0; i < d->npmems; i++)

@@ -167,6 +167,7 @@ struct vm_resources {
 	uint64_t pmem_sizes[VM_MAX_PMEM];
 	int tap_fds[VM_MAX_NICS]; /* the in-VMM network devices' TAPs, -1 for vhost-user ones */
 	struct ivshmem_backing shms[VM_MAX_SHM]; /* the ivshmem devices' memory and servers */
+	int vsock_fd; /* vsock: the hybrid's listening socket or /dev/vhost-vsock; -1 without */
 };
 
 /*

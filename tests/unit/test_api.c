@@ -633,6 +633,26 @@ static void test_create_errors(void **state)
 	assert_int_equal(F.starts, 1);
 }
 
+/* A vsock CID is one domain's: another create naming it is refused, naming the holder. */
+static void test_vsock_cid(void **state)
+{
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"v1\",\"kernel\":\"/k\",\"memory\":16,"
+			      "\"vsock\":\"cid=7,backend=vhost\"}"),
+			 201);
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"v2\",\"kernel\":\"/k\",\"memory\":16,"
+			      "\"vsock\":\"cid=7,socket=/run/v2.sock\"}"),
+			 409);
+	assert_string_equal(error_code(), "vsock_cid_in_use");
+	assert_string_equal(error_message(), "vsock CID 7 is taken by domain 'v1'");
+	assert_int_equal(call("POST", "/v1/domains", "application/json",
+			      "{\"name\":\"v3\",\"kernel\":\"/k\",\"memory\":16,"
+			      "\"vsock\":\"cid=8,backend=vhost\"}"),
+			 201);
+	assert_int_equal(A.ndomains, 2);
+}
+
 static void test_start_failure(void **state)
 {
 	F.fail_start = "cannot open disk /nope: No such file or directory";
@@ -1151,6 +1171,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_and_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vsock_cid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paths_and_methods, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),

@@ -190,6 +190,17 @@ static void test_devices_are_roots(void **state)
 	snprintf(spec.vifs[0].vifname, sizeof(spec.vifs[0].vifname), "tap0");
 	expect(&nobody, "vif 0: the TAP interface 'tap0' is root's only (uid 65534 may use domus-net's "
 			"networks)");
+
+	/* The VMM makes the hybrid vsock socket as root: not on a user's word; vhost is anyone's. */
+	reset_spec();
+	spec.vm.vsock = (struct vsock_config){.cid = 9};
+	strcpy(spec.vm.vsock.socket, "/run/x.sock");
+	expect(&nobody, "vsock: the hybrid socket '/run/x.sock' is root's only (uid 65534 may use "
+			"backend=vhost)");
+	expect(&root, NULL);
+	reset_spec();
+	spec.vm.vsock = (struct vsock_config){.cid = 9, .vhost = true};
+	expect(&nobody, NULL);
 }
 
 static void test_caller_record(void **state)

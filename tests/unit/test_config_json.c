@@ -50,6 +50,8 @@ static void full_config(void)
 	strcpy(in.shms[1].name, "plain");
 	strcpy(in.shms[1].path, "/dev/shm/plain");
 	in.shms[1].vectors = 1;
+	in.vsock.cid = 4294967294u;
+	strcpy(in.vsock.socket, "/run/domus/v.sock");
 }
 
 static void test_round_trip(void **state)
@@ -90,6 +92,7 @@ static void test_round_trip(void **state)
 	assert_string_equal(out.shms[1].path, "/dev/shm/plain");
 	assert_false(out.shms[1].doorbell);
 	assert_int_equal(out.shms[1].size, 0);
+	assert_memory_equal(&out.vsock, &in.vsock, sizeof(in.vsock));
 }
 
 /* A configuration from before ivshmem (no "shms") reads as no regions. */
@@ -105,6 +108,43 @@ static void test_no_shms(void **state)
 	assert_int_equal(vm_config_from_json(j, &out, &strings, err, sizeof(err)), 0);
 	json_decref(j);
 	assert_int_equal(out.nshms, 0);
+}
+
+static int read_text(const char *text);
+
+/* vsock: round trip of both back-ends, none without it, and what is out of range refused. */
+static void test_vsock(void **state)
+{
+	json_t *j;
+
+	(void)state;
+	full_config();
+	memset(&in.vsock, 0, sizeof(in.vsock));
+	in.vsock.cid = 7;
+	in.vsock.vhost = true;
+	j = vm_config_to_json(&in);
+	assert_int_equal(vm_config_from_json(j, &out, &strings, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_memory_equal(&out.vsock, &in.vsock, sizeof(in.vsock));
+	in.vsock.cid = 0;
+	j = vm_config_to_json(&in);
+	assert_null(json_object_get(j, "vsock"));
+	assert_int_equal(vm_config_from_json(j, &out, &strings, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_int_equal(out.vsock.cid, 0);
+	assert_int_equal(read_text("{\"vsock\": {\"cid\": 2, \"socket\": \"/s\", \"vhost\": false}}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "cid 2"));
+	assert_int_equal(read_text("{\"vsock\": {\"cid\": 4294967295, \"socket\": \"/s\", "
+				   "\"vhost\": false}}"),
+			 -EINVAL);
+	assert_int_equal(read_text("{\"vsock\": {\"cid\": 5, \"socket\": \"\", \"vhost\": false}}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "no back-end"));
+	assert_int_equal(read_text("{\"vsock\": {\"cid\": 5, \"socket\": \"/s\", \"vhost\": true}}"),
+			 -EINVAL);
+	assert_int_equal(read_text("{\"vsock\": \"cid=5\"}"), -EINVAL);
+	assert_non_null(strstr(err, "'vsock'"));
 }
 
 /* A --net vfr interface is the front's to serve: unserved, it cannot be handed over. */
@@ -194,6 +234,7 @@ int main(void)
 	    cmocka_unit_test(test_no_shms),
 	    cmocka_unit_test(test_unserved_vfr_refused),
 	    cmocka_unit_test(test_bad_fields_named),
+	    cmocka_unit_test(test_vsock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

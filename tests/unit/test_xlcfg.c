@@ -323,6 +323,25 @@ static void test_shm(void **state)
 			  "more than 4 shm regions");
 }
 
+/* vsock = "...", domus's own key: a hybrid socket or the kernel's vhost-vsock. */
+static void test_vsock(void **state)
+{
+	static struct domain_spec spec;
+
+	assert_int_equal(spec_from("name='v'\nkernel='/k'\nvsock='cid=3,socket=/run/x.sock'\n", &spec), 0);
+	assert_int_equal(spec.vm.vsock.cid, 3);
+	assert_string_equal(spec.vm.vsock.socket, "/run/x.sock");
+	assert_false(spec.vm.vsock.vhost);
+	assert_int_equal(spec_from("name='v'\nkernel='/k'\nvsock='cid=9,backend=vhost'\n", &spec), 0);
+	assert_int_equal(spec.vm.vsock.cid, 9);
+	assert_true(spec.vm.vsock.vhost);
+	expect_spec_error("name='a'\nkernel='k'\nvsock='cid=2,backend=vhost'\n",
+			  "t.cfg:3: vsock 'cid=2,backend=vhost': cid 2 is reserved");
+	expect_spec_error("name='a'\nkernel='k'\nvsock='cid=4294967295,backend=vhost'\n", "is reserved");
+	expect_spec_error("name='a'\nkernel='k'\nvsock=['cid=3,backend=vhost']\n", "'vsock' must be a quoted string");
+	expect_spec_error("name='a'\nkernel='k'\nvsock='cid=3'\n", "no back-end");
+}
+
 /* A command line naming no console gets the serial port; one naming a console keeps it. */
 static void test_console_added_once(void **state)
 {
@@ -345,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_console_added_once),     cmocka_unit_test(test_domain_errors),
 		cmocka_unit_test(test_pmem),
 		cmocka_unit_test(test_shm),
+		cmocka_unit_test(test_vsock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
