@@ -1181,6 +1181,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		workers[i].started = true;
+		{
+			/* Named for top and /proc (io_uring's own workers share the process). */
+			char name[16];
+			snprintf(name, sizeof(name), "blk-worker-%u", i);
+			pthread_setname_np(workers[i].thread, name);
+		}
 	}
 	if (!no_sandbox && blk_sandbox_enter(user, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
