@@ -46,6 +46,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,12 @@ struct worker {
 	 * (epoll is level-triggered: what is still there comes back).
 	 */
 	unsigned changes;
+	/*
+	 * The main thread waits for the lock: the worker lets it have it before
+	 * it takes it again (a busy worker would otherwise take it back at
+	 * once, and its busy-poll would keep it).
+	 */
+	atomic_uint waiting;
 	atomic_bool stop;
 	struct blk_engine engine;
 	struct watch engine_watch, wake_watch;
@@ -129,7 +136,9 @@ static void disk_drop_frontend(struct disk *d, bool listen_again);
 /* The main thread takes a worker's lock to change what it serves. */
 static void worker_lock(struct worker *w)
 {
+	atomic_fetch_add(&w->waiting, 1);
 	pthread_mutex_lock(&w->lock);
+	atomic_fetch_sub(&w->waiting, 1);
 }
 
 /* ... and wakes it, so that it recomputes its timeout and sees what changed. */
@@ -878,7 +887,7 @@ static void worker_busy_poll(struct worker *w)
 {
 	uint64_t until = blk_engine_now() + (uint64_t)poll_us * 1000;
 
-	while (blk_engine_now() < until && !atomic_load(&w->stop)) {
+	while (blk_engine_now() < until && !atomic_load(&w->stop) && !atomic_load(&w->waiting)) {
 		bool found = false;
 
 		for (unsigned i = 0; i < w->ndisks; i++) {
@@ -926,6 +935,8 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_unlock(&w->lock);
 		n = wait_events(w->epfd, ev, wait_ns);
+		while (atomic_load(&w->waiting))
+			sched_yield(); /* until the main thread has the lock: then we wait in the mutex */
 		pthread_mutex_lock(&w->lock);
 		if (n < 0) {
 			if (errno == EINTR)
