@@ -921,6 +921,9 @@ static int serve(int control_fd, int timer)
 				log_info("the supervisor has gone; stopping");
 			break;
 		}
+		/* A rule the message changed: its sweep starts next round, without waiting for a frame. */
+		if (control && vfr)
+			rechecking = vfr_recheck_step(vfr, 0);
 	}
 	return 0;
 }
