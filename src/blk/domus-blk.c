@@ -1194,8 +1194,9 @@ int main(int argc, char **argv)
 		workers[i].started = true;
 		{
 			/* Named for top and /proc (io_uring's own workers share the process). */
-			char name[16];
+			char name[32];
 			snprintf(name, sizeof(name), "blk-worker-%u", i);
+			name[15] = 0; /* the kernel's limit; i < MAX_THREADS fits */
 			pthread_setname_np(workers[i].thread, name);
 		}
 	}
