@@ -559,8 +559,11 @@ static int control_add(char *text, int *fds, unsigned nfds, char *err, size_t er
 		void *map = mmap(NULL, STATS_SLOTS * sizeof(struct blk_counters), PROT_READ | PROT_WRITE,
 				 MAP_SHARED, stats, 0);
 		if (map != MAP_FAILED) {
+			/* Its worker may be serving it already. */
+			worker_lock(d->w);
 			d->stats_map = map;
 			d->blk.stats = (struct blk_counters *)map + slot;
+			worker_unlock(d->w);
 		}
 	}
 	if (direct >= 0)
