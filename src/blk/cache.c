@@ -1,7 +1,9 @@
 #include "blk/cache.h"
 
+
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ struct blk_cache {
 	struct writer writers[MAX_WRITERS];
 	unsigned nwriters;
 	struct blk_cache_stats st;
+	pthread_mutex_t lock; /* see the calls at the end */
 };
 
 static size_t hash(uint64_t dev, uint64_t ino, uint64_t index, size_t nbuckets)
@@ -58,6 +61,7 @@ int blk_cache_new(uint64_t limit, struct blk_cache **out)
 	}
 	c->nbuckets = FIRST_BUCKETS;
 	c->max_blocks = limit / BLK_CACHE_BLOCK;
+	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
 	return 0;
 }
@@ -200,13 +204,13 @@ static void keep_limit(struct blk_cache *c)
 	}
 }
 
-void blk_cache_set_limit(struct blk_cache *c, uint64_t bytes)
+static void set_limit_locked(struct blk_cache *c, uint64_t bytes)
 {
 	c->max_blocks = bytes / BLK_CACHE_BLOCK;
 	keep_limit(c);
 }
 
-void blk_cache_get_stats(const struct blk_cache *c, struct blk_cache_stats *out)
+static void get_stats_locked(const struct blk_cache *c, struct blk_cache_stats *out)
 {
 	*out = c->st;
 	out->size = c->nblocks * BLK_CACHE_BLOCK;
@@ -221,7 +225,7 @@ static bool has_writer(const struct blk_cache *c, uint64_t dev, uint64_t ino)
 	return false;
 }
 
-int blk_cache_get(struct blk_cache *c, uint64_t dev, uint64_t ino, uint64_t index,
+static int get_locked(struct blk_cache *c, uint64_t dev, uint64_t ino, uint64_t index,
 		  struct blk_cache_block **out)
 {
 	size_t h = hash(dev, ino, index, c->nbuckets);
@@ -281,7 +285,7 @@ int blk_cache_get(struct blk_cache *c, uint64_t dev, uint64_t ino, uint64_t inde
 	return BLK_CACHE_FILL;
 }
 
-void blk_cache_filled(struct blk_cache *c, struct blk_cache_block *b, int res)
+static void filled_locked(struct blk_cache *c, struct blk_cache_block *b, int res)
 {
 	if (res < 0 || res > (int)BLK_CACHE_BLOCK) {
 		/* Nothing to keep: the next read of it tries again. */
@@ -297,7 +301,7 @@ void blk_cache_filled(struct blk_cache *c, struct blk_cache_block *b, int res)
 		c->st.insertions++;
 }
 
-void blk_cache_unpin(struct blk_cache *c, struct blk_cache_block *b)
+static void unpin_locked(struct blk_cache *c, struct blk_cache_block *b)
 {
 	if (--b->pins)
 		return;
@@ -306,7 +310,7 @@ void blk_cache_unpin(struct blk_cache *c, struct blk_cache_block *b)
 	keep_limit(c);
 }
 
-void blk_cache_account(struct blk_cache *c, bool hit, uint64_t bytes)
+static void account_locked(struct blk_cache *c, bool hit, uint64_t bytes)
 {
 	if (hit) {
 		c->st.hits++;
@@ -336,7 +340,7 @@ static void drop_file(struct blk_cache *c, uint64_t dev, uint64_t ino)
 	}
 }
 
-int blk_cache_writer(struct blk_cache *c, uint64_t dev, uint64_t ino, bool add)
+static int writer_locked(struct blk_cache *c, uint64_t dev, uint64_t ino, bool add)
 {
 	for (unsigned i = 0; i < c->nwriters; i++) {
 		struct writer *w = &c->writers[i];
@@ -373,6 +377,7 @@ void blk_cache_free(struct blk_cache *c)
 		free(k);
 	}
 	free(c->buckets);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
@@ -438,4 +443,67 @@ int blk_cache_stats_parse(const char *text, struct blk_cache_stats *s)
 #undef COUNT_ONE
 	}
 	return seen == want ? 0 : -EINVAL;
+}
+
+/*
+ * Every disk of every worker thread (domus-blk --threads) shares the one
+ * cache: each call holds its lock. A block a call hands out pinned is the
+ * caller's until it unpins it: nothing evicts or refills it meanwhile, so
+ * its data is read and filled without the lock.
+ */
+
+void blk_cache_set_limit(struct blk_cache *c, uint64_t bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	set_limit_locked(c, bytes);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void blk_cache_get_stats(const struct blk_cache *c, struct blk_cache_stats *out)
+{
+	pthread_mutex_lock(&((struct blk_cache *)c)->lock);
+	get_stats_locked(c, out);
+	pthread_mutex_unlock(&((struct blk_cache *)c)->lock);
+}
+
+int blk_cache_get(struct blk_cache *c, uint64_t dev, uint64_t ino, uint64_t index,
+		  struct blk_cache_block **b)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = get_locked(c, dev, ino, index, b);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+void blk_cache_filled(struct blk_cache *c, struct blk_cache_block *b, int res)
+{
+	pthread_mutex_lock(&c->lock);
+	filled_locked(c, b, res);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void blk_cache_unpin(struct blk_cache *c, struct blk_cache_block *b)
+{
+	pthread_mutex_lock(&c->lock);
+	unpin_locked(c, b);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void blk_cache_account(struct blk_cache *c, bool hit, uint64_t bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	account_locked(c, hit, bytes);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int blk_cache_writer(struct blk_cache *c, uint64_t dev, uint64_t ino, bool add)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	ret = writer_locked(c, dev, ino, add);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }

@@ -20,6 +20,9 @@ static const int allowed[] = {
 	SCMP_SYS(futex), SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(rt_sigprocmask), SCMP_SYS(restart_syscall), SCMP_SYS(exit),
 	SCMP_SYS(exit_group), SCMP_SYS(io_uring_enter), SCMP_SYS(fallocate),
+	/* Each worker's epoll set (made before): descriptors in and out as they come and go. */
+	SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(epoll_ctl),
+	SCMP_SYS(sched_yield), /* a worker stepping aside while the main thread takes its lock */
 };
 
 int blk_sandbox_enter(const char *user, char *err, size_t errlen)

@@ -156,7 +156,22 @@ static uint64_t reservation_ns(const struct blk_sched *s, const struct blk_qos *
 int blk_sched_admit(struct blk_sched *s, const struct blk_sched_group *g, const struct blk_qos *q,
 		    char *err, size_t errlen)
 {
-	uint64_t others = 0, mine = reservation_ns(s, q);
+	return blk_sched_admit_also(s, g, q, 0, err, errlen);
+}
+
+uint64_t blk_sched_reserved_ns(const struct blk_sched *s)
+{
+	uint64_t sum = 0;
+
+	for (const struct blk_sched_group *o = s->groups; o; o = o->next)
+		sum += reservation_ns(s, &o->qos);
+	return sum;
+}
+
+int blk_sched_admit_also(struct blk_sched *s, const struct blk_sched_group *g,
+			 const struct blk_qos *q, uint64_t elsewhere_ns, char *err, size_t errlen)
+{
+	uint64_t others = elsewhere_ns, mine = reservation_ns(s, q);
 
 	for (const struct blk_sched_group *o = s->groups; o; o = o->next)
 		if (o != g)

@@ -126,6 +126,15 @@ void blk_sched_group_unref(struct blk_sched *s, struct blk_sched_group *g);
  */
 int blk_sched_admit(struct blk_sched *s, const struct blk_sched_group *g, const struct blk_qos *q,
 		    char *err, size_t errlen);
+/*
+ * The same, with elsewhere_ns of the disk's time per second reserved by
+ * groups another scheduler serves (domus-blk's other worker threads: the
+ * disk is one, however many schedulers share it).
+ */
+int blk_sched_admit_also(struct blk_sched *s, const struct blk_sched_group *g,
+			 const struct blk_qos *q, uint64_t elsewhere_ns, char *err, size_t errlen);
+/* What every group of s reserves, in ns of the disk's time per second. */
+uint64_t blk_sched_reserved_ns(const struct blk_sched *s);
 /* The group's QoS from now on (queued requests keep their place). */
 void blk_sched_set_qos(struct blk_sched *s, struct blk_sched_group *g, const struct blk_qos *q, uint64_t now);
 /* Moves owner's waiting requests from one group to another, in their order. */

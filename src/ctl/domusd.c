@@ -166,7 +166,8 @@ static void default_vmm_path(char *out, size_t len)
 static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
-	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang] [-v]\n"
+	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang]\n"
+	"              [--blk-threads N] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -179,6 +180,7 @@ static const char usage_text[] =
 	"                    the disk scheduler's cost model, the share of the disk reservations\n"
 	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
 	"                    delay-us holds each request that long, a slow disk for tests\n"
+	"  --blk-threads N   domus-blk's worker threads (default 1; docs/blk.md)\n"
 	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
 	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
 	"  --topology DIR    read which CPUs are sibling hyperthreads from DIR, laid out as\n"
@@ -203,6 +205,7 @@ int main(int argc, char **argv)
 		{"no-reclaim", no_argument, NULL, 'R'},
 		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"blk-sched", required_argument, NULL, 'S'},
+		{"blk-threads", required_argument, NULL, 'B'},
 		{"sched-gran", required_argument, NULL, 'G'},
 		{"topology", required_argument, NULL, 'T'},
 		{"backend-weight", required_argument, NULL, 'W'},
@@ -256,6 +259,15 @@ int main(int argc, char **argv)
 		case 'x': snprintf(D.vmm_path, sizeof(D.vmm_path), "%s", optarg); break;
 		case 'R': reclaim = false; break;
 		case 'S': blk_sched = optarg; break;
+		case 'B':
+			errno = 0;
+			if (!*optarg || strtoul(optarg, &end, 10) < 1 || strtoul(optarg, NULL, 10) > 64 ||
+			    *end || errno) {
+				fprintf(stderr, "domusd: --blk-threads '%s': 1 to 64\n", optarg);
+				return 2;
+			}
+			ctlproc_set_threads("domus-blk", (unsigned)strtoul(optarg, NULL, 10));
+			break;
 		case 'W':
 			errno = 0;
 			D.backend_weight = (unsigned)strtoul(optarg, &end, 10);

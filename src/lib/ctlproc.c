@@ -30,6 +30,29 @@ void ctlproc_set_cgroup(const char *argv0, int dirfd)
 		}
 }
 
+static struct {
+	const char *argv0;
+	unsigned n;
+} thread_counts[4];
+
+void ctlproc_set_threads(const char *argv0, unsigned n)
+{
+	for (size_t i = 0; i < sizeof(thread_counts) / sizeof(thread_counts[0]); i++)
+		if (!thread_counts[i].argv0 || !strcmp(thread_counts[i].argv0, argv0)) {
+			thread_counts[i].argv0 = argv0;
+			thread_counts[i].n = n;
+			return;
+		}
+}
+
+static unsigned threads_of(const char *argv0)
+{
+	for (size_t i = 0; i < sizeof(thread_counts) / sizeof(thread_counts[0]); i++)
+		if (thread_counts[i].argv0 && !strcmp(thread_counts[i].argv0, argv0))
+			return thread_counts[i].n;
+	return 0;
+}
+
 static int cgroup_of(const char *argv0)
 {
 	for (size_t i = 0; i < sizeof(cgroups) / sizeof(cgroups[0]); i++)
@@ -54,6 +77,11 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
 		  char *err, size_t errlen)
 {
 	int sp[2], cgroup = cgroup_of(argv0);
+	unsigned threads = threads_of(argv0);
+	char nthreads[16];
+
+	/* Formatted here: the child calls only what is async-signal-safe. */
+	snprintf(nthreads, sizeof(nthreads), "%u", threads);
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
@@ -79,8 +107,12 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
 		if (dup2(sp[1], 3) < 0)
 			_exit(127);
 		syscall(SYS_close_range, 4, ~0U, 0);
-		execl(program, argv0, "--control-fd", "3", verbose ? "-v" : "--quiet",
-		      (char *)NULL);
+		if (threads)
+			execl(program, argv0, "--control-fd", "3", verbose ? "-v" : "--quiet",
+			      "--threads", nthreads, (char *)NULL);
+		else
+			execl(program, argv0, "--control-fd", "3", verbose ? "-v" : "--quiet",
+			      (char *)NULL);
 		_exit(127);
 	}
 	close(sp[1]);

@@ -27,6 +27,11 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
  * before it runs: domusd gives domus-blk and domus-net their own.
  */
 void ctlproc_set_cgroup(const char *argv0, int dirfd);
+/*
+ * Every process started as argv0 from now on is given `--threads n` (0:
+ * none, its own default): domusd's --blk-threads for domus-blk.
+ */
+void ctlproc_set_threads(const char *argv0, unsigned n);
 /* Moves the calling process into the cgroup dirfd is; async-signal-safe. 0 or -errno. */
 int ctlproc_join_cgroup(int dirfd);
 /*

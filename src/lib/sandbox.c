@@ -108,7 +108,13 @@ int sandbox_enter(const char *user, const char *default_user, const int *allowed
 			return ret;
 		}
 #endif
-	ret = seccomp_load(ctx);
+	/*
+	 * For every thread at once: a back-end's workers start before its
+	 * sandbox (which allows no clone) and are held until it is in place.
+	 */
+	ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (ret == 0)
+		ret = seccomp_load(ctx);
 	seccomp_release(ctx);
 	if (ret < 0) {
 		snprintf(err, errlen, "loading the seccomp filter: %s", strerror(-ret));

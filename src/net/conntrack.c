@@ -20,6 +20,10 @@ struct ct_table {
 	bool owned;
 	void (*done)(void *ctx, const struct ct_flow *f);
 	void *done_ctx;
+	/* The incremental recheck after a rule change (ct_rules_changed): not in the region. */
+	const struct vfr_ruleset *rules; /* NULL: none asked for since the table was made here */
+	uint32_t recheck_next;           /* the sweep's next index; capacity once it is done */
+	uint64_t recheck_removed;
 };
 
 struct ct_key {
@@ -225,6 +229,7 @@ int ct_init(void *mem, size_t len, uint32_t capacity, uint32_t per_domain_limit,
 	ct_default_timeouts(&ct->h->timeouts);
 	layout(ct, mem);
 	rebuild(ct);
+	ct->recheck_next = capacity;
 	*out = ct;
 	return 0;
 }
@@ -270,6 +275,8 @@ int ct_attach(void *mem, size_t len, struct ct_table **out, char *err, size_t er
 		return -ENOMEM;
 	layout(ct, mem);
 	rebuild(ct);
+	/* Flows a previous process left unrechecked wait for the rules its supervisor sends again. */
+	ct->recheck_next = h->capacity;
 	*out = ct;
 	return 0;
 }
@@ -488,6 +495,28 @@ static uint8_t tcp_next(const struct ct_flow *f, int dir, uint8_t flags, uint8_t
 	return CT_TCP_ESTABLISHED;
 }
 
+/*
+ * Flow i against the rules of the current generation, if it was not checked
+ * under them yet: true if it stays, false if the rules no longer accept it
+ * (then it is gone).
+ */
+static bool recheck_flow(struct ct_table *ct, uint32_t i)
+{
+	struct ct_flow *f = &ct->flows[i];
+	struct vfr_match_input in;
+
+	if (!ct->rules || f->rules_gen == ct->h->rules_gen)
+		return true;
+	ct_flow_match_input(f, &in);
+	if (vfr_rules_match(ct->rules, &in, NULL) != VFR_ACCEPT) {
+		ct_remove(ct, i);
+		ct->recheck_removed++;
+		return false;
+	}
+	f->rules_gen = ct->h->rules_gen;
+	return true;
+}
+
 static enum ct_result track_related(struct ct_table *ct, const struct pkt *p, uint64_t now,
 				    uint32_t *flow)
 {
@@ -504,7 +533,7 @@ static enum ct_result track_related(struct ct_table *ct, const struct pkt *p, ui
 	else if (in->proto != PKT_PROTO_TCP && in->proto != PKT_PROTO_UDP)
 		return CT_INVALID;
 	i = find(ct, &k, want, &dir);
-	if (i == CT_NIL || expired(ct, &ct->flows[i], now))
+	if (i == CT_NIL || expired(ct, &ct->flows[i], now) || !recheck_flow(ct, i))
 		return CT_INVALID;
 	/* Counted the way the quoted datagram's answer goes; the state does not move. */
 	count(&ct->flows[i], !dir, p, now);
@@ -528,6 +557,9 @@ enum ct_result ct_track(struct ct_table *ct, const struct pkt *p, uint64_t now, 
 	if (p->proto == PKT_PROTO_ICMP)
 		want = p->icmp_type == PKT_ICMP_ECHO ? 0 : 1;
 	i = find(ct, &k, want, &dir);
+	/* A flow the rules changed under is judged by them before this packet counts in it. */
+	if (i != CT_NIL && !expired(ct, &ct->flows[i], now) && !recheck_flow(ct, i))
+		i = CT_NIL;
 	if (i == CT_NIL || expired(ct, &ct->flows[i], now)) {
 		if (p->proto == PKT_PROTO_TCP)
 			return (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN
@@ -623,6 +655,7 @@ int ct_create(struct ct_table *ct, const struct pkt *p, const struct ct_ends *en
 					       : CT_ICMP_ECHO;
 	f->owner = owner;
 	f->ends = *ends;
+	f->rules_gen = h->rules_gen; /* the caller matched it against the current rules */
 	f->start_ms = f->last_ms = now;
 	count(f, 0, p, now);
 	link_flow(ct, i);
@@ -650,21 +683,40 @@ void ct_flow_match_input(const struct ct_flow *f, struct vfr_match_input *in)
 	};
 }
 
+void ct_rules_changed(struct ct_table *ct, const struct vfr_ruleset *rs)
+{
+	ct->rules = rs;
+	ct->h->rules_gen++;
+	/* A sweep under way starts again: flows it passed were checked against older rules. */
+	ct->recheck_next = 0;
+}
+
+uint32_t ct_recheck_step(struct ct_table *ct, uint32_t budget, bool *more)
+{
+	uint32_t n = 0, cap = ct->h->capacity;
+	uint64_t visits = (uint64_t)budget * 16; /* free slots cost little, but not nothing */
+
+	while (ct->recheck_next < cap && budget && visits--) {
+		uint32_t i = ct->recheck_next++;
+		const struct ct_flow *f = &ct->flows[i];
+
+		if (f->state == CT_FREE || f->rules_gen == ct->h->rules_gen)
+			continue; /* free, or rechecked on a packet already: costs no match */
+		budget--;
+		if (!recheck_flow(ct, i))
+			n++;
+	}
+	if (more)
+		*more = ct->recheck_next < cap;
+	return n;
+}
+
+bool ct_recheck_pending(const struct ct_table *ct) { return ct->recheck_next < ct->h->capacity; }
+
+uint64_t ct_recheck_removed(const struct ct_table *ct) { return ct->recheck_removed; }
+
 uint32_t vfr_conntrack_recheck(struct ct_table *ct, const struct vfr_ruleset *rs)
 {
-	uint32_t i, n = 0;
-
-	for (i = 0; i < ct->h->capacity; i++) {
-		const struct ct_flow *f = &ct->flows[i];
-		struct vfr_match_input in;
-
-		if (f->state == CT_FREE)
-			continue;
-		ct_flow_match_input(f, &in);
-		if (vfr_rules_match(rs, &in, NULL) != VFR_ACCEPT) {
-			ct_remove(ct, i);
-			n++;
-		}
-	}
-	return n;
+	ct_rules_changed(ct, rs);
+	return ct_recheck_step(ct, UINT32_MAX, NULL);
 }

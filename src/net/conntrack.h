@@ -81,6 +81,12 @@ struct ct_flow {
 	uint32_t next;	/* hash chain, or the free list; CT_NIL ends it */
 	uint32_t owner; /* the domain the flow counts against */
 	struct ct_ends ends;
+	/*
+	 * The rule set's generation (ct_header.rules_gen) this flow was last
+	 * accepted under; it sits in what was padding before start_ms, so the
+	 * region's layout (CT_VERSION) is unchanged.
+	 */
+	uint32_t rules_gen;
 	uint64_t start_ms, last_ms;
 	uint64_t packets[2], bytes[2];
 };
@@ -92,7 +98,7 @@ struct ct_header {
 	uint32_t capacity, nbuckets;
 	uint32_t per_domain_limit;
 	uint32_t count, free_head;
-	uint32_t pad;
+	uint32_t rules_gen; /* bumped by ct_rules_changed: flows of another generation are rechecked */
 	uint64_t seed;
 	uint64_t last_sweep_ms;
 	uint64_t refused_full, refused_domain; /* flows not created, for the statistics */
@@ -170,14 +176,30 @@ void ct_set_done(struct ct_table *ct, void (*done)(void *ctx, const struct ct_fl
 void ct_remove(struct ct_table *ct, uint32_t i);
 /* Removes every flow idle past its state's timeout at now. Returns how many went. */
 uint32_t ct_expire(struct ct_table *ct, uint64_t now);
-/*
- * After a rule change: every flow is matched again against rs as its first
- * packet was (struct ct_ends); flows the rules no longer accept are
- * removed, flows still accepted stay as they are, state and counters kept.
- * Returns how many went.
- */
 /* What the rules are asked about flow f: its first packet, as struct ct_ends recorded it. */
 void ct_flow_match_input(const struct ct_flow *f, struct vfr_match_input *in);
+/*
+ * After a rule change, incrementally: every flow is to be matched again
+ * against rs (which must stay valid until the next call) as its first
+ * packet was (struct ct_ends); flows the rules no longer accept are
+ * removed, flows still accepted stay as they are, state and counters kept.
+ * Nothing is matched here: a flow is rechecked on its next packet (in
+ * ct_track, before that packet counts in it or passes by it), and the
+ * rest by ct_recheck_step, a few at a time between packets, so that
+ * traffic never waits for the whole table.
+ */
+void ct_rules_changed(struct ct_table *ct, const struct vfr_ruleset *rs);
+/*
+ * Rechecks up to budget flows of the pending sweep (those already rechecked
+ * on a packet are skipped for free). Returns how many flows it removed;
+ * *more (may be NULL) says whether the sweep still has flows to visit.
+ */
+uint32_t ct_recheck_step(struct ct_table *ct, uint32_t budget, bool *more);
+/* Whether a sweep is under way (the caller keeps calling ct_recheck_step). */
+bool ct_recheck_pending(const struct ct_table *ct);
+/* Flows removed by rechecks (on a packet or by the sweep) since the table was made here. */
+uint64_t ct_recheck_removed(const struct ct_table *ct);
+/* The whole recheck at once (ct_rules_changed, then the sweep to its end): how many went. */
 uint32_t vfr_conntrack_recheck(struct ct_table *ct, const struct vfr_ruleset *rs);
 const char *ct_state_name(enum ct_state s);
 

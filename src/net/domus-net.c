@@ -10,9 +10,12 @@
  * their listening sockets, rules, flow outputs and captures. It exits when
  * that socket hangs up, and with its parent (PR_SET_PDEATHSIG).
  *
- * One thread, one poll loop: the control socket, a 1 s timerfd (vfr_tick,
+ * One thread, one epoll set: the control socket, a 1 s timerfd (vfr_tick,
  * flow export), the TAP, and per port its listening socket or its
- * front-end's connection and kicks. Fairness: each round takes at most
+ * front-end's connection and kicks, each descriptor added when it comes
+ * and removed when it goes, never per wake-up. A rule change rechecks the
+ * flows a few at a time between rounds (vfr_recheck_step), never while
+ * every port waits. Fairness: each round takes at most
  * TX_BUDGET frames from each port's transmit queue (and from the TAP), so
  * a domain that floods gets its share and no more; a port with frames left
  * is served again next round without waiting for a kick.
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -48,7 +52,20 @@
 #define TX_BUDGET 64   /* frames per port (and from the TAP) per round */
 #define FLOW_BATCH 64  /* flow records kept for one IPFIX export */
 #define IPFIX_MTU 1500 /* path MTU assumed towards the collector */
-#define MAX_POLL (3 + VFR_MAX_PORTS * (1 + NETPORT_QUEUES))
+#define EVENTS_MAX 64 /* epoll events taken per wake-up */
+
+/* What an epoll event is of (struct watch's kind). */
+enum { W_CONTROL = 1, W_TIMER, W_TAP, W_LISTEN, W_VHOST };
+
+static int epfd = -1;
+static struct watch tap_watch = {W_TAP, NULL};
+
+static int watch_fd(int fd, struct watch *w)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
 
 static struct vfr *vfr;
 static void *state_map;
@@ -357,6 +374,12 @@ static int cmd_uplink(struct request *r)
 	tap_fd = take_fd(r, 0);
 	/* A TAP that cannot take a frame drops it: the loop never waits on it. */
 	fcntl(tap_fd, F_SETFL, fcntl(tap_fd, F_GETFL) | O_NONBLOCK);
+	if ((ret = watch_fd(tap_fd, &tap_watch)) < 0) {
+		snprintf(r->err, r->errlen, "uplink: epoll_ctl: %s", strerror(-ret));
+		close(tap_fd);
+		tap_fd = -1;
+		return ret;
+	}
 	return 0;
 }
 
@@ -507,6 +530,13 @@ static int cmd_port(struct request *r)
 	}
 	netport_init(p, c.id, c.mac, take_fd(r, 0), on_port_frame, NULL);
 	fcntl(p->listen_fd, F_SETFL, fcntl(p->listen_fd, F_GETFL) | O_NONBLOCK);
+	if ((ret = netport_watch(p, epfd, W_LISTEN, W_VHOST)) < 0) {
+		snprintf(r->err, r->errlen, "port %u: epoll_ctl: %s", c.id, strerror(-ret));
+		netport_close(p);
+		free(p);
+		vfr_remove_port(vfr, c.id);
+		return ret;
+	}
 	ports[c.id] = p;
 	port_ids[nports++] = c.id;
 	snprintf(port_names[c.id], VFR_NAME_MAX, "%s", c.name);
@@ -829,57 +859,71 @@ static void tap_read(void)
 
 static int serve(int control_fd, int timer)
 {
-	static struct pollfd p[MAX_POLL];
-	static unsigned first[VFR_MAX_PORTS], count[VFR_MAX_PORTS];
+	static struct watch control_watch = {W_CONTROL, NULL}, timer_watch = {W_TIMER, NULL};
+	struct epoll_event ev[EVENTS_MAX];
+	bool rechecking = false;
 
+	if (watch_fd(control_fd, &control_watch) < 0 || watch_fd(timer, &timer_watch) < 0) {
+		log_warn("epoll_ctl");
+		return -errno;
+	}
 	while (!stopping) {
-		unsigned n = 0, tap_at = 0;
-		bool pending = false;
+		bool pending = rechecking, control = false;
+		int n;
 
-		p[n++] = (struct pollfd){.fd = control_fd, .events = POLLIN};
-		p[n++] = (struct pollfd){.fd = timer, .events = POLLIN};
-		if (tap_fd >= 0) {
-			tap_at = n;
-			p[n++] = (struct pollfd){.fd = tap_fd, .events = POLLIN};
-		}
-		for (unsigned i = 0; i < nports; i++) {
-			struct netport *port = ports[port_ids[i]];
-			first[i] = n;
-			count[i] = netport_poll_fds(port, p + n, 1 + NETPORT_QUEUES);
-			n += count[i];
-			pending |= port->tx_pending;
-		}
-		if (poll(p, n, pending ? 0 : -1) < 0) {
+		for (unsigned i = 0; i < nports; i++)
+			pending |= ports[port_ids[i]]->tx_pending;
+		n = epoll_wait(epfd, ev, EVENTS_MAX, pending ? 0 : -1);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			log_warn("poll");
+			log_warn("epoll_wait");
 			return -errno;
 		}
 		clock_update();
-		if (p[0].revents) {
-			if (control_handle(control_fd) < 0) {
-				if (!quiet)
-					log_info("the supervisor has gone; stopping");
+		for (int i = 0; i < n; i++) {
+			struct watch *w = ev[i].data.ptr;
+			uint64_t ticks;
+
+			switch (w->kind) {
+			case W_CONTROL:
+				control = true; /* last: it may remove ports other events point to */
+				break;
+			case W_TIMER:
+				if (read(timer, &ticks, sizeof(ticks)) == sizeof(ticks) && vfr)
+					vfr_tick(vfr, now_ms, wall_ms);
+				flows_flush();
+				break;
+			case W_TAP:
+				if (tap_fd >= 0)
+					tap_read();
+				break;
+			case W_LISTEN:
+				netport_listen_ready(w->ptr);
+				break;
+			case W_VHOST: {
+				const struct vhost_watch *vw = (const struct vhost_watch *)w;
+				netport_vhost_ready(vw->b->dev, vw);
 				break;
 			}
-			continue; /* the port table may have changed under the poll set */
+			}
 		}
-		if (p[1].revents & POLLIN) {
-			uint64_t ticks;
-			if (read(timer, &ticks, sizeof(ticks)) == sizeof(ticks) && vfr)
-				vfr_tick(vfr, now_ms, wall_ms);
-			flows_flush();
-		}
-		if (tap_at && (p[tap_at].revents & POLLIN))
-			tap_read();
-		for (unsigned i = 0; i < nports; i++)
-			netport_poll_ready(ports[port_ids[i]], p + first[i], count[i]);
 		/* One round: at most TX_BUDGET frames from each port, then the receive signals. */
 		for (unsigned i = 0; i < nports; i++)
 			if (ports[port_ids[i]]->tx_pending)
 				netport_tx(ports[port_ids[i]], TX_BUDGET);
 		for (unsigned i = 0; i < nports; i++)
 			netport_flush(ports[port_ids[i]]);
+		/* A rule change's recheck: a slice between rounds, until every flow is seen. */
+		rechecking = vfr && vfr_recheck_step(vfr, VFR_RECHECK_BUDGET);
+		if (control && control_handle(control_fd) < 0) {
+			if (!quiet)
+				log_info("the supervisor has gone; stopping");
+			break;
+		}
+		/* A rule the message changed: its sweep starts next round, without waiting for a frame. */
+		if (control && vfr)
+			rechecking = vfr_recheck_step(vfr, 0);
 	}
 	return 0;
 }
@@ -943,6 +987,12 @@ int main(int argc, char **argv)
 	timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (timer < 0 || timerfd_settime(timer, 0, &second, NULL) < 0) {
 		log_warn("timerfd");
+		return 1;
+	}
+	/* The loop's epoll set: made before the sandbox, which has no epoll_create. */
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		log_warn("epoll_create1");
 		return 1;
 	}
 	/* jansson seeds its hash tables from /dev/urandom at first use: before the sandbox, not in it. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -62,18 +63,42 @@ void netport_init(struct netport *p, uint32_t id, const uint8_t mac[6], int list
 	p->input = input;
 	p->ctx = ctx;
 	p->b.sock = -1;
+	p->epfd = -1;
+}
+
+static int listen_watch(struct netport *p, int op)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->listen_watch};
+
+	if (p->epfd < 0 || p->listen_fd < 0)
+		return 0;
+	return epoll_ctl(p->epfd, op, p->listen_fd, &ev) < 0 ? -errno : 0;
+}
+
+int netport_watch(struct netport *p, int epfd, int listen_kind, int vhost_kind)
+{
+	p->epfd = epfd;
+	p->vhost_kind = vhost_kind;
+	p->listen_watch = (struct watch){listen_kind, p};
+	return listen_watch(p, EPOLL_CTL_ADD);
 }
 
 void netport_disconnect(struct netport *p)
 {
+	bool was = p->connected;
+
 	if (p->connected)
 		vhost_backend_close(&p->b);
 	p->connected = p->tx_pending = p->rx_notify = p->tx_broken = false;
+	/* The next front-end may come now. */
+	if (was && listen_watch(p, EPOLL_CTL_ADD) < 0)
+		log_warn("port %u: watching its socket again", p->id);
 }
 
 void netport_close(struct netport *p)
 {
 	netport_disconnect(p);
+	listen_watch(p, EPOLL_CTL_DEL); /* in the set now whether it was connected or not */
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);
 	p->listen_fd = -1;
@@ -84,47 +109,47 @@ int netport_accept(struct netport *p)
 	/* One thread serves every port: the back-end never waits on a front-end (vhost_user.h). */
 	int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
+	int ret;
+
 	if (fd < 0)
 		return -errno;
 	netport_disconnect(p);
 	vhost_backend_init(&p->b, fd, &netport_ops, p);
+	if (p->epfd >= 0 && (ret = vhost_backend_watch(&p->b, p->epfd, p->vhost_kind)) < 0) {
+		vhost_backend_close(&p->b);
+		return ret;
+	}
+	/* One front-end at a time: the next is accepted once this one has gone. */
+	listen_watch(p, EPOLL_CTL_DEL);
 	p->connected = true;
 	p->n.connects++;
 	return 0;
 }
 
-unsigned netport_poll_fds(struct netport *p, struct pollfd *fds, unsigned max)
+void netport_listen_ready(struct netport *p)
 {
-	unsigned n = 0;
+	int ret;
 
-	if (max == 0)
-		return 0;
-	/* One front-end at a time: the next is accepted once this one has gone. */
 	if (p->connected)
-		return vhost_backend_poll_fds(&p->b, fds, max);
-	fds[n++] = (struct pollfd){.fd = p->listen_fd, .events = POLLIN};
-	return n;
+		return; /* an event from before it connected */
+	ret = netport_accept(p);
+	if (ret < 0 && ret != -EAGAIN)
+		log_errno(ret, "port %u: accept", p->id);
 }
 
-int netport_poll_ready(struct netport *p, const struct pollfd *fds, unsigned n)
+void netport_vhost_ready(struct netport *p, const struct vhost_watch *w)
 {
-	int ret = 0;
+	int ret;
 
-	if (p->connected) {
-		if ((ret = vhost_backend_poll_ready(&p->b, fds, n)) < 0) {
-			if (ret == -EPIPE)
-				log_debug("port %u: %s", p->id, p->b.err);
-			else
-				log_warnx("port %u: front-end dropped: %s", p->id, p->b.err);
-			netport_disconnect(p);
-		}
-	} else if (n && (fds[0].revents & POLLIN)) {
-		ret = netport_accept(p);
-		if (ret < 0 && ret != -EAGAIN)
-			log_errno(ret, "port %u: accept", p->id);
-		ret = 0;
+	if (!p->connected)
+		return; /* dropped by an earlier event of this wake-up */
+	if ((ret = vhost_backend_event(w)) < 0) {
+		if (ret == -EPIPE)
+			log_debug("port %u: %s", p->id, p->b.err);
+		else
+			log_warnx("port %u: front-end dropped: %s", p->id, p->b.err);
+		netport_disconnect(p);
 	}
-	return ret;
 }
 
 static bool queue_usable(struct netport *p, unsigned q)

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/watch.h"
 #include "net/vfr.h"
 #include "vhost/backend.h"
 
@@ -66,6 +67,14 @@ struct netport {
 	bool rx_notify;	 /* receive completions not yet signalled */
 	bool tx_broken;	 /* the driver broke the transmit ring's rules: it stops until reconnect */
 	struct vhost_backend b;
+	/*
+	 * The loop's epoll set: the listening socket is in it while no
+	 * front-end is connected, the connection and its kicks while one is
+	 * (vhost_backend_watch); each added and removed as it comes and goes.
+	 */
+	int epfd;
+	int vhost_kind;
+	struct watch listen_watch;
 	netport_input_fn input;
 	void *ctx;
 	struct netport_counters n;
@@ -79,11 +88,17 @@ void netport_close(struct netport *p);
 /* Accepts a front-end (after the previous one has gone); 0 or -errno. */
 int netport_accept(struct netport *p);
 void netport_disconnect(struct netport *p);
-/* What to poll: the listening socket, or (connected) the connection and its kicks. Entries filled.
+/*
+ * Puts the port in epoll set epfd: events of its listening socket point to
+ * listen_watch (kind listen_kind, ptr the port), those of a connection to
+ * a struct vhost_watch of kind vhost_kind. 0 or -errno.
  */
-unsigned netport_poll_fds(struct netport *p, struct pollfd *fds, unsigned max);
-/* Poll results for the entries netport_poll_fds filled; -errno when the front-end was dropped. */
-int netport_poll_ready(struct netport *p, const struct pollfd *fds, unsigned n);
+int netport_watch(struct netport *p, int epfd, int listen_kind, int vhost_kind)
+    __attribute__((warn_unused_result));
+/* A listen_kind event: accepts the front-end waiting, if there is one. */
+void netport_listen_ready(struct netport *p);
+/* A vhost_kind event of the port's connection; drops the front-end if it must go. */
+void netport_vhost_ready(struct netport *p, const struct vhost_watch *w);
 /*
  * Takes up to budget frames from the transmit queue and hands each to
  * input; tx_pending says whether more may be there. Returns frames taken.

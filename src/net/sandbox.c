@@ -25,6 +25,10 @@ static const int allowed[] = {
     SCMP_SYS(close),
     SCMP_SYS(poll),
     SCMP_SYS(ppoll),
+    /* The loop's epoll set (made before): descriptors in and out as ports come and go. */
+    SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait),
+    SCMP_SYS(epoll_ctl),
     /* Guest memory and the state memfd (mmap of descriptors handed over), and malloc. */
     SCMP_SYS(mmap),
     SCMP_SYS(munmap),

@@ -1114,7 +1114,7 @@ int vfr_rule_add_as(struct vfr *v, const char *text, long pos, uint32_t want, ui
 		return fail(ret, err, errlen, "there is a rule %u already", want);
 	if (ret)
 		return fail(ret, err, errlen, "%d rules already", VFR_RULES_MAX);
-	vfr_conntrack_recheck(v->ct, v->rules);
+	ct_rules_changed(v->ct, v->rules);
 	return 0;
 }
 
@@ -1122,7 +1122,7 @@ int vfr_rule_remove(struct vfr *v, uint32_t id, char *err, size_t errlen)
 {
 	if (vfr_ruleset_remove(v->rules, id))
 		return fail(-ENOENT, err, errlen, "no rule %u", id);
-	vfr_conntrack_recheck(v->ct, v->rules);
+	ct_rules_changed(v->ct, v->rules);
 	return 0;
 }
 
@@ -1217,6 +1217,14 @@ void vfr_tick(struct vfr *v, uint64_t now, uint64_t wall_ms)
 {
 	v->wall_off = (int64_t)wall_ms - (int64_t)now;
 	ct_expire(v->ct, now);
+}
+
+bool vfr_recheck_step(struct vfr *v, uint32_t budget)
+{
+	bool more;
+
+	ct_recheck_step(v->ct, budget, &more);
+	return more;
 }
 
 /* ---- the firewall ---- */

@@ -147,6 +147,15 @@ void vfr_input(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len, u
 	       uint64_t wall_ms);
 /* Expires idle flows (records for them go to cb->flow). Call about once a second. */
 void vfr_tick(struct vfr *v, uint64_t now, uint64_t wall_ms);
+/*
+ * A rule change does not recheck every flow while traffic waits: each flow
+ * is rechecked on its next packet, and the rest here, at most budget flows
+ * a call, between batches of packets (ct_recheck_step). Returns whether
+ * flows remain to be rechecked (the caller calls again soon, not after
+ * sleeping).
+ */
+bool vfr_recheck_step(struct vfr *v, uint32_t budget);
+#define VFR_RECHECK_BUDGET 256 /* flows a step matches: a few microseconds of rules */
 
 /* Counters of a port (VFR_UPLINK for the uplink); NULL when there is no such port. */
 const struct vfr_port_stats *vfr_port_stats(const struct vfr *v, uint32_t port);

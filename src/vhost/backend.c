@@ -8,6 +8,7 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,10 +27,66 @@ void vhost_backend_init(struct vhost_backend *b, int sock, const struct vhost_de
 	b->ops = ops;
 	b->dev = dev;
 	b->mem.fd = -1;
+	b->epfd = -1;
 	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
 		virtq_init(&b->q[i].vq, &b->mem, ops->queue_size);
 		b->q[i].kick_fd = b->q[i].call_fd = -1;
+		b->kick_watched[i] = -1;
 	}
+}
+
+/* Queue qi's kick out of the epoll set: before its descriptor is closed or replaced. */
+static void kick_unwatch(struct vhost_backend *b, unsigned qi)
+{
+	if (b->epfd >= 0 && b->kick_watched[qi] >= 0)
+		epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->kick_watched[qi], NULL);
+	b->kick_watched[qi] = -1;
+}
+
+/* Queue qi's kick in the set while the queue runs. */
+static int kick_watch(struct vhost_backend *b, unsigned qi)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->kick_watch[qi]};
+
+	if (b->epfd < 0 || !b->q[qi].started || b->kick_watched[qi] == b->q[qi].kick_fd)
+		return 0;
+	kick_unwatch(b, qi);
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->q[qi].kick_fd, &ev) < 0)
+		return -errno;
+	b->kick_watched[qi] = b->q[qi].kick_fd;
+	return 0;
+}
+
+int vhost_backend_watch(struct vhost_backend *b, int epfd, int kind)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->sock_watch};
+	int ret = 0;
+
+	b->epfd = epfd;
+	b->sock_watch = (struct vhost_watch){{kind, b}, b, -1};
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, b->sock, &ev) < 0) {
+		b->epfd = -1;
+		return -errno;
+	}
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
+		b->kick_watch[i] = (struct vhost_watch){{kind, b}, b, (int)i};
+		if (ret == 0)
+			ret = kick_watch(b, i);
+	}
+	if (ret < 0)
+		vhost_backend_unwatch(b);
+	return ret;
+}
+
+void vhost_backend_unwatch(struct vhost_backend *b)
+{
+	if (b->epfd < 0)
+		return;
+	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++)
+		kick_unwatch(b, i);
+	if (b->sock >= 0)
+		epoll_ctl(b->epfd, EPOLL_CTL_DEL, b->sock, NULL);
+	b->epfd = -1;
 }
 
 static void unmap_memory(struct vhost_backend *b)
@@ -42,8 +99,11 @@ static void unmap_memory(struct vhost_backend *b)
 	b->mem.nregions = 0;
 }
 
-static void stop_queue(struct vhost_queue *q)
+static void stop_queue(struct vhost_backend *b, unsigned qi)
 {
+	struct vhost_queue *q = &b->q[qi];
+
+	kick_unwatch(b, qi);
 	q->started = false;
 	q->vq.enabled = false;
 	if (q->kick_fd >= 0)
@@ -202,8 +262,9 @@ void vhost_backend_close(struct vhost_backend *b)
 {
 	if (b->ops && b->ops->quiesce && b->sock >= 0)
 		b->ops->quiesce(b->dev, b);
+	vhost_backend_unwatch(b);
 	for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++) {
-		stop_queue(&b->q[i]);
+		stop_queue(b, i);
 		if (b->q[i].call_fd >= 0)
 			close(b->q[i].call_fd);
 		b->q[i].call_fd = -1;
@@ -295,6 +356,9 @@ static int maybe_start(struct vhost_backend *b, unsigned qi)
 	q->vq.used_idx = *used_idx;
 	recover_inflight(b, q);
 	q->started = true;
+	if (kick_watch(b, qi) < 0)
+		return fail(b, -errno, "queue %u: adding its kick to the epoll set: %s", qi,
+			    strerror(errno));
 	/* Work queued before we started is picked up now. */
 	b->ops->queue_kicked(b->dev, b, qi);
 	return 0;
@@ -373,7 +437,7 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 	case VHOST_USER_RESET_OWNER:
 	case VHOST_USER_RESET_DEVICE:
 		for (unsigned i = 0; i < VHOST_BACKEND_MAX_QUEUES; i++)
-			stop_queue(&b->q[i]);
+			stop_queue(b, i);
 		b->features = 0;
 		return 0;
 	case VHOST_USER_GET_QUEUE_NUM:
@@ -411,7 +475,7 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 	case VHOST_USER_GET_VRING_BASE:
 		if ((ret = queue_index(b, m->payload.state.index, &qi)) < 0)
 			return ret;
-		stop_queue(&b->q[qi]);
+		stop_queue(b, qi);
 		/* Without protocol features a queue is enabled by its kick fd; it stops here. */
 		b->q[qi].enabled = false;
 		r->hdr.size = sizeof(r->payload.state);
@@ -432,12 +496,17 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 			return fail(b, -EINVAL, "%s for queue %u without a descriptor",
 				    vhost_user_request_name(m->hdr.request), qi);
 		slot = kick ? &b->q[qi].kick_fd : &b->q[qi].call_fd;
+		if (kick)
+			kick_unwatch(b, qi); /* before its descriptor closes */
 		if (*slot >= 0)
 			close(*slot);
 		*slot = fd;
 		m->nfds = 0; /* ours now */
 		if (kick && !(b->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
 			b->q[qi].enabled = true;
+		if (kick && b->q[qi].started && fd >= 0 && kick_watch(b, qi) < 0)
+			return fail(b, -errno, "queue %u: adding its kick to the epoll set: %s", qi,
+				    strerror(errno));
 		return kick ? maybe_start(b, qi) : 0;
 	}
 	case VHOST_USER_SET_VRING_ERR:
@@ -447,6 +516,7 @@ static int dispatch(struct vhost_backend *b, struct vhost_user_msg *m, struct vh
 			return ret;
 		b->q[qi].enabled = m->payload.state.num != 0;
 		if (!b->q[qi].enabled) {
+			kick_unwatch(b, qi);
 			b->q[qi].started = false;
 			b->q[qi].vq.enabled = false;
 			return 0;
@@ -578,6 +648,35 @@ int vhost_backend_poll_ready(struct vhost_backend *b, const struct pollfd *p, un
 	if (n && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 		return vhost_backend_handle(b);
 	return 0;
+}
+
+int vhost_backend_event(const struct vhost_watch *w)
+{
+	struct vhost_backend *b = w->b;
+	uint64_t v;
+
+	if (w->q < 0)
+		return vhost_backend_handle(b);
+	if (!b->q[w->q].started)
+		return 0; /* stopped by a message handled in the same wake-up */
+	if (read(b->q[w->q].kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return fail(b, -errno, "kick fd of queue %d: %s", w->q, strerror(errno));
+	b->ops->queue_kicked(b->dev, b, (unsigned)w->q);
+	return 0;
+}
+
+bool vhost_backend_has_avail(struct vhost_backend *b, unsigned qi)
+{
+	struct vhost_queue *q = &b->q[qi];
+	const volatile uint16_t *idx;
+
+	if (!q->started)
+		return false;
+	if (q->next_resubmit < q->nresubmit)
+		return true;
+	/* The driver's avail index, as virtq_pop_avail reads it (it checks the range again). */
+	idx = gmem_ptr(&b->mem, q->vq.avail_gpa + 2, 2);
+	return idx && *idx != q->vq.last_avail;
 }
 
 void vhost_backend_notify(struct vhost_backend *b, unsigned qi)

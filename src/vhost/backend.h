@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "devices/virtq.h"
+#include "lib/watch.h"
 #include "vhost/vhost_user.h"
 #include "vmm/guest_mem.h"
 
@@ -75,8 +76,28 @@ struct vhost_queue {
 	unsigned nresubmit, next_resubmit;
 };
 
+/*
+ * What an epoll event of a back-end's descriptor points to (epoll_event.data.ptr):
+ * w.kind is the loop's own (vhost_backend_watch), q the queue whose kick
+ * it is, or -1 for the front-end's socket.
+ */
+struct vhost_watch {
+	struct watch w;
+	struct vhost_backend *b;
+	int q;
+};
+
 struct vhost_backend {
 	int sock;
+	/*
+	 * The epoll set the connection's descriptors are in (vhost_backend_watch),
+	 * -1 when its owner polls them instead (vhost_backend_poll_fds). Each
+	 * descriptor is added once, when it comes (the connection, a queue
+	 * started), and removed when it goes, never per wake-up.
+	 */
+	int epfd;
+	struct vhost_watch sock_watch, kick_watch[VHOST_BACKEND_MAX_QUEUES];
+	int kick_watched[VHOST_BACKEND_MAX_QUEUES]; /* the kick fd in the set, or -1 */
 	const struct vhost_device_ops *ops;
 	void *dev;
 	uint64_t features;          /* acked by the front-end */
@@ -113,6 +134,23 @@ int vhost_backend_poll_ready(struct vhost_backend *b, const struct pollfd *p, un
 int vhost_backend_pop(struct vhost_backend *b, unsigned q, struct virtq_chain *c);
 /* Completes a request taken with vhost_backend_pop. */
 int vhost_backend_push(struct vhost_backend *b, unsigned q, uint16_t head, uint32_t len);
+/*
+ * From now on the connection's descriptors live in epoll set epfd, their
+ * events pointing to struct vhost_watch with w.kind = kind; queues started
+ * later are added as they start. 0 or -errno.
+ */
+int vhost_backend_watch(struct vhost_backend *b, int epfd, int kind)
+    __attribute__((warn_unused_result));
+/* Takes them out of the set again (before the connection moves to another loop). */
+void vhost_backend_unwatch(struct vhost_backend *b);
+/* An event of vhost_watch w: a message, or a kick. -errno when the front-end must be dropped. */
+int vhost_backend_event(const struct vhost_watch *w);
+/*
+ * Whether queue q has requests to take (new avail entries or ones to
+ * resubmit), read from the ring without taking any: a busy-polling loop's
+ * test.
+ */
+bool vhost_backend_has_avail(struct vhost_backend *b, unsigned q);
 /* Signals the front-end's call eventfd for queue q if the driver wants it. */
 void vhost_backend_notify(struct vhost_backend *b, unsigned q);
 

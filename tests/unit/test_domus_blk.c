@@ -14,6 +14,7 @@
  * served from the cache, a limit of zero and limits changed while reads
  * are in flight.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -42,6 +43,7 @@
 
 static char dir[64], path_a[128], path_b[128], sock_a[128], sock_b[128];
 static pid_t blk_pid;
+static bool two_workers; /* the "threads" group: --threads 2 --poll-us 50 */
 static uint8_t shadow[DISK_BYTES];  /* what a.img holds */
 static uint8_t initial[DISK_BYTES]; /* what the read-only b.img holds */
 static char err[512];
@@ -84,8 +86,12 @@ static void start_blk(void)
 		dup2(ready[1], 3);
 		snprintf(a, sizeof(a), "%s=%s", sock_a, path_a);
 		snprintf(b, sizeof(b), "%s=%s,ro", sock_b, path_b);
-		execl(prog, "domus-blk", "--quiet", "--ready-fd", "3", "--disk", a,
-		      "--disk", b, (char *)NULL);
+		if (two_workers)
+			execl(prog, "domus-blk", "--quiet", "--ready-fd", "3", "--threads", "2",
+			      "--poll-us", "50", "--disk", a, "--disk", b, (char *)NULL);
+		else
+			execl(prog, "domus-blk", "--quiet", "--ready-fd", "3", "--disk", a,
+			      "--disk", b, (char *)NULL);
 		_exit(127);
 	}
 	close(ready[1]);
@@ -409,6 +415,46 @@ static void read_check(struct blkdrv *d, uint64_t off, uint64_t len, uint32_t ch
 	}
 }
 
+/*
+ * A QoS group is scheduled by one worker: o2 (served by the other worker,
+ * connected and with reads behind it) joins o1's group and moves, with
+ * its connection, to o1's worker; both go on reading right, and the
+ * group's counters see every request of both. A reservation is admitted
+ * against the disk's whole time, whichever worker holds the other groups.
+ */
+static void test_qos_group_across_workers(void **state)
+{
+	struct blkdrv a, b;
+	struct blk_sched_stats st;
+	int met;
+
+	open_id(&a, "o3");
+	open_id(&b, "o2");
+	read_check(&a, 0, 4 * 65536, 65536, base);
+	read_check(&b, 0, 4 * 65536, 65536, base);
+	/*
+	 * 30000 IOPS at the default 20 us each is 60% of the disk's time (90%
+	 * may be reserved): o2's group on its worker takes it; o1's on the
+	 * other worker cannot have as much again, but what is left, yes.
+	 */
+	if (blkctl_qos(ctl, "o2", "r2", "reserve-iops=30000", err, sizeof(err)) < 0)
+		fail_msg("qos o2: %s", err);
+	assert_int_equal(blkctl_qos(ctl, "o1", "r1", "reserve-iops=30000", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "other groups hold"));
+	if (blkctl_qos(ctl, "o1", "r1", "reserve-iops=10000", err, sizeof(err)) < 0)
+		fail_msg("qos o1: %s", err);
+	if (blkctl_qos(ctl, "o3", "dom", "weight=200", err, sizeof(err)) < 0 ||
+	    blkctl_qos(ctl, "o2", "dom", "weight=200", err, sizeof(err)) < 0)
+		fail_msg("qos: %s", err);
+	read_check(&b, 8 * 65536, 8 * 65536, 65536, base + 8 * 65536);
+	read_check(&a, 8 * 65536, 4 * 65536, 65536, base + 8 * 65536);
+	if (blkctl_qos_stats(ctl, "dom", &st, &met, err, sizeof(err)) < 0)
+		fail_msg("qos-stats: %s", err);
+	assert_int_equal(st.served_ops, 12);
+	blkdrv_close(&a);
+	blkdrv_close(&b);
+}
+
 static int cache_setup(void **state)
 {
 	int sp[2];
@@ -434,8 +480,9 @@ static int cache_setup(void **state)
 	assert_true(cache_pid >= 0);
 	if (cache_pid == 0) {
 		dup2(sp[1], 3);
+		/* Two workers: o1 and o3 on one, o2 on the other, sharing the one cache. */
 		execl(getenv("DOMUS_BLK"), "domus-blk", "--quiet", "--control-fd", "3",
-		      "--cache-mib", "16", (char *)NULL);
+		      "--cache-mib", "16", "--threads", "2", (char *)NULL);
 		_exit(127);
 	}
 	close(sp[1]);
@@ -659,6 +706,105 @@ static void test_cache_bad_messages(void **state)
 	assert_int_equal(s.limit, 16u << 20);
 }
 
+/* Voluntary context switches of each of pid's worker threads (named blk-worker-N). */
+static unsigned worker_switches(pid_t pid, unsigned long *out, unsigned max)
+{
+	char path[300], line[256];
+	unsigned n = 0;
+	FILE *f;
+	DIR *tasks;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	assert_non_null(tasks = opendir(path));
+	while ((e = readdir(tasks)) && n < max) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		line[0] = 0;
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+		if (strncmp(line, "blk-worker-", 11))
+			continue; /* the main thread, or io_uring's own workers */
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %lu", &out[n]) == 1)
+				n++;
+		fclose(f);
+	}
+	closedir(tasks);
+	return n;
+}
+
+/*
+ * --threads 2: the two disks go to the two workers, which serve them at
+ * once (both drivers keep requests in flight together, each read and write
+ * checked), and each worker did its share of the waking up: two worker
+ * threads, both busy, not one doing everything.
+ */
+static void test_two_workers_two_disks(void **state)
+{
+	struct blkdrv a, b;
+	unsigned long before[4], after[4];
+	unsigned half = SLOTS / 2, stretch = DISK_BYTES / 512 / half;
+	uint64_t sector[SLOTS / 2];
+	bool wrote[SLOTS / 2];
+
+	assert_int_equal(worker_switches(blk_pid, before, 4), 2);
+	open_drv(&a, sock_a);
+	open_drv(&b, sock_b);
+	for (int round = 0; round < 200; round++) {
+		/* Slots 0..half-1 on a (read-write), half.. on b (read-only): statuses apart. */
+		for (unsigned s = 0; s < half; s++) {
+			sector[s] = s * stretch + (uint64_t)(random() % (stretch - 8));
+			wrote[s] = random() % 2;
+			if (wrote[s]) {
+				for (uint32_t i = 0; i < 4096; i++)
+					blkdrv_data(&a, s)[i] = (uint8_t)random();
+				memcpy(shadow + sector[s] * 512, blkdrv_data(&a, s), 4096);
+			}
+			memset(blkdrv_data(&b, half + s), 0, 4096);
+			status_of[s] = status_of[half + s] = BLKDRV_STATUS_NONE;
+			assert_int_equal(blkdrv_submit(&a, s, wrote[s] ? BLKDRV_T_OUT : BLKDRV_T_IN,
+						       sector[s], 4096), 0);
+			assert_int_equal(blkdrv_submit(&b, half + s, BLKDRV_T_IN, sector[s], 4096), 0);
+		}
+		assert_int_equal(blkdrv_kick(&a), 0);
+		assert_int_equal(blkdrv_kick(&b), 0);
+		completed = 0;
+		for (int i = 0; i < 400 && completed < SLOTS; i++) {
+			assert_true(blkdrv_reap(&a, 5, on_done, NULL) >= 0);
+			assert_true(blkdrv_reap(&b, 5, on_done, NULL) >= 0);
+		}
+		assert_int_equal(completed, SLOTS);
+		for (unsigned s = 0; s < half; s++) {
+			assert_int_equal(status_of[s], BLKDRV_S_OK);
+			assert_int_equal(status_of[half + s], BLKDRV_S_OK);
+			if (!wrote[s])
+				assert_memory_equal(blkdrv_data(&a, s), shadow + sector[s] * 512, 4096);
+			/* b is read-only, never written: every read is its initial contents. */
+			assert_memory_equal(blkdrv_data(&b, half + s), initial + sector[s] * 512, 4096);
+		}
+	}
+	assert_int_equal(worker_switches(blk_pid, after, 4), 2);
+	/* 200 rounds: each worker woke for many of them (a worker with no disk: never). */
+	assert_true(after[0] - before[0] >= 50);
+	assert_true(after[1] - before[1] >= 50);
+	blkdrv_close(&a);
+	blkdrv_close(&b);
+}
+
+static int threads_setup(void **state)
+{
+	two_workers = true;
+	return setup(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,10 +823,15 @@ int main(void)
 		cmocka_unit_test(test_cache_zero_limit),
 		cmocka_unit_test(test_cache_limit_in_flight),
 		cmocka_unit_test(test_cache_bad_messages),
+		cmocka_unit_test(test_qos_group_across_workers),
+	};
+	const struct CMUnitTest thread_tests[] = {
+		cmocka_unit_test(test_two_workers_two_disks),
 	};
 	int failed;
 
 	signal(SIGPIPE, SIG_IGN);
 	failed = cmocka_run_group_tests(tests, setup, teardown);
-	return failed + cmocka_run_group_tests_name("cache", cache_tests, cache_setup, cache_teardown);
+	failed += cmocka_run_group_tests_name("cache", cache_tests, cache_setup, cache_teardown);
+	return failed + cmocka_run_group_tests_name("threads", thread_tests, threads_setup, teardown);
 }

@@ -355,6 +355,104 @@ static void test_recheck(void **state)
 	vfr_ruleset_free(rs);
 }
 
+static uint64_t done_last_packets;
+
+static void done_packets(void *ctx, const struct ct_flow *f)
+{
+	done_last_packets = f->packets[0] + f->packets[1];
+}
+
+/*
+ * A rule change checks nothing at once: a flow is judged on its next
+ * packet (before it counts), the rest by steps of a bounded budget, and a
+ * second change in the middle of a sweep starts it again under the newest
+ * rules. Every verdict ends as the synchronous recheck's would.
+ */
+static void test_recheck_incremental(void **state)
+{
+	struct vfr_ruleset *rs;
+	struct vfr_rule r;
+	struct ct_table *ct;
+	struct ct_ends web = {.dir = VFR_DIR_IN, .dst_domain = 1, .src_net = 10, .dst_net = 10};
+	uint32_t flows[400], removed = 0, steps = 0, id80, f;
+	char err[128];
+	bool more = true;
+
+	assert_int_equal(vfr_ruleset_new(VFR_DROP, &rs), 0);
+	assert_int_equal(
+	    vfr_rule_parse("accept in proto tcp to 10.0.2.0/24 port 22,80", &r, err, sizeof(err)),
+	    0);
+	assert_int_equal(vfr_ruleset_insert(rs, 0, &r, NULL), 0);
+	assert_int_equal(ct_new(1024, 0, 1, &ct), 0);
+	/* Even flows to port 80, odd ones to 22, all established. */
+	for (uint16_t i = 0; i < 400; i++) {
+		struct pkt syn = tcp(A, (uint16_t)(20000 + i), B, i % 2 ? 22 : 80, PKT_TCP_SYN);
+		assert_int_equal(ct_create(ct, &syn, &web, 0, &flows[i]), 0);
+	}
+	assert_false(ct_recheck_pending(ct));
+
+	assert_int_equal(vfr_rule_parse("drop in proto tcp to any port 80", &r, err, sizeof(err)),
+			 0);
+	assert_int_equal(vfr_ruleset_insert(rs, 0, &r, &id80), 0);
+	ct_rules_changed(ct, rs);
+	assert_true(ct_recheck_pending(ct));
+	assert_int_equal(ct_count(ct), 400); /* nothing checked yet */
+
+	/* The next packet of a port-80 flow: refused, not counted in the flow, the flow gone. */
+	{
+		struct pkt ack = tcp(B, 80, A, 20000, PKT_TCP_SYN | PKT_TCP_ACK);
+		ct_set_done(ct, done_packets, NULL);
+		assert_int_equal(ct_track(ct, &ack, 1, &f), CT_INVALID);
+		assert_int_equal(f, CT_NIL);
+		assert_null(ct_flow_get(ct, flows[0]));
+		assert_int_equal(done_last_packets, 1); /* the SYN only */
+		ct_set_done(ct, NULL, NULL);
+	}
+	/* A port-22 flow's packet passes, and the sweep will not match it again. */
+	step(ct, tcp(B, 22, A, 20001, PKT_TCP_SYN | PKT_TCP_ACK), 1, CT_ESTABLISHED,
+	     CT_TCP_SYN_RECV, flows[1]);
+	assert_int_equal(ct_count(ct), 399);
+	assert_int_equal(ct_recheck_removed(ct), 1);
+
+	/* Steps of 50 flows: each removes at most 50, and a few of them finish the table. */
+	while (more) {
+		uint32_t n = ct_recheck_step(ct, 50, &more);
+		assert_true(n <= 50);
+		removed += n;
+		steps++;
+		assert_true(steps < 100);
+		if (steps == 2) {
+			assert_true(more);
+			assert_int_equal(ct_count(ct), 399 - removed);
+		}
+	}
+	assert_true(steps >= 8); /* 398 flows to match, 50 a step */
+	assert_int_equal(removed, 199);
+	assert_int_equal(ct_count(ct), 200);
+	for (unsigned i = 0; i < 400; i++)
+		if (i % 2)
+			assert_non_null(ct_flow_get(ct, flows[i]));
+		else
+			assert_null(ct_flow_get(ct, flows[i]));
+	assert_false(ct_recheck_pending(ct));
+	assert_int_equal(ct_recheck_step(ct, 50, &more), 0);
+
+	/* Two changes, the second mid-sweep: port 80 open again, then the accept gone. */
+	assert_int_equal(vfr_ruleset_remove(rs, id80), 0);
+	ct_rules_changed(ct, rs);
+	ct_recheck_step(ct, 20, &more);
+	assert_true(more);
+	assert_int_equal(ct_count(ct), 200);
+	assert_int_equal(vfr_ruleset_remove(rs, 1), 0);
+	ct_rules_changed(ct, rs);
+	do
+		ct_recheck_step(ct, 64, &more);
+	while (more);
+	assert_int_equal(ct_count(ct), 0);
+	ct_free(ct);
+	vfr_ruleset_free(rs);
+}
+
 static void test_save_restore(void **state)
 {
 	struct ct_table *ct, *back;
@@ -460,6 +558,7 @@ int main(void)
 	    cmocka_unit_test(test_related),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_recheck),
+	    cmocka_unit_test(test_recheck_incremental),
 	    cmocka_unit_test(test_save_restore),
 	    cmocka_unit_test(test_in_place),
 	};

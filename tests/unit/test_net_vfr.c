@@ -675,15 +675,42 @@ static void test_recheck(void **state)
 	input(x, 2, f, len, T0 + 3);
 	assert_int_equal(x->c.nout, 1);
 
-	/* One it does not: gone, and its next packet dropped. */
+	/*
+	 * One it does not: the change itself checks nothing (traffic does not
+	 * wait for the table); the flow's next packet is judged by the new rules
+	 * before it passes, so it is dropped and the flow gone with its record.
+	 */
 	assert_int_equal(
 	    vfr_rule_add(x->v, "drop proto tcp to domain app port 80", 0, &id, err, sizeof(err)),
 	    0);
-	assert_int_equal(ct_count(vfr_conntrack(x->v)), 0);
-	assert_int_equal(x->c.nflows, 1); /* its record */
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 1);
 	reset(&x->c);
 	input(x, 2, f, len, T0 + 4);
 	assert_int_equal(x->c.nout, 0);
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 0);
+	assert_int_equal(x->c.nflows, 1); /* its record */
+	assert_int_equal(x->c.flows[0].packets, 3); /* the dropped packet is not counted in it */
+	assert_false(vfr_recheck_step(x->v, VFR_RECHECK_BUDGET));
+
+	/* A flow that sends nothing after the change goes by the sweep between rounds. */
+	assert_int_equal(vfr_rule_remove(x->v, id, err, sizeof(err)), 0);
+	assert_false(vfr_recheck_step(x->v, VFR_RECHECK_BUDGET));
+	len = tcp_frame(f, gw1, m2, IP(10, 0, 1, 2), 40001, IP(10, 0, 2, 4), 80, PKT_TCP_SYN, 1, 0);
+	input(x, 2, f, len, T0 + 5);
+	len = tcp_frame(f, gw2, m4, IP(10, 0, 2, 4), 80, IP(10, 0, 1, 2), 40001,
+			PKT_TCP_SYN | PKT_TCP_ACK, 500, 2);
+	input(x, 4, f, len, T0 + 6);
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 1);
+	assert_int_equal(
+	    vfr_rule_add(x->v, "drop proto tcp to domain app port 80", 0, &id, err, sizeof(err)),
+	    0);
+	reset(&x->c);
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 1);
+	while (vfr_recheck_step(x->v, 1))
+		;
+	assert_int_equal(ct_count(vfr_conntrack(x->v)), 0);
+	assert_int_equal(x->c.nflows, 1);
+	assert_int_equal(x->c.flows[0].packets + x->c.flows[0].rev_packets, 2);
 	fix_free(x);
 }
 

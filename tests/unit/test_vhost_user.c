@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -492,6 +493,118 @@ static void test_backend_never_waits(void **state)
 	assert_non_null(strstr(b.err, "half a message"));
 }
 
+/* The events an epoll set has now (no wait): how many, the first's pointer in *first. */
+static int ready_now(int ep, void **first)
+{
+	struct epoll_event ev[8];
+	int n = epoll_wait(ep, ev, 8, 0);
+
+	if (n > 0 && first)
+		*first = ev[0].data.ptr;
+	return n;
+}
+
+/*
+ * vhost_backend_watch: the connection's socket is in the epoll set from the
+ * start, a queue's kick from when it starts until it stops (and the
+ * descriptor replaced by a new SET_VRING_KICK is taken out before it
+ * closes); events point to struct vhost_watch with the loop's kind, and
+ * vhost_backend_event serves them.
+ */
+static void test_backend_epoll(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int kick2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), ep = epoll_create1(EPOLL_CLOEXEC);
+	uint64_t one = 1;
+	void *got = NULL;
+	const struct vhost_watch *w;
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	vhost_backend_init(&b, sv[1], &dev_ops, NULL);
+	assert_int_equal(vhost_backend_watch(&b, ep, 7), 0);
+	assert_int_equal(ready_now(ep, NULL), 0);
+
+	/* A message on the socket: its event, served by vhost_backend_event. */
+	m = msg(VHOST_USER_SET_FEATURES, 8);
+	m.payload.u64 = dev_ops.features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
+	assert_int_equal(vhost_user_send(sv[0], &m), 0);
+	assert_int_equal(ready_now(ep, &got), 1);
+	w = got;
+	assert_int_equal(w->w.kind, 7);
+	assert_ptr_equal(w->b, &b);
+	assert_int_equal(w->q, -1);
+	assert_int_equal(vhost_backend_event(w), 0);
+	assert_int_equal(b.features, m.payload.u64);
+	assert_int_equal(ready_now(ep, NULL), 0);
+
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 1;
+	m.payload.memory.regions[0] = (struct vhost_user_region){0x100000, 1 << 20, 0x7f0000000000, 0};
+	m.fds[0] = memfd;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_NUM, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 16};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_user_vring_addr));
+	m.payload.addr = (struct vhost_user_vring_addr){
+		.index = 0, .desc = 0x7f0000000000, .avail = 0x7f0000001000, .used = 0x7f0000002000};
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.payload.u64 = 0;
+	m.fds[0] = kick;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	/* Not started yet (protocol features: it waits for ENABLE): a kick is not watched. */
+	assert_int_equal(write(kick, &one, 8), 8);
+	assert_int_equal(ready_now(ep, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.payload.state = (struct vhost_user_vring_state){0, 1};
+	kicks = 0;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	assert_int_equal(kicks, 1); /* work from before it started is looked at once */
+	assert_int_equal(ready_now(ep, &got), 1);
+	w = got;
+	assert_int_equal(w->q, 0);
+	assert_int_equal(vhost_backend_event(w), 0);
+	assert_int_equal(kicks, 2);
+	assert_int_equal(ready_now(ep, NULL), 0); /* the kick was read */
+
+	/* A new kick descriptor: the old one leaves the set, the new one is in it. */
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.payload.u64 = 0;
+	m.fds[0] = kick2;
+	m.nfds = 1;
+	assert_int_equal(exchange(&b, &m, NULL), 0);
+	assert_int_equal(b.kick_watched[0], b.q[0].kick_fd); /* the descriptor received */
+	assert_int_equal(write(kick2, &one, 8), 8);
+	assert_int_equal(ready_now(ep, &got), 1);
+	assert_int_equal(((const struct vhost_watch *)got)->q, 0);
+	assert_int_equal(vhost_backend_event(got), 0);
+
+	/* Stopped: its kick is out of the set. */
+	m = msg(VHOST_USER_GET_VRING_BASE, 8);
+	m.payload.state.index = 0;
+	{
+		struct vhost_user_msg r;
+		exchange(&b, &m, &r);
+	}
+	assert_int_equal(b.kick_watched[0], -1);
+	assert_int_equal(ready_now(ep, NULL), 0);
+
+	vhost_backend_unwatch(&b);
+	assert_int_equal(b.epfd, -1);
+	m = msg(VHOST_USER_GET_FEATURES, 0);
+	assert_int_equal(vhost_user_send(sv[0], &m), 0);
+	assert_int_equal(ready_now(ep, NULL), 0); /* the socket too */
+	b.sock = -1; /* the socketpair is the fixture's */
+	vhost_backend_close(&b);
+	close(memfd);
+	close(ep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +612,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_epoll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_too_small, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_never_waits, setup, teardown),
