@@ -593,6 +593,23 @@ static void read_connect_line(struct vsock_hybrid *h, struct vsock_conn *c)
 	}
 }
 
+/*
+ * The host connection that has waited longest without its CONNECT line, or
+ * NULL: a table full of programs that connect and say nothing must not
+ * lock out the next one, so the newcomer takes the oldest one's place.
+ */
+static struct vsock_conn *oldest_silent(struct vsock_hybrid *h)
+{
+	struct vsock_conn *oldest = NULL;
+
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &h->conns[i];
+		if (c->state == VSOCK_HOST_LINE && (!oldest || c->accepted < oldest->accepted))
+			oldest = c;
+	}
+	return oldest;
+}
+
 static void accept_host(struct vsock_hybrid *h)
 {
 	struct vsock_conn *c;
@@ -601,20 +618,25 @@ static void accept_host(struct vsock_hybrid *h)
 	if (fd < 0)
 		return;
 	c = conn_alloc(h);
+	if (!c && (c = oldest_silent(h))) {
+		conn_free(c);
+		h->count.host_silent_evicted++;
+	}
 	if (!c) {
-		close(fd); /* the table is full: the program sees its connection closed */
+		close(fd); /* the table is full of live connections: the program sees its own closed */
 		return;
 	}
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	c->state = VSOCK_HOST_LINE;
+	c->accepted = h->accepts++;
 }
 
 unsigned vsock_hybrid_poll_fds(struct vsock_hybrid *h, struct pollfd *p, unsigned max)
 {
 	unsigned n = 0;
 
-	if (h->listen_fd >= 0 && n < max && conn_alloc(h)) {
+	if (h->listen_fd >= 0 && n < max && (conn_alloc(h) || oldest_silent(h))) {
 		h->poll_map[n] = -1;
 		p[n++] = (struct pollfd){.fd = h->listen_fd, .events = POLLIN};
 	}

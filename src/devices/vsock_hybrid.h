@@ -96,10 +96,12 @@ struct vsock_conn {
 	bool owe_request, owe_response, owe_credit, owe_shutdown, owe_rst;
 	char line[VSOCK_CONNECT_LINE_MAX];
 	unsigned nline;
+	uint64_t accepted; /* VSOCK_HOST_LINE: when it was accepted, in accepts (oldest goes first) */
 };
 
 struct vsock_counters {
 	unsigned long long rst_sent, dropped, bad_header, host_connects, guest_connects;
+	unsigned long long host_silent_evicted; /* host programs that never wrote CONNECT, closed for newer ones */
 };
 
 struct vsock_hybrid {
@@ -111,6 +113,7 @@ struct vsock_hybrid {
 	unsigned norphan;
 	unsigned next_rx;     /* round-robin start among connections */
 	uint32_t next_port;   /* the next host port to try for host-initiated connections */
+	uint64_t accepts;     /* host connections accepted so far */
 	int poll_map[VSOCK_MAX_CONNS + 1]; /* poll_fds' entries: a connection's index, -1 the listener */
 	struct vsock_counters count;
 };

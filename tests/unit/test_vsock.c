@@ -548,6 +548,40 @@ static void table_full(void **state)
 	close(l);
 }
 
+/*
+ * A table full of host programs that connect and never write their CONNECT
+ * line: the next program takes the oldest one's place (that one sees its
+ * connection closed), and is served.
+ */
+static void silent_hosts_evicted(void **state)
+{
+	struct fixture *f = *state;
+	int silent[VSOCK_MAX_CONNS], fd;
+	struct vsock_hdr req;
+	unsigned accepted = 0;
+
+	/* One at a time, each accepted before the next: the listener's backlog is short. */
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		silent[i] = unix_connect(f->sock, SOCK_STREAM);
+		assert_true(silent[i] >= 0);
+		for (int tries = 0; tries < 200 && accepted <= i; tries++) {
+			poll_once(f, 10);
+			accepted = 0;
+			for (unsigned j = 0; j < VSOCK_MAX_CONNS; j++)
+				accepted += f->h.conns[j].state == VSOCK_HOST_LINE;
+		}
+		assert_int_equal(accepted, i + 1);
+	}
+	assert_int_equal(f->h.count.host_silent_evicted, 0);
+	fd = host_connects(f, "CONNECT 77\n", &req);
+	assert_int_equal(req.dst_port, 77);
+	assert_int_equal(f->h.count.host_silent_evicted, 1);
+	host_expect_eof(silent[0]);
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+		close(silent[i]);
+	close(fd);
+}
+
 static void spec_parse(void **state)
 {
 	struct vsock_config v;
@@ -702,6 +736,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(half_close_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(guest_half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(silent_hosts_evicted, setup, teardown),
 		cmocka_unit_test_setup_teardown(table_full, setup, teardown),
 		cmocka_unit_test(spec_parse),
 		cmocka_unit_test(device_queues),
