@@ -17,6 +17,10 @@
  * -t SECONDS (how long to wait for the peer; default 60); -r SECONDS (a
  * session whose ring stands still that long ends: the peer is gone).
  *
+ * and the same over TCP (tcp.h), to compare the ring with the network:
+ *   shmchan [-t SECONDS] tcp-serve PORT | tcp-sink PORT
+ *   shmchan [-t SECONDS] tcp-ping HOST:PORT COUNT SIZE | tcp-stream HOST:PORT MIB SIZE
+ *
  * serve, sink and recv are the channel's server, ping, stream and send its
  * client. An empty message ends a session.
  */
@@ -29,6 +33,23 @@
 #include <unistd.h>
 
 #include "shmchan.h"
+#include "tcp.h"
+
+/* What the commands talk through: the shared ring, or TCP when tcp is set. */
+struct conn {
+	struct shmchan *ch;
+	struct tcpchan *tcp;
+};
+
+static int conn_send(struct conn *c, const void *msg, size_t len)
+{
+	return c->tcp ? tcpchan_send(c->tcp, msg, len) : shmchan_send(c->ch, msg, len);
+}
+
+static ssize_t conn_recv(struct conn *c, void *buf, size_t cap)
+{
+	return c->tcp ? tcpchan_recv(c->tcp, buf, cap) : shmchan_recv(c->ch, buf, cap);
+}
 
 static double now_s(void)
 {
@@ -38,9 +59,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int fail(struct shmchan *ch, const char *what, long r)
+static int fail(struct conn *c, const char *what, long r)
 {
-	const char *why = ch ? shmchan_broken(ch) : NULL;
+	const char *why = c && c->ch ? shmchan_broken(c->ch) : NULL;
 
 	if (why)
 		fprintf(stderr, "shmchan: %s: %s (%s)\n", what, strerror((int)-r), why);
@@ -68,19 +89,19 @@ static void say_linked(struct shmchan *ch)
 	fflush(stdout);
 }
 
-static int cmd_serve(struct shmchan *ch, uint8_t *buf, size_t cap)
+static int cmd_serve(struct conn *c, uint8_t *buf, size_t cap)
 {
 	unsigned long n = 0;
 	ssize_t len;
 	int r;
 
 	for (;;) {
-		len = shmchan_recv(ch, buf, cap);
+		len = conn_recv(c, buf, cap);
 		if (len < 0)
-			return fail(ch, "serve: recv", len);
-		r = shmchan_send(ch, buf, (size_t)len);
+			return fail(c, "serve: recv", len);
+		r = conn_send(c, buf, (size_t)len);
 		if (r)
-			return fail(ch, "serve: send", r);
+			return fail(c, "serve: send", r);
 		if (!len)
 			break;
 		n++;
@@ -98,7 +119,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int cmd_ping(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long count, size_t size)
+static int cmd_ping(struct conn *c, uint8_t *buf, size_t cap, unsigned long count, size_t size)
 {
 	uint8_t *msg = malloc(size ? size : 1);
 	double *rtt = malloc(count * sizeof(*rtt)), start, t;
@@ -108,21 +129,21 @@ static int cmd_ping(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long 
 	if (!msg || !rtt) {
 		free(msg);
 		free(rtt);
-		return fail(ch, "ping", -ENOMEM);
+		return fail(c, "ping", -ENOMEM);
 	}
 	start = now_s();
 	for (unsigned long i = 0; i < count; i++) {
 		for (size_t j = 0; j < size; j++)
 			msg[j] = (uint8_t)(i + j);
 		t = now_s();
-		r = shmchan_send(ch, msg, size);
+		r = conn_send(c, msg, size);
 		if (r) {
-			r = fail(ch, "ping: send", r);
+			r = fail(c, "ping: send", r);
 			goto out;
 		}
-		len = shmchan_recv(ch, buf, cap);
+		len = conn_recv(c, buf, cap);
 		if (len < 0) {
-			r = fail(ch, "ping: recv", len);
+			r = fail(c, "ping: recv", len);
 			goto out;
 		}
 		rtt[i] = (now_s() - t) * 1e6;
@@ -137,11 +158,11 @@ static int cmd_ping(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long 
 	printf("ping: count=%lu size=%zu median_us=%.1f p99_us=%.1f msgs_per_s=%.0f\n", count, size,
 	       rtt[count / 2], rtt[count * 99 / 100], count / t);
 	/* The end: the server echoes it and stops. */
-	r = shmchan_send(ch, msg, 0);
+	r = conn_send(c, msg, 0);
 	if (r)
-		r = fail(ch, "ping: send", r);
-	else if ((len = shmchan_recv(ch, buf, cap)) != 0)
-		r = len < 0 ? fail(ch, "ping: recv", len) : 1;
+		r = fail(c, "ping: send", r);
+	else if ((len = conn_recv(c, buf, cap)) != 0)
+		r = len < 0 ? fail(c, "ping: recv", len) : 1;
 out:
 	free(msg);
 	free(rtt);
@@ -149,16 +170,16 @@ out:
 }
 
 /* Each stream message starts with its sequence number, which sink checks. */
-static int cmd_sink(struct shmchan *ch, uint8_t *buf, size_t cap)
+static int cmd_sink(struct conn *c, uint8_t *buf, size_t cap)
 {
 	uint64_t bytes = 0, seq, n = 0;
 	ssize_t len;
 	int r;
 
 	for (;;) {
-		len = shmchan_recv(ch, buf, cap);
+		len = conn_recv(c, buf, cap);
 		if (len < 0)
-			return fail(ch, "sink: recv", len);
+			return fail(c, "sink: recv", len);
 		if (!len)
 			break;
 		if (len >= 8) {
@@ -171,14 +192,14 @@ static int cmd_sink(struct shmchan *ch, uint8_t *buf, size_t cap)
 		n++;
 		bytes += (uint64_t)len;
 	}
-	r = shmchan_send(ch, &bytes, sizeof(bytes));
+	r = conn_send(c, &bytes, sizeof(bytes));
 	if (r)
-		return fail(ch, "sink: send", r);
+		return fail(c, "sink: send", r);
 	printf("sink: messages=%" PRIu64 " bytes=%" PRIu64 "\n", n, bytes);
 	return 0;
 }
 
-static int cmd_stream(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned long mib, size_t size)
+static int cmd_stream(struct conn *c, uint8_t *buf, size_t cap, unsigned long mib, size_t size)
 {
 	uint64_t total = (uint64_t)mib << 20, count = total / size, got;
 	uint8_t *msg = calloc(1, size);
@@ -187,25 +208,25 @@ static int cmd_stream(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned lon
 	int r;
 
 	if (!msg)
-		return fail(ch, "stream", -ENOMEM);
+		return fail(c, "stream", -ENOMEM);
 	start = now_s();
 	for (uint64_t i = 0; i < count; i++) {
 		if (size >= 8)
 			memcpy(msg, &i, 8);
-		r = shmchan_send(ch, msg, size);
+		r = conn_send(c, msg, size);
 		if (r) {
 			free(msg);
-			return fail(ch, "stream: send", r);
+			return fail(c, "stream: send", r);
 		}
 	}
 	free(msg);
-	r = shmchan_send(ch, "", 0);
+	r = conn_send(c, "", 0);
 	if (r)
-		return fail(ch, "stream: send", r);
+		return fail(c, "stream: send", r);
 	/* The sink's count of what it received: the end of the stream. */
-	len = shmchan_recv(ch, buf, cap);
+	len = conn_recv(c, buf, cap);
 	if (len < 0)
-		return fail(ch, "stream: recv", len);
+		return fail(c, "stream: recv", len);
 	t = now_s() - start;
 	if (len != 8 || (memcpy(&got, buf, 8), got != count * size)) {
 		fprintf(stderr, "shmchan: stream: the sink did not get %" PRIu64 " bytes\n",
@@ -217,29 +238,29 @@ static int cmd_stream(struct shmchan *ch, uint8_t *buf, size_t cap, unsigned lon
 	return 0;
 }
 
-static int cmd_recv(struct shmchan *ch, uint8_t *buf, size_t cap)
+static int cmd_recv(struct conn *c, uint8_t *buf, size_t cap)
 {
 	ssize_t len;
 
-	while ((len = shmchan_recv(ch, buf, cap)) > 0)
+	while ((len = conn_recv(c, buf, cap)) > 0)
 		printf("recv: %.*s\n", (int)len, (const char *)buf);
 	if (len < 0)
-		return fail(ch, "recv", len);
+		return fail(c, "recv", len);
 	return 0;
 }
 
-static int cmd_send(struct shmchan *ch, char **texts, int n)
+static int cmd_send(struct conn *c, char **texts, int n)
 {
 	int r;
 
 	for (int i = 0; i < n; i++) {
-		r = shmchan_send(ch, texts[i], strlen(texts[i]));
+		r = conn_send(c, texts[i], strlen(texts[i]));
 		if (r)
-			return fail(ch, "send", r);
+			return fail(c, "send", r);
 	}
-	r = shmchan_send(ch, "", 0);
+	r = conn_send(c, "", 0);
 	if (r)
-		return fail(ch, "send", r);
+		return fail(c, "send", r);
 	printf("send: sent %d messages\n", n);
 	return 0;
 }
@@ -300,17 +321,37 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: shmchan [-d BDF] [-i | -v | -p] [-t SECONDS] [-r SECONDS] serve | sink | recv |\n"
 			"         ping COUNT SIZE | stream MIB SIZE | send TEXT... |\n"
-			"         peek OFFSET | poke OFFSET VALUE... | doorbell PEER [VECTOR]\n");
+			"         peek OFFSET | poke OFFSET VALUE... | doorbell PEER [VECTOR]\n"
+			"       shmchan [-t SECONDS] tcp-serve PORT | tcp-sink PORT |\n"
+			"         tcp-ping HOST:PORT COUNT SIZE | tcp-stream HOST:PORT MIB SIZE\n");
 	return 2;
+}
+
+/* The TCP commands' session: a connection instead of the ring. */
+static int open_tcp(struct conn *c, bool server, const char *where, int timeout_ms)
+{
+	int r = server ? tcpchan_accept(&c->tcp, where, timeout_ms)
+		       : tcpchan_connect(&c->tcp, where, timeout_ms);
+
+	if (r == -EINVAL) {
+		fprintf(stderr, "shmchan: %s is not %s\n", where, server ? "a port" : "HOST:PORT");
+		return 2;
+	}
+	if (r)
+		return fail(NULL, server ? "waiting for a client" : "connecting to the server", r);
+	printf("shmchan: connected tcp %s max_msg=%u\n", where, TCPCHAN_MAX_MSG);
+	fflush(stdout);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	struct shmchan_opts opts = {.wait = SHMCHAN_WAIT_AUTO};
 	unsigned long timeout_s = 60, idle_s = 0, a = 0, b = 0;
-	struct shmchan *ch;
-	const char *cmd, *err;
-	bool server, raw = false;
+	struct conn conn = {0};
+	struct shmchan *ch = NULL;
+	const char *cmd, *err, *where = NULL;
+	bool server, raw = false, tcp;
 	uint8_t *buf;
 	size_t cap;
 	int c, r;
@@ -344,6 +385,15 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		return usage();
 	cmd = argv[optind++];
+	/* tcp-CMD WHERE ...: CMD's arguments follow the port or HOST:PORT. */
+	tcp = !strncmp(cmd, "tcp-", 4);
+	if (tcp) {
+		cmd += 4;
+		if (optind >= argc || (strcmp(cmd, "serve") && strcmp(cmd, "sink") && strcmp(cmd, "ping") &&
+				       strcmp(cmd, "stream")))
+			return usage();
+		where = argv[optind++];
+	}
 	server = !strcmp(cmd, "serve") || !strcmp(cmd, "sink") || !strcmp(cmd, "recv");
 	if (!strcmp(cmd, "ping") || !strcmp(cmd, "stream")) {
 		if (argc - optind != 2 || parse_count(argv[optind], 100000000, &a) ||
@@ -367,23 +417,32 @@ int main(int argc, char **argv)
 	} else if (!server || optind != argc) {
 		return usage();
 	}
-	r = shmchan_open(&ch, &opts, &err);
-	if (r) {
-		fprintf(stderr, "shmchan: %s: %s\n", err, strerror(-r));
-		return 1;
+	if (tcp) {
+		r = open_tcp(&conn, server, where, (int)timeout_s * 1000);
+		if (r)
+			return r;
+		cap = TCPCHAN_MAX_MSG;
+	} else {
+		r = shmchan_open(&ch, &opts, &err);
+		if (r) {
+			fprintf(stderr, "shmchan: %s: %s\n", err, strerror(-r));
+			return 1;
+		}
+		conn.ch = ch;
+		if (raw) {
+			r = cmd_raw(ch, cmd, argv + optind, argc - optind);
+			goto out;
+		}
+		shmchan_set_idle_timeout(ch, (int)idle_s * 1000);
+		r = server ? shmchan_serve(ch, (int)timeout_s * 1000)
+			   : shmchan_connect(ch, (int)timeout_s * 1000);
+		if (r) {
+			r = fail(&conn, server ? "waiting for a client" : "connecting to the server", r);
+			goto out;
+		}
+		say_linked(ch);
+		cap = shmchan_max_msg(ch);
 	}
-	if (raw) {
-		r = cmd_raw(ch, cmd, argv + optind, argc - optind);
-		goto out;
-	}
-	shmchan_set_idle_timeout(ch, (int)idle_s * 1000);
-	r = server ? shmchan_serve(ch, (int)timeout_s * 1000) : shmchan_connect(ch, (int)timeout_s * 1000);
-	if (r) {
-		r = fail(ch, server ? "waiting for a client" : "connecting to the server", r);
-		goto out;
-	}
-	say_linked(ch);
-	cap = shmchan_max_msg(ch);
 	if (b > cap) {
 		fprintf(stderr, "shmchan: SIZE %lu is over the channel's %zu\n", b, cap);
 		r = 2;
@@ -391,23 +450,25 @@ int main(int argc, char **argv)
 	}
 	buf = malloc(cap);
 	if (!buf) {
-		r = fail(ch, "buffer", -ENOMEM);
+		r = fail(&conn, "buffer", -ENOMEM);
 		goto out;
 	}
 	if (!strcmp(cmd, "serve"))
-		r = cmd_serve(ch, buf, cap);
+		r = cmd_serve(&conn, buf, cap);
 	else if (!strcmp(cmd, "sink"))
-		r = cmd_sink(ch, buf, cap);
+		r = cmd_sink(&conn, buf, cap);
 	else if (!strcmp(cmd, "recv"))
-		r = cmd_recv(ch, buf, cap);
+		r = cmd_recv(&conn, buf, cap);
 	else if (!strcmp(cmd, "ping"))
-		r = cmd_ping(ch, buf, cap, a, b);
+		r = cmd_ping(&conn, buf, cap, a, b);
 	else if (!strcmp(cmd, "stream"))
-		r = cmd_stream(ch, buf, cap, a, b);
+		r = cmd_stream(&conn, buf, cap, a, b);
 	else
-		r = cmd_send(ch, argv + optind, argc - optind);
+		r = cmd_send(&conn, argv + optind, argc - optind);
 	free(buf);
 out:
-	shmchan_close(ch);
+	tcpchan_close(conn.tcp);
+	if (ch)
+		shmchan_close(ch);
 	return r;
 }
