@@ -34,7 +34,9 @@ int sandbox_allow(scmp_filter_ctx ctx, int nr)
 	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 }
 
-#ifdef __SANITIZE_ADDRESS__
+#include "lib/sanitizer.h"
+
+#ifdef DOMUS_UNDER_ASAN
 #include <sanitizer/lsan_interface.h>
 /*
  * The sanitizer build's runtime (the suite's, never installed) sets up its
@@ -83,7 +85,7 @@ int sandbox_enter(const char *user, const char *default_user, const int *allowed
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
 		return -errno;
 	}
-#ifdef __SANITIZE_ADDRESS__
+#ifdef DOMUS_UNDER_ASAN
 	__lsan_do_leak_check();
 #endif
 	/* Anything else ends the process: a call it never makes is an attack, not an error. */
@@ -100,7 +102,7 @@ int sandbox_enter(const char *user, const char *default_user, const int *allowed
 			return ret;
 		}
 	}
-#ifdef __SANITIZE_ADDRESS__
+#ifdef DOMUS_UNDER_ASAN
 	for (size_t i = 0; i < sizeof(sanitizer_calls) / sizeof(sanitizer_calls[0]); i++)
 		if ((ret = sandbox_allow(ctx, sanitizer_calls[i])) < 0) {
 			snprintf(err, errlen, "seccomp rule for the sanitizer: %s", strerror(-ret));

@@ -10,14 +10,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TASK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TASK_ASAN 1
-#endif
-#endif
-#ifdef TASK_ASAN
+#include "lib/sanitizer.h"
+#ifdef DOMUS_UNDER_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -42,7 +36,7 @@ struct task {
 	struct timespec deadline;
 	bool has_deadline, queued, ended;
 	int result;
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	void *fake_stack;
 #endif
 };
@@ -52,7 +46,7 @@ static int watch_kind;
 static ucontext_t loop_ctx;
 static struct task *current, *tasks, *run_queue;
 static unsigned ntasks;
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 static const void *loop_stack_bottom;
 static size_t loop_stack_size;
 #endif
@@ -76,14 +70,14 @@ unsigned task_count(void)
 /* From the loop into t, until t waits or ends. */
 static void resume(struct task *t)
 {
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	void *fake = NULL;
 	__sanitizer_start_switch_fiber(&fake, t->map + getpagesize(), TASK_STACK_SIZE);
 #endif
 	current = t;
 	swapcontext(&loop_ctx, &t->ctx);
 	current = NULL;
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
 }
@@ -91,11 +85,11 @@ static void resume(struct task *t)
 /* From the task back to the loop; returns when the loop resumes it. */
 static void yield(struct task *t)
 {
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	__sanitizer_start_switch_fiber(&t->fake_stack, loop_stack_bottom, loop_stack_size);
 #endif
 	swapcontext(&t->ctx, &loop_ctx);
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	__sanitizer_finish_switch_fiber(t->fake_stack, &loop_stack_bottom, &loop_stack_size);
 #endif
 }
@@ -104,12 +98,12 @@ static void task_entry(unsigned hi, unsigned lo)
 {
 	struct task *t = (struct task *)(((uintptr_t)hi << 32) | lo);
 
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	__sanitizer_finish_switch_fiber(NULL, &loop_stack_bottom, &loop_stack_size);
 #endif
 	t->fn(t->arg);
 	t->ended = true;
-#ifdef TASK_ASAN
+#ifdef DOMUS_UNDER_ASAN
 	/* No fake stack to keep: this stack is never entered again. */
 	__sanitizer_start_switch_fiber(NULL, loop_stack_bottom, loop_stack_size);
 #endif

@@ -31,7 +31,14 @@ int gmem_create(struct guest_mem *gm, uint64_t size)
 		close(fd);
 		return err;
 	}
-	madvise(p, size, MADV_MERGEABLE);
+	/*
+	 * Huge pages where the host allows them for shared memory
+	 * (transparent_hugepage/shmem_enabled "advise" or "always"): KVM then
+	 * maps guest RAM in 2 MiB pages, a nested-paging fault per 2 MiB the
+	 * guest touches rather than per 4 KiB, and fewer TLB misses after.
+	 * Where the host says "never" this does nothing.
+	 */
+	madvise(p, size, MADV_HUGEPAGE);
 	gm->fd = fd;
 	gm->base = p;
 	gm->size = size;

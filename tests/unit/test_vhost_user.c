@@ -157,7 +157,7 @@ static int config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
 {
 	if (off + len > 8)
 		return -EINVAL;
-	memcpy(buf, "ABCDEFGH" + off, len);
+	memcpy(buf, &"ABCDEFGH"[off], len);
 	return 0;
 }
 
