@@ -297,6 +297,10 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(v->run->exit_reason == KVM_EXIT_IO     ? &v->exits_io
+					  : v->run->exit_reason == KVM_EXIT_MMIO ? &v->exits_mmio
+										 : &v->exits_other,
+					  1, memory_order_relaxed);
 		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(vm, v->run);

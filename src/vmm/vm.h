@@ -38,6 +38,13 @@ struct vcpu {
 	int started;
 	_Atomic int tid; /* the thread's id, once it runs: domusd reads its /proc entries */
 	_Atomic unsigned long long exits; /* KVM_RUN returns, for statistics */
+	/*
+	 * Of those, why: port I/O, MMIO, and everything else (system events,
+	 * failures; a kick out of KVM_RUN by a signal is not an exit and not
+	 * counted). Each one is a trip through the VMM's user space, which the
+	 * I/O path avoids (ioeventfds, irqfds; docs/vmm.md).
+	 */
+	_Atomic unsigned long long exits_io, exits_mmio, exits_other;
 	/* Gang scheduling (vmm/gang.c): KVM's statistics of this vCPU, -1 without them. */
 	int stats_fd;
 	uint64_t halt_wait_offset, blocking_offset;
