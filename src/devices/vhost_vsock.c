@@ -244,6 +244,7 @@ static const struct virtio_device_ops vhost_vsock_ops = {
 	.queue_notify = queue_notify,
 	.reset = reset,
 	.driver_ok = driver_ok,
+	.own_eventfds = true, /* the kernel's vhost has its kicks and calls (set_queue) */
 };
 
 static void close_fds(struct vhost_vsock *v)
