@@ -217,7 +217,7 @@ static void sync_kicks(struct virtio_dev *vd)
 {
 	uint64_t bar = vd->pdev.maps[0].mapped_at;
 
-	if (vd->ops->own_eventfds || !vd->vm || vd->vm->vm_fd < 0)
+	if (!vd->vm || vd->vm->vm_fd < 0)
 		return;
 	for (unsigned q = 0; q < vd->ops->nqueues; q++) {
 		uint64_t want = 0;
@@ -662,7 +662,7 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	 * A back-end needs its eventfds whatever runs it; an in-VMM device
 	 * only where KVM signals them (not in a device set built for a fuzzer).
 	 */
-	if (!ops->own_eventfds && (vm->vm_fd >= 0 || ops->backend_kicks)) {
+	if (vm->vm_fd >= 0 || ops->backend_kicks) {
 		for (unsigned q = 0; q < ops->nqueues; q++) {
 			vd->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 			vd->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -670,8 +670,7 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 				return -errno;
 		}
 	}
-	if (!ops->own_eventfds && vm->vm_fd >= 0 &&
-	    (ret = irq_routes_alloc(&vm->irq_routes, VIRTIO_MSIX_VECTORS, &vd->gsi_base)) < 0)
+	if (vm->vm_fd >= 0 && (ret = irq_routes_alloc(&vm->irq_routes, VIRTIO_MSIX_VECTORS, &vd->gsi_base)) < 0)
 		return ret;
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1) |
 			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
@@ -803,23 +802,4 @@ void virtio_io_stop(struct vm *vm)
 	if (vm->io_stop_fd >= 0)
 		close(vm->io_stop_fd);
 	vm->io_epoll_fd = vm->io_stop_fd = -1;
-}
-
-int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr)
-{
-	uint64_t bar = pci_bar_address(&vd->pdev, 0);
-	/* Length 0: any write there, whatever its width (Linux writes the queue's index, 16 bits). */
-	struct kvm_ioeventfd io = {
-		.addr = assign ? bar + NOTIFY_OFF + (uint64_t)NOTIFY_MULTIPLIER * q : *addr,
-		.fd = fd,
-		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
-	};
-
-	if (!vd->vm || vd->vm->vm_fd < 0 || q >= vd->ops->nqueues || (assign && !bar))
-		return -ENODEV;
-	if (ioctl(vd->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
-		return -errno;
-	if (assign)
-		*addr = io.addr;
-	return 0;
 }

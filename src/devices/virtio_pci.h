@@ -56,13 +56,11 @@ struct virtio_device_ops {
 	/* The driver set DRIVER_OK: its queues and features are final. Lock held. May be NULL. */
 	void (*driver_ok)(struct virtio_dev *vd);
 	/*
-	 * A back-end process reads the queues' kick eventfds and writes their
-	 * call eventfds itself (vhost-user): the VMM's I/O thread leaves them
+	 * A back-end reads the queues' kick eventfds and writes their call
+	 * eventfds itself (a vhost-user process, the kernel's vhost): the VMM's I/O thread leaves them
 	 * alone, and queue_notify is called only for kicks KVM did not take.
 	 */
 	bool backend_kicks;
-	/* The device routes the driver's kicks and its interrupts itself (a kernel vhost). */
-	bool own_eventfds;
 	/*
 	 * Which queues' call eventfds KVM delivers now (irqfd_gsi) changed:
 	 * a back-end's call thread watches the others. Lock held. May be NULL.
@@ -149,14 +147,6 @@ void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
 void virtio_config_changed(struct virtio_dev *vd);
 /* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
-/*
- * Has KVM signal fd on the driver's writes to queue q's notify address
- * (BAR0 + 0x3000 + 4q, where BAR0 is now) without an exit to the VMM, or
- * stops it (assign false, with the address *addr it was given at). For a
- * device served off the vCPU threads (a kernel vhost, a device thread);
- * notifies KVM does not take still reach queue_notify. 0 or -errno.
- */
-int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr);
 /* Whether the driver has set DRIVER_OK and the device is usable. */
 int virtio_driver_ready(const struct virtio_dev *vd);
 
