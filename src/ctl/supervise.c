@@ -489,6 +489,8 @@ static json_t *vmm_vcpus(void *ctx, struct domain *d, char *err, size_t errlen)
 				      json_object_get(v, "cpus"));
 		if (json_object_get(v, "gang"))
 			json_object_set(o, "gang", json_object_get(v, "gang"));
+		if (json_is_object(json_object_get(v, "exits")))
+			json_object_set(o, "exits", json_object_get(v, "exits"));
 		if (tid > 0 && vcpu_stats_read("/proc", (int)d->pid, tid, &st) == 0) {
 			json_object_set_new(o, "cpu", json_integer(st.cpu));
 			json_object_set_new(o, "state", json_sprintf("%c", st.state));

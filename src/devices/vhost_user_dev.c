@@ -14,16 +14,11 @@
 
 void vhost_user_dev_close(struct vhost_user_dev *u)
 {
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
-		if (u->kick_fd[q] >= 0)
-			close(u->kick_fd[q]);
-		if (u->call_fd[q] >= 0)
-			close(u->call_fd[q]);
-		u->kick_fd[q] = u->call_fd[q] = -1;
-	}
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
-	u->stop_fd = -1;
+	if (u->rescan_fd >= 0)
+		close(u->rescan_fd);
+	u->stop_fd = u->rescan_fd = -1;
 	vhost_frontend_close(&u->fe);
 }
 
@@ -34,9 +29,7 @@ int vhost_user_dev_open(struct vhost_user_dev *u, const char *path, unsigned nqu
 
 	memset(u, 0, sizeof(*u));
 	u->fe.sock = -1;
-	u->stop_fd = u->inflight_fd = -1;
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
-		u->kick_fd[q] = u->call_fd[q] = -1;
+	u->stop_fd = u->rescan_fd = u->inflight_fd = -1;
 	u->hooks = hooks;
 	u->nqueues = nqueues;
 	if (nqueues == 0 || nqueues > VIRTIO_MAX_QUEUES) {
@@ -51,14 +44,10 @@ int vhost_user_dev_open(struct vhost_user_dev *u, const char *path, unsigned nqu
 	if ((ret = vhost_frontend_connect(&u->fe, path, err, errlen)) < 0)
 		return ret;
 	u->connected = true;
-	for (unsigned q = 0; q < nqueues; q++) {
-		u->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		u->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (u->kick_fd[q] < 0 || u->call_fd[q] < 0)
-			goto fail;
-	}
+	/* The queues' kick and call eventfds are the transport's (virtio_pci_add): KVM signals them. */
 	u->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (u->stop_fd < 0)
+	u->rescan_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->stop_fd < 0 || u->rescan_fd < 0)
 		goto fail;
 	return 0;
 fail:
@@ -78,8 +67,17 @@ void vhost_user_dev_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct vhost_user_dev *u = of(vd);
 	uint64_t one = 1;
 
-	if (q < u->nqueues && u->started && write(u->kick_fd[q], &one, 8) < 0)
+	if (q < u->nqueues && u->started && write(vd->kick_fd[q], &one, 8) < 0 && errno != EAGAIN)
 		log_warn("%s: kick", u->hooks->kind);
+}
+
+void vhost_user_dev_irqfds_changed(struct virtio_dev *vd)
+{
+	struct vhost_user_dev *u = of(vd);
+	uint64_t one = 1;
+
+	if (u->rescan_fd >= 0 && write(u->rescan_fd, &one, 8) < 0 && errno != EAGAIN)
+		log_warn("%s: waking the call thread", u->hooks->kind);
 }
 
 void vhost_user_dev_reset(struct virtio_dev *vd)
@@ -114,8 +112,8 @@ static int start_backend(struct vhost_user_dev *u, char *err, size_t errlen)
 		}
 		/* What the driver sees completed; a back-end with an inflight area knows the rest. */
 		ret = vhost_frontend_start_queue(&u->fe, &vd->vm->mem, q, vq->size, vq->desc_gpa,
-						 vq->avail_gpa, vq->used_gpa, *used_idx, u->kick_fd[q],
-						 u->call_fd[q], err, errlen);
+						 vq->avail_gpa, vq->used_gpa, *used_idx, vd->kick_fd[q],
+						 vd->call_fd[q], err, errlen);
 		if (ret < 0)
 			return ret;
 	}
@@ -185,35 +183,45 @@ static bool backend_back(struct vhost_user_dev *u)
 }
 
 /*
- * Calls from the back-end become the queues' interrupts; a back-end that
- * hangs up is waited for and reconnected.
+ * A back-end that hangs up is waited for and reconnected. Its calls reach
+ * the guest through KVM (irqfds) while MSI-X delivers; the calls of queues
+ * whose irqfd is not bound (MSI-X off, the vector masked) come here and
+ * take the transport's way, which keeps a masked vector's interrupt
+ * pending. The transport wakes the thread (rescan_fd) when that set changes.
  */
 static void *call_thread(void *arg)
 {
 	struct vhost_user_dev *u = arg;
+	struct virtio_dev *vd = &u->vdev;
 
 	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
 		log_warnx("%s %s: cannot load the device thread's system-call filter", u->hooks->kind, u->path);
 		return NULL;
 	}
 	for (;;) {
-		struct pollfd p[VIRTIO_MAX_QUEUES + 2];
+		struct pollfd p[VIRTIO_MAX_QUEUES + 3];
 		unsigned n = u->nqueues;
 		uint64_t v;
 
+		pthread_mutex_lock(&vd->lock);
 		for (unsigned q = 0; q < n; q++)
-			p[q] = (struct pollfd){.fd = u->call_fd[q], .events = POLLIN};
+			p[q] = (struct pollfd){.fd = !vd->irqfd_gsi[q] ? vd->call_fd[q] : -1, .events = POLLIN};
+		pthread_mutex_unlock(&vd->lock);
 		p[n] = (struct pollfd){.fd = u->stop_fd, .events = POLLIN};
 		p[n + 1] = (struct pollfd){.fd = u->connected ? u->fe.sock : -1, .events = POLLRDHUP};
-		if (poll(p, n + 2, u->connected ? -1 : 20) < 0)
+		p[n + 2] = (struct pollfd){.fd = u->rescan_fd, .events = POLLIN};
+		if (poll(p, n + 3, u->connected ? -1 : 20) < 0)
 			continue;
 		if (p[n].revents)
 			return NULL;
+		if ((p[n + 2].revents & POLLIN) && read(u->rescan_fd, &v, sizeof(v)) < 0) {
+			/* Taken by an earlier pass. */
+		}
 		for (unsigned q = 0; q < n; q++)
-			if ((p[q].revents & POLLIN) && read(u->call_fd[q], &v, sizeof(v)) == sizeof(v)) {
-				pthread_mutex_lock(&u->vdev.lock);
-				virtio_queue_signal(&u->vdev, q);
-				pthread_mutex_unlock(&u->vdev.lock);
+			if ((p[q].revents & POLLIN) && read(vd->call_fd[q], &v, sizeof(v)) == sizeof(v)) {
+				pthread_mutex_lock(&vd->lock);
+				virtio_queue_signal(vd, q);
+				pthread_mutex_unlock(&vd->lock);
 			}
 		if (p[n + 1].revents & (POLLRDHUP | POLLHUP | POLLERR))
 			backend_lost(u);

@@ -1,8 +1,9 @@
 /*
  * What every vhost-user device of the VMM shares (vhost_user_blk.c,
- * vhost_user_net.c): the VMM keeps the PCI transport, hands the back-end
- * guest memory and the rings, forwards the driver's kicks to it and turns
- * its calls into the queues' MSI-X interrupts. When the back-end dies, a
+ * vhost_user_net.c): the VMM keeps the PCI transport and hands the back-end
+ * guest memory, the rings and the queues' eventfds; KVM signals the kick
+ * eventfd on the driver's notify and turns the back-end's call into the
+ * queue's MSI-X interrupt, so the VMM is not on the I/O path. When the back-end dies, a
  * thread waits for its successor on the same socket and hands it the same
  * memory and rings (and, for devices that keep one, the same inflight
  * area): the guest sees a pause.
@@ -36,8 +37,14 @@ struct vhost_user_dev {
 	const struct vhost_user_dev_hooks *hooks;
 	char path[108];
 	unsigned nqueues;
-	int kick_fd[VIRTIO_MAX_QUEUES], call_fd[VIRTIO_MAX_QUEUES];
+	/*
+	 * The queues' kick and call eventfds are vdev's: the same ones for
+	 * every back-end that comes, and the ones KVM signals (ioeventfd) and
+	 * delivers (irqfd), so a kick and a completion go between the guest
+	 * and the back-end without the VMM.
+	 */
 	int stop_fd;
+	int rescan_fd; /* the transport re-bound irqfds: the call thread looks again */
 	int inflight_fd; /* kept across back-end restarts */
 	uint64_t inflight_size;
 	bool started;	/* the driver set DRIVER_OK and the queues run */
@@ -66,6 +73,8 @@ void vhost_user_dev_queue_notify(struct virtio_dev *vd, unsigned q);
 void vhost_user_dev_reset(struct virtio_dev *vd);
 /* DRIVER_OK: every queue must be enabled; they go to the back-end now or when it comes. */
 void vhost_user_dev_driver_ok(struct virtio_dev *vd);
+/* The transport bound or unbound queues' irqfds: the call thread watches the others. */
+void vhost_user_dev_irqfds_changed(struct virtio_dev *vd);
 /* Stops the call thread and disconnects; for the VM's teardown. */
 void vhost_user_dev_destroy(struct vhost_user_dev *u);
 

@@ -47,6 +47,8 @@ static const struct virtio_device_ops vhost_user_net_ops = {
 	.queue_notify = vhost_user_dev_queue_notify,
 	.reset = vhost_user_dev_reset,
 	.driver_ok = vhost_user_dev_driver_ok,
+	.backend_kicks = true,
+	.irqfds_changed = vhost_user_dev_irqfds_changed,
 };
 
 int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path,

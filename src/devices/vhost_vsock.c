@@ -76,24 +76,28 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	(void)vd, (void)off, (void)data, (void)len;
 }
 
-/* The driver's kick, passed on to the kernel; the event queue's is ours, and nothing to do. */
+/*
+ * The driver's kicks reach the kernel through the kick eventfds (the
+ * transport writes one KVM did not take); the event queue's is ours, and
+ * nothing to do.
+ */
 static void queue_notify(struct virtio_dev *vd, unsigned q)
 {
-	struct vhost_vsock *v = of(vd);
+	(void)vd, (void)q;
+}
+
+/* The kernel's calls of queues whose irqfd is not bound come to the thread: it looks again. */
+static void irqfds_changed(struct virtio_dev *vd)
+{
 	uint64_t one = 1;
 
-	if (q < NKERNEL_QUEUES && v->running && write(v->kick_fd[q], &one, 8) < 0)
-		log_warn("vhost-vsock: kick");
+	if (write(of(vd)->rescan_fd, &one, 8) < 0 && errno != EAGAIN)
+		log_warn("vhost-vsock: waking its thread");
 }
 
 static void stop_kernel(struct vhost_vsock *v)
 {
 	int off = 0;
-
-	for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
-		if (v->kick_addr[q] &&
-		    virtio_queue_ioeventfd(&v->vdev, q, v->kick_fd[q], false, &v->kick_addr[q]) == 0)
-			v->kick_addr[q] = 0;
 
 	if (v->running && ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off) < 0)
 		log_warn("vhost-vsock: VHOST_VSOCK_SET_RUNNING 0");
@@ -137,8 +141,8 @@ static int set_queue(struct vhost_vsock *v, unsigned q, const char **what)
 	void *used = gmem_ptr(gm, vq->used_gpa, 6 + 8ULL * vq->size);
 	struct vhost_vring_state num = {.index = q, .num = vq->size};
 	struct vhost_vring_state base = {.index = q, .num = vq->last_avail};
-	struct vhost_vring_file kick = {.index = q, .fd = v->kick_fd[q]};
-	struct vhost_vring_file call = {.index = q, .fd = v->call_fd[q]};
+	struct vhost_vring_file kick = {.index = q, .fd = v->vdev.kick_fd[q]};
+	struct vhost_vring_file call = {.index = q, .fd = v->vdev.call_fd[q]};
 	struct vhost_vring_addr addr = {
 		.index = q,
 		.desc_user_addr = (uint64_t)(uintptr_t)desc,
@@ -196,38 +200,42 @@ static void driver_ok(struct virtio_dev *vd)
 		virtio_needs_reset(vd, "the kernel's vhost-vsock refused the queues");
 		return;
 	}
+	/* The transport assigns the queues' ioeventfds and irqfds once this returns. */
 	v->running = true;
-	/* The driver's kicks straight to the kernel, without a stop in the VMM; relayed if KVM cannot. */
-	for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
-		if (virtio_queue_ioeventfd(vd, q, v->kick_fd[q], true, &v->kick_addr[q]) < 0)
-			v->kick_addr[q] = 0;
 }
 
-/* The kernel's calls become the queues' interrupts. */
+/* The kernel's calls of the queues whose irqfd is not bound become their interrupts here. */
 static void *call_thread(void *arg)
 {
 	struct vhost_vsock *v = arg;
+	struct virtio_dev *vd = &v->vdev;
 
 	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
 		log_warnx("vhost-vsock: cannot load the device thread's system-call filter");
 		return NULL;
 	}
 	for (;;) {
-		struct pollfd p[NKERNEL_QUEUES + 1];
+		struct pollfd p[NKERNEL_QUEUES + 2];
 		uint64_t val;
 
+		pthread_mutex_lock(&vd->lock);
 		for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
-			p[q] = (struct pollfd){.fd = v->call_fd[q], .events = POLLIN};
+			p[q] = (struct pollfd){.fd = !vd->irqfd_gsi[q] ? vd->call_fd[q] : -1, .events = POLLIN};
+		pthread_mutex_unlock(&vd->lock);
 		p[NKERNEL_QUEUES] = (struct pollfd){.fd = v->stop_fd, .events = POLLIN};
-		if (poll(p, NKERNEL_QUEUES + 1, -1) < 0)
+		p[NKERNEL_QUEUES + 1] = (struct pollfd){.fd = v->rescan_fd, .events = POLLIN};
+		if (poll(p, NKERNEL_QUEUES + 2, -1) < 0)
 			continue;
 		if (p[NKERNEL_QUEUES].revents)
 			return NULL;
+		if ((p[NKERNEL_QUEUES + 1].revents & POLLIN) && read(v->rescan_fd, &val, sizeof(val)) < 0) {
+			/* Taken by an earlier pass. */
+		}
 		for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
-			if ((p[q].revents & POLLIN) && read(v->call_fd[q], &val, sizeof(val)) == sizeof(val)) {
-				pthread_mutex_lock(&v->vdev.lock);
-				virtio_queue_signal(&v->vdev, q);
-				pthread_mutex_unlock(&v->vdev.lock);
+			if ((p[q].revents & POLLIN) && read(vd->call_fd[q], &val, sizeof(val)) == sizeof(val)) {
+				pthread_mutex_lock(&vd->lock);
+				virtio_queue_signal(vd, q);
+				pthread_mutex_unlock(&vd->lock);
 			}
 	}
 }
@@ -244,20 +252,18 @@ static const struct virtio_device_ops vhost_vsock_ops = {
 	.queue_notify = queue_notify,
 	.reset = reset,
 	.driver_ok = driver_ok,
+	/* The kernel reads the rx and tx queues' kick eventfds and writes their call eventfds. */
+	.backend_kicks = true,
+	.irqfds_changed = irqfds_changed,
 };
 
 static void close_fds(struct vhost_vsock *v)
 {
-	for (unsigned q = 0; q < NKERNEL_QUEUES; q++) {
-		if (v->kick_fd[q] >= 0)
-			close(v->kick_fd[q]);
-		if (v->call_fd[q] >= 0)
-			close(v->call_fd[q]);
-		v->kick_fd[q] = v->call_fd[q] = -1;
-	}
 	if (v->stop_fd >= 0)
 		close(v->stop_fd);
-	v->stop_fd = -1;
+	if (v->rescan_fd >= 0)
+		close(v->rescan_fd);
+	v->stop_fd = v->rescan_fd = -1;
 }
 
 int vhost_vsock_add(struct vm *vm, struct vhost_vsock *v, const struct vsock_config *cfg,
@@ -268,19 +274,10 @@ int vhost_vsock_add(struct vm *vm, struct vhost_vsock *v, const struct vsock_con
 	memset(v, 0, sizeof(*v));
 	v->vhost_fd = vhost_fd;
 	v->cid = cfg->cid;
-	v->stop_fd = -1;
-	for (unsigned q = 0; q < NKERNEL_QUEUES; q++)
-		v->kick_fd[q] = v->call_fd[q] = -1;
-	for (unsigned q = 0; q < NKERNEL_QUEUES; q++) {
-		v->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		v->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (v->kick_fd[q] < 0 || v->call_fd[q] < 0) {
-			ret = -errno;
-			goto fail;
-		}
-	}
+	/* The queues' kick and call eventfds are the transport's (virtio_pci_add). */
 	v->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (v->stop_fd < 0) {
+	v->rescan_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (v->stop_fd < 0 || v->rescan_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}

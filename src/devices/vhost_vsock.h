@@ -3,9 +3,10 @@
  * module vhost_vsock): the kernel reads and fills the receive and transmit
  * queues in guest memory itself, and host programs reach the guest with
  * AF_VSOCK at its CID. The VMM keeps the PCI transport and the event queue;
- * the driver's kicks reach the kernel's kick eventfds through KVM (an
- * ioeventfd on the notify address; relayed by the VMM where that fails),
- * and a device thread turns the kernel's calls into MSI-X interrupts.
+ * the kernel gets the transport's kick and call eventfds, which KVM signals
+ * on the driver's notify (an ioeventfd) and delivers as the queue's MSI-X
+ * interrupt (an irqfd); a device thread takes the calls of queues whose
+ * vector is masked (or MSI-X off), which stay pending as MSI-X wants.
  */
 #ifndef DOMUS_VHOST_VSOCK_H
 #define DOMUS_VHOST_VSOCK_H
@@ -23,9 +24,9 @@ struct vhost_vsock {
 	int vhost_fd; /* the domain's, kept across boots (vhost_vsock_open) */
 	uint64_t cid;
 	uint64_t host_features;
-	int kick_fd[2], call_fd[2], stop_fd;
+	int stop_fd;
+	int rescan_fd; /* the transport re-bound irqfds: the thread looks again */
 	bool running;
-	uint64_t kick_addr[2]; /* where KVM signals kick_fd (virtio_queue_ioeventfd), 0: relayed */
 	bool active;
 	pthread_t thread;
 };

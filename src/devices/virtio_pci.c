@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "vmm/confine.h"
 #include "vmm/vm.h"
 
 #define BAR_SIZE 0x8000
@@ -82,22 +85,167 @@ static void msix_flush_pending(struct virtio_dev *vd)
 			msix_fire(vd, v);
 }
 
+/* Whether vector v delivers now: MSI-X on, the function and the vector unmasked. */
+static bool vector_live(const struct virtio_dev *vd, uint16_t v)
+{
+	uint16_t ctrl = msix_ctrl(vd);
+
+	return v < VIRTIO_MSIX_VECTORS && (ctrl & MSIX_CTRL_ENABLE) && !(ctrl & MSIX_CTRL_MASKALL) &&
+	       !(vd->msix[v].ctrl & 1);
+}
+
+/* Queue q's interrupt: through its irqfd when KVM delivers it, else as an MSI now or pending. */
+static void queue_fire(struct virtio_dev *vd, unsigned q)
+{
+	uint64_t one = 1;
+
+	vd->isr |= 1;
+	if (vd->irqfd_gsi[q]) {
+		/* EAGAIN: the count is at its maximum, so an interrupt is on its way already. */
+		if (write(vd->call_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("%s: queue %u's call eventfd", vd->ops->name, q);
+		return;
+	}
+	msix_fire(vd, vd->vqs[q].msix_vector);
+}
+
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 {
 	struct virtq *vq = &vd->vqs[q];
 
 	if (!virtq_should_notify(vq))
 		return;
-	vd->isr |= 1;
-	msix_fire(vd, vq->msix_vector);
+	queue_fire(vd, q);
 }
 
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
 {
 	if (q >= vd->ops->nqueues)
 		return;
-	vd->isr |= 1;
-	msix_fire(vd, vd->vqs[q].msix_vector);
+	queue_fire(vd, q);
+}
+
+/*
+ * The MSI route of every live vector, as the guest programmed it. A masked
+ * vector's route stays as it was: nothing is bound to it meanwhile. Lock held.
+ */
+static void sync_routes(struct virtio_dev *vd)
+{
+	int ret;
+
+	if (!vd->gsi_base)
+		return;
+	for (uint16_t v = 0; v < VIRTIO_MSIX_VECTORS; v++) {
+		const struct msix_entry *e = &vd->msix[v];
+		if (!vector_live(vd, v))
+			continue;
+		ret = irq_routes_set_msi(&vd->vm->irq_routes, vd->gsi_base + v, true,
+					 (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data);
+		if (ret < 0)
+			log_errno(ret, "%s: routing MSI-X vector %u", vd->ops->name, v);
+	}
+}
+
+/* Binds queue q's call eventfd to gsi (0: to nothing). Lock held. */
+static void bind_irqfd(struct virtio_dev *vd, unsigned q, unsigned gsi)
+{
+	struct kvm_irqfd f = {.fd = (uint32_t)vd->call_fd[q]};
+
+	if (vd->irqfd_gsi[q]) {
+		f.gsi = vd->irqfd_gsi[q];
+		f.flags = KVM_IRQFD_FLAG_DEASSIGN;
+		if (ioctl(vd->vm->vm_fd, KVM_IRQFD, &f) < 0)
+			log_warn("%s: KVM_IRQFD deassign, queue %u", vd->ops->name, q);
+		vd->irqfd_gsi[q] = 0;
+	}
+	if (!gsi)
+		return;
+	f.gsi = gsi;
+	f.flags = 0;
+	/* KVM delivers at once what the eventfd holds already: a completion while it was unbound. */
+	if (ioctl(vd->vm->vm_fd, KVM_IRQFD, &f) < 0)
+		log_warn("%s: KVM_IRQFD, queue %u on GSI %u", vd->ops->name, q, gsi);
+	else
+		vd->irqfd_gsi[q] = gsi;
+}
+
+/*
+ * Each queue's call eventfd bound to its vector's GSI while the queue runs
+ * and the vector is live, and to nothing otherwise: a masked vector's
+ * interrupts then take the old way (msix_fire), which keeps them pending
+ * in the PBA until the vector is unmasked. Lock held.
+ */
+static void sync_irqfds(struct virtio_dev *vd)
+{
+	bool changed = false;
+
+	for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+		const struct virtq *vq = &vd->vqs[q];
+		unsigned want = 0;
+
+		if (vd->gsi_base && vd->call_fd[q] >= 0 && vq->enabled &&
+		    (vd->status & VIRTIO_STATUS_DRIVER_OK) && vector_live(vd, vq->msix_vector))
+			want = vd->gsi_base + vq->msix_vector;
+		if (want != vd->irqfd_gsi[q]) {
+			bind_irqfd(vd, q, want);
+			changed = true;
+		}
+	}
+	if (changed && vd->ops->irqfds_changed)
+		vd->ops->irqfds_changed(vd);
+}
+
+/* Assigns (addr != 0) or deassigns KVM's ioeventfd on queue q's notify address. */
+static int kick_ioeventfd(struct virtio_dev *vd, unsigned q, uint64_t addr, bool assign)
+{
+	/* Length 0: any write there, whatever its width (Linux writes the queue's index, 16 bits). */
+	struct kvm_ioeventfd io = {
+		.addr = addr,
+		.fd = vd->kick_fd[q],
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	return ioctl(vd->vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+/*
+ * Each running queue's kick eventfd signalled by KVM on the driver's
+ * writes to its notify address, where BAR0 decodes now; none while the
+ * device is reset or BAR0 decodes nowhere. Lock held.
+ */
+static void sync_kicks(struct virtio_dev *vd)
+{
+	uint64_t bar = vd->pdev.maps[0].mapped_at;
+
+	if (!vd->vm || vd->vm->vm_fd < 0)
+		return;
+	for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+		uint64_t want = 0;
+		int ret;
+
+		if (vd->kick_fd[q] >= 0 && bar && vd->vqs[q].enabled && (vd->status & VIRTIO_STATUS_DRIVER_OK))
+			want = bar + NOTIFY_OFF + (uint64_t)NOTIFY_MULTIPLIER * q;
+		if (want == vd->kick_addr[q])
+			continue;
+		if (vd->kick_addr[q] && (ret = kick_ioeventfd(vd, q, vd->kick_addr[q], false)) < 0)
+			log_errno(ret, "%s: KVM_IOEVENTFD deassign, queue %u", vd->ops->name, q);
+		vd->kick_addr[q] = 0;
+		/* Without it the driver's writes still come, as exits (kick()). */
+		if (want && (ret = kick_ioeventfd(vd, q, want, true)) < 0)
+			log_errno(ret, "%s: KVM_IOEVENTFD, queue %u", vd->ops->name, q);
+		else
+			vd->kick_addr[q] = want;
+	}
+}
+
+/* After anything that moves a queue's kick or interrupt: status, MSI-X, vectors, BAR0. Lock held. */
+static void sync_eventfds(struct virtio_dev *vd)
+{
+	if (!vd->vm || vd->vm->vm_fd < 0)
+		return;
+	sync_kicks(vd);
+	sync_routes(vd);
+	sync_irqfds(vd);
 }
 
 void virtio_config_changed(struct virtio_dev *vd)
@@ -134,6 +282,7 @@ static void device_reset(struct virtio_dev *vd)
 	vd->msix_pending = 0;
 	if (vd->ops->reset)
 		vd->ops->reset(vd);
+	sync_eventfds(vd); /* not running: no ioeventfds, no irqfds */
 }
 
 static struct virtq *selected_queue(struct virtio_dev *vd)
@@ -200,6 +349,7 @@ static void status_write(struct virtio_dev *vd, uint8_t val)
 		vd->status = (uint8_t)(val | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
 		if (vd->ops->driver_ok)
 			vd->ops->driver_ok(vd);
+		sync_eventfds(vd);
 		return;
 	}
 	vd->status = (uint8_t)(val | (vd->status & VIRTIO_STATUS_NEEDS_RESET));
@@ -236,8 +386,10 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
 			vq->size = (uint16_t)val;
 		break;
 	case 0x1a:
-		if (vq)
+		if (vq) {
 			vq->msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+			sync_eventfds(vd);
+		}
 		break;
 	case 0x1c:
 		if (qw && val == 1)
@@ -276,6 +428,24 @@ static void notify(struct virtio_dev *vd, unsigned q)
 	vd->ops->queue_notify(vd, q);
 	if (vd->vqs[q].broken)
 		virtio_needs_reset(vd, "malformed descriptor chain");
+}
+
+/*
+ * A notify that came as an exit (no ioeventfd yet, or none possible): to
+ * the kick eventfd when something serves it (the back-end, the I/O
+ * thread), so the vCPU does no device work; inline without either.
+ */
+static void kick(struct virtio_dev *vd, unsigned q)
+{
+	uint64_t one = 1;
+
+	if (q < vd->ops->nqueues && vd->kick_fd[q] >= 0 &&
+	    (vd->ops->backend_kicks || (vd->vm && vd->vm->io_running))) {
+		if (write(vd->kick_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("%s: queue %u's kick eventfd", vd->ops->name, q);
+		return;
+	}
+	notify(vd, q);
 }
 
 bool virtio_budget_left(struct virtio_dev *vd, unsigned q, unsigned *served, unsigned budget)
@@ -360,6 +530,7 @@ static void msix_table_access(struct virtio_dev *vd, uint64_t off, void *data, u
 		return;
 	}
 	memcpy(w, data, 4);
+	sync_eventfds(vd); /* a live vector's new message, or a vector (un)masked */
 	if (word == 3 && !(vd->msix[idx].ctrl & 1) && (vd->msix_pending & (1ULL << idx)))
 		msix_fire(vd, (uint16_t)idx);
 }
@@ -412,7 +583,7 @@ static void bar_write(struct pci_device *pdev, int bar, uint64_t off, const void
 		    vd->ops->config_write)
 			vd->ops->config_write(vd, o, data, len);
 	} else if (off >= NOTIFY_OFF && off < MSIX_TABLE_OFF) {
-		notify(vd, (unsigned)(off - NOTIFY_OFF) / NOTIFY_MULTIPLIER);
+		kick(vd, (unsigned)(off - NOTIFY_OFF) / NOTIFY_MULTIPLIER);
 	} else if (off >= MSIX_TABLE_OFF && off < MSIX_PBA_OFF) {
 		msix_table_access(vd, off - MSIX_TABLE_OFF, (void *)data, len, true);
 	}
@@ -425,7 +596,18 @@ static void config_written(struct pci_device *pdev, unsigned offset, unsigned le
 
 	/* The MSI-X enable or function-mask bits may have changed. */
 	pthread_mutex_lock(&vd->lock);
+	sync_eventfds(vd);
 	msix_flush_pending(vd);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+/* BAR0 moved or stopped decoding: the notify addresses' ioeventfds follow. */
+static void bars_changed(struct pci_device *pdev)
+{
+	struct virtio_dev *vd = pdev->opaque;
+
+	pthread_mutex_lock(&vd->lock);
+	sync_eventfds(vd);
 	pthread_mutex_unlock(&vd->lock);
 }
 
@@ -433,6 +615,7 @@ static const struct pci_device_ops virtio_pci_ops = {
 	.bar_read = bar_read,
 	.bar_write = bar_write,
 	.config_written = config_written,
+	.bars_changed = bars_changed,
 };
 
 static void add_virtio_cap(struct pci_device *pdev, uint8_t type, uint32_t off, uint32_t len)
@@ -459,6 +642,8 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 		.pba = MSIX_PBA_OFF,
 	};
 
+	int ret;
+
 	if (ops->nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
 		return -EINVAL;
 	memset(vd, 0, sizeof(*vd));
@@ -466,6 +651,27 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	vd->priv = priv;
 	vd->vm = vm;
 	pthread_mutex_init(&vd->lock, NULL);
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		vd->kick_fd[q] = vd->call_fd[q] = -1;
+		vd->kicks[q] = (struct virtio_kick){.vd = vd, .q = q};
+	}
+	if (vm->nvirtio == sizeof(vm->virtio_devs) / sizeof(vm->virtio_devs[0]))
+		return -ENOSPC;
+	vm->virtio_devs[vm->nvirtio++] = vd;
+	/*
+	 * A back-end needs its eventfds whatever runs it; an in-VMM device
+	 * only where KVM signals them (not in a device set built for a fuzzer).
+	 */
+	if (vm->vm_fd >= 0 || ops->backend_kicks) {
+		for (unsigned q = 0; q < ops->nqueues; q++) {
+			vd->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			vd->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (vd->kick_fd[q] < 0 || vd->call_fd[q] < 0)
+				return -errno;
+		}
+	}
+	if (vm->vm_fd >= 0 && (ret = irq_routes_alloc(&vm->irq_routes, VIRTIO_MSIX_VECTORS, &vd->gsi_base)) < 0)
+		return ret;
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1) |
 			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
@@ -494,21 +700,106 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 			      ops->pci_class, 0x1af4, 0x1100);
 }
 
-int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr)
+void virtio_pci_release(struct virtio_dev *vd)
 {
-	uint64_t bar = pci_bar_address(&vd->pdev, 0);
-	/* Length 0: any write there, whatever its width (Linux writes the queue's index, 16 bits). */
-	struct kvm_ioeventfd io = {
-		.addr = assign ? bar + NOTIFY_OFF + (uint64_t)NOTIFY_MULTIPLIER * q : *addr,
-		.fd = fd,
-		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
-	};
+	pthread_mutex_lock(&vd->lock);
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (vd->vm && vd->vm->vm_fd >= 0) {
+			if (vd->irqfd_gsi[q])
+				bind_irqfd(vd, q, 0);
+			if (vd->kick_addr[q] && kick_ioeventfd(vd, q, vd->kick_addr[q], false) == 0)
+				vd->kick_addr[q] = 0;
+		}
+		if (vd->kick_fd[q] >= 0)
+			close(vd->kick_fd[q]);
+		if (vd->call_fd[q] >= 0)
+			close(vd->call_fd[q]);
+		vd->kick_fd[q] = vd->call_fd[q] = -1;
+	}
+	pthread_mutex_unlock(&vd->lock);
+}
 
-	if (!vd->vm || vd->vm->vm_fd < 0 || q >= vd->ops->nqueues || (assign && !bar))
-		return -ENODEV;
-	if (ioctl(vd->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+/* The I/O thread: each kick KVM signalled, served as the notify it stands for. */
+static void *io_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
+		vm_request_stop(vm, VM_ERROR, "cannot load the I/O thread's system-call filter");
+		return NULL;
+	}
+	for (;;) {
+		struct epoll_event ev[16];
+		int n = epoll_wait(vm->io_epoll_fd, ev, 16, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_request_stop(vm, VM_ERROR, "the I/O thread's epoll_wait failed");
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			struct virtio_kick *k = ev[i].data.ptr;
+			uint64_t count;
+
+			if (!k)
+				return NULL; /* the stop eventfd */
+			/* Several kicks since the last look are one: the device drains its queue. */
+			if (read(k->vd->kick_fd[k->q], &count, sizeof(count)) != sizeof(count))
+				continue;
+			pthread_mutex_lock(&k->vd->lock);
+			notify(k->vd, k->q);
+			pthread_mutex_unlock(&k->vd->lock);
+		}
+	}
+}
+
+int virtio_io_start(struct vm *vm)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	int ret;
+
+	vm->io_epoll_fd = vm->io_stop_fd = -1;
+	if (vm->vm_fd < 0)
+		return 0;
+	vm->io_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	vm->io_stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (vm->io_epoll_fd < 0 || vm->io_stop_fd < 0)
 		return -errno;
-	if (assign)
-		*addr = io.addr;
+	ev.data.ptr = NULL;
+	if (epoll_ctl(vm->io_epoll_fd, EPOLL_CTL_ADD, vm->io_stop_fd, &ev) < 0)
+		return -errno;
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
+		struct virtio_dev *vd = vm->virtio_devs[i];
+		if (vd->ops->backend_kicks)
+			continue;
+		for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+			if (vd->kick_fd[q] < 0)
+				continue;
+			ev.data.ptr = &vd->kicks[q];
+			if (epoll_ctl(vm->io_epoll_fd, EPOLL_CTL_ADD, vd->kick_fd[q], &ev) < 0)
+				return -errno;
+		}
+	}
+	if ((ret = pthread_create(&vm->io_thread, NULL, io_thread, vm)) != 0)
+		return -ret;
+	vm->io_running = true;
 	return 0;
+}
+
+void virtio_io_stop(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	if (vm->io_running) {
+		if (write(vm->io_stop_fd, &one, sizeof(one)) < 0)
+			log_warn("stopping the I/O thread");
+		pthread_join(vm->io_thread, NULL);
+		vm->io_running = false;
+	}
+	if (vm->io_epoll_fd >= 0)
+		close(vm->io_epoll_fd);
+	if (vm->io_stop_fd >= 0)
+		close(vm->io_stop_fd);
+	vm->io_epoll_fd = vm->io_stop_fd = -1;
 }

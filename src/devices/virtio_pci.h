@@ -55,6 +55,17 @@ struct virtio_device_ops {
 	void (*reset)(struct virtio_dev *vd);
 	/* The driver set DRIVER_OK: its queues and features are final. Lock held. May be NULL. */
 	void (*driver_ok)(struct virtio_dev *vd);
+	/*
+	 * A back-end reads the queues' kick eventfds and writes their call
+	 * eventfds itself (a vhost-user process, the kernel's vhost): the VMM's I/O thread leaves them
+	 * alone, and queue_notify is called only for kicks KVM did not take.
+	 */
+	bool backend_kicks;
+	/*
+	 * Which queues' call eventfds KVM delivers now (irqfd_gsi) changed:
+	 * a back-end's call thread watches the others. Lock held. May be NULL.
+	 */
+	void (*irqfds_changed)(struct virtio_dev *vd);
 };
 
 struct msix_entry {
@@ -62,6 +73,12 @@ struct msix_entry {
 	uint32_t addr_hi;
 	uint32_t data;
 	uint32_t ctrl; /* bit 0: masked */
+};
+
+/* What the VM's I/O thread gets back from epoll for a queue's kick eventfd. */
+struct virtio_kick {
+	struct virtio_dev *vd;
+	unsigned q;
 };
 
 struct virtio_dev {
@@ -83,6 +100,19 @@ struct virtio_dev {
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	struct msix_entry msix[VIRTIO_MSIX_VECTORS];
 	uint64_t msix_pending;
+	/*
+	 * The I/O path without the VMM (docs/vmm.md). Each queue has a kick
+	 * eventfd, which KVM signals on the driver's notify write (an
+	 * ioeventfd at kick_addr, assigned from DRIVER_OK to reset), and a
+	 * call eventfd, which KVM turns into the queue's MSI-X interrupt (an
+	 * irqfd on GSI irqfd_gsi, 0 while not bound: the vector masked,
+	 * MSI-X off, the queue not running). -1 fds: none (no KVM).
+	 */
+	int kick_fd[VIRTIO_MAX_QUEUES], call_fd[VIRTIO_MAX_QUEUES];
+	uint64_t kick_addr[VIRTIO_MAX_QUEUES]; /* 0: no ioeventfd */
+	unsigned irqfd_gsi[VIRTIO_MAX_QUEUES];
+	unsigned gsi_base; /* vector v's MSI route is GSI gsi_base + v; 0: none */
+	struct virtio_kick kicks[VIRTIO_MAX_QUEUES];
 	/* Queues whose notify ran out of budget (lock held), and the VM's list of such devices. */
 	uint32_t deferred_queues;
 	bool deferred_listed;
@@ -117,15 +147,18 @@ void virtio_queue_signal(struct virtio_dev *vd, unsigned q);
 void virtio_config_changed(struct virtio_dev *vd);
 /* Puts the device into NEEDS_RESET after the driver broke the rules. Lock held. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
-/*
- * Has KVM signal fd on the driver's writes to queue q's notify address
- * (BAR0 + 0x3000 + 4q, where BAR0 is now) without an exit to the VMM, or
- * stops it (assign false, with the address *addr it was given at). For a
- * device served off the vCPU threads (a kernel vhost, a device thread);
- * notifies KVM does not take still reach queue_notify. 0 or -errno.
- */
-int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assign, uint64_t *addr);
 /* Whether the driver has set DRIVER_OK and the device is usable. */
 int virtio_driver_ready(const struct virtio_dev *vd);
+
+/*
+ * The VM's I/O thread: serves the in-VMM devices' queues when KVM signals
+ * their kick eventfds, so a driver's notify costs its vCPU no exit and no
+ * device work. Started once the devices are added, stopped before they go.
+ * 0 or -errno.
+ */
+int virtio_io_start(struct vm *vm) __attribute__((warn_unused_result));
+void virtio_io_stop(struct vm *vm);
+/* Unbinds and closes what the transport made for vd (its eventfds). */
+void virtio_pci_release(struct virtio_dev *vd);
 
 #endif

@@ -52,28 +52,15 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 	(void)vd, (void)off, (void)data, (void)len; /* guest_cid is read-only */
 }
 
+/* The driver's kick, from the VM's I/O thread (KVM signalled the queue's kick eventfd). */
 static void queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	(void)q;
 	wake(of(vd));
 }
 
-/* Notifies stop leaving the guest: KVM wakes the device thread itself. Lock held. */
-static void notifies_to_kvm(struct virtio_vsock *v, bool on)
-{
-	for (unsigned q = VIRTIO_VSOCK_RX; q <= VIRTIO_VSOCK_TX; q++) {
-		if (on == !!v->notify_addr[q])
-			continue;
-		if (virtio_queue_ioeventfd(&v->vdev, q, v->wake_fd, on, &v->notify_addr[q]) < 0)
-			continue; /* queue_notify still wakes the thread */
-		if (!on)
-			v->notify_addr[q] = 0;
-	}
-}
-
 static void driver_ok(struct virtio_dev *vd)
 {
-	notifies_to_kvm(of(vd), true);
 	wake(of(vd));
 }
 
@@ -81,7 +68,6 @@ static void reset(struct virtio_dev *vd)
 {
 	struct virtio_vsock *v = of(vd);
 
-	notifies_to_kvm(v, false);
 	/* The thread closes the connections: it is the one polling their descriptors. */
 	v->reset_pending = true;
 	wake(v);
@@ -286,7 +272,6 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 		return;
 	pthread_mutex_lock(&v->vdev.lock);
 	v->stopping = true;
-	notifies_to_kvm(v, false);
 	pthread_mutex_unlock(&v->vdev.lock);
 	wake(v);
 	pthread_join(v->thread, NULL);

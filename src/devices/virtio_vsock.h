@@ -32,7 +32,6 @@ struct virtio_vsock {
 	int wake_fd;       /* eventfd: queues notified, a reset, or stop */
 	bool reset_pending; /* the driver reset the device; the thread drops the connections */
 	bool stopping;
-	uint64_t notify_addr[2]; /* rx and tx notifies KVM signals on wake_fd; 0: through queue_notify */
 	bool active;
 	pthread_t thread;
 	uint8_t *bounce; /* one packet: header and VSOCK_MAX_PKT of payload */

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/kvm.h>
+#include <linux/vhost.h>
 #include <limits.h>
 #include <malloc.h>
 #include <poll.h>
@@ -20,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "lib/passed_fd.h"
@@ -196,7 +199,7 @@ static const struct {
 	ANY(pwritev), ANY(fsync), ANY(fdatasync), ANY(fallocate), ANY(ftruncate), ANY(lseek),
 	ANY(newfstatat), ANY(fstat), ANY(close), ANY(fcntl), ANY(sendmsg), ANY(recvmsg), ANY(sendto),
 	ANY(recvfrom), ANY(poll), ANY(ppoll),
-	/* KVM, and the guest's memory (balloon, inflight regions of vhost-user devices). */
+	/* KVM (the requests in ioctls[] only), and the guest's memory (balloon, inflight regions of vhost-user devices). */
 	ANY(ioctl), ANY(mmap), ANY(mprotect), ANY(munmap), ANY(mremap), ANY(madvise), ANY(brk),
 	ANY(memfd_create), ANY(eventfd2), ANY(getrandom),
 	/* libc: locks, signals (a vCPU is kicked out of KVM_RUN by one), time, threads' ends. */
@@ -215,10 +218,40 @@ static const struct {
 	/* The control thread's own: threads for each boot, its timers, pipes and signals. */
 	ONLY(clone, CALL_CONTROL), ONLY(signalfd4, CALL_CONTROL), ONLY(timerfd_create, CALL_CONTROL),
 	ONLY(timerfd_settime, CALL_CONTROL), ONLY(pipe2, CALL_CONTROL), ONLY(epoll_create1, CALL_CONTROL),
-	ONLY(epoll_ctl, CALL_CONTROL), ONLY(epoll_wait, CALL_CONTROL), ONLY(epoll_pwait, CALL_CONTROL),
+	ONLY(epoll_ctl, CALL_CONTROL),
+	/* The I/O thread (a device thread) waits for the devices' kick eventfds. */
+	ONLY(epoll_wait, CALL_CONTROL | CALL_DEVICE), ONLY(epoll_pwait, CALL_CONTROL | CALL_DEVICE),
 };
 #undef ANY
 #undef ONLY
+
+/*
+ * The ioctl requests a confined domus-vmm makes, and no other: a boot (in
+ * a thread of the confined process) makes its VM and vCPUs; vCPU threads
+ * run them and, on the guest's configuration writes, move memory slots
+ * (BARs mapped into the guest), MSI routes, irqfds and ioeventfds; device
+ * threads signal interrupts and drive the kernel's vhost-vsock. The
+ * terminal's for `domus run`'s console, isatty() among them.
+ */
+static const unsigned long ioctls[] = {
+	KVM_RUN,
+	/* The VM and its vCPUs, each boot. */
+	KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE, KVM_CREATE_VM,
+	KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2,
+	KVM_SET_USER_MEMORY_REGION, KVM_GET_SUPPORTED_CPUID, KVM_CREATE_VCPU, KVM_SET_CPUID2,
+	KVM_GET_LAPIC, KVM_SET_LAPIC, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_REGS, KVM_SET_FPU,
+	KVM_GET_STATS_FD,
+	/* Interrupts and notifications: lines, MSIs, their routes, irqfds and ioeventfds. */
+	KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,
+	/* Pausing stops the guest's clock. */
+	KVM_GET_CLOCK, KVM_SET_CLOCK,
+	/* The host kernel's vhost-vsock. */
+	VHOST_SET_OWNER, VHOST_GET_FEATURES, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE,
+	VHOST_SET_VRING_NUM, VHOST_SET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,
+	VHOST_SET_VRING_CALL, VHOST_VSOCK_SET_GUEST_CID, VHOST_VSOCK_SET_RUNNING,
+	/* The terminal of `domus run`. */
+	TCGETS, TCSETS, TCSETSW, TCSETSF,
+};
 
 static bool confined; /* threads load their filters only in a confined process */
 
@@ -229,6 +262,14 @@ static int allow(scmp_filter_ctx ctx, int nr)
 	if (nr == SCMP_SYS(clone))
 		return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
 					SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+	if (nr == SCMP_SYS(ioctl)) {
+		int ret = 0;
+		/* The kernel reads the request as 32 bits: the upper half cannot smuggle anything. */
+		for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && ret == 0; i++)
+			ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+					       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, (scmp_datum_t)ioctls[i]));
+		return ret;
+	}
 	return sandbox_allow(ctx, nr);
 }
 

@@ -178,7 +178,7 @@ static void console_input(struct vmm_control *c)
 static json_t *stats_json(struct vmm_control *c)
 {
 	json_t *o = json_object(), *disks = json_array();
-	unsigned long long exits = 0;
+	unsigned long long exits = 0, io = 0, mmio = 0, other = 0;
 
 	if (c->vm) {
 		for (unsigned i = 0; i < c->vm->ndisks; i++) {
@@ -190,11 +190,18 @@ static json_t *stats_json(struct vmm_control *c)
 							       (json_int_t)st.read_bytes, "write_bytes",
 							       (json_int_t)st.write_bytes));
 		}
-		for (unsigned i = 0; i < c->vm->nvcpus; i++)
+		for (unsigned i = 0; i < c->vm->nvcpus; i++) {
 			exits += atomic_load(&c->vm->vcpus[i].exits);
+			io += atomic_load(&c->vm->vcpus[i].exits_io);
+			mmio += atomic_load(&c->vm->vcpus[i].exits_mmio);
+			other += atomic_load(&c->vm->vcpus[i].exits_other);
+		}
 	}
 	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "vcpu_exits", json_integer((json_int_t)exits));
+	json_object_set_new(o, "vcpu_exits_by_reason",
+			    json_pack("{s:I,s:I,s:I}", "io", (json_int_t)io, "mmio", (json_int_t)mmio,
+				      "other", (json_int_t)other));
 	json_object_set_new(o, "console_bytes", json_integer((json_int_t)c->ring_len));
 	return o;
 }
@@ -332,7 +339,15 @@ static json_t *gang_json(struct vm *vm, unsigned i)
 			 st.lead_max_ns / 1e6, "lead", hist);
 }
 
-/* Each vCPU's thread id (0 before it runs) and affinity. */
+/* A vCPU's exits to the VMM's user space so far, by reason (vm.h). */
+static json_t *vcpu_exits_json(struct vcpu *v)
+{
+	return json_pack("{s:I,s:I,s:I}", "io", (json_int_t)atomic_load(&v->exits_io), "mmio",
+			 (json_int_t)atomic_load(&v->exits_mmio), "other",
+			 (json_int_t)atomic_load(&v->exits_other));
+}
+
+/* Each vCPU's thread id (0 before it runs), affinity and exits. */
 static json_t *vcpus_json(struct vmm_control *c)
 {
 	json_t *list = json_array();
@@ -344,6 +359,8 @@ static json_t *vcpus_json(struct vmm_control *c)
 				      "cpus", c->vcpu_cpus[i][0] ? c->vcpu_cpus[i] : "all");
 		if (o && c->vm->gang)
 			json_object_set_new(o, "gang", gang_json(c->vm, i));
+		if (o)
+			json_object_set_new(o, "exits", vcpu_exits_json(&c->vm->vcpus[i]));
 		json_array_append_new(list, o);
 	}
 	return list;

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/log.h"
+
 /*
  * INTx state (the status bit, the command's Interrupt Disable, the shared
  * lines' counts) changes from vCPU threads (config writes) and device
@@ -113,6 +115,67 @@ static void bar_write(struct pci_device *pdev, int reg, uint32_t value)
 	}
 }
 
+static void bar_mmio_read(void *opaque, uint64_t off, void *data, unsigned len)
+{
+	struct pci_bar_map *m = opaque;
+
+	if (m->pdev->ops->bar_read)
+		m->pdev->ops->bar_read(m->pdev, m->bar, off, data, len);
+	else
+		memset(data, 0xff, len);
+}
+
+static void bar_mmio_write(void *opaque, uint64_t off, const void *data, unsigned len)
+{
+	struct pci_bar_map *m = opaque;
+
+	if (m->pdev->ops->bar_write)
+		m->pdev->ops->bar_write(m->pdev, m->bar, off, data, len);
+}
+
+static const struct bus_ops bar_mmio_ops = {.read = bar_mmio_read, .write = bar_mmio_write};
+
+/*
+ * Registers every memory BAR where it decodes now, and nowhere else: after
+ * a write to a BAR or to the command register. A BAR outside the PCI
+ * window, or over another device's, decodes nothing (a guest sizing BARs
+ * with decoding on makes such overlaps for a moment).
+ */
+static void update_bar_maps(struct pci_device *pdev)
+{
+	struct pci_bus *pci = pdev->bus;
+	bool decode = cfg16(pdev, PCI_COMMAND) & PCI_COMMAND_MEMORY;
+
+	if (!pci || !pci->mmio)
+		return;
+	for (int i = 0; i < PCI_NUM_BARS; i++) {
+		struct pci_bar_map *m = &pdev->maps[i];
+		uint64_t size = pdev->bars[i].size, want = 0;
+
+		if (!size)
+			continue;
+		if (decode) {
+			want = pci_bar_address(pdev, i);
+			if (want < PCI_MMIO_BASE || want - PCI_MMIO_BASE > PCI_MMIO_SIZE - size)
+				want = 0;
+		}
+		if (want == m->mapped_at)
+			continue;
+		if (m->mapped_at && bus_unregister(pci->mmio, m->mapped_at, m) < 0)
+			log_warnx("pci: slot %u BAR %d was not registered at 0x%llx", pdev->slot, i,
+				  (unsigned long long)m->mapped_at);
+		m->mapped_at = 0;
+		m->pdev = pdev;
+		m->bar = i;
+		if (want && bus_register(pci->mmio, want, size, &bar_mmio_ops, m) < 0) {
+			log_debug("pci: slot %u BAR %d at 0x%llx overlaps another; it decodes nothing",
+				  pdev->slot, i, (unsigned long long)want);
+			want = 0;
+		}
+		m->mapped_at = want;
+	}
+}
+
 void pci_config_write(struct pci_device *pdev, unsigned offset, unsigned len, uint32_t value)
 {
 	uint8_t bytes[4];
@@ -126,6 +189,7 @@ void pci_config_write(struct pci_device *pdev, unsigned offset, unsigned len, ui
 			pthread_mutex_lock(&intx_lock);
 			bar_write(pdev, bar_of(offset), value);
 			pthread_mutex_unlock(&intx_lock);
+			update_bar_maps(pdev);
 			if (pdev->ops->bars_changed)
 				pdev->ops->bars_changed(pdev);
 		}
@@ -153,6 +217,8 @@ void pci_config_write(struct pci_device *pdev, unsigned offset, unsigned len, ui
 	if (command)
 		intx_update(pdev); /* Interrupt Disable may have changed */
 	pthread_mutex_unlock(&intx_lock);
+	if (command)
+		update_bar_maps(pdev);
 	if (command && pdev->ops->bars_changed)
 		pdev->ops->bars_changed(pdev); /* memory decoding may have changed */
 	if (dev_bits && pdev->ops->config_written)
@@ -264,61 +330,9 @@ static void pci_pio_write(void *opaque, uint64_t off, const void *data, unsigned
 	pthread_mutex_unlock(&pci->lock);
 }
 
-static struct pci_device *bar_at(struct pci_bus *pci, uint64_t addr, int *bar, uint64_t *off)
-{
-	for (unsigned d = 0; d < pci->ndevices; d++) {
-		struct pci_device *p = pci->devices[d];
-		if (!(cfg16(p, PCI_COMMAND) & PCI_COMMAND_MEMORY))
-			continue;
-		for (int i = 0; i < PCI_NUM_BARS; i++) {
-			uint64_t base;
-			if (!p->bars[i].size)
-				continue;
-			base = pci_bar_address(p, i);
-			if (addr >= base && addr - base < p->bars[i].size) {
-				*bar = i;
-				*off = addr - base;
-				return p;
-			}
-		}
-	}
-	return NULL;
-}
-
-static void pci_mmio_read(void *opaque, uint64_t off, void *data, unsigned len)
-{
-	struct pci_bus *pci = opaque;
-	struct pci_device *p;
-	uint64_t boff;
-	int bar;
-
-	pthread_mutex_lock(&pci->lock);
-	p = bar_at(pci, PCI_MMIO_BASE + off, &bar, &boff);
-	pthread_mutex_unlock(&pci->lock);
-	if (p && p->ops->bar_read)
-		p->ops->bar_read(p, bar, boff, data, len);
-	else
-		memset(data, 0xff, len);
-}
-
-static void pci_mmio_write(void *opaque, uint64_t off, const void *data, unsigned len)
-{
-	struct pci_bus *pci = opaque;
-	struct pci_device *p;
-	uint64_t boff;
-	int bar;
-
-	pthread_mutex_lock(&pci->lock);
-	p = bar_at(pci, PCI_MMIO_BASE + off, &bar, &boff);
-	pthread_mutex_unlock(&pci->lock);
-	if (p && p->ops->bar_write)
-		p->ops->bar_write(p, bar, boff, data, len);
-}
-
 static const struct pci_device_ops host_bridge_ops = {0};
 
 static const struct bus_ops pci_pio_ops = {.read = pci_pio_read, .write = pci_pio_write};
-static const struct bus_ops pci_mmio_ops = {.read = pci_mmio_read, .write = pci_mmio_write};
 
 int pci_bus_init(struct pci_bus *pci, struct bus *pio, struct bus *mmio)
 {
@@ -330,9 +344,7 @@ int pci_bus_init(struct pci_bus *pci, struct bus *pio, struct bus *mmio)
 	ret = bus_register(pio, 0xcf8, 8, &pci_pio_ops, pci);
 	if (ret < 0)
 		return ret;
-	ret = bus_register(mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, &pci_mmio_ops, pci);
-	if (ret < 0)
-		return ret;
+	pci->mmio = mmio;
 	/*
 	 * Slot 0 is a host bridge: Linux trusts configuration mechanism #1 only
 	 * once it finds a host bridge (or an Intel device) on bus 0. The id is

@@ -1,8 +1,10 @@
 /*
  * PCI bus 0 behind configuration mechanism #1 (ports 0xcf8/0xcfc).  A device
  * owns a 256-byte config space; the bus handles the standard header's
- * writable fields (command, BARs) and routes MMIO in the PCI window to the
- * BAR that currently decodes it, so a guest that moves BARs is followed.
+ * writable fields (command, BARs) and registers each memory BAR that
+ * decodes (memory enabled, inside the PCI window) as its own range on the
+ * MMIO bus, moving it when the guest moves the BAR; an access then goes
+ * straight to its device, with no lock shared by the bus's devices.
  */
 #ifndef DOMUS_PCI_H
 #define DOMUS_PCI_H
@@ -74,6 +76,14 @@ struct pci_bar {
 };
 
 struct pci_bus;
+struct pci_device;
+
+/* Where a memory BAR decodes on the MMIO bus now (0: nowhere); the bus range's opaque. */
+struct pci_bar_map {
+	struct pci_device *pdev;
+	int bar;
+	uint64_t mapped_at;
+};
 
 struct pci_device {
 	uint8_t config[256];
@@ -88,10 +98,12 @@ struct pci_device {
 	bool intx_level;   /* what the function asks for (pci_set_intx) */
 	bool intx_raised;  /* whether it counts on its GSI now */
 	struct pci_bus *bus;
+	struct pci_bar_map maps[PCI_NUM_BARS];
 };
 
 struct pci_bus {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* configuration mechanism #1: the address register and what it selects */
+	struct bus *mmio;     /* where the BARs that decode are registered, each its own range */
 	struct pci_device host_bridge;
 	uint32_t config_address;
 	unsigned ndevices;

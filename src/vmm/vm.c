@@ -297,6 +297,10 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(v->run->exit_reason == KVM_EXIT_IO     ? &v->exits_io
+					  : v->run->exit_reason == KVM_EXIT_MMIO ? &v->exits_mmio
+										 : &v->exits_other,
+					  1, memory_order_relaxed);
 		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(vm, v->run);
@@ -349,6 +353,11 @@ static int kvm_open_vm(struct vm *vm, char *err, size_t errlen)
 		{KVM_CAP_SIGNAL_MSI, "MSI injection"},
 		{KVM_CAP_IMMEDIATE_EXIT, "immediate exit"},
 		{KVM_CAP_PIT2, "PIT"},
+		/* The I/O path without the VMM: kicks and interrupts as eventfds (docs/vmm.md). */
+		{KVM_CAP_IOEVENTFD, "ioeventfds"},
+		{KVM_CAP_IOEVENTFD_ANY_LENGTH, "ioeventfds of any length"},
+		{KVM_CAP_IRQFD, "irqfds"},
+		{KVM_CAP_IRQ_ROUTING, "interrupt routing"},
 	};
 
 	/* A confined domus-vmm has no /dev: it opened the device once, and passed it as /dev/fd/N. */
@@ -369,6 +378,7 @@ static int kvm_open_vm(struct vm *vm, char *err, size_t errlen)
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	vm->irq_routes.vm_fd = vm->vm_fd;
 	if (vm->vm_fd < 0 || vm->run_size <= 0) {
 		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
 		return -errno;
@@ -693,6 +703,8 @@ static void domain_destroy(struct domain *d)
 {
 	struct vm *vm = &d->vm;
 
+	/* First: nothing serves a device's kicks while it goes. */
+	virtio_io_stop(vm);
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		vhost_user_blk_destroy(&d->vdisks[i]);
 	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
@@ -710,6 +722,8 @@ static void domain_destroy(struct domain *d)
 		if (d->shm_maps[i])
 			munmap(d->shm_maps[i], d->shm_sizes[i]);
 	}
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		virtio_pci_release(vm->virtio_devs[i]);
 
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -766,6 +780,8 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 	vm->nvcpus = cfg->vcpus;
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC);
 	vm->defer_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->vm_fd = vm->kvm_fd = -1;
+	vm->io_epoll_fd = vm->io_stop_fd = vm->irq_routes.vm_fd = -1;
 	pthread_mutex_init(&vm->defer_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -775,6 +791,13 @@ enum vm_stop vm_run_once(const struct vm_config *cfg, struct vm_resources *res,
 	if (add_devices(d, cfg, res, fe->console_fd) < 0) {
 		snprintf(detail, detail_len, "setting up devices failed");
 		goto fail;
+	}
+	{
+		int ret = virtio_io_start(vm);
+		if (ret < 0) {
+			snprintf(detail, detail_len, "cannot start the I/O thread: %s", strerror(-ret));
+			goto fail;
+		}
 	}
 	layout = (struct acpi_layout){
 		.nvcpus = cfg->vcpus, .pci_mmio_base = PCI_MMIO_BASE, .pci_mmio_size = PCI_MMIO_SIZE};

@@ -15,6 +15,7 @@
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
+#include "vmm/irq_routes.h"
 
 /* Why a domain stopped; the first reason reported wins. */
 enum vm_stop {
@@ -38,6 +39,13 @@ struct vcpu {
 	int started;
 	_Atomic int tid; /* the thread's id, once it runs: domusd reads its /proc entries */
 	_Atomic unsigned long long exits; /* KVM_RUN returns, for statistics */
+	/*
+	 * Of those, why: port I/O, MMIO, and everything else (system events,
+	 * failures; a kick out of KVM_RUN by a signal is not an exit and not
+	 * counted). Each one is a trip through the VMM's user space, which the
+	 * I/O path avoids (ioeventfds, irqfds; docs/vmm.md).
+	 */
+	_Atomic unsigned long long exits_io, exits_mmio, exits_other;
 	/* Gang scheduling (vmm/gang.c): KVM's statistics of this vCPU, -1 without them. */
 	int stats_fd;
 	uint64_t halt_wait_offset, blocking_offset;
@@ -92,6 +100,19 @@ struct vm {
 	struct virtio_balloon *balloon; /* NULL without one */
 	unsigned nslots;                /* KVM memory slots in use: RAM's, then devices' */
 	struct gang *gang;              /* the co-scheduling controller, NULL without gang */
+
+	/* MSI routes for the devices' irqfds (vmm/irq_routes.h). */
+	struct irq_routes irq_routes;
+	/*
+	 * The I/O thread (virtio_io_start): epoll over the in-VMM devices'
+	 * kick eventfds, and the eventfd that stops it. -1 without one.
+	 */
+	int io_epoll_fd, io_stop_fd;
+	pthread_t io_thread;
+	bool io_running;
+	/* Every virtio device of this boot, for the transport's release at teardown. */
+	struct virtio_dev *virtio_devs[32];
+	unsigned nvirtio;
 };
 
 /*
