@@ -63,7 +63,7 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 	struct msix_entry *e;
 	uint16_t ctrl = msix_ctrl(vd);
 
-	if (vector >= VIRTIO_MSIX_VECTORS || !(ctrl & MSIX_CTRL_ENABLE))
+	if (vector >= vd->nvectors || !(ctrl & MSIX_CTRL_ENABLE))
 		return;
 	e = &vd->msix[vector];
 	if ((ctrl & MSIX_CTRL_MASKALL) || (e->ctrl & 1)) {
@@ -77,7 +77,7 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 /* Delivers interrupts that were held while their vector or the function was masked. */
 static void msix_flush_pending(struct virtio_dev *vd)
 {
-	for (uint16_t v = 0; v < VIRTIO_MSIX_VECTORS; v++)
+	for (uint16_t v = 0; v < vd->nvectors; v++)
 		if (vd->msix_pending & (1ULL << v))
 			msix_fire(vd, v);
 }
@@ -94,7 +94,7 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
 {
-	if (q >= vd->ops->nqueues)
+	if (q >= vd->nqueues)
 		return;
 	vd->isr |= 1;
 	msix_fire(vd, vd->vqs[q].msix_vector);
@@ -122,7 +122,7 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 
 static void device_reset(struct virtio_dev *vd)
 {
-	for (unsigned i = 0; i < vd->ops->nqueues; i++)
+	for (unsigned i = 0; i < vd->nqueues; i++)
 		virtq_reset(&vd->vqs[i]);
 	vd->driver_features = 0;
 	vd->device_feature_select = 0;
@@ -138,7 +138,7 @@ static void device_reset(struct virtio_dev *vd)
 
 static struct virtq *selected_queue(struct virtio_dev *vd)
 {
-	return vd->queue_select < vd->ops->nqueues ? &vd->vqs[vd->queue_select] : NULL;
+	return vd->queue_select < vd->nqueues ? &vd->vqs[vd->queue_select] : NULL;
 }
 
 static uint64_t common_read(struct virtio_dev *vd, unsigned off)
@@ -157,7 +157,7 @@ static uint64_t common_read(struct virtio_dev *vd, unsigned off)
 			       ? (uint32_t)(vd->driver_features >> (32 * vd->driver_feature_select))
 			       : 0;
 	case 0x10: return vd->config_msix_vector;
-	case 0x12: return vd->ops->nqueues;
+	case 0x12: return vd->nqueues;
 	case 0x14: return vd->status;
 	case 0x15: return vd->config_generation;
 	case 0x16: return vd->queue_select;
@@ -227,7 +227,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
 			set_half(&vd->driver_features, vd->driver_feature_select == 1, val);
 		break;
 	case 0x10:
-		vd->config_msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+		vd->config_msix_vector = val < vd->nvectors ? (uint16_t)val : VIRTIO_NO_VECTOR;
 		break;
 	case 0x14: status_write(vd, (uint8_t)val); break;
 	case 0x16: vd->queue_select = (uint16_t)val; break;
@@ -237,7 +237,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
 		break;
 	case 0x1a:
 		if (vq)
-			vq->msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+			vq->msix_vector = val < vd->nvectors ? (uint16_t)val : VIRTIO_NO_VECTOR;
 		break;
 	case 0x1c:
 		if (qw && val == 1)
@@ -271,7 +271,7 @@ static unsigned common_width(unsigned off)
 
 static void notify(struct virtio_dev *vd, unsigned q)
 {
-	if (q >= vd->ops->nqueues || !vd->vqs[q].enabled || !virtio_driver_ready(vd))
+	if (q >= vd->nqueues || !vd->vqs[q].enabled || !virtio_driver_ready(vd))
 		return;
 	vd->ops->queue_notify(vd, q);
 	if (vd->vqs[q].broken)
@@ -336,7 +336,7 @@ void virtio_run_deferred(struct vm *vm)
 		pthread_mutex_lock(&vd->lock);
 		queues = vd->deferred_queues;
 		vd->deferred_queues = 0;
-		for (unsigned q = 0; q < vd->ops->nqueues; q++)
+		for (unsigned q = 0; q < vd->nqueues; q++)
 			if (queues & (1u << q))
 				notify(vd, q);
 		pthread_mutex_unlock(&vd->lock);
@@ -349,7 +349,7 @@ static void msix_table_access(struct virtio_dev *vd, uint64_t off, void *data, u
 	unsigned idx = (unsigned)(off / 16), word = (unsigned)(off % 16) / 4;
 	uint32_t *w;
 
-	if (idx >= VIRTIO_MSIX_VECTORS || len != 4 || (off & 3)) {
+	if (idx >= vd->nvectors || len != 4 || (off & 3)) {
 		if (!write)
 			memset(data, 0, len);
 		return;
@@ -452,24 +452,32 @@ static void add_virtio_cap(struct pci_device *pdev, uint8_t type, uint32_t off, 
 int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
 		   void *priv, uint64_t features)
 {
+	return virtio_pci_add_queues(vm, vd, ops, priv, features, ops->nqueues);
+}
+
+int virtio_pci_add_queues(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
+			  void *priv, uint64_t features, unsigned nqueues)
+{
 	struct msix_cap mc = {
 		.id = PCI_CAP_ID_MSIX,
-		.ctrl = VIRTIO_MSIX_VECTORS - 1,
+		.ctrl = (uint16_t)nqueues, /* the table's size less one: nqueues + 1 vectors */
 		.table = MSIX_TABLE_OFF, /* BIR 0 */
 		.pba = MSIX_PBA_OFF,
 	};
 
-	if (ops->nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
+	if (nqueues == 0 || nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
 		return -EINVAL;
 	memset(vd, 0, sizeof(*vd));
 	vd->ops = ops;
 	vd->priv = priv;
 	vd->vm = vm;
+	vd->nqueues = nqueues;
+	vd->nvectors = nqueues + 1;
 	pthread_mutex_init(&vd->lock, NULL);
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1) |
 			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
-	for (unsigned i = 0; i < ops->nqueues; i++)
+	for (unsigned i = 0; i < nqueues; i++)
 		virtq_init(&vd->vqs[i], &vm->mem, ops->queue_size);
 	for (unsigned i = 0; i < VIRTIO_MSIX_VECTORS; i++)
 		vd->msix[i].ctrl = 1; /* vectors start masked */
@@ -484,7 +492,7 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_DEVICE_CFG, DEVICE_OFF,
 		       ops->config_size ? ops->config_size : 4);
 	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_NOTIFY_CFG, NOTIFY_OFF,
-		       NOTIFY_MULTIPLIER * ops->nqueues);
+		       NOTIFY_MULTIPLIER * nqueues);
 	vd->msix_cap = pci_add_capability(&vd->pdev, &mc, sizeof(mc));
 	if (!vd->msix_cap)
 		return -ENOSPC;
@@ -504,7 +512,7 @@ int virtio_queue_ioeventfd(struct virtio_dev *vd, unsigned q, int fd, bool assig
 		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
 	};
 
-	if (!vd->vm || vd->vm->vm_fd < 0 || q >= vd->ops->nqueues || (assign && !bar))
+	if (!vd->vm || vd->vm->vm_fd < 0 || q >= vd->nqueues || (assign && !bar))
 		return -ENODEV;
 	if (ioctl(vd->vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
 		return -errno;
