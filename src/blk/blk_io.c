@@ -280,6 +280,7 @@ static void req_complete(struct blk_req *r)
 		r->scheduled = false;
 	}
 	d->requests++;
+	d->queue_requests[r->q]++;
 	d->errors += r->status != VIRTIO_BLK_S_OK;
 	/* The status byte is the last writable byte. */
 	virtq_chain_write(&r->c, r->c.in_len - 1, &r->status, 1);

@@ -47,6 +47,7 @@ struct blk_disk {
 	uint32_t notify_queues; /* queues with completions the driver has not been told of */
 	bool notify_listed;
 	unsigned long long requests, errors;
+	unsigned long long queue_requests[BLK_NUM_QUEUES]; /* completed, by the queue they came on */
 	struct blk_sched_group *group; /* whose QoS its requests go by */
 };
 
