@@ -54,11 +54,19 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 		log_warnx("vhost-user-blk %s: cache mode: %s", d->u.path, err);
 }
 
-/* A back-end that restarted must learn the guest's cache mode again. */
+/*
+ * A back-end that restarted must learn the guest's cache mode again; one
+ * that serves fewer queues than the device has cannot take them over.
+ */
 static int prepare(struct vhost_user_dev *u, char *err, size_t errlen)
 {
 	struct vhost_user_blk *d = u->vdev.priv;
 
+	if (vhost_user_blk_queue_count(u->nqueues, u->fe.features, u->fe.max_queues) < u->nqueues) {
+		snprintf(err, errlen, "the back-end serves %u queues, the device has %u",
+			 u->fe.features & (1ULL << VIRTIO_BLK_F_MQ) ? u->fe.max_queues : 1, u->nqueues);
+		return -EINVAL;
+	}
 	if (!(u->vdev.driver_features & (1ULL << VIRTIO_BLK_F_CONFIG_WCE)))
 		return 0;
 	return vhost_frontend_set_config(&u->fe, CONFIG_WRITEBACK, &d->config[CONFIG_WRITEBACK], 1,

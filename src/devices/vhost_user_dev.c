@@ -98,12 +98,6 @@ static int start_backend(struct vhost_user_dev *u, char *err, size_t errlen)
 	struct virtio_dev *vd = &u->vdev;
 	int ret;
 
-	/* A successor that serves fewer queues than the guest has cannot take them over. */
-	if (u->fe.max_queues < u->nqueues) {
-		snprintf(err, errlen, "the back-end serves %u queues, the device has %u", u->fe.max_queues,
-			 u->nqueues);
-		return -EINVAL;
-	}
 	if ((ret = vhost_frontend_setup(&u->fe, vd->driver_features, &vd->vm->mem, err, errlen)) < 0 ||
 	    (u->hooks->prepare && (ret = u->hooks->prepare(u, err, errlen)) < 0) ||
 	    (u->hooks->inflight &&
