@@ -7,16 +7,21 @@
  * input, balloon target and statistics). The devices are those vm.c adds
  * that need no host file or back-end, in the same order: host bridge,
  * 8250, RTC, power ports, virtio-rng, virtio-console, pvpanic,
- * virtio-balloon. With no VM fd, MSIs and interrupt lines go nowhere. No
+ * virtio-balloon; and a virtio-blk of 4 queues (multiqueue: registers,
+ * vectors and notifies per queue) on a 1 MiB memfd. With no VM fd, MSIs and interrupt lines go nowhere. No
  * access may touch memory outside the guest buffer, crash, or hang.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "devices/platform.h"
 #include "devices/serial.h"
 #include "devices/virtio_balloon.h"
+#include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
 #include "vmm/acpi.h"
@@ -62,6 +67,8 @@ static struct {
 	struct virtio_console console;
 	struct pvpanic pvpanic;
 	struct virtio_balloon balloon;
+	struct virtio_blk blk;
+	int blk_fd;
 } dom;
 
 static time_t fixed_now(void)
@@ -94,14 +101,20 @@ static int build_devices(void)
 	    (ret = pvpanic_add(vm, &dom.pvpanic)) < 0)
 		return ret;
 	vm->balloon = &dom.balloon;
-	ret = virtio_balloon_add(vm, &dom.balloon, true, MEM);
+	if ((ret = virtio_balloon_add(vm, &dom.balloon, true, MEM)) < 0)
+		return ret;
 	dom.rtc.now = fixed_now;
-	return ret;
+	dom.blk_fd = memfd_create("disk", MFD_CLOEXEC);
+	if (dom.blk_fd < 0 || ftruncate(dom.blk_fd, 1 << 20) < 0)
+		return -errno;
+	return virtio_blk_add(vm, &dom.blk, dom.blk_fd, false, 0, 4);
 }
 
 static void destroy_devices(void)
 {
 	virtio_balloon_destroy(&dom.balloon);
+	if (dom.blk_fd >= 0)
+		close(dom.blk_fd);
 	pthread_mutex_destroy(&dom.vm.pause_lock);
 	pthread_cond_destroy(&dom.vm.pause_cond);
 }

@@ -280,12 +280,13 @@ static void req_complete(struct blk_req *r)
 		r->scheduled = false;
 	}
 	d->requests++;
+	d->queue_requests[r->q]++;
 	d->errors += r->status != VIRTIO_BLK_S_OK;
 	/* The status byte is the last writable byte. */
 	virtq_chain_write(&r->c, r->c.in_len - 1, &r->status, 1);
 	vhost_backend_push(&d->b, r->q, r->c.head, r->written + 1);
 	d->inflight--;
-	d->notify_queues |= (uint8_t)(1u << r->q);
+	d->notify_queues |= 1u << r->q;
 	if (!d->notify_listed && e->nnotify < sizeof(e->notify) / sizeof(e->notify[0])) {
 		e->notify[e->nnotify++] = d;
 		d->notify_listed = true;

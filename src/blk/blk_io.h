@@ -26,7 +26,8 @@
 #include "blk/sched.h"
 #include "vhost/backend.h"
 
-#define BLK_NUM_QUEUES 4
+/* Queues a disk serves (GET_QUEUE_NUM); the front-end uses as many as its guest's vCPUs. */
+#define BLK_NUM_QUEUES 16
 #define BLK_QUEUE_SIZE 256
 #define BLK_MAX_DISCARD_SEGMENTS 32
 
@@ -43,9 +44,10 @@ struct blk_disk {
 	bool connected;
 	struct blk_engine *engine;
 	unsigned inflight;      /* requests taken and not yet completed */
-	uint8_t notify_queues;  /* queues with completions the driver has not been told of */
+	uint32_t notify_queues; /* queues with completions the driver has not been told of */
 	bool notify_listed;
 	unsigned long long requests, errors;
+	unsigned long long queue_requests[BLK_NUM_QUEUES]; /* completed, by the queue they came on */
 	struct blk_sched_group *group; /* whose QoS its requests go by */
 };
 

@@ -448,8 +448,21 @@ static void disk_free(unsigned i)
 	worker_release(w, d);
 	blk_disk_leave_group(&d->blk);
 	worker_unlock(w);
-	if (!quiet || d->blk.errors)
-		log_info("%s: %llu requests served, %llu failed", d->name, d->blk.requests, d->blk.errors);
+	if (!quiet || d->blk.errors) {
+		/* By queue, up to the last one used: a multiqueue guest's spread over its vCPUs. */
+		char by_queue[BLK_NUM_QUEUES * 21 + 1] = "";
+		unsigned used = 0;
+		size_t n = 0;
+
+		for (unsigned q = 0; q < BLK_NUM_QUEUES; q++)
+			if (d->blk.queue_requests[q])
+				used = q + 1;
+		for (unsigned q = 0; q < used; q++)
+			n += (size_t)snprintf(by_queue + n, sizeof(by_queue) - n, " %llu",
+					      d->blk.queue_requests[q]);
+		log_info("%s: %llu requests served, %llu failed; by queue:%s", d->name, d->blk.requests,
+			 d->blk.errors, used ? by_queue : " none");
+	}
 	if (!d->blk.img->readonly && cache &&
 	    blk_cache_writer(cache, d->blk.img->dev, d->blk.img->ino, false) < 0)
 		log_warnx("%s: the cache did not know it as a writer", d->name);

@@ -9,7 +9,7 @@
 
 const char run_usage[] =
 	"usage: domus run --kernel FILE [--initrd FILE] [--cmdline STR] [--memory MiB] [--maxmem MiB]\n"
-	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,in-vmm] | vhost-user:SOCKET]...\n"
+	"                 [--vcpus N] [--disk PATH[,ro][,format=qcow2][,cache=MODE][,queues=N][,in-vmm] | vhost-user:SOCKET[,queues=N]]...\n"
 	"                 [--pmem PATH[,ro|,rw]]... [--shm path=P[,name=N][,size=S][,doorbell=0|1][,vectors=N]]...\n"
 	"                 [--net tap=IFNAME[,mac=MAC] | vhost-user:SOCKET[,mac=MAC]]...\n"
 	"                 [--net vfr[,ip=A.B.C.D/N][,mac=MAC][,uplink=TAP:ADDR/PREFIX[:GATEWAY]]\n"
@@ -87,14 +87,20 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 
 	d->readonly = false;
 	d->vhost_user = false;
+	d->queues = 0;
 	if (!strncmp(arg, "vhost-user:", 11)) {
-		/* A back-end's socket: the back-end decides read-only, not us. */
-		arg += 11;
-		if (!*arg || strchr(arg, ','))
-			return bad(err, errlen, "--disk vhost-user:%s: expected vhost-user:SOCKET", arg);
-		if (strlen(arg) >= 108)
-			return bad(err, errlen, "--disk vhost-user:%s: socket path too long", arg);
-		strcpy(d->path, arg);
+		/* A back-end's socket: the back-end decides read-only, not us; queues= is ours. */
+		const char *sock = arg + 11, *opt = strchr(sock, ',');
+		size_t slen = opt ? (size_t)(opt - sock) : strlen(sock);
+
+		if (!slen || (opt && (strncmp(opt, ",queues=", 8) || disk_queues_parse(opt + 8, d) < 0)))
+			return bad(err, errlen,
+				   "--disk %s: expected vhost-user:SOCKET[,queues=N] (N 1 to %d)", arg,
+				   VM_MAX_DISK_QUEUES);
+		if (slen >= 108)
+			return bad(err, errlen, "--disk %s: socket path too long", arg);
+		memcpy(d->path, sock, slen);
+		d->path[slen] = 0;
 		d->vhost_user = true;
 		return 0;
 	}
@@ -122,10 +128,14 @@ int disk_arg_parse(const char *arg, struct disk_config *d, char *err, size_t err
 			d->qcow2 = true;
 		else if (!strncmp(opt, "cache=", 6) && disk_cache_parse(opt + 6, d) == 0)
 			;
-		else if (strcmp(opt, "rw") && strcmp(opt, "format=raw"))
+		else if (!strncmp(opt, "queues=", 7)) {
+			if (disk_queues_parse(opt + 7, d) < 0)
+				return bad(err, errlen, "--disk %s: queues '%s' must be 1 to %d", arg,
+					   opt + 7, VM_MAX_DISK_QUEUES);
+		} else if (strcmp(opt, "rw") && strcmp(opt, "format=raw"))
 			return bad(err, errlen,
 				   "--disk %s: unknown option '%s' (expected ro, rw, format=raw|qcow2, "
-				   "cache=writeback|writethrough|none|directsync or in-vmm)",
+				   "cache=writeback|writethrough|none|directsync, queues=N or in-vmm)",
 				   arg, opt);
 		end = comma;
 		len = (size_t)(comma - arg);

@@ -99,8 +99,8 @@ static int start_backend(struct vhost_user_dev *u, char *err, size_t errlen)
 	if ((ret = vhost_frontend_setup(&u->fe, vd->driver_features, &vd->vm->mem, err, errlen)) < 0 ||
 	    (u->hooks->prepare && (ret = u->hooks->prepare(u, err, errlen)) < 0) ||
 	    (u->hooks->inflight &&
-	     (ret = vhost_frontend_inflight(&u->fe, vd->vqs[0].size, &u->inflight_fd, &u->inflight_size,
-					    err, errlen)) < 0))
+	     (ret = vhost_frontend_inflight(&u->fe, (uint16_t)u->nqueues, vd->vqs[0].size,
+					    &u->inflight_fd, &u->inflight_size, err, errlen)) < 0))
 		return ret;
 	for (unsigned q = 0; q < u->nqueues; q++) {
 		struct virtq *vq = &vd->vqs[q];
@@ -240,7 +240,7 @@ int vhost_user_dev_add(struct vm *vm, struct vhost_user_dev *u, const struct vir
 		ret = -EINVAL;
 		goto fail;
 	}
-	if ((ret = virtio_pci_add(vm, &u->vdev, ops, owner, features)) < 0)
+	if ((ret = virtio_pci_add_queues(vm, &u->vdev, ops, owner, features, u->nqueues)) < 0)
 		goto fail;
 	if (pthread_create(&u->thread, NULL, call_thread, u) != 0) {
 		ret = -EAGAIN;

@@ -284,7 +284,7 @@ static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
  */
 static void balloon_driver_ok(struct virtio_dev *vd)
 {
-	for (unsigned q = 0; q < vd->ops->nqueues; q++)
+	for (unsigned q = 0; q < vd->nqueues; q++)
 		if (vd->vqs[q].enabled)
 			balloon_queue_notify(vd, q);
 }

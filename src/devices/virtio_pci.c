@@ -66,7 +66,7 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 	struct msix_entry *e;
 	uint16_t ctrl = msix_ctrl(vd);
 
-	if (vector >= VIRTIO_MSIX_VECTORS || !(ctrl & MSIX_CTRL_ENABLE))
+	if (vector >= vd->nvectors || !(ctrl & MSIX_CTRL_ENABLE))
 		return;
 	e = &vd->msix[vector];
 	if ((ctrl & MSIX_CTRL_MASKALL) || (e->ctrl & 1)) {
@@ -80,7 +80,7 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 /* Delivers interrupts that were held while their vector or the function was masked. */
 static void msix_flush_pending(struct virtio_dev *vd)
 {
-	for (uint16_t v = 0; v < VIRTIO_MSIX_VECTORS; v++)
+	for (uint16_t v = 0; v < vd->nvectors; v++)
 		if (vd->msix_pending & (1ULL << v))
 			msix_fire(vd, v);
 }
@@ -90,7 +90,7 @@ static bool vector_live(const struct virtio_dev *vd, uint16_t v)
 {
 	uint16_t ctrl = msix_ctrl(vd);
 
-	return v < VIRTIO_MSIX_VECTORS && (ctrl & MSIX_CTRL_ENABLE) && !(ctrl & MSIX_CTRL_MASKALL) &&
+	return v < vd->nvectors && (ctrl & MSIX_CTRL_ENABLE) && !(ctrl & MSIX_CTRL_MASKALL) &&
 	       !(vd->msix[v].ctrl & 1);
 }
 
@@ -120,7 +120,7 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 
 void virtio_queue_signal(struct virtio_dev *vd, unsigned q)
 {
-	if (q >= vd->ops->nqueues)
+	if (q >= vd->nqueues)
 		return;
 	queue_fire(vd, q);
 }
@@ -135,7 +135,7 @@ static void sync_routes(struct virtio_dev *vd)
 
 	if (!vd->gsi_base)
 		return;
-	for (uint16_t v = 0; v < VIRTIO_MSIX_VECTORS; v++) {
+	for (uint16_t v = 0; v < vd->nvectors; v++) {
 		const struct msix_entry *e = &vd->msix[v];
 		if (!vector_live(vd, v))
 			continue;
@@ -179,7 +179,7 @@ static void sync_irqfds(struct virtio_dev *vd)
 {
 	bool changed = false;
 
-	for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+	for (unsigned q = 0; q < vd->nqueues; q++) {
 		const struct virtq *vq = &vd->vqs[q];
 		unsigned want = 0;
 
@@ -219,7 +219,7 @@ static void sync_kicks(struct virtio_dev *vd)
 
 	if (!vd->vm || vd->vm->vm_fd < 0)
 		return;
-	for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+	for (unsigned q = 0; q < vd->nqueues; q++) {
 		uint64_t want = 0;
 		int ret;
 
@@ -270,7 +270,7 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 
 static void device_reset(struct virtio_dev *vd)
 {
-	for (unsigned i = 0; i < vd->ops->nqueues; i++)
+	for (unsigned i = 0; i < vd->nqueues; i++)
 		virtq_reset(&vd->vqs[i]);
 	vd->driver_features = 0;
 	vd->device_feature_select = 0;
@@ -287,7 +287,7 @@ static void device_reset(struct virtio_dev *vd)
 
 static struct virtq *selected_queue(struct virtio_dev *vd)
 {
-	return vd->queue_select < vd->ops->nqueues ? &vd->vqs[vd->queue_select] : NULL;
+	return vd->queue_select < vd->nqueues ? &vd->vqs[vd->queue_select] : NULL;
 }
 
 static uint64_t common_read(struct virtio_dev *vd, unsigned off)
@@ -306,7 +306,7 @@ static uint64_t common_read(struct virtio_dev *vd, unsigned off)
 			       ? (uint32_t)(vd->driver_features >> (32 * vd->driver_feature_select))
 			       : 0;
 	case 0x10: return vd->config_msix_vector;
-	case 0x12: return vd->ops->nqueues;
+	case 0x12: return vd->nqueues;
 	case 0x14: return vd->status;
 	case 0x15: return vd->config_generation;
 	case 0x16: return vd->queue_select;
@@ -377,7 +377,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
 			set_half(&vd->driver_features, vd->driver_feature_select == 1, val);
 		break;
 	case 0x10:
-		vd->config_msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+		vd->config_msix_vector = val < vd->nvectors ? (uint16_t)val : VIRTIO_NO_VECTOR;
 		break;
 	case 0x14: status_write(vd, (uint8_t)val); break;
 	case 0x16: vd->queue_select = (uint16_t)val; break;
@@ -387,7 +387,7 @@ static void common_write(struct virtio_dev *vd, unsigned off, uint32_t val)
 		break;
 	case 0x1a:
 		if (vq) {
-			vq->msix_vector = val < VIRTIO_MSIX_VECTORS ? (uint16_t)val : VIRTIO_NO_VECTOR;
+			vq->msix_vector = val < vd->nvectors ? (uint16_t)val : VIRTIO_NO_VECTOR;
 			sync_eventfds(vd);
 		}
 		break;
@@ -423,7 +423,7 @@ static unsigned common_width(unsigned off)
 
 static void notify(struct virtio_dev *vd, unsigned q)
 {
-	if (q >= vd->ops->nqueues || !vd->vqs[q].enabled || !virtio_driver_ready(vd))
+	if (q >= vd->nqueues || !vd->vqs[q].enabled || !virtio_driver_ready(vd))
 		return;
 	vd->ops->queue_notify(vd, q);
 	if (vd->vqs[q].broken)
@@ -439,7 +439,7 @@ static void kick(struct virtio_dev *vd, unsigned q)
 {
 	uint64_t one = 1;
 
-	if (q < vd->ops->nqueues && vd->kick_fd[q] >= 0 &&
+	if (q < vd->nqueues && vd->kick_fd[q] >= 0 &&
 	    (vd->ops->backend_kicks || (vd->vm && vd->vm->io_running))) {
 		if (write(vd->kick_fd[q], &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_warn("%s: queue %u's kick eventfd", vd->ops->name, q);
@@ -506,7 +506,7 @@ void virtio_run_deferred(struct vm *vm)
 		pthread_mutex_lock(&vd->lock);
 		queues = vd->deferred_queues;
 		vd->deferred_queues = 0;
-		for (unsigned q = 0; q < vd->ops->nqueues; q++)
+		for (unsigned q = 0; q < vd->nqueues; q++)
 			if (queues & (1u << q))
 				notify(vd, q);
 		pthread_mutex_unlock(&vd->lock);
@@ -519,7 +519,7 @@ static void msix_table_access(struct virtio_dev *vd, uint64_t off, void *data, u
 	unsigned idx = (unsigned)(off / 16), word = (unsigned)(off % 16) / 4;
 	uint32_t *w;
 
-	if (idx >= VIRTIO_MSIX_VECTORS || len != 4 || (off & 3)) {
+	if (idx >= vd->nvectors || len != 4 || (off & 3)) {
 		if (!write)
 			memset(data, 0, len);
 		return;
@@ -635,21 +635,29 @@ static void add_virtio_cap(struct pci_device *pdev, uint8_t type, uint32_t off, 
 int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
 		   void *priv, uint64_t features)
 {
+	return virtio_pci_add_queues(vm, vd, ops, priv, features, ops->nqueues);
+}
+
+int virtio_pci_add_queues(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
+			  void *priv, uint64_t features, unsigned nqueues)
+{
 	struct msix_cap mc = {
 		.id = PCI_CAP_ID_MSIX,
-		.ctrl = VIRTIO_MSIX_VECTORS - 1,
+		.ctrl = (uint16_t)nqueues, /* the table's size less one: nqueues + 1 vectors */
 		.table = MSIX_TABLE_OFF, /* BIR 0 */
 		.pba = MSIX_PBA_OFF,
 	};
 
 	int ret;
 
-	if (ops->nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
+	if (nqueues == 0 || nqueues > VIRTIO_MAX_QUEUES || ops->config_size > NOTIFY_OFF - DEVICE_OFF)
 		return -EINVAL;
 	memset(vd, 0, sizeof(*vd));
 	vd->ops = ops;
 	vd->priv = priv;
 	vd->vm = vm;
+	vd->nqueues = nqueues;
+	vd->nvectors = nqueues + 1;
 	pthread_mutex_init(&vd->lock, NULL);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vd->kick_fd[q] = vd->call_fd[q] = -1;
@@ -663,19 +671,19 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	 * only where KVM signals them (not in a device set built for a fuzzer).
 	 */
 	if (vm->vm_fd >= 0 || ops->backend_kicks) {
-		for (unsigned q = 0; q < ops->nqueues; q++) {
+		for (unsigned q = 0; q < nqueues; q++) {
 			vd->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 			vd->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 			if (vd->kick_fd[q] < 0 || vd->call_fd[q] < 0)
 				return -errno;
 		}
 	}
-	if (vm->vm_fd >= 0 && (ret = irq_routes_alloc(&vm->irq_routes, VIRTIO_MSIX_VECTORS, &vd->gsi_base)) < 0)
+	if (vm->vm_fd >= 0 && (ret = irq_routes_alloc(&vm->irq_routes, vd->nvectors, &vd->gsi_base)) < 0)
 		return ret;
 	vd->device_features = features | (1ULL << VIRTIO_F_VERSION_1) |
 			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
-	for (unsigned i = 0; i < ops->nqueues; i++)
+	for (unsigned i = 0; i < nqueues; i++)
 		virtq_init(&vd->vqs[i], &vm->mem, ops->queue_size);
 	for (unsigned i = 0; i < VIRTIO_MSIX_VECTORS; i++)
 		vd->msix[i].ctrl = 1; /* vectors start masked */
@@ -690,7 +698,7 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_dev
 	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_DEVICE_CFG, DEVICE_OFF,
 		       ops->config_size ? ops->config_size : 4);
 	add_virtio_cap(&vd->pdev, VIRTIO_PCI_CAP_NOTIFY_CFG, NOTIFY_OFF,
-		       NOTIFY_MULTIPLIER * ops->nqueues);
+		       NOTIFY_MULTIPLIER * nqueues);
 	vd->msix_cap = pci_add_capability(&vd->pdev, &mc, sizeof(mc));
 	if (!vd->msix_cap)
 		return -ENOSPC;
@@ -773,7 +781,7 @@ int virtio_io_start(struct vm *vm)
 		struct virtio_dev *vd = vm->virtio_devs[i];
 		if (vd->ops->backend_kicks)
 			continue;
-		for (unsigned q = 0; q < vd->ops->nqueues; q++) {
+		for (unsigned q = 0; q < vd->nqueues; q++) {
 			if (vd->kick_fd[q] < 0)
 				continue;
 			ev.data.ptr = &vd->kicks[q];

@@ -18,7 +18,8 @@
 #include "devices/virtq.h"
 #include "vmm/pci.h"
 
-#define VIRTIO_MAX_QUEUES 8
+/* A multiqueue disk has a queue per vCPU, at most 16 (config.h's VM_MAX_DISK_QUEUES). */
+#define VIRTIO_MAX_QUEUES 16
 #define VIRTIO_MSIX_VECTORS (VIRTIO_MAX_QUEUES + 1)
 #define VIRTIO_NO_VECTOR 0xffff
 
@@ -97,6 +98,8 @@ struct virtio_dev {
 	uint16_t config_msix_vector;
 	uint16_t queue_select;
 	unsigned msix_cap;
+	unsigned nqueues;  /* ops->nqueues, or the device's own count (virtio_pci_add_queues) */
+	unsigned nvectors; /* MSI-X vectors: one per queue and one for config changes */
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	struct msix_entry msix[VIRTIO_MSIX_VECTORS];
 	uint64_t msix_pending;
@@ -125,6 +128,14 @@ struct virtio_dev {
  */
 int virtio_pci_add(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
 		   void *priv, uint64_t features) __attribute__((warn_unused_result));
+/*
+ * The same with nqueues queues (1 to VIRTIO_MAX_QUEUES) rather than
+ * ops->nqueues: a device whose queue count is its configuration's
+ * (virtio-blk's multiqueue). -EINVAL for a count out of range.
+ */
+int virtio_pci_add_queues(struct vm *vm, struct virtio_dev *vd, const struct virtio_device_ops *ops,
+			  void *priv, uint64_t features, unsigned nqueues)
+	__attribute__((warn_unused_result));
 /* Interrupts the driver for queue q if it wants one. Called with vd->lock held. */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
 

@@ -88,7 +88,11 @@ int disk_spec_parse(const char *spec, struct disk_config *d, char *err, size_t e
 				vdev = eq + 1;
 			else if (!strcmp(tok, "access"))
 				access = eq + 1;
-			else if (!strcmp(tok, "cache")) {
+			else if (!strcmp(tok, "queues")) {
+				if (disk_queues_parse(eq + 1, d) < 0)
+					return bad(err, errlen, "disk '%s': queues '%s' must be 1 to %d",
+						   spec, eq + 1, VM_MAX_DISK_QUEUES);
+			} else if (!strcmp(tok, "cache")) {
 				if (disk_cache_parse(eq + 1, d) < 0)
 					return bad(err, errlen, "disk '%s': cache '%s' must be writeback, "
 						   "writethrough, none or directsync", spec, eq + 1);
@@ -933,11 +937,16 @@ void domain_spec_print(const struct domain_spec *spec, FILE *f)
 	fprintf(f, "on_poweroff = %s\n", domain_action_name(spec->on_poweroff));
 	fprintf(f, "on_reboot = %s\n", domain_action_name(spec->on_reboot));
 	fprintf(f, "on_crash = %s\n", domain_action_name(spec->on_crash));
-	for (unsigned i = 0; i < vm->ndisks; i++)
-		fprintf(f, "disk.%u = %s,%s%s%s%s%s\n", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
+	for (unsigned i = 0; i < vm->ndisks; i++) {
+		fprintf(f, "disk.%u = %s,%s%s%s%s%s", i, vm->disks[i].path, vm->disks[i].readonly ? "ro" : "rw",
 			vm->disks[i].qcow2 ? ",format=qcow2" : "", vm->disks[i].in_vmm ? ",in-vmm" : "",
 			vm->disks[i].direct || vm->disks[i].writethrough ? ",cache=" : "",
 			vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "");
+		/* Only when set: without it a disk has a queue per vCPU. */
+		if (vm->disks[i].queues)
+			fprintf(f, ",queues=%u", vm->disks[i].queues);
+		fputc('\n', f);
+	}
 	for (unsigned i = 0; i < vm->npmems; i++)
 		fprintf(f, "pmem.%u = %s,%s\n", i, vm->pmems[i].path, vm->pmems[i].readonly ? "ro" : "rw");
 	for (unsigned i = 0; i < vm->nshms; i++) {

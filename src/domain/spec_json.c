@@ -163,13 +163,17 @@ json_t *domain_spec_to_json(const struct domain_spec *spec)
 		/* target= last: the path may hold commas. */
 		char letter[8];
 		snprintf(letter, sizeof(letter), "xvd%c", disk_letters[i % 26]);
-		snprintf(buf, sizeof(buf), "vdev=%s, access=%s, format=%s, %s%s%s%starget=%s",
+		char queues[24] = "";
+		if (vm->disks[i].queues)
+			snprintf(queues, sizeof(queues), "queues=%u, ", vm->disks[i].queues);
+		snprintf(buf, sizeof(buf), "vdev=%s, access=%s, format=%s, %s%s%s%s%starget=%s",
 			 vm->disks[i].vdev[0] ? vm->disks[i].vdev : letter, vm->disks[i].readonly ? "ro" : "rw",
 			 vm->disks[i].qcow2 ? "qcow2" : "raw",
 			 vm->disks[i].in_vmm ? "backendtype=vmm, " : vm->disks[i].vhost_user ? "backendtype=vhost-user, " : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? "cache=" : "",
 			 vm->disks[i].direct || vm->disks[i].writethrough ? disk_cache_name(&vm->disks[i]) : "",
-			 vm->disks[i].direct || vm->disks[i].writethrough ? ", " : "", vm->disks[i].path);
+			 vm->disks[i].direct || vm->disks[i].writethrough ? ", " : "", queues,
+			 vm->disks[i].path);
 		json_array_append_new(disks, json_string(buf));
 	}
 	json_object_set_new(o, "disk", disks);

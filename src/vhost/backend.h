@@ -17,7 +17,7 @@
 #include "vhost/vhost_user.h"
 #include "vmm/guest_mem.h"
 
-#define VHOST_BACKEND_MAX_QUEUES 8
+#define VHOST_BACKEND_MAX_QUEUES 16 /* a multiqueue disk's, one per vCPU up to 16 */
 
 struct vhost_backend;
 

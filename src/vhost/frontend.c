@@ -252,7 +252,8 @@ int vhost_frontend_stop_queue(struct vhost_frontend *f, unsigned q)
 	return ret < 0 ? ret : (int)(uint16_t)r.payload.state.num;
 }
 
-int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *fd, uint64_t *size,
+int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t nqueues, uint16_t queue_size, int *fd,
+			    uint64_t *size,
 			    char *err, size_t errlen)
 {
 	struct vhost_user_msg m, r;
@@ -263,7 +264,7 @@ int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *
 	if (*fd < 0) {
 		/* The back-end sizes the area; we keep it for its successors. */
 		m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-		m.payload.inflight = (struct vhost_user_inflight){0, 0, 1, queue_size, 0};
+		m.payload.inflight = (struct vhost_user_inflight){0, 0, nqueues, queue_size, 0};
 		if ((ret = call(f, &m, &r, err, errlen)) < 0)
 			return ret;
 		if (r.nfds != 1) {
@@ -275,7 +276,7 @@ int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *
 		*size = r.payload.inflight.mmap_size;
 	}
 	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	m.payload.inflight = (struct vhost_user_inflight){*size, 0, 1, queue_size, 0};
+	m.payload.inflight = (struct vhost_user_inflight){*size, 0, nqueues, queue_size, 0};
 	m.fds[0] = *fd;
 	m.nfds = 1;
 	return call(f, &m, NULL, err, errlen);

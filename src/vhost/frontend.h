@@ -34,12 +34,13 @@ int vhost_frontend_set_config(struct vhost_frontend *f, uint32_t off, const void
 int vhost_frontend_setup(struct vhost_frontend *f, uint64_t driver_features,
 			 const struct guest_mem *mem, char *err, size_t errlen);
 /*
- * The inflight area (INFLIGHT_SHMFD), if the back-end has it: asked for
- * once (*fd < 0), then handed to every back-end process after, so a new one
- * finds what its predecessor left unfinished. 0 or -errno.
+ * The inflight area (INFLIGHT_SHMFD) of nqueues queues, if the back-end has
+ * it: asked for once (*fd < 0), then handed to every back-end process
+ * after, so a new one finds what its predecessor left unfinished in every
+ * queue. 0 or -errno.
  */
-int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t queue_size, int *fd, uint64_t *size,
-			    char *err, size_t errlen);
+int vhost_frontend_inflight(struct vhost_frontend *f, uint16_t nqueues, uint16_t queue_size, int *fd,
+			    uint64_t *size, char *err, size_t errlen);
 /* Hands queue q's rings (guest-physical) to the back-end and enables it. */
 int vhost_frontend_start_queue(struct vhost_frontend *f, const struct guest_mem *mem, unsigned q,
 			       uint16_t size, uint64_t desc, uint64_t avail, uint64_t used,

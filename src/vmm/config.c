@@ -37,6 +37,30 @@ const char *disk_cache_name(const struct disk_config *d)
 	return "writeback";
 }
 
+int disk_queues_parse(const char *text, struct disk_config *d)
+{
+	unsigned long v;
+	char *end;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (errno || *end || v < 1 || v > VM_MAX_DISK_QUEUES)
+		return -EINVAL;
+	d->queues = (unsigned)v;
+	return 0;
+}
+
+unsigned disk_queue_count(const struct disk_config *d, unsigned vcpus)
+{
+	if (d->queues)
+		return d->queues < VM_MAX_DISK_QUEUES ? d->queues : VM_MAX_DISK_QUEUES;
+	if (vcpus < 1)
+		return 1;
+	return vcpus < VM_MAX_DISK_QUEUES ? vcpus : VM_MAX_DISK_QUEUES;
+}
+
 uint64_t vm_config_ram_mib(const struct vm_config *cfg)
 {
 	return cfg->balloon && cfg->maxmem_mib > cfg->memory_mib ? cfg->maxmem_mib : cfg->memory_mib;

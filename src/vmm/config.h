@@ -30,7 +30,14 @@ struct disk_config {
 	bool direct;       /* domus-blk reads and writes it with O_DIRECT (cache=none, directsync) */
 	bool writethrough; /* every write durable before it completes (cache=writethrough, directsync) */
 	char vdev[16];     /* the name xl.cfg gave it (vdev=), or xvda, xvdb, ... by position */
+	/*
+	 * virtio-blk queues (queues=N, 1 to VM_MAX_DISK_QUEUES; 1: no
+	 * multiqueue); 0: one per vCPU up to the cap (disk_queue_count).
+	 */
+	unsigned queues;
 };
+
+#define VM_MAX_DISK_QUEUES 16
 
 /*
  * A virtio-pmem device: a file the guest sees as persistent memory, mapped
@@ -147,6 +154,10 @@ int vm_config_check_vsock(const struct vsock_config *v, char *err, size_t errlen
 int disk_cache_parse(const char *mode, struct disk_config *d);
 /* The name of a disk's cache mode. */
 const char *disk_cache_name(const struct disk_config *d);
+/* The N of queues=N: 1 to VM_MAX_DISK_QUEUES into d->queues; -EINVAL otherwise. */
+int disk_queues_parse(const char *text, struct disk_config *d);
+/* How many queues disk d of a domain with vcpus vCPUs has: its queues=, else a vCPU's each, capped. */
+unsigned disk_queue_count(const struct disk_config *d, unsigned vcpus);
 
 struct vm_config {
 	const char *kernel;

@@ -36,11 +36,11 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		goto fail_all;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
-		json_array_append_new(disks, json_pack("{s:s,s:b,s:b,s:b,s:b,s:b,s:b}", "path", d->path,
+		json_array_append_new(disks, json_pack("{s:s,s:b,s:b,s:b,s:b,s:b,s:b,s:i}", "path", d->path,
 						       "readonly", d->readonly, "vhost_user",
 						       d->vhost_user, "in_vmm", d->in_vmm, "qcow2",
 						       d->qcow2, "direct", d->direct, "writethrough",
-						       d->writethrough));
+						       d->writethrough, "queues", (int)d->queues));
 	}
 	for (unsigned i = 0; i < cfg->npmems; i++)
 		json_array_append_new(pmems, json_pack("{s:s,s:b}", "path", cfg->pmems[i].path,
@@ -142,9 +142,17 @@ static int read_disk(const json_t *o, struct disk_config *d, char *err, size_t e
 	    (ret = bool_field(o, "vhost_user", &d->vhost_user, err, errlen)) < 0 ||
 	    (ret = bool_field(o, "in_vmm", &d->in_vmm, err, errlen)) < 0 ||
 	    (ret = bool_field(o, "qcow2", &d->qcow2, err, errlen)) < 0 ||
-	    (ret = bool_field(o, "direct", &d->direct, err, errlen)) < 0)
+	    (ret = bool_field(o, "direct", &d->direct, err, errlen)) < 0 ||
+	    (ret = bool_field(o, "writethrough", &d->writethrough, err, errlen)) < 0)
 		return ret;
-	return bool_field(o, "writethrough", &d->writethrough, err, errlen);
+	/* 0: a queue per vCPU (disk_queue_count); absent in a caller that predates it. */
+	if (json_object_get(o, "queues")) {
+		uint64_t q;
+		if ((ret = number_field(o, "queues", VM_MAX_DISK_QUEUES, &q, err, errlen)) < 0)
+			return ret;
+		d->queues = (unsigned)q;
+	}
+	return 0;
 }
 
 static int read_nic(const json_t *o, struct nic_config *n, char *err, size_t errlen)

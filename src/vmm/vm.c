@@ -541,10 +541,13 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 	    (ret = rtc_add(vm, &d->rtc)) < 0 || (ret = power_add(vm)) < 0)
 		return ret;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		unsigned nq = disk_queue_count(&cfg->disks[i], cfg->vcpus);
+
 		if (cfg->disks[i].vhost_user)
-			ret = vhost_user_blk_add(vm, &d->vdisks[i], cfg->disks[i].path);
+			ret = vhost_user_blk_add(vm, &d->vdisks[i], cfg->disks[i].path, nq);
 		else
-			ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly, i);
+			ret = virtio_blk_add(vm, &d->disks[i], res->disk_fds[i], cfg->disks[i].readonly, i,
+					     nq);
 		if (ret < 0)
 			return ret;
 	}

@@ -123,6 +123,20 @@ static void test_vhost_user_disk(void **state)
 	expect_error("cache=", parse("--kernel", "k", "--disk", "a.img,cache=unsafe", NULL));
 	expect_error("not the VMM's", parse("--kernel", "k", "--disk", "a.img,cache=none,in-vmm", NULL));
 	expect_error("vhost-user:SOCKET", parse("--kernel", "k", "--disk", "vhost-user:/s,ro", NULL));
+	/* queues=N: a disk's own queue count, 1 to 16, on both kinds of disk. */
+	assert_int_equal(parse("--kernel", "k", "--disk", "a.img,queues=4,ro", "--disk",
+			       "vhost-user:/run/b.sock,queues=1", "--disk", "c.img", NULL), 0);
+	assert_int_equal(cfg.disks[0].queues, 4);
+	assert_true(cfg.disks[0].readonly);
+	assert_int_equal(cfg.disks[1].queues, 1);
+	assert_string_equal(cfg.disks[1].path, "/run/b.sock");
+	assert_int_equal(cfg.disks[2].queues, 0);
+	expect_error("queues '0' must be 1 to 16", parse("--kernel", "k", "--disk", "a.img,queues=0", NULL));
+	expect_error("queues '17' must be 1 to 16", parse("--kernel", "k", "--disk", "a.img,queues=17", NULL));
+	expect_error("vhost-user:SOCKET[,queues=N]",
+		     parse("--kernel", "k", "--disk", "vhost-user:/s,queues=99", NULL));
+	expect_error("vhost-user:SOCKET[,queues=N]",
+		     parse("--kernel", "k", "--disk", "vhost-user:,queues=2", NULL));
 }
 
 static void test_mem_size(void **state)

@@ -142,6 +142,7 @@ static void balloon_with_lists(struct virtio_balloon *b, struct guest_mem *mem, 
 	memset(b, 0, sizeof(*b));
 	b->vd.ops = &virtio_balloon_ops;
 	b->vd.priv = b;
+	b->vd.nqueues = virtio_balloon_ops.nqueues; /* as virtio_pci_add sets it */
 	b->mem = mem;
 	b->ram_pages = (64 * MiB) >> 12;
 	b->event_fd = -1;

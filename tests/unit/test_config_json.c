@@ -31,6 +31,7 @@ static void full_config(void)
 	in.ndisks = 2;
 	strcpy(in.disks[0].path, "/tmp/domus-blk.x/disk0.sock");
 	in.disks[0].vhost_user = true;
+	in.disks[0].queues = 4;
 	strcpy(in.disks[1].path, "/srv/a,b.img");
 	in.disks[1].in_vmm = in.disks[1].readonly = in.disks[1].direct = true;
 	in.npmems = 1;
@@ -197,6 +198,14 @@ static void test_bad_fields_named(void **state)
 			 -EINVAL);
 	assert_non_null(strstr(err, "'disks'"));
 	assert_int_equal(read_text("{\"disks\": [{\"path\": \"/x\"}]}"), -EINVAL);
+	/* A disk's queue count past the cap, or negative. */
+	assert_int_equal(read_text("{\"disks\": [{\"path\": \"/x\", \"readonly\": false, \"vhost_user\": true, "
+				   "\"in_vmm\": false, \"qcow2\": false, \"direct\": false, "
+				   "\"writethrough\": false, \"queues\": 17}]}"), -EINVAL);
+	assert_non_null(strstr(err, "'queues'"));
+	assert_int_equal(read_text("{\"disks\": [{\"path\": \"/x\", \"readonly\": false, \"vhost_user\": true, "
+				   "\"in_vmm\": false, \"qcow2\": false, \"direct\": false, "
+				   "\"writethrough\": false, \"queues\": -1}]}"), -EINVAL);
 	assert_int_equal(read_text("{\"cmdline\": \"a\\u0000b\"}"), -EINVAL);
 	assert_int_equal(read_text("{\"shms\": 3}"), -EINVAL);
 	assert_non_null(strstr(err, "'shms'"));

@@ -432,6 +432,192 @@ static void test_inflight_recovery(void **state)
 	close(ifd);
 }
 
+/* ---- multiqueue: every queue of a disk, hostile indexes refused ---- */
+
+static const struct vhost_device_ops mq_ops = {
+	.features = (1ULL << 32) | (1ULL << 28) | (1ULL << 12),
+	.num_queues = VHOST_BACKEND_MAX_QUEUES,
+	.queue_size = 64,
+	.get_config = config,
+	.queue_kicked = take_nothing,
+};
+
+/* Queue qi of 16 entries, its rings at gpa 0x3000 * qi (front-end address 0x10000000 + gpa). */
+static void mq_start_queue(struct vhost_backend *b, unsigned qi, int kick)
+{
+	uint64_t base = 0x10000000 + 0x3000ULL * qi;
+	struct vhost_user_msg m = msg(VHOST_USER_SET_VRING_NUM, 8);
+
+	m.payload.state = (struct vhost_user_vring_state){qi, 16};
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ADDR, sizeof(struct vhost_user_vring_addr));
+	m.payload.addr = (struct vhost_user_vring_addr){
+		.index = qi, .desc = base, .avail = base + 0x1000, .used = base + 0x2000};
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_KICK, 8);
+	m.payload.u64 = qi;
+	m.fds[0] = kick;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_VRING_ENABLE, 8);
+	m.payload.state = (struct vhost_user_vring_state){qi, 1};
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	assert_true(b->q[qi].started);
+}
+
+/* A back-end of mq_ops with guest memory and the inflight area of nqueues queues. */
+static void mq_backend(struct vhost_backend *b, int memfd, int ifd, uint64_t isize, uint16_t nqueues)
+{
+	struct vhost_user_msg m;
+
+	vhost_backend_init(b, sv[1], &mq_ops, NULL);
+	m = msg(VHOST_USER_SET_PROTOCOL_FEATURES, 8);
+	m.payload.u64 = 1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD | 1ULL << VHOST_USER_PROTOCOL_F_MQ;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_FEATURES, 8);
+	m.payload.u64 = mq_ops.features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES);
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_MEM_TABLE, 8 + sizeof(struct vhost_user_region));
+	m.payload.memory.nregions = 1;
+	m.payload.memory.regions[0] = (struct vhost_user_region){0, 1 << 20, 0x10000000, 0};
+	m.fds[0] = memfd;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+	m = msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){isize, 0, nqueues, 16, 0};
+	m.fds[0] = ifd;
+	m.nfds = 1;
+	assert_int_equal(exchange(b, &m, NULL), 0);
+}
+
+/*
+ * GET_QUEUE_NUM says how many queues the device serves; a queue index at
+ * or past it, in any request that names one, and an inflight area for none
+ * or too many queues, are refused with a reason, never served.
+ */
+static void test_mq_hostile(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m, r;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC);
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	vhost_backend_init(&b, sv[1], &mq_ops, NULL);
+	m = msg(VHOST_USER_GET_PROTOCOL_FEATURES, 0);
+	exchange(&b, &m, &r);
+	assert_true(r.payload.u64 & (1ULL << VHOST_USER_PROTOCOL_F_MQ));
+	m = msg(VHOST_USER_GET_QUEUE_NUM, 0);
+	exchange(&b, &m, &r);
+	assert_int_equal(r.payload.u64, VHOST_BACKEND_MAX_QUEUES);
+
+	for (uint32_t bad = VHOST_BACKEND_MAX_QUEUES; bad <= 0xff; bad += 0xef) {
+		m = msg(VHOST_USER_SET_VRING_NUM, 8);
+		m.payload.state = (struct vhost_user_vring_state){bad, 16};
+		assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+		assert_non_null(strstr(b.err, "does not exist (16 queues)"));
+		m = msg(VHOST_USER_SET_VRING_KICK, 8);
+		m.payload.u64 = bad;
+		m.fds[0] = kick;
+		m.nfds = 1;
+		assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+		m = msg(VHOST_USER_GET_VRING_BASE, 8);
+		m.payload.state = (struct vhost_user_vring_state){bad, 0};
+		assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+	}
+	for (uint16_t n = 0; n <= VHOST_BACKEND_MAX_QUEUES + 1; n += VHOST_BACKEND_MAX_QUEUES + 1) {
+		m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+		m.payload.inflight = (struct vhost_user_inflight){0, 0, n, 16, 0};
+		assert_int_equal(exchange(&b, &m, NULL), -EINVAL);
+		assert_non_null(strstr(b.err, "GET_INFLIGHT_FD for"));
+	}
+	/* All sixteen: each queue its own record in the area. */
+	m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){0, 0, VHOST_BACKEND_MAX_QUEUES, 16, 0};
+	exchange(&b, &m, &r);
+	assert_int_equal(r.nfds, 1);
+	assert_int_equal(r.payload.inflight.num_queues, VHOST_BACKEND_MAX_QUEUES);
+	for (unsigned q = 1; q < VHOST_BACKEND_MAX_QUEUES; q++)
+		assert_true((uint8_t *)b.q[q].inflight >= (uint8_t *)b.q[q - 1].inflight->desc + 16 * 16);
+	close(r.fds[0]);
+	b.sock = -1;
+	vhost_backend_close(&b);
+	close(memfd);
+	close(kick);
+}
+
+/*
+ * The inflight area of a multiqueue device: a back-end that dies with
+ * requests taken on several queues leaves each to its successor, which
+ * serves them again on the queue they came from.
+ */
+static void test_mq_inflight_recovery(void **state)
+{
+	struct vhost_backend b;
+	struct vhost_user_msg m, r;
+	struct virtq_chain c;
+	const unsigned nq = 3;
+	int memfd = memfd_create("guest", MFD_CLOEXEC), kick = eventfd(0, EFD_CLOEXEC), ifd;
+	uint64_t isize;
+	uint8_t *guest;
+
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	guest = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	assert_true(guest != MAP_FAILED);
+	/* Each queue: heads 0..3 available, 512-byte buffers of its own. */
+	for (unsigned q = 0; q < nq; q++) {
+		uint16_t *avail = (uint16_t *)(guest + 0x3000 * q + 0x1000);
+		for (uint16_t h = 0; h < 4; h++) {
+			struct virtq_desc d = {.addr = 0x10000 + q * 0x1000 + h * 512u, .len = 512};
+			memcpy(guest + 0x3000 * q + h * 16, &d, 16);
+			guest[d.addr] = (uint8_t)(16 * q + h); /* which request this is */
+			avail[2 + h] = h;
+		}
+		avail[1] = 4;
+	}
+	vhost_backend_init(&b, sv[1], &mq_ops, NULL);
+	m = msg(VHOST_USER_GET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
+	m.payload.inflight = (struct vhost_user_inflight){0, 0, nq, 16, 0};
+	exchange(&b, &m, &r);
+	assert_int_equal(r.nfds, 1);
+	ifd = r.fds[0];
+	isize = r.payload.inflight.mmap_size;
+	b.sock = -1;
+	vhost_backend_close(&b);
+
+	/* Back-end 1 takes q+1 requests of queue q, completes the first of each, and dies. */
+	mq_backend(&b, memfd, ifd, isize, nq);
+	for (unsigned q = 0; q < nq; q++) {
+		mq_start_queue(&b, q, kick);
+		for (unsigned i = 0; i <= q; i++) {
+			assert_int_equal(vhost_backend_pop(&b, q, &c), 1);
+			assert_int_equal(c.head, i);
+		}
+		assert_int_equal(vhost_backend_push(&b, q, 0, 1), 0);
+	}
+	b.sock = -1;
+	vhost_backend_close(&b);
+
+	/* Back-end 2: on queue q, heads 1..q again, then what was never taken. */
+	mq_backend(&b, memfd, ifd, isize, nq);
+	for (unsigned q = 0; q < nq; q++)
+		mq_start_queue(&b, q, kick);
+	assert_int_equal(b.resubmitted, 0 + 1 + 2);
+	for (unsigned q = 0; q < nq; q++) {
+		for (uint16_t h = 1; h < 4; h++) {
+			assert_int_equal(vhost_backend_pop(&b, q, &c), 1);
+			assert_int_equal(c.head, h);
+			assert_int_equal(*(uint8_t *)c.iov[0].iov_base, 16 * q + h);
+		}
+		assert_int_equal(vhost_backend_pop(&b, q, &c), 0);
+	}
+	b.sock = -1;
+	vhost_backend_close(&b);
+	munmap(guest, 1 << 20);
+	close(memfd);
+	close(kick);
+	close(ifd);
+}
+
 /* A front-end that hands an inflight area too small for its ring: not used, no stray access. */
 static void test_inflight_too_small(void **state)
 {
@@ -615,6 +801,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backend_epoll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflight_too_small, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mq_inflight_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_never_waits, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -343,6 +343,41 @@ static void test_vsock(void **state)
 }
 
 /* A command line naming no console gets the serial port; one naming a console keeps it. */
+/* queues=N on a disk: kept through the dry run and the domain's JSON; out of range refused. */
+static void test_disk_queues(void **state)
+{
+	static struct domain_spec spec, back;
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f;
+
+	assert_int_equal(spec_from("name='q'\nkernel='/k'\nvcpus=4\n"
+				   "disk=['vdev=xvda, queues=3, target=/img/a.img', '/img/b.img,raw,xvdb,rw']\n",
+				   &spec),
+			 0);
+	assert_int_equal(spec.vm.disks[0].queues, 3);
+	assert_int_equal(spec.vm.disks[1].queues, 0); /* a queue per vCPU */
+	assert_int_equal(disk_queue_count(&spec.vm.disks[1], spec.vm.vcpus), 4);
+	f = open_memstream(&out, &outlen);
+	domain_spec_print(&spec, f);
+	fclose(f);
+	assert_non_null(strstr(out, "disk.0 = /img/a.img,rw,queues=3\n"));
+	assert_non_null(strstr(out, "disk.1 = /img/b.img,rw\n"));
+	free(out);
+	{
+		json_t *j = domain_spec_to_json(&spec);
+		assert_int_equal(domain_spec_from_json(j, "record", &back, err, sizeof(err)), 0);
+		json_decref(j);
+	}
+	assert_int_equal(back.vm.disks[0].queues, 3);
+	assert_int_equal(back.vm.disks[1].queues, 0);
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['queues=0, target=x.img']\n",
+			  "queues '0' must be 1 to 16");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['queues=17, target=x.img']\n",
+			  "queues '17' must be 1 to 16");
+	expect_spec_error("name='a'\nkernel='k'\ndisk=['queues=two, target=x.img']\n", "queues 'two'");
+}
+
 static void test_console_added_once(void **state)
 {
 	static struct domain_spec spec;
@@ -365,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_pmem),
 		cmocka_unit_test(test_shm),
 		cmocka_unit_test(test_vsock),
+		cmocka_unit_test(test_disk_queues),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
