@@ -207,12 +207,6 @@ static void test_huge_page_list(void **state)
 	gmem_destroy(&mem);
 }
 
-/* A 1-in-n shuffle of 0..count-1 that is the same at every run (a permutation: n odd, count a power of 2). */
-static uint32_t shuffled(uint32_t i, uint32_t count)
-{
-	return (i * 2654435761u) & (count - 1);
-}
-
 /*
  * Ten page lists of 256 pages each, in no order, which together are 10 MiB
  * of contiguous RAM: one pass takes them all, punches them with one call,
@@ -227,18 +221,13 @@ static void test_batch_coalesces(void **state)
 
 	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
 	memset(page, 0x5a, sizeof(page));
-	for (unsigned i = 0; i < count; i++)
-		assert_int_equal(gmem_write(&mem, (4096ULL + i) << 12, page, sizeof(page)), 0);
+	/* The given pages and one either side, which must keep what they hold. */
+	for (uint64_t pfn = 4095; pfn <= 4096 + count; pfn++)
+		assert_int_equal(gmem_write(&mem, pfn << 12, page, sizeof(page)), 0);
 	for (unsigned i = 0; i < count; i++) {
-		/* 2560 is no power of 2: shuffle within 4096 and keep those below count, in order. */
-		static unsigned k;
-		uint32_t pfn;
+		/* i * 1031 mod 2560 visits every page once (1031 is prime, no factor of 2560). */
+		uint32_t pfn = htole32(4096 + (i * 1031) % count);
 
-		if (i == 0)
-			k = 0;
-		while (shuffled(k, 4096) >= count)
-			k++;
-		pfn = htole32(4096 + shuffled(k++, 4096));
 		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
 	}
 	balloon_with_lists(&b, &mem, lists, n);
@@ -252,8 +241,10 @@ static void test_batch_coalesces(void **state)
 		assert_int_equal(gmem_read(&mem, (4096ULL + i) << 12, page, sizeof(page)), 0);
 		assert_memory_equal(page, zero, sizeof(page));
 	}
-	/* The page below and the page above were not given: untouched. */
-	assert_int_equal(gmem_write(&mem, 4095ULL << 12, zero, 1), 0);
+	assert_int_equal(gmem_read(&mem, 4095ULL << 12, page, sizeof(page)), 0);
+	assert_int_equal(page[4095], 0x5a);
+	assert_int_equal(gmem_read(&mem, (4096ULL + count) << 12, page, sizeof(page)), 0);
+	assert_int_equal(page[0], 0x5a);
 	balloon_done(&b);
 	gmem_destroy(&mem);
 }
