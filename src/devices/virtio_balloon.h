@@ -58,9 +58,10 @@ struct balloon_range {
 };
 
 /*
- * Page numbers one batch of the worker takes, at most (256 MiB of 4 KiB
- * pages; Linux sends 256 a buffer). A buffer is taken only while the batch
- * has room for all it may hold, so none is cut short by its neighbours.
+ * Runs of pages one batch of the worker holds at most: 64 MiB of scattered
+ * 4 KiB pages, far more of contiguous ones (Linux sends 256 pages a
+ * buffer). A buffer is taken only while the batch has room for all it may
+ * hold, so none is cut short by its neighbours.
  */
 #define BALLOON_BATCH_RANGES 16384
 
@@ -150,9 +151,10 @@ int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_
 /* Starts the device's worker thread (after virtio_balloon_add). 0 or -errno. */
 int virtio_balloon_start(struct virtio_balloon *b) __attribute__((warn_unused_result));
 /*
- * One pass of the worker: serves every queue until it is empty, a batch at
- * a time. Called with vd.lock held, which it releases while it punches.
- * For the worker, and for tests and fuzz targets without one.
+ * One pass of the worker: serves every queue, a batch at a time, until they
+ * are empty or 8 batches are done (then a worker wakes itself for more).
+ * Called with vd.lock held, which it releases while it punches. For the
+ * worker, and for tests and fuzz targets without one.
  */
 void virtio_balloon_serve(struct virtio_balloon *b);
 /* Sets the domain's memory (RAM minus the balloon); -ERANGE if above RAM. Any thread. */
