@@ -1,7 +1,8 @@
 /*
  * virtio-balloon's queues under a hostile driver: the input is guest memory
  * (rings, descriptors, PFN lists, statistics, reported ranges) and the
- * features the driver took; the device serves one queue as on a kick. It
+ * features the driver took; the device serves one queue as on a kick, as
+ * its worker does (a batch: taken, sorted, merged, punched, returned). It
  * may take pages back, ignore what is not RAM, or put itself in
  * NEEDS_RESET; it must never touch memory outside the guest buffer nor
  * crash.
@@ -35,7 +36,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.mem = &gm;
 	b.ram_pages = MEM >> 12;
 	b.event_fd = -1;
+	b.wake_fd = -1; /* no worker: the notify serves the queues, a batch at a time */
+	b.vd.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+		      VIRTIO_STATUS_DRIVER_OK;
 	pthread_mutex_init(&b.vd.lock, NULL);
+	pthread_cond_init(&b.idle, NULL);
 	/* The first bytes choose the features (stats, reporting), the queue, its size and ring features. */
 	b.vd.driver_features = (data[0] & 1 ? 1ULL << VIRTIO_BALLOON_F_STATS_VQ : 0) |
 			       (data[0] & 2 ? 1ULL << VIRTIO_BALLOON_F_REPORTING : 0);
@@ -53,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	virtio_balloon_ops.queue_notify(&b.vd, q);
 	/* A statistics buffer held, then asked back, as the timer does. */
 	virtio_balloon_request_stats(&b);
+	pthread_cond_destroy(&b.idle);
 	pthread_mutex_destroy(&b.vd.lock);
 	return 0;
 }

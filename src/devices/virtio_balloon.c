@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "vmm/confine.h"
 #include "vmm/vm.h"
 
-#define BALLOON_NOTIFY_BUDGET 4 /* buffers served per notify; the rest from the main thread */
+#define BALLOON_QUEUE_SIZE 128
+#define BALLOON_BATCHES_PER_PASS 8 /* batches per wake-up of the worker; then it wakes itself */
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1ULL << PAGE_SHIFT)
 #define STAT_ENTRY_SIZE 10 /* le16 tag, le64 value, packed */
@@ -159,69 +161,6 @@ static void note_error(struct virtio_balloon *b, const char *fmt, ...)
 	log_warnx("virtio-balloon: %s (logged once)", msg);
 }
 
-/* Inflate: the pages are the host's again. Deflate: nothing to do, a touched page comes back zeroed. */
-static void handle_pfns(struct virtio_balloon *b, const struct virtq_chain *c, bool inflate)
-{
-	uint8_t pfns[PFN_BATCH * 4];
-	struct balloon_range runs[PFN_BATCH];
-	uint64_t total = c->out_len / 4;
-	unsigned bad = 0;
-
-	/*
-	 * The work one buffer costs the vCPU thread is bounded, whatever its
-	 * size: Linux sends 256 page numbers a buffer; past BALLOON_MAX_PFNS
-	 * the rest is the guest's loss (its pages stay its own).
-	 */
-	if (total > BALLOON_MAX_PFNS) {
-		note_error(b, "a page list of %llu entries; only the first %u are taken",
-			   (unsigned long long)total, BALLOON_MAX_PFNS);
-		total = BALLOON_MAX_PFNS;
-	}
-	for (uint64_t done = 0; done < total;) {
-		unsigned n = total - done < PFN_BATCH ? (unsigned)(total - done) : PFN_BATCH;
-		unsigned nruns;
-
-		virtq_chain_read(c, done * 4, pfns, (uint64_t)n * 4);
-		nruns = balloon_pfn_ranges(b->mem, pfns, n, runs, PFN_BATCH, &bad);
-		for (unsigned i = 0; i < nruns; i++) {
-			if (inflate) {
-				int r = gmem_discard(b->mem, runs[i].gpa, runs[i].len);
-				if (r < 0)
-					note_error(b, "cannot return inflated pages to the host: error %llu",
-						   (unsigned long long)-r);
-				b->inflated += runs[i].len >> PAGE_SHIFT;
-			} else {
-				b->deflated += runs[i].len >> PAGE_SHIFT;
-			}
-		}
-		done += n;
-	}
-	if (bad) {
-		b->bad_pfns += bad;
-		note_error(b, "the driver sent %llu page numbers outside the domain's RAM; ignored",
-			   (unsigned long long)bad);
-	}
-}
-
-/* Free page reporting: each device-writable buffer is a free range of guest RAM. */
-static void handle_report(struct virtio_balloon *b, const struct virtq_chain *c)
-{
-	for (unsigned i = c->nout; i < c->nout + c->nin; i++) {
-		uint64_t len = c->iov[i].iov_len, start, end;
-		int64_t gpa = gmem_gpa_of(b->mem, c->iov[i].iov_base, len);
-
-		if (gpa < 0)
-			continue; /* the queue mapped it, so it is RAM; but never trust twice */
-		/* Only whole pages inside the range. */
-		start = ((uint64_t)gpa + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
-		end = ((uint64_t)gpa + len) & ~(PAGE_SIZE - 1);
-		if (end <= start)
-			continue;
-		if (gmem_discard(b->mem, start, end - start) == 0)
-			b->reported_bytes += end - start;
-	}
-}
-
 static void handle_stats(struct virtio_balloon *b, const struct virtq_chain *c, unsigned q)
 {
 	uint8_t buf[STAT_ENTRY_SIZE * 64];
@@ -245,37 +184,255 @@ static void handle_stats(struct virtio_balloon *b, const struct virtq_chain *c, 
 	signal_event(b);
 }
 
+/*
+ * A page list's runs of pages, at out (room for BALLOON_MAX_PFNS at least).
+ * Lists past BALLOON_MAX_PFNS are cut there: Linux sends 256 page numbers
+ * a buffer, and what one buffer may cost the device stays bounded whatever
+ * its size (the rest is the guest's loss: its pages stay its own). Returns
+ * the number of runs; *pages counts the pages in them.
+ */
+static unsigned chain_pfn_runs(struct virtio_balloon *b, const struct virtq_chain *c,
+			       struct balloon_range *out, uint64_t *pages)
+{
+	uint8_t pfns[PFN_BATCH * 4];
+	uint64_t total = c->out_len / 4;
+	unsigned bad = 0, nr = 0;
+
+	if (total > BALLOON_MAX_PFNS) {
+		note_error(b, "a page list of %llu entries; only the first %u are taken",
+			   (unsigned long long)total, BALLOON_MAX_PFNS);
+		total = BALLOON_MAX_PFNS;
+	}
+	for (uint64_t done = 0; done < total;) {
+		unsigned n = total - done < PFN_BATCH ? (unsigned)(total - done) : PFN_BATCH;
+
+		virtq_chain_read(c, done * 4, pfns, (uint64_t)n * 4);
+		nr += balloon_pfn_ranges(b->mem, pfns, n, out + nr, BALLOON_MAX_PFNS - nr, &bad);
+		done += n;
+	}
+	for (unsigned i = 0; i < nr; i++)
+		*pages += out[i].len >> PAGE_SHIFT;
+	if (bad) {
+		b->bad_pfns += bad;
+		note_error(b, "the driver sent %llu page numbers outside the domain's RAM; ignored",
+			   (unsigned long long)bad);
+	}
+	return nr;
+}
+
+/*
+ * Free page reporting: each device-writable buffer is a free range of guest
+ * RAM; its whole pages become runs at out (room for VIRTQ_MAX_CHAIN).
+ */
+static unsigned chain_report_runs(struct virtio_balloon *b, const struct virtq_chain *c,
+				  struct balloon_range *out, uint64_t *bytes)
+{
+	unsigned nr = 0;
+
+	for (unsigned i = c->nout; i < c->nout + c->nin; i++) {
+		uint64_t len = c->iov[i].iov_len, start, end;
+		int64_t gpa = gmem_gpa_of(b->mem, c->iov[i].iov_base, len);
+
+		if (gpa < 0)
+			continue; /* the queue mapped it, so it is RAM; but never trust twice */
+		start = ((uint64_t)gpa + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+		end = ((uint64_t)gpa + len) & ~(PAGE_SIZE - 1);
+		if (end <= start)
+			continue;
+		out[nr++] = (struct balloon_range){.gpa = start, .len = end - start};
+		*bytes += end - start;
+	}
+	return nr;
+}
+
+/*
+ * In-place heapsort by address. Not qsort(): glibc's asks the kernel for the
+ * machine's memory (sysinfo) to size its buffer, a call the confined
+ * worker's filter does not allow; and this needs no memory at all.
+ */
+static void sift_down(struct balloon_range *r, unsigned root, unsigned n)
+{
+	for (;;) {
+		unsigned child = 2 * root + 1;
+		struct balloon_range t;
+
+		if (child >= n)
+			return;
+		if (child + 1 < n && r[child + 1].gpa > r[child].gpa)
+			child++;
+		if (r[root].gpa >= r[child].gpa)
+			return;
+		t = r[root];
+		r[root] = r[child];
+		r[child] = t;
+		root = child;
+	}
+}
+
+static void sort_runs(struct balloon_range *r, unsigned n)
+{
+	for (unsigned i = n / 2; i-- > 0;)
+		sift_down(r, i, n);
+	for (unsigned end = n; end-- > 1;) {
+		struct balloon_range t = r[0];
+
+		r[0] = r[end];
+		r[end] = t;
+		sift_down(r, 0, end);
+	}
+}
+
+unsigned balloon_coalesce(const struct guest_mem *mem, struct balloon_range *r, unsigned n,
+			  uint64_t *dup_bytes)
+{
+	unsigned last = 0;
+
+	if (n == 0)
+		return 0;
+	sort_runs(r, n);
+	for (unsigned i = 1; i < n; i++) {
+		struct balloon_range *cur = &r[last];
+		/* Runs are inside RAM (checked when they were taken): no sum wraps. */
+		uint64_t end = cur->gpa + cur->len, rend = r[i].gpa + r[i].len;
+
+		if (r[i].gpa <= end) {
+			*dup_bytes += (rend < end ? rend : end) - r[i].gpa;
+			if (rend <= end)
+				continue; /* wholly inside the run already */
+			/* Overlapping runs share a region; touching ones may not. */
+			if (r[i].gpa < end || gmem_ptr(mem, cur->gpa, rend - cur->gpa)) {
+				cur->len = rend - cur->gpa;
+				continue;
+			}
+		}
+		r[++last] = r[i];
+	}
+	return last + 1;
+}
+
+static void wake(struct virtio_balloon *b)
+{
+	uint64_t one = 1;
+
+	if (write(b->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("virtio-balloon: waking the worker");
+}
+
+/*
+ * One batch (vd.lock held, released while it punches): takes every
+ * available buffer of every queue, as long as the batch has room for what
+ * the next may hold and at most a queue's size from each; punches the
+ * inflated and reported pages, sorted and merged into runs, one call a run;
+ * then returns the buffers, one interrupt per queue. Statistics are served
+ * as they come. Returns whether it took any buffer.
+ */
+static bool serve_batch(struct virtio_balloon *b)
+{
+	enum { CHAIN_MAX_RUNS = BALLOON_MAX_PFNS > VIRTQ_MAX_CHAIN ? BALLOON_MAX_PFNS : VIRTQ_MAX_CHAIN };
+	struct virtio_dev *vd = &b->vd;
+	uint16_t heads[4][BALLOON_QUEUE_SIZE];
+	unsigned nheads[4] = {0}, nr = 0, punched;
+	uint64_t inflated = 0, deflated = 0, reported = 0, dup = 0;
+	uint32_t gen = atomic_load(&b->reset_gen);
+	bool took = false;
+	int err = 0;
+
+	if (!virtio_driver_ready(vd))
+		return false;
+	for (unsigned q = 0; q < vd->nqueues; q++) {
+		enum balloon_queue kind = queue_kind(vd, q);
+		struct virtq *vq = &vd->vqs[q];
+		unsigned served = 0;
+		struct virtq_chain c;
+		int r = 0;
+
+		if (kind == Q_NONE || !vq->enabled || vq->broken)
+			continue;
+		while (served < BALLOON_QUEUE_SIZE && BALLOON_BATCH_RANGES - nr >= CHAIN_MAX_RUNS &&
+		       (r = virtq_pop_avail(vq, &c)) == 1) {
+			served++;
+			took = true;
+			if (kind == Q_STATS) {
+				handle_stats(b, &c, q);
+				continue;
+			}
+			if (kind == Q_INFLATE)
+				nr += chain_pfn_runs(b, &c, b->batch + nr, &inflated);
+			else if (kind == Q_REPORTING)
+				nr += chain_report_runs(b, &c, b->batch + nr, &reported);
+			else /* deflate: counted, nothing to do (a touched page comes back zeroed) */
+				(void)chain_pfn_runs(b, &c, b->batch + nr, &deflated);
+			heads[q][nheads[q]++] = c.head;
+		}
+		if (r < 0)
+			virtio_needs_reset(vd, "malformed balloon queue");
+	}
+	if (!nheads[Q_INFLATE] && !nheads[Q_DEFLATE] && !nheads[2] && !nheads[3])
+		return took;
+
+	/* The punching, with the lock released: the vCPUs' accesses to the device do not wait on it. */
+	b->in_batch = true;
+	b->batch_gen = gen;
+	pthread_mutex_unlock(&vd->lock);
+	nr = balloon_coalesce(b->mem, b->batch, nr, &dup);
+	for (punched = 0; punched < nr && atomic_load(&b->reset_gen) == gen; punched++) {
+		int r = gmem_discard(b->mem, b->batch[punched].gpa, b->batch[punched].len);
+		if (r < 0 && !err)
+			err = r;
+	}
+	pthread_mutex_lock(&vd->lock);
+	b->in_batch = false;
+	pthread_cond_broadcast(&b->idle);
+	b->batches++;
+	b->punches += punched;
+	if (atomic_load(&b->reset_gen) != gen)
+		return took; /* the driver reset the device: these buffers are no longer its queues' */
+
+	b->inflated += inflated;
+	b->deflated += deflated;
+	b->reported_bytes += reported;
+	if (err)
+		note_error(b, "cannot return pages to the host: %s", strerror(-err));
+	if (dup) {
+		b->dup_pages += dup >> PAGE_SHIFT;
+		note_error(b, "the driver gave %llu pages more than once in one batch; punched once",
+			   (unsigned long long)(dup >> PAGE_SHIFT));
+	}
+	for (unsigned q = 0; q < vd->nqueues; q++) {
+		unsigned pushed = 0;
+
+		while (pushed < nheads[q] && virtq_push_used(&vd->vqs[q], heads[q][pushed], 0) == 0)
+			pushed++;
+		if (pushed)
+			virtio_queue_interrupt(vd, q);
+	}
+	return took;
+}
+
+void virtio_balloon_serve(struct virtio_balloon *b)
+{
+	/*
+	 * A guest that refills its queues as fast as they empty keeps a worker
+	 * busy for a few batches, then the worker wakes itself and reads its
+	 * eventfd again, so stop is heard; between batches vd.lock is free.
+	 */
+	for (unsigned n = 0; n < BALLOON_BATCHES_PER_PASS; n++) {
+		if (b->stopping || !serve_batch(b))
+			return;
+	}
+	if (b->worker_running)
+		wake(b);
+}
+
 static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_balloon *b = to_balloon(vd);
-	enum balloon_queue kind = queue_kind(vd, q);
-	struct virtq *vq = &vd->vqs[q];
-	struct virtq_chain c;
-	bool any = false;
-	unsigned served = 0;
-	int r = 0;
 
-	if (kind == Q_NONE)
-		return;
-	/* A page list is up to BALLOON_MAX_PFNS entries: a few lists per turn. */
-	while (virtio_budget_left(vd, q, &served, BALLOON_NOTIFY_BUDGET) &&
-	       (r = virtq_pop_avail(vq, &c)) == 1) {
-		if (kind == Q_STATS) {
-			handle_stats(b, &c, q);
-			continue;
-		}
-		if (kind == Q_REPORTING)
-			handle_report(b, &c);
-		else
-			handle_pfns(b, &c, kind == Q_INFLATE);
-		if (virtq_push_used(vq, c.head, 0) < 0)
-			break;
-		any = true;
-	}
-	if (r < 0)
-		virtio_needs_reset(vd, "malformed balloon queue");
-	if (any)
-		virtio_queue_interrupt(vd, q);
+	(void)q;
+	if (b->worker_running)
+		wake(b);
+	else
+		virtio_balloon_serve(b); /* tests and fuzz targets: no worker, the notify serves */
 }
 
 /*
@@ -322,10 +479,18 @@ static void balloon_config_write(struct virtio_dev *vd, unsigned offset, const v
 static void balloon_reset(struct virtio_dev *vd)
 {
 	struct virtio_balloon *b = to_balloon(vd);
+	uint32_t gen = atomic_fetch_add(&b->reset_gen, 1) + 1;
 
 	/* A driver that resets holds no pages any more: they are its RAM again. */
 	atomic_store(&b->actual_pages, 0);
 	b->stats_held = false;
+	/*
+	 * So none may be punched after this returns: a batch that started before
+	 * the reset stops punching (it sees the generation move) and we wait for
+	 * it to say so; one that starts after has nothing from before.
+	 */
+	while (b->in_batch && (int32_t)(b->batch_gen - gen) < 0)
+		pthread_cond_wait(&b->idle, &vd->lock);
 	signal_event(b);
 }
 
@@ -334,7 +499,7 @@ const struct virtio_device_ops virtio_balloon_ops = {
 	.device_id = VIRTIO_ID_BALLOON,
 	.pci_class = 0x058000, /* memory controller, other */
 	.nqueues = 4,
-	.queue_size = 128,
+	.queue_size = BALLOON_QUEUE_SIZE,
 	.config_size = sizeof(struct balloon_config),
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
@@ -398,11 +563,12 @@ int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_
 		       uint64_t target_bytes)
 {
 	uint64_t features = (1ULL << VIRTIO_BALLOON_F_STATS_VQ) | (1ULL << VIRTIO_BALLOON_F_REPORTING);
-	int ret;
 
 	b->mem = &vm->mem;
 	b->ram_pages = vm->mem.size >> PAGE_SHIFT;
 	b->deflate_on_oom = deflate_on_oom;
+	b->wake_fd = -1;
+	pthread_cond_init(&b->idle, NULL);
 	b->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->event_fd < 0)
 		return -errno;
@@ -413,12 +579,62 @@ int virtio_balloon_add(struct vm *vm, struct virtio_balloon *b, bool deflate_on_
 	atomic_store(&b->target_pages, (uint32_t)(b->ram_pages - (target_bytes >> PAGE_SHIFT)));
 	if (deflate_on_oom)
 		features |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
-	ret = virtio_pci_add(vm, &b->vd, &virtio_balloon_ops, b, features);
-	return ret;
+	return virtio_pci_add(vm, &b->vd, &virtio_balloon_ops, b, features);
+}
+
+static void *balloon_worker(void *arg)
+{
+	struct virtio_balloon *b = arg;
+
+	if (vmm_confine_thread(VMM_THREAD_DEVICE) < 0) {
+		log_warnx("virtio-balloon: cannot load the worker's system-call filter");
+		return NULL;
+	}
+	for (;;) {
+		uint64_t val;
+
+		/* Blocking: the eventfd is the worker's alone to read. */
+		if (read(b->wake_fd, &val, sizeof(val)) < 0 && errno != EINTR) {
+			log_warn("virtio-balloon: worker");
+			return NULL;
+		}
+		pthread_mutex_lock(&b->vd.lock);
+		if (b->stopping) {
+			pthread_mutex_unlock(&b->vd.lock);
+			return NULL;
+		}
+		virtio_balloon_serve(b);
+		pthread_mutex_unlock(&b->vd.lock);
+	}
+}
+
+int virtio_balloon_start(struct virtio_balloon *b)
+{
+	b->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (b->wake_fd < 0)
+		return -errno;
+	/* Before the thread exists: a notify that sees it running must find it waking. */
+	b->worker_running = true;
+	if (pthread_create(&b->worker, NULL, balloon_worker, b) != 0) {
+		b->worker_running = false;
+		return -EAGAIN;
+	}
+	return 0;
 }
 
 void virtio_balloon_destroy(struct virtio_balloon *b)
 {
+	if (b->worker_running) {
+		pthread_mutex_lock(&b->vd.lock);
+		b->stopping = true;
+		pthread_mutex_unlock(&b->vd.lock);
+		wake(b);
+		pthread_join(b->worker, NULL);
+		b->worker_running = false;
+	}
+	if (b->wake_fd > 0)
+		close(b->wake_fd);
+	b->wake_fd = -1;
 	if (b->event_fd > 0)
 		close(b->event_fd);
 	b->event_fd = -1;

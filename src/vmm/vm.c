@@ -591,6 +591,8 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 		vm->balloon = &d->balloon; /* destroyed with the domain even if adding fails */
 		ret = virtio_balloon_add(vm, &d->balloon, cfg->balloon_deflate_on_oom,
 					 cfg->memory_mib << 20);
+		if (ret == 0)
+			ret = virtio_balloon_start(&d->balloon);
 		if (ret < 0)
 			return ret;
 	}

@@ -1,6 +1,7 @@
 /*
  * virtio-balloon's parsers of guest data: statistics buffers and PFN lists,
- * hostile ones included, and what they cost the host's log; and
+ * hostile ones included, and what they cost the host's log; the worker's
+ * batches (sorted, merged, one punch a run) and a reset racing them; and
  * gmem_discard really giving memory back.
  */
 #include <endian.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -122,11 +124,13 @@ static void test_discard(void **state)
 #define PAGE_LISTS 0x10000
 
 /*
- * A balloon on 64 MiB of RAM whose inflate queue (queue 0) holds one buffer
- * per list, each of n page numbers, the k-th list at PAGE_LISTS + k * n * 4.
+ * A balloon on ram bytes of RAM, its driver ready, whose queue q holds one
+ * buffer per list, each of n page numbers, the k-th list at PAGE_LISTS +
+ * k * n * 4; with queue_notify served by the caller (no worker) unless it
+ * starts one.
  */
-static void balloon_with_lists(struct virtio_balloon *b, struct guest_mem *mem, unsigned lists,
-			       unsigned n)
+static void balloon_with_lists_on(struct virtio_balloon *b, struct guest_mem *mem, uint64_t ram,
+				  unsigned q, unsigned lists, unsigned n)
 {
 	uint16_t idx = htole16((uint16_t)lists);
 
@@ -143,21 +147,46 @@ static void balloon_with_lists(struct virtio_balloon *b, struct guest_mem *mem, 
 	b->vd.ops = &virtio_balloon_ops;
 	b->vd.priv = b;
 	b->vd.nqueues = virtio_balloon_ops.nqueues; /* as virtio_pci_add sets it */
+	b->vd.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+		       VIRTIO_STATUS_DRIVER_OK;
 	b->mem = mem;
-	b->ram_pages = (64 * MiB) >> 12;
+	b->ram_pages = ram >> 12;
 	b->event_fd = -1;
+	b->wake_fd = -1;
 	pthread_mutex_init(&b->vd.lock, NULL);
-	virtq_init(&b->vd.vqs[0], mem, 64);
-	b->vd.vqs[0].size = 64;
-	b->vd.vqs[0].desc_gpa = RING_DESC;
-	b->vd.vqs[0].avail_gpa = RING_AVAIL;
-	b->vd.vqs[0].used_gpa = RING_USED;
-	assert_int_equal(virtq_enable(&b->vd.vqs[0]), 0);
+	pthread_cond_init(&b->idle, NULL);
+	for (unsigned i = 0; i < virtio_balloon_ops.nqueues; i++)
+		virtq_init(&b->vd.vqs[i], mem, 64);
+	b->vd.vqs[q].size = 64;
+	b->vd.vqs[q].desc_gpa = RING_DESC;
+	b->vd.vqs[q].avail_gpa = RING_AVAIL;
+	b->vd.vqs[q].used_gpa = RING_USED;
+	assert_int_equal(virtq_enable(&b->vd.vqs[q]), 0);
+}
+
+static void balloon_with_lists(struct virtio_balloon *b, struct guest_mem *mem, unsigned lists,
+			       unsigned n)
+{
+	balloon_with_lists_on(b, mem, 64 * MiB, 0, lists, n);
+}
+
+static uint16_t used_idx(struct guest_mem *mem)
+{
+	uint16_t idx;
+
+	assert_int_equal(gmem_read(mem, RING_USED + 2, &idx, 2), 0);
+	return le16toh(idx);
+}
+
+static void balloon_done(struct virtio_balloon *b)
+{
+	pthread_cond_destroy(&b->idle);
+	pthread_mutex_destroy(&b->vd.lock);
 }
 
 /*
  * One buffer of 16384 page numbers: the device takes the first 4096, says
- * so, and the vCPU thread's work stays bounded.
+ * so, and the work of one buffer stays bounded.
  */
 static void test_huge_page_list(void **state)
 {
@@ -173,54 +202,127 @@ static void test_huge_page_list(void **state)
 	balloon_with_lists(&b, &mem, 1, n);
 	virtio_balloon_ops.queue_notify(&b.vd, 0);
 	assert_int_equal(b.inflated, 4096);
+	assert_int_equal(used_idx(&mem), 1);
 	assert_non_null(strstr(b.last_error, "a page list of 16384 entries; only the first 4096 are taken"));
-	pthread_mutex_destroy(&b.vd.lock);
+	balloon_done(&b);
 	gmem_destroy(&mem);
 }
 
 /*
- * A ring of 10 page lists and one notify: the notifying thread serves a
- * budget of them (4) and wakes the main thread, which serves the rest a
- * budget at a time, waking itself again while lists remain; nothing is left
- * for a kick the driver will not send.
+ * Ten page lists of 256 pages each, in no order, which together are 10 MiB
+ * of contiguous RAM: one pass takes them all, punches them with one call,
+ * returns all ten buffers, and the pages read as zeros again.
  */
-static void test_notify_budget(void **state)
+static void test_batch_coalesces(void **state)
 {
 	static struct virtio_balloon b;
-	static struct vm vm;
 	struct guest_mem mem;
-	const unsigned n = 256, lists = 10;
-	uint64_t wakeups;
+	const unsigned n = 256, lists = 10, count = n * lists;
+	uint8_t page[4096], zero[4096] = {0};
 
 	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
-	for (unsigned i = 0; i < n * lists; i++) {
-		uint32_t pfn = htole32(4096 + i);
+	memset(page, 0x5a, sizeof(page));
+	/* The given pages and one either side, which must keep what they hold. */
+	for (uint64_t pfn = 4095; pfn <= 4096 + count; pfn++)
+		assert_int_equal(gmem_write(&mem, pfn << 12, page, sizeof(page)), 0);
+	for (unsigned i = 0; i < count; i++) {
+		/* i * 1031 mod 2560 visits every page once (1031 is prime, no factor of 2560). */
+		uint32_t pfn = htole32(4096 + (i * 1031) % count);
+
 		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
 	}
 	balloon_with_lists(&b, &mem, lists, n);
-	b.vd.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-		      VIRTIO_STATUS_DRIVER_OK;
-	b.vd.vm = &vm;
-	vm.defer_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	assert_true(vm.defer_eventfd > 0);
-	pthread_mutex_init(&vm.defer_lock, NULL);
-
 	virtio_balloon_ops.queue_notify(&b.vd, 0);
-	assert_int_equal(b.inflated, 4 * n);
-	for (unsigned served = 4; served < lists; served += 4) {
-		assert_ptr_equal(vm.deferred, &b.vd);
-		virtio_run_deferred(&vm);
-		assert_int_equal(b.inflated, (served + 4 < lists ? served + 4 : lists) * n);
+	assert_int_equal(b.inflated, count);
+	assert_int_equal(used_idx(&mem), lists);
+	assert_int_equal(b.batches, 1);
+	assert_int_equal(b.punches, 1);
+	assert_int_equal(b.dup_pages, 0);
+	for (unsigned i = 0; i < count; i++) {
+		assert_int_equal(gmem_read(&mem, (4096ULL + i) << 12, page, sizeof(page)), 0);
+		assert_memory_equal(page, zero, sizeof(page));
 	}
-	/* The last pass found the ring empty: nothing listed, no wake-up pending. */
-	virtio_run_deferred(&vm);
-	assert_null(vm.deferred);
-	assert_int_equal(read(vm.defer_eventfd, &wakeups, sizeof(wakeups)), -1);
-	assert_int_equal(b.inflated, lists * n);
-	close(vm.defer_eventfd);
-	pthread_mutex_destroy(&vm.defer_lock);
-	pthread_mutex_destroy(&b.vd.lock);
+	assert_int_equal(gmem_read(&mem, 4095ULL << 12, page, sizeof(page)), 0);
+	assert_int_equal(page[4095], 0x5a);
+	assert_int_equal(gmem_read(&mem, (4096ULL + count) << 12, page, sizeof(page)), 0);
+	assert_int_equal(page[0], 0x5a);
+	balloon_done(&b);
 	gmem_destroy(&mem);
+}
+
+static void test_coalesce(void **state)
+{
+	static uint8_t ram[64 * 4096];
+	struct guest_mem mem;
+	uint64_t dup = 0;
+	const uint64_t P = 4096;
+	struct balloon_range r[] = {
+		{9 * P, P},  {3 * P, 2 * P}, {4 * P, P},     /* 4 inside 3-4: a duplicate page */
+		{5 * P, P},  {2 * P, P},     {9 * P, P},     /* 9 twice */
+		{20 * P, 4 * P}, {22 * P, 4 * P},            /* overlapping by 2 pages */
+		{40 * P, P}, {30 * P, P},
+	};
+
+	gmem_wrap(&mem, ram, sizeof(ram));
+	/* 2-5, 9, 20-25, 30, 40 */
+	assert_int_equal(balloon_coalesce(&mem, r, 10, &dup), 5);
+	assert_int_equal(dup, 4 * P);
+	assert_int_equal(r[0].gpa, 2 * P);
+	assert_int_equal(r[0].len, 4 * P);
+	assert_int_equal(r[1].gpa, 9 * P);
+	assert_int_equal(r[1].len, P);
+	assert_int_equal(r[2].gpa, 20 * P);
+	assert_int_equal(r[2].len, 6 * P);
+	assert_int_equal(r[3].gpa, 30 * P);
+	assert_int_equal(r[4].gpa, 40 * P);
+	assert_int_equal(balloon_coalesce(&mem, r, 0, &dup), 0);
+
+	/* Two regions that touch in guest-physical space stay two runs: one punch may not span them. */
+	mem.regions[0].size = 32 * P;
+	mem.regions[1] = (struct gmem_region){.gpa = 32 * P, .size = 32 * P, .host = ram + 32 * P,
+					      .fd_offset = 32 * P};
+	mem.nregions = 2;
+	{
+		struct balloon_range s[] = {{32 * P, P}, {31 * P, P}, {30 * P, P}, {33 * P, P}};
+
+		dup = 0;
+		assert_int_equal(balloon_coalesce(&mem, s, 4, &dup), 2);
+		assert_int_equal(s[0].gpa, 30 * P);
+		assert_int_equal(s[0].len, 2 * P);
+		assert_int_equal(s[1].gpa, 32 * P);
+		assert_int_equal(s[1].len, 2 * P);
+		assert_int_equal(dup, 0);
+	}
+}
+
+/* Captures what the device logs while fn runs; returns the number of balloon lines. */
+static unsigned balloon_log_lines(void (*fn)(struct virtio_balloon *), struct virtio_balloon *b)
+{
+	char line[256];
+	unsigned lines = 0;
+	int saved_stderr;
+	FILE *log = tmpfile();
+
+	assert_non_null(log);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	assert_true(saved_stderr >= 0);
+	assert_true(dup2(fileno(log), 2) == 2);
+	fn(b);
+	fflush(stderr);
+	assert_true(dup2(saved_stderr, 2) == 2);
+	close(saved_stderr);
+	rewind(log);
+	while (fgets(line, sizeof(line), log))
+		if (strstr(line, "virtio-balloon:"))
+			lines++;
+	fclose(log);
+	return lines;
+}
+
+static void notify_inflate(struct virtio_balloon *b)
+{
+	virtio_balloon_ops.queue_notify(&b->vd, 0);
 }
 
 /*
@@ -234,40 +336,155 @@ static void test_junk_logged_once(void **state)
 	static struct virtio_balloon b;
 	struct guest_mem mem;
 	const unsigned n = 8192, lists = 3;
-	char line[256];
-	unsigned lines = 0;
-	int saved_stderr;
-	FILE *log;
 
 	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
 	for (unsigned k = 0; k < lists; k++)
 		for (unsigned i = 0; i < n; i++) {
 			/* List k: 10 * (k + 1) frames past RAM first, then pages of RAM. */
-			uint32_t pfn = htole32(i < 10 * (k + 1) ? 0x100000 + i : 4096 + i % 8192);
+			uint32_t pfn = htole32(i < 10 * (k + 1) ? 0x100000 + i : 4096 + i % 4096);
 			uint64_t at = PAGE_LISTS + ((uint64_t)k * n + i) * 4;
 
 			assert_int_equal(gmem_write(&mem, at, &pfn, 4), 0);
 		}
 	balloon_with_lists(&b, &mem, lists, n);
-	log = tmpfile();
-	assert_non_null(log);
-	fflush(stderr);
-	saved_stderr = dup(2);
-	assert_true(saved_stderr >= 0);
-	assert_true(dup2(fileno(log), 2) == 2);
-	virtio_balloon_ops.queue_notify(&b.vd, 0);
-	fflush(stderr);
-	assert_true(dup2(saved_stderr, 2) == 2);
-	close(saved_stderr);
-	rewind(log);
-	while (fgets(line, sizeof(line), log))
-		if (strstr(line, "virtio-balloon:"))
-			lines++;
-	fclose(log);
-	assert_int_equal(lines, 2);
+	/* The lists repeat pages among them: a third kind, also logged once. */
+	assert_int_equal(balloon_log_lines(notify_inflate, &b), 3);
 	assert_int_equal(b.bad_pfns, 10 + 20 + 30);
-	assert_non_null(strstr(b.last_error, "sent 30 page numbers outside"));
-	pthread_mutex_destroy(&b.vd.lock);
+	assert_non_null(strstr(b.last_error, "more than once in one batch"));
+	assert_int_equal(used_idx(&mem), lists);
+	balloon_done(&b);
+	gmem_destroy(&mem);
+}
+
+/*
+ * Hostile page lists in one batch: the same page over and over, frames past
+ * RAM and at its edge, a list whose length is no multiple of 4. Each page of
+ * RAM is punched once, the rest refused and counted, every buffer returned.
+ */
+static void test_hostile_lists(void **state)
+{
+	static struct virtio_balloon b;
+	struct guest_mem mem;
+	const unsigned n = 256, lists = 4;
+	uint32_t last = (64 * MiB >> 12) - 1;
+
+	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
+	for (unsigned k = 0; k < lists; k++)
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t pfn;
+
+			switch (k) {
+			case 0: pfn = 5000; break;                        /* one page, 256 times */
+			case 1: pfn = i & 1 ? last + i : last - (i / 2) % 4; break; /* past RAM; its last 4 pages */
+			case 2: pfn = 0xffffffffu - i; break;              /* nowhere */
+			default: pfn = 5000 + i % 2; break;                 /* 5000 again, and 5001 */
+			}
+			pfn = htole32(pfn);
+			assert_int_equal(gmem_write(&mem, PAGE_LISTS + ((uint64_t)k * n + i) * 4, &pfn, 4), 0);
+		}
+	balloon_with_lists(&b, &mem, lists, n);
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	assert_int_equal(used_idx(&mem), lists);
+	assert_int_equal(b.bad_pfns, 128 + 256);
+	/* Punched: 5000-5001 and the last 4 pages of RAM, two calls. */
+	assert_int_equal(b.punches, 2);
+	assert_int_equal(b.dup_pages, (256 - 1) + (128 - 4) + 256 - 1);
+	assert_false(b.vd.status & VIRTIO_STATUS_NEEDS_RESET);
+	balloon_done(&b);
+	gmem_destroy(&mem);
+}
+
+/*
+ * A reset from a vCPU while the worker punches: when the reset returns, the
+ * worker punches nothing more (a page the guest writes after the reset keeps
+ * what it wrote) and returns none of the buffers it took to the reset queue.
+ */
+static void test_reset_during_batch(void **state)
+{
+	static struct virtio_balloon b;
+	struct guest_mem mem;
+	const unsigned n = 256, lists = 64, count = n * lists;
+	const uint64_t first = 8192; /* pages 32 MiB up, every other one: 16384 punches */
+	uint8_t page[4096], back[4096];
+	struct timespec t0, t;
+	bool seen = false;
+
+	assert_int_equal(gmem_create(&mem, 256 * MiB), 0);
+	memset(page, 0x77, sizeof(page));
+	for (unsigned i = 0; i < count; i++) {
+		uint32_t pfn = htole32((uint32_t)(first + 2 * i));
+
+		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
+		assert_int_equal(gmem_write(&mem, (first + 2 * i) << 12, page, sizeof(page)), 0);
+	}
+	balloon_with_lists_on(&b, &mem, 256 * MiB, 0, lists, n);
+	assert_int_equal(virtio_balloon_start(&b), 0);
+	pthread_mutex_lock(&b.vd.lock);
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	pthread_mutex_unlock(&b.vd.lock);
+	/* Wait (at most 10 s) for the worker to be punching, with the lock released. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		pthread_mutex_lock(&b.vd.lock);
+		seen = b.in_batch;
+		if (seen) {
+			/* What the transport does on a reset, then the device's part. */
+			for (unsigned q = 0; q < virtio_balloon_ops.nqueues; q++)
+				virtq_reset(&b.vd.vqs[q]);
+			b.vd.status = 0;
+			virtio_balloon_ops.reset(&b.vd);
+			assert_false(b.in_batch);
+		}
+		pthread_mutex_unlock(&b.vd.lock);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (!seen && t.tv_sec - t0.tv_sec < 10);
+	assert_true(seen);
+	/* The guest owns its pages again and writes them all. */
+	for (unsigned i = 0; i < count; i++)
+		assert_int_equal(gmem_write(&mem, (first + 2 * i) << 12, page, sizeof(page)), 0);
+	virtio_balloon_destroy(&b);
+	for (unsigned i = 0; i < count; i++) {
+		assert_int_equal(gmem_read(&mem, (first + 2 * i) << 12, back, sizeof(back)), 0);
+		assert_memory_equal(back, page, sizeof(page));
+	}
+	assert_true(b.punches < count);
+	assert_int_equal(used_idx(&mem), 0);
+	assert_int_equal(b.inflated, 0);
+	balloon_done(&b);
+	gmem_destroy(&mem);
+}
+
+/* With a worker, a notify only wakes it; it serves the ring and interrupts once. */
+static void test_worker_serves(void **state)
+{
+	static struct virtio_balloon b;
+	struct guest_mem mem;
+	const unsigned n = 256, lists = 8;
+	struct timespec t0, t;
+	uint16_t used;
+
+	assert_int_equal(gmem_create(&mem, 64 * MiB), 0);
+	for (unsigned i = 0; i < n * lists; i++) {
+		uint32_t pfn = htole32(4096 + i);
+		assert_int_equal(gmem_write(&mem, PAGE_LISTS + i * 4, &pfn, 4), 0);
+	}
+	balloon_with_lists(&b, &mem, lists, n);
+	assert_int_equal(virtio_balloon_start(&b), 0);
+	pthread_mutex_lock(&b.vd.lock);
+	virtio_balloon_ops.queue_notify(&b.vd, 0);
+	pthread_mutex_unlock(&b.vd.lock);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		pthread_mutex_lock(&b.vd.lock);
+		used = used_idx(&mem);
+		pthread_mutex_unlock(&b.vd.lock);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (used != lists && t.tv_sec - t0.tv_sec < 10);
+	assert_int_equal(used, lists);
+	virtio_balloon_destroy(&b);
+	assert_int_equal(b.inflated, n * lists);
+	assert_int_equal(b.punches, 1);
+	balloon_done(&b);
 	gmem_destroy(&mem);
 }
 
@@ -277,9 +494,13 @@ int main(void)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_pfn_ranges),
 		cmocka_unit_test(test_discard),
+		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_huge_page_list),
-		cmocka_unit_test(test_notify_budget),
+		cmocka_unit_test(test_batch_coalesces),
 		cmocka_unit_test(test_junk_logged_once),
+		cmocka_unit_test(test_hostile_lists),
+		cmocka_unit_test(test_worker_serves),
+		cmocka_unit_test(test_reset_during_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
