@@ -13,8 +13,11 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # guest_cmdline CMD: a kernel command line that makes the default image run CMD.
+# cryptomgr.notests: the guest kernel's crypto self-tests test nothing of
+# domus and cost a boot about 0.4 s of its emulated host (5.57 s against
+# 5.97, medians of four boots each, 2026-12-07).
 guest_cmdline() {
-	echo "console=ttyS0 quiet domus_cmd=$(printf %s "$1" | base64 -w0)"
+	echo "console=ttyS0 quiet cryptomgr.notests domus_cmd=$(printf %s "$1" | base64 -w0)"
 }
 
 # run_guest CMD [domus run options...]: boots the cloud kernel with CMD;
@@ -127,7 +130,7 @@ domain_cfg() {
 		echo "kernel = \"$GUEST_KERNEL\""
 		echo "ramdisk = \"$IMAGES/initramfs-cloud.cpio.gz\""
 		case " $* " in *" memory ="*) ;; *) echo "memory = 192" ;; esac
-		echo "extra = \"console=ttyS0 quiet domus_shell=1\""
+		echo "extra = \"console=ttyS0 quiet cryptomgr.notests domus_shell=1\""
 		for l in "$@"; do echo "$l"; done
 	} >"$file"
 }
