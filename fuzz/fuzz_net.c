@@ -1,7 +1,8 @@
 /*
  * The in-VMM virtio-net device under a hostile driver, with neither TAP nor
  * receive thread: the input is the ring features and sizes, a sequence of
- * transmit kicks, frames arriving from the TAP, receive kicks and writes
+ * transmit kicks, frames arriving from the TAP (each behind the header
+ * the TAP gives, offloads or not), receive kicks and writes
  * to guest memory, then the guest memory itself (rings, descriptors,
  * frames to send, buffers to receive into). What the device sends goes to
  * /dev/null. It may send, deliver, drop, or put itself in NEEDS_RESET; it
@@ -22,6 +23,7 @@
 #define FLAG_EVENT_IDX 0x01
 #define FLAG_INDIRECT 0x02
 #define FLAG_DRIVER_OK 0x04
+#define FLAG_OFFLOADS 0x08 /* the driver took checksums, TSO and mergeable buffers */
 
 enum op {
 	OP_TRANSMIT,
@@ -39,6 +41,7 @@ static const uint64_t ring_gpas[2][3] = {
 
 static struct virtio_net net;
 static struct guest_mem gm;
+static uint8_t tx_buf[VIRTIO_NET_HDR_LEN + VIRTIO_NET_GSO_FRAME_MAX];
 
 static void build_device(uint8_t flags, const uint8_t size_log2[2])
 {
@@ -49,6 +52,9 @@ static void build_device(uint8_t flags, const uint8_t size_log2[2])
 	net.vdev.priv = &net;
 	pthread_mutex_init(&net.vdev.lock, NULL);
 	net.tap_fd = fuzz_sink_fd();
+	net.tx_buf = tx_buf;
+	if (flags & FLAG_OFFLOADS)
+		net.vdev.driver_features = VIRTIO_NET_OFFLOADS;
 	net.stop_fd = fuzz_sink_fd();
 	memcpy(net.config.mac, mac, sizeof(mac));
 	net.config.status = VIRTIO_NET_S_LINK_UP;

@@ -1,10 +1,11 @@
 /*
- * virtio-net (virtio 1.2, section 5.1), one queue pair, no offloads: the
- * guest sends and receives whole Ethernet frames behind a 12-byte header.
- * Two devices share this header: the in-VMM one on a TAP device
- * (virtio_net.c, the fallback with no firewall-router on the path) and
- * the one whose queues a vhost-user back-end serves (vhost_user_net.c:
- * domus-net, or any vhost-user-net back-end).
+ * virtio-net (virtio 1.2, section 5.1), one queue pair: the guest sends
+ * and receives Ethernet frames behind a 12-byte header. Two devices share
+ * this header: the in-VMM one on a TAP device (virtio_net.c, the fallback
+ * with no firewall-router on the path), which offers checksum offload,
+ * TSO both ways and mergeable receive buffers, the TAP taking the same
+ * header; and the one whose queues a vhost-user back-end serves
+ * (vhost_user_net.c: domus-net, or any vhost-user-net back-end).
  */
 #ifndef DOMUS_VIRTIO_NET_H
 #define DOMUS_VIRTIO_NET_H
@@ -18,8 +19,15 @@
 #include "devices/virtio_pci.h"
 
 #define VIRTIO_ID_NET 1
+#define VIRTIO_NET_F_CSUM 0       /* the device completes checksums the driver left partial */
+#define VIRTIO_NET_F_GUEST_CSUM 1 /* the driver takes frames with partial checksums */
 #define VIRTIO_NET_F_MTU 3
 #define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7 /* the driver takes TCP/IPv4 segments up to 64 KiB */
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4 11 /* the device takes them from the driver */
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_MRG_RXBUF 15 /* a received frame may span several buffers */
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_S_LINK_UP 1
 #define VIRTIO_NET_HDR_LEN 12 /* struct virtio_net_hdr_v1, VERSION_1 */
@@ -27,6 +35,42 @@
 #define VIRTIO_NET_TX 1
 #define VIRTIO_NET_QUEUE_SIZE 256
 #define VIRTIO_NET_FRAME_MAX 1518 /* Ethernet, one VLAN tag, no FCS: what we carry */
+/* A TSO frame: an IP packet of at most 64 KiB behind an Ethernet header and a VLAN tag. */
+#define VIRTIO_NET_GSO_FRAME_MAX (65535 + 18)
+#define VIRTIO_NET_RX_CHAINS_MAX 64 /* buffers one received frame may span */
+
+/* struct virtio_net_hdr_v1 (virtio 1.2, 5.1.6), little-endian. */
+struct virtio_net_hdr {
+	uint8_t flags;
+	uint8_t gso_type;
+	uint16_t hdr_len;
+	uint16_t gso_size;
+	uint16_t csum_start;
+	uint16_t csum_offset;
+	uint16_t num_buffers;
+} __attribute__((packed));
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
+#define VIRTIO_NET_HDR_F_DATA_VALID 2
+#define VIRTIO_NET_HDR_GSO_NONE 0
+#define VIRTIO_NET_HDR_GSO_TCPV4 1
+#define VIRTIO_NET_HDR_GSO_TCPV6 4
+
+/* What the in-VMM device offers beyond MAC, status and MTU. */
+#define VIRTIO_NET_OFFLOADS                                                                         \
+	((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |                         \
+	 (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6) |                   \
+	 (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |                     \
+	 (1ULL << VIRTIO_NET_F_MRG_RXBUF))
+
+/*
+ * Whether a header the driver put before a frame of frame_len bytes asks
+ * only for what features negotiated (virtio 1.2, 5.1.6.2): a checksum to
+ * complete needs CSUM, a TSO segment HOST_TSO4/6 and a partial checksum,
+ * a frame longer than VIRTIO_NET_FRAME_MAX a TSO segment.
+ */
+bool virtio_net_tx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
+/* The same for a header the TAP put before a frame for the guest: GUEST_CSUM, GUEST_TSO4/6. */
+bool virtio_net_rx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
 
 /* The device config space: mac, status, max_virtqueue_pairs, mtu. */
 struct virtio_net_config {
@@ -43,24 +87,26 @@ struct virtio_net {
 	int tap_fd, stop_fd;
 	pthread_t thread;
 	bool active;
+	uint8_t *tx_buf; /* a header and a frame the driver sends, VIRTIO_NET_HDR_LEN + GSO max */
 	uint64_t rx_dropped, tx_dropped; /* no buffer, frames that did not fit */
 };
 
 /* The in-VMM device's operations (the fuzz target drives them directly). */
 extern const struct virtio_device_ops virtio_net_ops;
 
-/* Adds the device on tap_fd (an open TAP, IFF_NO_PI, kept by the caller across reboots). 0 or -errno. */
+/* Adds the device on tap_fd (from tap_open_vnet, kept by the caller across reboots). 0 or -errno. */
 int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])
 	__attribute__((warn_unused_result));
 void virtio_net_destroy(struct virtio_net *n);
 /*
- * Hands one frame read from the TAP to the guest: what the receive thread
- * does with each frame. Returns 0 once the frame is delivered or dropped
- * (not an Ethernet frame or longer than VIRTIO_NET_FRAME_MAX, no driver, a
- * buffer too small, a broken queue), -EAGAIN when the guest has posted no
- * buffer: the caller keeps the frame until the next receive kick.
+ * Hands what one read from the TAP gave (a virtio_net_hdr, then the frame)
+ * to the guest: what the receive thread does with each. Returns 0 once it
+ * is delivered or dropped (no header, not an Ethernet frame, an offload
+ * the driver did not negotiate, no driver, buffers too small, a broken
+ * queue), -EAGAIN when the guest has not posted buffers enough: the caller
+ * keeps it until the next receive kick.
  */
-int virtio_net_receive_frame(struct virtio_net *n, const void *frame, size_t len);
+int virtio_net_receive_frame(struct virtio_net *n, const void *packet, size_t len);
 
 struct vhost_user_net {
 	struct vhost_user_dev u;
@@ -72,7 +118,12 @@ int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path
 		       const uint8_t mac[6]) __attribute__((warn_unused_result));
 void vhost_user_net_destroy(struct vhost_user_net *n);
 
-/* Opens (creating if need be) the TAP interface name, IFF_TAP | IFF_NO_PI. fd or -errno with err. */
+/*
+ * Opens (creating if need be) the TAP interface name, IFF_TAP | IFF_NO_PI:
+ * whole frames, as domus-net's uplink takes them. fd or -errno with err.
+ */
 int tap_open(const char *name, char *err, size_t errlen);
+/* The same with IFF_VNET_HDR and a 12-byte header, no offloads yet: the in-VMM device's. */
+int tap_open_vnet(const char *name, char *err, size_t errlen);
 
 #endif

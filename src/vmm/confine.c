@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/vhost.h>
 #include <limits.h>
@@ -245,6 +246,8 @@ static const unsigned long ioctls[] = {
 	KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,
 	/* Pausing stops the guest's clock. */
 	KVM_GET_CLOCK, KVM_SET_CLOCK,
+	/* The in-VMM NIC's TAP: what it may hand the guest, as the driver negotiated (DRIVER_OK). */
+	TUNSETOFFLOAD,
 	/* The host kernel's vhost-vsock. */
 	VHOST_SET_OWNER, VHOST_GET_FEATURES, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE,
 	VHOST_SET_VRING_NUM, VHOST_SET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,

@@ -277,7 +277,7 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 
 		if (cfg->nics[i].socket[0] || cfg->nics[i].vfr)
 			continue;
-		if ((fd = tap_open(cfg->nics[i].tap, err, sizeof(err))) < 0) {
+		if ((fd = tap_open_vnet(cfg->nics[i].tap, err, sizeof(err))) < 0) {
 			log_warnx("network interface %u: %s", i, err);
 			return -EINVAL;
 		}
