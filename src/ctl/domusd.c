@@ -167,7 +167,7 @@ static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
 	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang]\n"
-	"              [--blk-threads N] [-v]\n"
+	"              [--blk-threads N] [--console-log] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -181,6 +181,8 @@ static const char usage_text[] =
 	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
 	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --blk-threads N   domus-blk's worker threads (default 1; docs/blk.md)\n"
+	"  --console-log     keep each domain's console in STATE-DIR/log/NAME.console.log too\n"
+	"                    (emptied as the domain is created; at most 16 MiB a domain)\n"
 	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
 	"                    hyperthreads at once; cpu: the kernel places them freely (docs/sched.md)\n"
 	"  --topology DIR    read which CPUs are sibling hyperthreads from DIR, laid out as\n"
@@ -213,6 +215,7 @@ int main(int argc, char **argv)
 		{"uplink", required_argument, NULL, 'U'},
 		{"network", required_argument, NULL, 'N'},
 		{"ipfix", required_argument, NULL, 'I'},
+		{"console-log", no_argument, NULL, 'C'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -294,6 +297,7 @@ int main(int argc, char **argv)
 			}
 			networks[nnetworks++] = optarg;
 			break;
+		case 'C': D.console_log = true; break;
 		case 'v': D.verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;

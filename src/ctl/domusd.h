@@ -122,6 +122,7 @@ struct daemon {
 	struct request_ctx *waiting; /* requests whose tasks wait, their connections suspended */
 	bool stop;
 	int verbose;
+	bool console_log;             /* --console-log: each domain's console in STATE/log too */
 };
 
 extern struct daemon D;

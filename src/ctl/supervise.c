@@ -698,8 +698,10 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	static struct domain_spec vmm_spec;
 	char cgroup[32];
 	static struct caller_files files;
-	int pass[VM_MAX_DISKS + VM_MAX_PMEM + DOMAIN_MAX_VIFS + 2];
+	int pass[VM_MAX_DISKS + VM_MAX_PMEM + DOMAIN_MAX_VIFS + 3];
 	unsigned npass;
+	char console_log_arg[16] = "-1";
+	int console_log_fd = -1;
 	json_t *cfg, *msg = NULL;
 	char *text;
 	const char *ev;
@@ -727,6 +729,19 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		return ret;
 	}
 	npass = pass_vmm_files(&files, &d->spec, &vmm_spec, pass);
+	if (D.console_log) {
+		/* Written by the domain's process, which cannot open files itself once confined. */
+		char path[PATH_MAX + 128];
+
+		snprintf(path, sizeof(path), "%s/log/%s.console.log", D.state_dir, d->spec.name);
+		console_log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+		if (console_log_fd < 0) {
+			snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+			goto fail;
+		}
+		snprintf(console_log_arg, sizeof(console_log_arg), "%u", VMM_FIRST_FD + npass);
+		pass[npass++] = console_log_fd;
+	}
 	/* Its cgroup: its RAM and what the VMM needs beside it, and no more. */
 	cgroup_domain_name(cgroup, sizeof(cgroup), d->domid);
 	if ((ret = cgroup_make(&D.cgroups, cgroup,
@@ -809,7 +824,8 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 		}
 		execl(D.vmm_path, "domus-vmm", "--config", cfg_path, "--domid", domid,
 		      "--listen-fd", "3", "--control-fd", "4", "--blk-disks", mask_arg,
-		      "--blk-stats-fd", st >= 0 ? "5" : "-1", D.verbose ? "-v" : NULL, (char *)NULL);
+		      "--blk-stats-fd", st >= 0 ? "5" : "-1", "--console-log-fd", console_log_arg,
+		      D.verbose ? "-v" : NULL, (char *)NULL);
 		dprintf(2, "domusd: cannot run %s: %s\n", D.vmm_path, strerror(errno));
 		_exit(127);
 	}
@@ -818,6 +834,9 @@ static int vmm_start(void *ctx, struct domain *d, const struct caller *caller, c
 	close(log_fd);
 	if (stats_fd >= 0)
 		close(stats_fd);
+	if (console_log_fd >= 0)
+		close(console_log_fd);
+	console_log_fd = -1;
 	caller_files_close(&files);
 	if (cgroup_fd >= 0)
 		close(cgroup_fd);
@@ -876,6 +895,8 @@ fail:
 		close(stats_fd);
 	if (cgroup_fd >= 0)
 		close(cgroup_fd);
+	if (console_log_fd >= 0)
+		close(console_log_fd);
 	caller_files_close(&files);
 	remove_files(d->domid);
 	return -EIO;

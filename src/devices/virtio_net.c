@@ -223,6 +223,16 @@ static int receive_into_buffers(struct virtio_net *n, const uint8_t *packet, siz
 	if (virtq_chain_at(vq, heads[0], &c) < 0)
 		return -EINVAL;
 	virtq_chain_write(&c, offsetof(struct virtio_net_hdr, num_buffers), &count, sizeof(count));
+	if (!FEATURE(n->vdev.driver_features, VIRTIO_NET_F_GUEST_CSUM) &&
+	    packet[offsetof(struct virtio_net_hdr, flags)]) {
+		/*
+		 * Without GUEST_CSUM the flags must be 0 (virtio 1.2, 5.1.6.4.1):
+		 * the TAP's DATA_VALID goes (NEEDS_CSUM never came this far).
+		 */
+		uint8_t none = 0;
+
+		virtq_chain_write(&c, offsetof(struct virtio_net_hdr, flags), &none, sizeof(none));
+	}
 	for (unsigned i = 0; i < taken; i++)
 		if (virtq_push_used(vq, heads[i], lens[i]) < 0)
 			return -EINVAL;

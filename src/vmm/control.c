@@ -44,6 +44,7 @@ int vmm_control_init(struct vmm_control *c, int listen_fd, int ctl_fd,
 	c->ctl_fd = ctl_fd;
 	c->con_fd = -1;
 	c->pending_fd = -1;
+	c->log_fd = -1;
 	c->spec = spec;
 	c->domid = domid;
 	c->state = "running";
@@ -136,6 +137,50 @@ static void console_send(struct vmm_control *c, const unsigned char *p, size_t n
 	}
 }
 
+/*
+ * The log is for the host's people and scripts, not the guest's: a guest
+ * that talks without end fills its 16 MiB and then only its ring, and a
+ * log that cannot be written is given up rather than retried.
+ */
+static int log_write(int fd, const void *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p = (const char *)p + w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void console_log(struct vmm_control *c, const unsigned char *p, size_t n)
+{
+	static const char full[] = "\r\n[domus: this console log is full; the ring goes on]\r\n";
+	size_t room;
+
+	if (c->log_fd < 0)
+		return;
+	room = CONSOLE_LOG_MAX - c->log_bytes;
+	if (n > room)
+		n = room;
+	if (n && log_write(c->log_fd, p, n) < 0) {
+		log_warn("the console log: its writes fail; no more of it");
+		close(c->log_fd);
+		c->log_fd = -1;
+		return;
+	}
+	c->log_bytes += n;
+	if (c->log_bytes == CONSOLE_LOG_MAX) {
+		(void)log_write(c->log_fd, full, sizeof(full) - 1);
+		close(c->log_fd);
+		c->log_fd = -1;
+	}
+}
+
 static void drain_output(struct vmm_control *c)
 {
 	unsigned char buf[4096];
@@ -143,6 +188,7 @@ static void drain_output(struct vmm_control *c)
 
 	while ((n = read(c->out_rd, buf, sizeof(buf))) > 0) {
 		ring_append(c, buf, (size_t)n);
+		console_log(c, buf, (size_t)n);
 		console_send(c, buf, (size_t)n);
 	}
 }

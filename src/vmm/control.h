@@ -15,6 +15,8 @@
 #include "vmm/vm.h"
 
 #define CONSOLE_RING_SIZE (64 * 1024)
+/* A domain's console log (domusd --console-log) stops growing here. */
+#define CONSOLE_LOG_MAX (16ULL << 20)
 
 struct vmm_control {
 	int listen_fd;  /* the domain's socket, for domusd to reconnect to */
@@ -24,6 +26,8 @@ struct vmm_control {
 	int out_rd, out_wr; /* the devices write console output into this pipe */
 	unsigned char ring[CONSOLE_RING_SIZE];
 	size_t ring_start, ring_len;
+	int log_fd;              /* the console log domusd opened, -1 without one */
+	unsigned long long log_bytes; /* written to it so far, up to CONSOLE_LOG_MAX */
 	struct vm *vm;  /* the running boot's VM, NULL between boots */
 	const struct domain_spec *spec;
 	unsigned domid;

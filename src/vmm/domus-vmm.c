@@ -8,7 +8,8 @@
  * run`'s status. Started as root, it confines itself either way
  * (vmm/confine.h) once its files are open.
  *
- *   domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD [-v]
+ *   domus-vmm --config FILE --domid N --listen-fd FD --control-fd FD
+ *             [--console-log-fd FD] [-v]
  *   domus-vmm --foreground --config FILE [--domid N] [--blk-disks MASK --blk-stats-fd FD]
  *             [--broker-fd FD]
  */
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},
 		{"foreground", no_argument, NULL, 'F'},
 		{"broker-fd", required_argument, NULL, 'B'},
+		{"console-log-fd", required_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct domain_spec spec;
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
 	int listen_fd = -1, ctl_fd = -1, verbose = 0, opt, domid = -1, status = 1;
 	int blk_disks = 0, blk_stats_fd = -1;
 	bool foreground = false;
-	int broker_fd = -1;
+	int broker_fd = -1, console_log_fd = -1;
 	char err[1024], detail[256];
 
 	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
@@ -183,6 +185,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = 1; break;
 		case 'F': foreground = true; break;
 		case 'B': broker_fd = parse_fd(optarg); break;
+		case 'L': console_log_fd = parse_fd(optarg); break;
 		default:
 			fprintf(stderr, "domus-vmm is started by domusd\n");
 			return 2;
@@ -207,6 +210,7 @@ int main(int argc, char **argv)
 		log_warn("console pipe");
 		return 1;
 	}
+	ctl.log_fd = console_log_fd;
 	if (vmm_domain_open(&dom, &spec.vm) < 0) {
 		fail(&ctl, log_last_warning());
 		vmm_domain_close(&dom);

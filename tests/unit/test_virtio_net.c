@@ -325,6 +325,27 @@ static void test_offload_not_negotiated_is_dropped(void **state)
 	free(pkt);
 }
 
+/* The kernel's DATA_VALID reaches a driver that takes checksum offload, and only that one. */
+static void test_data_valid_only_with_guest_csum(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *pkt = packet(VIRTIO_NET_HDR_GSO_NONE, 0, 600);
+	uint64_t at;
+
+	pkt[offsetof(struct virtio_net_hdr, flags)] = VIRTIO_NET_HDR_F_DATA_VALID;
+	at = post_rx(f, 1);
+	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
+	assert_int_equal(f->ram[at + offsetof(struct virtio_net_hdr, flags)], VIRTIO_NET_HDR_F_DATA_VALID);
+
+	f->net.vdev.driver_features = 0;
+	at = post_rx(f, 1);
+	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
+	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 2);
+	assert_int_equal(f->ram[at + offsetof(struct virtio_net_hdr, flags)], 0);
+	assert_memory_equal(f->ram + at + VIRTIO_NET_HDR_LEN, pkt + VIRTIO_NET_HDR_LEN, 600);
+	free(pkt);
+}
+
 /* Sends header + frame as the guest would (header and frame in two descriptors) and kicks. */
 static void guest_sends(struct fixture *f, const uint8_t *pkt, size_t len)
 {
@@ -369,6 +390,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_frame_waits_for_buffers_enough, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_small_buffer_without_mergeable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_offload_not_negotiated_is_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_valid_only_with_guest_csum, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tso_segment_goes_to_the_tap_whole, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

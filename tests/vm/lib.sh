@@ -42,10 +42,12 @@ show() {
 DOMUSD=${DOMUSD:-$BUILD/src/ctl/domusd}
 
 # start_domusd [domusd options...]: a private domusd on $work/sock, state in
-# $work/state; DOMUS_SOCKET points the domus command at it.
+# $work/state; DOMUS_SOCKET points the domus command at it. Its domains'
+# consoles are kept in $work/state/log/NAME.console.log too (--console-log),
+# which wait_console reads.
 start_domusd() {
 	export DOMUS_SOCKET=$work/sock
-	"$DOMUSD" --socket "$work/sock" --state-dir "$work/state" "$@" >>"$work/domusd.log" 2>&1 &
+	"$DOMUSD" --socket "$work/sock" --state-dir "$work/state" --console-log "$@" >>"$work/domusd.log" 2>&1 &
 	domusd_pid=$!
 	for _ in $(seq 100); do
 		unix_get "$work/sock" /v1/host | grep -q . && return 0
@@ -92,6 +94,7 @@ on_time_limit() {
 trap on_time_limit TERM
 
 . "$(dirname "${BASH_SOURCE[0]}")/../../tools/lib/unix-get.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../tools/lib/stream-wait.sh"
 # api URL [curl options...]: domusd's answer; a plain GET through unix_get
 # (the tests poll the API every 0.2 s).
 api() {
@@ -159,16 +162,40 @@ wait_for() {
 		slept=$((slept + step))
 		((step >= 10)) || step=$((step + 1))
 	done
-	echo "--- domusd log"; tail -n 30 "$work/domusd.log"
+	wait_failed "$what" "$start"
+}
+# wait_failed DESCRIPTION START: what explains a wait that ran out, and fail.
+wait_failed() {
+	echo "--- domusd log"; tail -n 30 "$work/domusd.log" 2>/dev/null || true
 	# A test may define on_timeout to show what else explains the wait.
 	! declare -F on_timeout >/dev/null || on_timeout || true
-	fail "timed out after $((SECONDS - start)) s waiting for $what"
+	fail "timed out after $((SECONDS - $2)) s waiting for $1"
 }
 
-console_has() { api "http://d/v1/domains/$1/console" | grep -qE -- "$2"; }
-domain_state() { api "http://d/v1/domains/$1" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
+# The checks below read the API's answer with bash alone (unix_answer): a
+# process started costs an emulated host about 0.07 s of CPU.
+console_has() { unix_answer "$work/sock" "/v1/domains/$1/console" && [[ $unix_body =~ $2 ]]; }
+
+# wait_file DESCRIPTION SECONDS FILE REGEX: until a line of FILE (which may
+# not exist yet) matches REGEX, read as it grows (stream_wait): no polls.
+wait_file() {
+	local start=$SECONDS
+	if stream_wait "$2" "$4" tail -c +1 -F "$3"; then
+		echo "waited $((SECONDS - start)) s for $1"
+		return 0
+	fi
+	wait_failed "$1" "$start"
+}
+# wait_console DESCRIPTION SECONDS NAME REGEX: until the domain's console
+# says REGEX, read from its console log (start_domusd's --console-log).
+wait_console() { wait_file "$1" "$2" "$work/state/log/$3.console.log" "$4"; }
+# The domain's own "state" comes last in its answer (its balloon's is earlier).
+domain_state() {
+	unix_answer "$work/sock" "/v1/domains/$1" && [[ $unix_body =~ .*\"state\":\"([a-z]*)\" ]] &&
+		echo "${BASH_REMATCH[1]}"
+}
 state_is() { [ "$(domain_state "$1")" = "$2" ]; }
-gone() { [ "$(api -o /dev/null -w '%{http_code}' "http://d/v1/domains/$1")" = 404 ]; }
+gone() { unix_answer "$work/sock" "/v1/domains/$1" && [ "$unix_code" = 404 ]; }
 
 # console_open NAME: attaches `domus console` to a fifo we type into.
 console_open() {
@@ -213,7 +240,7 @@ con_close() {
 con_run() {
 	local name=$1 tag=$2 secs=${CON_RUN_SECS:-120}
 	con_type "$name" "echo $tag-\$((0))begin; ( $3 ) 2>&1; echo $tag-end=\$?="
-	wait_for "$name: $tag" "$secs" con_seen "$name" "$tag-end=[0-9]+="
+	wait_file "$name: $tag" "$secs" "$work/$name.con" "$tag-end=[0-9]+="
 	out=$(sed -n "/$tag-0begin/,/$tag-end=/p" "$work/$name.con" | tr -d '\r' | sed '1d;$d')
 	rc=$(grep -aoE "$tag-end=[0-9]+=" "$work/$name.con" | head -1 | tr -dc 0-9)
 }
