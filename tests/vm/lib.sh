@@ -184,6 +184,9 @@ wait_file() {
 		echo "waited $((SECONDS - start)) s for $1"
 		return 0
 	fi
+	echo "--- the end of $3"
+	tail -c 1500 "$3" 2>/dev/null | tr -d '\r' | cat -v
+	echo
 	wait_failed "$1" "$start"
 }
 # wait_console DESCRIPTION SECONDS NAME REGEX: until the domain's console
