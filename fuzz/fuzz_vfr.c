@@ -1,8 +1,11 @@
 /*
  * The VFR's datapath on hostile frames: one VFR kept across inputs, with a
  * NAT network, a routed one and an RSIP one, a few ports and the uplink.
- * The input is a sequence of records: a byte choosing the port, a byte of
- * clock step, two bytes of length, then the frame. Now and then the VFR is
+ * The input is a sequence of records: a byte choosing the port (its high
+ * bit: an offload header follows), a byte of clock step, two bytes of
+ * length, then the 12-byte virtio_net_hdr if any and the frame. A frame
+ * forwarded with an offload must be one the receiver's side can finish
+ * (cut into frames, checksum completed): the VFR checked it. Now and then the VFR is
  * freed and taken over again from its state region, as after a restart.
  */
 #include <stdint.h>
@@ -17,11 +20,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static size_t emitted;
 
-static void emit(void *ctx, uint32_t port, const uint8_t *f, size_t len)
+static void count_frame(void *ctx, const uint8_t *f, size_t len)
 {
-	if (len > VFR_FRAME_MAX || (port != VFR_UPLINK && port >= CT_MAX_DOMAINS))
+	if (len > 14 + VFR_MTU)
+		abort();
+	emitted += f[len - 1];
+}
+
+static void emit(void *ctx, uint32_t port, const uint8_t *f, size_t len,
+		 const struct virtio_net_hdr *off)
+{
+	static uint8_t buf[VFR_GSO_FRAME_MAX];
+
+	if (len > (off ? VFR_GSO_FRAME_MAX : VFR_FRAME_MAX) ||
+	    (port != VFR_UPLINK && port >= CT_MAX_DOMAINS))
 		abort();
 	emitted += f[0] + len; /* reads the whole frame's first byte: ASan checks it is there */
+	if (!off)
+		return;
+	if (off->gso_type == VIRTIO_NET_HDR_GSO_TCPV4) {
+		if (offload_tcp4_segment(f, len, off->gso_size, buf, 14 + VFR_MTU, count_frame, NULL))
+			abort();
+		return;
+	}
+	memcpy(buf, f, len);
+	if (off->gso_type != VIRTIO_NET_HDR_GSO_NONE ||
+	    offload_csum_complete(buf, len, off->csum_start, off->csum_offset))
+		abort();
 }
 
 static void log_line(void *ctx, const char *line)
@@ -119,14 +144,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		configure(v);
 	}
 	while (off + 4 <= size) {
-		uint32_t port = port_ids[data[off] % (sizeof(port_ids) / sizeof(port_ids[0]))];
+		uint32_t port = port_ids[(data[off] & 0x7f) % (sizeof(port_ids) / sizeof(port_ids[0]))];
 		size_t len = (size_t)data[off + 2] << 8 | data[off + 3];
+		struct virtio_net_hdr h;
+		bool has_off = data[off] & 0x80;
 
 		now += (uint64_t)data[off + 1] * 37;
 		off += 4;
+		if (has_off) {
+			if (size - off < sizeof(h))
+				break;
+			memcpy(&h, data + off, sizeof(h));
+			off += sizeof(h);
+		}
 		if (len > size - off)
 			len = size - off;
-		vfr_input(v, port, data + off, len, now, now + 1700000000000ull);
+		vfr_input_offload(v, port, data + off, len, has_off ? &h : NULL, now,
+				  now + 1700000000000ull);
 		off += len;
 	}
 	if (++runs % 64 == 0)

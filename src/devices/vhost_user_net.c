@@ -7,7 +7,8 @@
 #include "vmm/vm.h"
 
 /* What the guest may see of the back-end's features; MAC is ours, from the domain's config. */
-#define NET_FEATURES_PASSED ((1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS))
+#define NET_FEATURES_PASSED                                                                         \
+	((1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | VIRTIO_NET_OFFLOADS)
 
 static struct vhost_user_net *of(struct virtio_dev *vd)
 {

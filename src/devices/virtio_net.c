@@ -52,46 +52,6 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 
 #define FEATURE(f, bit) (((f) >> (bit)) & 1)
 
-bool virtio_net_tx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len)
-{
-	bool partial = h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
-
-	if ((h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) || (partial && !FEATURE(features, VIRTIO_NET_F_CSUM)))
-		return false;
-	switch (h->gso_type) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		return frame_len <= VIRTIO_NET_FRAME_MAX;
-	case VIRTIO_NET_HDR_GSO_TCPV4:
-		if (!FEATURE(features, VIRTIO_NET_F_HOST_TSO4))
-			return false;
-		break;
-	case VIRTIO_NET_HDR_GSO_TCPV6:
-		if (!FEATURE(features, VIRTIO_NET_F_HOST_TSO6))
-			return false;
-		break;
-	default:
-		return false; /* UFO, USO, ECN: not offered */
-	}
-	/* A segment to cut needs its checksum left to the device, and a size to cut it to. */
-	return partial && h->gso_size > 0 && frame_len <= VIRTIO_NET_GSO_FRAME_MAX;
-}
-
-bool virtio_net_rx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len)
-{
-	if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !FEATURE(features, VIRTIO_NET_F_GUEST_CSUM))
-		return false;
-	switch (h->gso_type) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		return frame_len <= VIRTIO_NET_FRAME_MAX;
-	case VIRTIO_NET_HDR_GSO_TCPV4:
-		return FEATURE(features, VIRTIO_NET_F_GUEST_TSO4) && frame_len <= VIRTIO_NET_GSO_FRAME_MAX;
-	case VIRTIO_NET_HDR_GSO_TCPV6:
-		return FEATURE(features, VIRTIO_NET_F_GUEST_TSO6) && frame_len <= VIRTIO_NET_GSO_FRAME_MAX;
-	default:
-		return false;
-	}
-}
-
 static void transmit(struct virtio_net *n)
 {
 	struct virtq *vq = &n->vdev.vqs[VIRTIO_NET_TX];

@@ -17,43 +17,12 @@
 
 #include "devices/vhost_user_dev.h"
 #include "devices/virtio_pci.h"
+#include "net/offload.h"
 
 #define VIRTIO_ID_NET 1
-#define VIRTIO_NET_F_CSUM 0       /* the device completes checksums the driver left partial */
-#define VIRTIO_NET_F_GUEST_CSUM 1 /* the driver takes frames with partial checksums */
-#define VIRTIO_NET_F_MTU 3
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_GUEST_TSO4 7 /* the driver takes TCP/IPv4 segments up to 64 KiB */
-#define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_HOST_TSO4 11 /* the device takes them from the driver */
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_MRG_RXBUF 15 /* a received frame may span several buffers */
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_S_LINK_UP 1
-#define VIRTIO_NET_HDR_LEN 12 /* struct virtio_net_hdr_v1, VERSION_1 */
 #define VIRTIO_NET_RX 0
 #define VIRTIO_NET_TX 1
 #define VIRTIO_NET_QUEUE_SIZE 256
-#define VIRTIO_NET_FRAME_MAX 1518 /* Ethernet, one VLAN tag, no FCS: what we carry */
-/* A TSO frame: an IP packet of at most 64 KiB behind an Ethernet header and a VLAN tag. */
-#define VIRTIO_NET_GSO_FRAME_MAX (65535 + 18)
-#define VIRTIO_NET_RX_CHAINS_MAX 64 /* buffers one received frame may span */
-
-/* struct virtio_net_hdr_v1 (virtio 1.2, 5.1.6), little-endian. */
-struct virtio_net_hdr {
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len;
-	uint16_t gso_size;
-	uint16_t csum_start;
-	uint16_t csum_offset;
-	uint16_t num_buffers;
-} __attribute__((packed));
-#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
-#define VIRTIO_NET_HDR_F_DATA_VALID 2
-#define VIRTIO_NET_HDR_GSO_NONE 0
-#define VIRTIO_NET_HDR_GSO_TCPV4 1
-#define VIRTIO_NET_HDR_GSO_TCPV6 4
 
 /* What the in-VMM device offers beyond MAC, status and MTU. */
 #define VIRTIO_NET_OFFLOADS                                                                         \
@@ -61,16 +30,6 @@ struct virtio_net_hdr {
 	 (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6) |                   \
 	 (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |                     \
 	 (1ULL << VIRTIO_NET_F_MRG_RXBUF))
-
-/*
- * Whether a header the driver put before a frame of frame_len bytes asks
- * only for what features negotiated (virtio 1.2, 5.1.6.2): a checksum to
- * complete needs CSUM, a TSO segment HOST_TSO4/6 and a partial checksum,
- * a frame longer than VIRTIO_NET_FRAME_MAX a TSO segment.
- */
-bool virtio_net_tx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
-/* The same for a header the TAP put before a frame for the guest: GUEST_CSUM, GUEST_TSO4/6. */
-bool virtio_net_rx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
 
 /* The device config space: mac, status, max_virtqueue_pairs, mtu. */
 struct virtio_net_config {

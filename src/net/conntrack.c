@@ -440,8 +440,8 @@ static bool key_of(const struct pkt *p, struct ct_key *k)
 
 static void count(struct ct_flow *f, int dir, const struct pkt *p, uint64_t now)
 {
-	f->packets[dir]++;
-	f->bytes[dir] += p->ip_len;
+	f->packets[dir] += p->wire_packets;
+	f->bytes[dir] += p->wire_bytes;
 	if (now > f->last_ms)
 		f->last_ms = now;
 }

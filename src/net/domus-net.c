@@ -101,14 +101,39 @@ static void clock_update(void)
 	wall_ms = wall_us / 1000;
 }
 
+/* ---- frames as the wire carries them ---- */
+
+/*
+ * Hands frame[0, len) to out as the frames on a wire: off's segment cut
+ * at its size, or its partial checksum completed (in a copy: the frame
+ * is the VFR's or the driver's). A frame whose offload is impossible
+ * (the VFR checked the ones it forwards) goes nowhere.
+ */
+static void wire_frames(const uint8_t *frame, size_t len, const struct virtio_net_hdr *off,
+			offload_out_fn out, void *ctx)
+{
+	static uint8_t buf[VFR_GSO_FRAME_MAX];
+
+	if (!offload_wanted(off)) {
+		out(ctx, frame, len);
+	} else if (off->gso_type == VIRTIO_NET_HDR_GSO_TCPV4) {
+		offload_tcp4_segment(frame, len, off->gso_size, buf, PKT_ETH_HLEN + VFR_MTU, out, ctx);
+	} else if (off->gso_type == VIRTIO_NET_HDR_GSO_NONE && len <= sizeof(buf)) {
+		memcpy(buf, frame, len);
+		if (offload_csum_complete(buf, len, off->csum_start, off->csum_offset) == 0)
+			out(ctx, buf, len);
+	}
+}
+
 /* ---- captures ---- */
 
-static void capture(uint32_t port, const uint8_t *frame, size_t len)
+static void capture_frame(void *ctx, const uint8_t *frame, size_t len)
 {
+	uint32_t port = *(const uint32_t *)ctx;
 	int ret;
 
-	if (port >= CT_MAX_DOMAINS || capture_fd[port] < 0)
-		return;
+	if (capture_fd[port] < 0)
+		return; /* a segment before failed */
 	ret = pcap_write_frame(capture_fd[port], wall_us, frame, len);
 	if (ret < 0) {
 		/* A record cut short leaves the file unreadable past it: the capture ends there. */
@@ -118,18 +143,38 @@ static void capture(uint32_t port, const uint8_t *frame, size_t len)
 	}
 }
 
+/*
+ * A frame as the wire carries it: a segment its sender left to cut is
+ * recorded as the frames it stands for, checksums complete, as the uplink
+ * and a driver without TSO receive them (the same cut: the same bytes).
+ */
+static void capture(uint32_t port, const uint8_t *frame, size_t len,
+		    const struct virtio_net_hdr *off)
+{
+	if (port >= CT_MAX_DOMAINS || capture_fd[port] < 0)
+		return;
+	wire_frames(frame, len, off, capture_frame, &port);
+}
+
 /* ---- the datapath's callbacks ---- */
 
-static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len)
+static void tap_write(void *ctx, const uint8_t *frame, size_t len)
 {
-	capture(port, frame, len);
+	if (tap_fd < 0 || write(tap_fd, frame, len) != (ssize_t)len)
+		tap_dropped++;
+}
+
+static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
+		    const struct virtio_net_hdr *off)
+{
+	capture(port, frame, len, off);
 	if (port == VFR_UPLINK) {
-		if (tap_fd < 0 || write(tap_fd, frame, len) != (ssize_t)len)
-			tap_dropped++;
+		/* The TAP takes whole frames: what the sender left undone is done here. */
+		wire_frames(frame, len, off, tap_write, NULL);
 		return;
 	}
 	if (port < CT_MAX_DOMAINS && ports[port])
-		netport_rx(ports[port], frame, len); /* a drop is counted by the port */
+		netport_rx(ports[port], frame, len, off); /* a drop is counted by the port */
 }
 
 static void on_log(void *ctx, const char *line) { log_info("%s", line); }
@@ -174,10 +219,11 @@ static const struct vfr_callbacks callbacks = {
     .flow = on_flow,
 };
 
-static void on_port_frame(void *ctx, struct netport *p, const uint8_t *frame, size_t len)
+static void on_port_frame(void *ctx, struct netport *p, const uint8_t *frame, size_t len,
+			  const struct virtio_net_hdr *off)
 {
-	capture(p->id, frame, len);
-	vfr_input(vfr, p->id, frame, len, now_ms, wall_ms);
+	capture(p->id, frame, len, off);
+	vfr_input_offload(vfr, p->id, frame, len, off, now_ms, wall_ms);
 }
 
 /* ---- parsing the supervisor's words ---- */
@@ -740,11 +786,15 @@ static int cmd_stats(struct request *r)
 		json_object_set_new(j, "tx_broken", json_boolean(p->tx_broken));
 		json_object_set_new(
 		    j, "virtio",
-		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "tx_frames", (json_int_t)p->n.tx_frames,
-			      "tx_bad", (json_int_t)p->n.tx_bad, "rx_frames",
-			      (json_int_t)p->n.rx_frames, "rx_no_buffer",
+		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "tx_frames",
+			      (json_int_t)p->n.tx_frames, "tx_bad", (json_int_t)p->n.tx_bad,
+			      "rx_frames", (json_int_t)p->n.rx_frames, "rx_no_buffer",
 			      (json_int_t)p->n.rx_no_buffer, "rx_too_long",
-			      (json_int_t)p->n.rx_too_long, "connects", (json_int_t)p->n.connects));
+			      (json_int_t)p->n.rx_too_long, "connects", (json_int_t)p->n.connects,
+			      "features", (json_int_t)(p->connected ? p->b.features : 0),
+			      "tx_offloaded", (json_int_t)p->n.tx_offloaded, "rx_offloaded",
+			      (json_int_t)p->n.rx_offloaded, "rx_cut", (json_int_t)p->n.rx_cut,
+			      "rx_csum_done", (json_int_t)p->n.rx_csum_done));
 		json_array_append_new(list, j);
 	}
 	o = json_pack("{s:o,s:{s:I,s:I},s:{s:I,s:I,s:I}}", "ports", list, "conntrack", "count",
@@ -852,7 +902,7 @@ static void tap_read(void)
 			return;
 		if (n == 0 || n > VFR_FRAME_MAX)
 			continue; /* the TAP's MTU is ours; a longer frame is not forwarded */
-		capture(VFR_UPLINK, frame, (size_t)n);
+		capture(VFR_UPLINK, frame, (size_t)n, NULL);
 		vfr_input(vfr, VFR_UPLINK, frame, (size_t)n, now_ms, wall_ms);
 	}
 }

@@ -1,6 +1,7 @@
 #include "net/netport.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -11,6 +12,12 @@
 
 #define VIRTIO_F_VERSION_1 32
 #define CONFIG_LEN 12 /* mac, status, max_virtqueue_pairs, mtu */
+/* TCP/IPv4's offloads: the VFR carries no IPv6. */
+#define NETPORT_OFFLOADS                                                                            \
+	((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |                         \
+	 (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) |                    \
+	 (1ULL << VIRTIO_NET_F_MRG_RXBUF))
+#define FEATURE(f, bit) (((f) >> (bit)) & 1)
 
 static int get_config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
 {
@@ -45,7 +52,7 @@ static void queue_kicked(void *dev, struct vhost_backend *b, unsigned q)
 static const struct vhost_device_ops netport_ops = {
     .features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 		(1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_NET_F_MAC) |
-		(1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS),
+		(1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | NETPORT_OFFLOADS,
     .num_queues = NETPORT_QUEUES,
     .queue_size = NETPORT_QUEUE_SIZE,
     .no_inflight = true,
@@ -159,9 +166,9 @@ static bool queue_usable(struct netport *p, unsigned q)
 
 unsigned netport_tx(struct netport *p, unsigned budget)
 {
-	/* Static: one thread, and a chain is 4 KiB of iovecs. */
+	/* Static: one thread, a chain is 4 KiB of iovecs and a packet 64 KiB. */
 	static struct virtq_chain c;
-	uint8_t frame[VFR_FRAME_MAX];
+	static uint8_t packet[NETPORT_HDR_LEN + VFR_GSO_FRAME_MAX];
 	unsigned taken = 0;
 
 	p->tx_pending = false;
@@ -169,6 +176,7 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 		return 0;
 	while (taken < budget) {
 		int got = vhost_backend_pop(&p->b, NETPORT_TX, &c);
+		struct virtio_net_hdr h;
 		uint64_t flen;
 
 		if (got < 0) {
@@ -182,17 +190,25 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 		if (got == 0)
 			break;
 		taken++;
-		flen = c.out_len >= NETPORT_HDR_LEN ? c.out_len - NETPORT_HDR_LEN : 0;
-		if (flen < 14 || flen > VFR_FRAME_MAX ||
-		    virtq_chain_read(&c, NETPORT_HDR_LEN, frame, flen) != flen) {
-			p->n.tx_bad++;
-			vhost_backend_push(&p->b, NETPORT_TX, c.head, 0);
-			continue;
-		}
+		/* Copied first: the header checked is the header used, whatever the driver does. */
+		flen = c.out_len >= NETPORT_HDR_LEN + 14 && c.out_len <= sizeof(packet)
+			   ? c.out_len - NETPORT_HDR_LEN
+			   : 0;
+		if (flen && virtq_chain_read(&c, 0, packet, NETPORT_HDR_LEN + flen) != NETPORT_HDR_LEN + flen)
+			flen = 0;
+		memcpy(&h, packet, sizeof(h));
 		/* Copied out: the chain goes back before the VFR sees the frame. */
 		vhost_backend_push(&p->b, NETPORT_TX, c.head, 0);
+		if (!flen || flen > VFR_GSO_FRAME_MAX ||
+		    !virtio_net_tx_header_ok(&h, p->b.features, (size_t)flen)) {
+			p->n.tx_bad++;
+			continue;
+		}
 		p->n.tx_frames++;
-		p->input(p->ctx, p, frame, (size_t)flen);
+		if (offload_wanted(&h))
+			p->n.tx_offloaded++;
+		p->input(p->ctx, p, packet + NETPORT_HDR_LEN, (size_t)flen,
+			 offload_wanted(&h) ? &h : NULL);
 	}
 	if (taken == budget)
 		p->tx_pending = true;
@@ -201,30 +217,129 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 	return taken;
 }
 
-int netport_rx(struct netport *p, const uint8_t *frame, size_t len)
+/* Writes bytes [off, off + n) of header-then-frame into chain c at its offset at. */
+static void write_span(struct virtq_chain *c, uint64_t at, const uint8_t *hdr, const uint8_t *frame,
+		       size_t off, size_t n)
+{
+	if (off < NETPORT_HDR_LEN) {
+		size_t h = NETPORT_HDR_LEN - off < n ? NETPORT_HDR_LEN - off : n;
+
+		virtq_chain_write(c, at, hdr + off, h);
+		at += h, off += h, n -= h;
+	}
+	if (n)
+		virtq_chain_write(c, at, frame + (off - NETPORT_HDR_LEN), n);
+}
+
+/*
+ * Puts the header h and frame[0, len) into the receive queue: one chain,
+ * or with MRG_RXBUF as many as it takes (none taken when there are too
+ * few: they go back for the next frame).
+ */
+static int rx_put(struct netport *p, const uint8_t *frame, size_t len, struct virtio_net_hdr *h)
 {
 	static struct virtq_chain c;
-	/* No offloads: no flags, no GSO, one buffer per frame (virtio 1.2, 5.1.6.4). */
-	static const uint8_t hdr[NETPORT_HDR_LEN] = {[10] = 1};
+	bool mergeable = FEATURE(p->b.features, VIRTIO_NET_F_MRG_RXBUF);
+	uint16_t heads[VIRTIO_NET_RX_CHAINS_MAX];
+	uint32_t lens[VIRTIO_NET_RX_CHAINS_MAX];
+	size_t total = NETPORT_HDR_LEN + len, off = 0;
+	unsigned n = 0;
 	int got;
 
-	if (!queue_usable(p, NETPORT_RX) || (got = vhost_backend_pop(&p->b, NETPORT_RX, &c)) <= 0) {
+	h->num_buffers = 1; /* more: written into the first chain once all are filled */
+	if (!queue_usable(p, NETPORT_RX)) {
 		p->n.rx_no_buffer++;
 		return -ENOBUFS;
 	}
-	if (c.in_len < NETPORT_HDR_LEN + len) {
-		/* The chain goes back empty: the driver reuses it for the next frame. */
-		p->n.rx_too_long++;
-		vhost_backend_push(&p->b, NETPORT_RX, c.head, 0);
-		p->rx_notify = true;
-		return -EMSGSIZE;
+	while (off < total) {
+		size_t chunk;
+
+		if (n == VIRTIO_NET_RX_CHAINS_MAX || (got = vhost_backend_pop(&p->b, NETPORT_RX, &c)) <= 0) {
+			while (n--)
+				vhost_backend_unpop(&p->b, NETPORT_RX);
+			p->n.rx_no_buffer++;
+			return -ENOBUFS;
+		}
+		chunk = c.in_len < total - off ? (size_t)c.in_len : total - off;
+		if ((!mergeable && chunk < total) || (n == 0 && chunk < NETPORT_HDR_LEN)) {
+			/* Too short for what the driver said it takes: it goes back empty. */
+			while (n--)
+				vhost_backend_unpop(&p->b, NETPORT_RX);
+			vhost_backend_push(&p->b, NETPORT_RX, c.head, 0);
+			p->n.rx_too_long++;
+			p->rx_notify = true;
+			return -EMSGSIZE;
+		}
+		write_span(&c, 0, (const uint8_t *)h, frame, off, chunk);
+		heads[n] = c.head;
+		lens[n++] = (uint32_t)chunk;
+		off += chunk;
 	}
-	virtq_chain_write(&c, 0, hdr, NETPORT_HDR_LEN);
-	virtq_chain_write(&c, NETPORT_HDR_LEN, frame, len);
-	vhost_backend_push(&p->b, NETPORT_RX, c.head, (uint32_t)(NETPORT_HDR_LEN + len));
+	if (n > 1) {
+		/* The count goes into the first chain, which the loop no longer holds. */
+		uint16_t count = (uint16_t)n;
+
+		if (virtq_chain_at(&p->b.q[NETPORT_RX].vq, heads[0], &c) < 0)
+			return -EINVAL;
+		virtq_chain_write(&c, offsetof(struct virtio_net_hdr, num_buffers), &count, sizeof(count));
+	}
+	for (unsigned i = 0; i < n; i++)
+		vhost_backend_push(&p->b, NETPORT_RX, heads[i], lens[i]);
 	p->n.rx_frames++;
 	p->rx_notify = true;
 	return 0;
+}
+
+struct cut {
+	struct netport *p;
+	int ret;
+};
+
+static void rx_segment(void *ctx, const uint8_t *frame, size_t len)
+{
+	struct cut *k = ctx;
+	struct virtio_net_hdr none = {0};
+	int ret = rx_put(k->p, frame, len, &none);
+
+	if (ret < 0)
+		k->ret = ret;
+}
+
+int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct virtio_net_hdr *off)
+{
+	/* Static: one thread; a segment cut, or a frame whose checksum is completed. */
+	static uint8_t buf[VFR_GSO_FRAME_MAX];
+	struct virtio_net_hdr h = {0};
+
+	if (!offload_wanted(off))
+		return rx_put(p, frame, len, &h);
+	if (virtio_net_rx_header_ok(off, p->b.features, len)) {
+		h = *off;
+		p->n.rx_offloaded++;
+		return rx_put(p, frame, len, &h);
+	}
+	/* The driver does not take it: done here, as a NIC without the offload would need. */
+	if (off->gso_type == VIRTIO_NET_HDR_GSO_TCPV4) {
+		struct cut k = {p, 0};
+
+		if (offload_tcp4_segment(frame, len, off->gso_size, buf, 14 + VFR_MTU, rx_segment, &k) < 0) {
+			p->n.rx_too_long++; /* the VFR checked it: not reached */
+			return -EMSGSIZE;
+		}
+		p->n.rx_cut++;
+		return k.ret;
+	}
+	if (len > sizeof(buf) || off->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		p->n.rx_too_long++;
+		return -EMSGSIZE;
+	}
+	memcpy(buf, frame, len);
+	if (offload_csum_complete(buf, len, off->csum_start, off->csum_offset) < 0) {
+		p->n.rx_too_long++;
+		return -EMSGSIZE;
+	}
+	p->n.rx_csum_done++;
+	return rx_put(p, buf, len, &h);
 }
 
 void netport_flush(struct netport *p)

@@ -4,19 +4,24 @@
  * tests/netdriver), on a listening socket the supervisor passed.
  *
  * The device: VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU (1500)
- * and VIRTIO_NET_F_STATUS (link always up); no offloads, one queue pair.
+ * and VIRTIO_NET_F_STATUS (link always up), one queue pair, and the
+ * offloads of TCP/IPv4: CSUM, GUEST_CSUM, HOST_TSO4, GUEST_TSO4 and
+ * MRG_RXBUF (net/offload.h).
  * Its config space (virtio 1.2, 5.1.4), little-endian:
  *   u8 mac[6]; u16 status (1: link up); u16 max_virtqueue_pairs (1); u16 mtu (1500)
  * Every frame on either queue starts with struct virtio_net_hdr_v1 (12
  * bytes: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset,
- * num_buffers); without offloads the device ignores what the driver wrote
- * there and writes zeros with num_buffers = 1.
+ * num_buffers).
  *   queue 0, receive: each chain is device-writable; a frame goes whole
- *     into one chain, header first. A frame longer than the chain, or no
- *     chain available, is dropped and counted.
+ *     into one chain, header first, or with MRG_RXBUF into as many chains
+ *     as it takes (num_buffers in the first). What the driver did not
+ *     negotiate is done here: a partial checksum completed, a segment cut
+ *     into frames of one MTU. No chain (or too few), or a chain shorter
+ *     than the frame, drops it, counted.
  *   queue 1, transmit: each chain is device-readable, header and frame; a
- *     frame shorter than 14 bytes or longer than VFR_FRAME_MAX is dropped
- *     and counted, the chain returned all the same.
+ *     header asking for what was not negotiated, or a frame shorter than
+ *     14 bytes or longer than the header allows, is dropped and counted,
+ *     the chain returned all the same.
  *
  * No inflight area: after a restart the front-end resumes both rings from
  * the used index, so a frame taken and not completed is sent again (a
@@ -31,6 +36,7 @@
 #include <stdint.h>
 
 #include "lib/watch.h"
+#include "net/offload.h"
 #include "net/vfr.h"
 #include "vhost/backend.h"
 
@@ -40,21 +46,24 @@
 #define NETPORT_QUEUE_SIZE 256
 #define NETPORT_HDR_LEN 12 /* struct virtio_net_hdr_v1 */
 
-#define VIRTIO_NET_F_MTU 3
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_S_LINK_UP 1
 
 struct netport;
 
-/* A frame the port's driver sent (already checked for length). */
-typedef void (*netport_input_fn)(void *ctx, struct netport *p, const uint8_t *frame, size_t len);
+/*
+ * A frame the port's driver sent (already checked for length), and its
+ * header when it asks for an offload (NULL otherwise).
+ */
+typedef void (*netport_input_fn)(void *ctx, struct netport *p, const uint8_t *frame, size_t len,
+				 const struct virtio_net_hdr *off);
 
 struct netport_counters {
 	uint64_t tx_frames, tx_bad; /* taken from the transmit queue; dropped for their length */
 	uint64_t rx_frames,
 	    rx_no_buffer;     /* put in the receive queue; dropped for want of a buffer */
 	uint64_t rx_too_long; /* dropped: longer than the buffer offered */
+	uint64_t tx_offloaded; /* taken with a partial checksum or as a segment to cut */
+	uint64_t rx_offloaded; /* put in the receive queue that way */
+	uint64_t rx_cut, rx_csum_done; /* segments cut, checksums completed for the driver */
 	uint64_t connects;
 };
 
@@ -104,8 +113,13 @@ void netport_vhost_ready(struct netport *p, const struct vhost_watch *w);
  * input; tx_pending says whether more may be there. Returns frames taken.
  */
 unsigned netport_tx(struct netport *p, unsigned budget);
-/* Puts one frame in the receive queue. 0, or -ENOBUFS / -EMSGSIZE (dropped, counted). */
-int netport_rx(struct netport *p, const uint8_t *frame, size_t len);
+/*
+ * Puts one frame in the receive queue, with off (NULL: none) what its
+ * sender left undone: passed on where the driver negotiated it, done here
+ * where it did not. 0, or -ENOBUFS / -EMSGSIZE (dropped, counted).
+ */
+int netport_rx(struct netport *p, const uint8_t *frame, size_t len,
+	       const struct virtio_net_hdr *off);
 /* Signals the receive completions made since the last call, if the driver wants them. */
 void netport_flush(struct netport *p);
 

@@ -28,19 +28,25 @@ fail(char *why, size_t whylen, enum pkt_verdict v, const char *fmt, ...)
 #define MALFORMED(...) fail(why, whylen, PKT_MALFORMED, __VA_ARGS__)
 #define REFUSED(...) fail(why, whylen, PKT_REFUSED, __VA_ARGS__)
 
-uint16_t pkt_csum(const uint8_t *buf, size_t len)
+uint32_t pkt_sum(uint32_t s, const uint8_t *buf, size_t len)
 {
-	uint32_t sum = 0;
 	size_t i;
 
 	for (i = 0; i + 1 < len; i += 2)
-		sum += get16(buf + i);
+		s += get16(buf + i);
 	if (len & 1)
-		sum += (uint32_t)buf[len - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
+		s += (uint32_t)buf[len - 1] << 8;
+	return s;
 }
+
+uint16_t pkt_sum_fold(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+uint16_t pkt_csum(const uint8_t *buf, size_t len) { return pkt_sum_fold(pkt_sum(0, buf, len)); }
 
 bool pkt_tcp_flags_bogus(uint8_t f)
 {
@@ -306,6 +312,8 @@ static enum pkt_verdict parse_ipv4(const uint8_t *buf, uint32_t avail, struct pk
 	p->frag_off = (frag & 0x1fff) * 8u;
 	p->l4_off = p->l3_off + ihl;
 	p->l4_len = p->ip_len - ihl;
+	p->wire_packets = 1;
+	p->wire_bytes = p->ip_len;
 	p->payload_off = p->l4_off;
 	data = p->l4_len;
 	if ((frag & 0x2000) || p->frag_off) {
@@ -362,6 +370,7 @@ enum pkt_verdict pkt_parse(const uint8_t *buf, size_t len, struct pkt *p, char *
 	uint16_t type;
 
 	memset(p, 0, sizeof(*p));
+	p->wire_packets = 1; /* wire_bytes: the IPv4 length, once it is known */
 	if (why && whylen)
 		why[0] = 0;
 	/* Nothing on a virtqueue is longer than 64 KiB plus headers; refuse rather than wrap. */

@@ -95,6 +95,12 @@ struct pkt {
 	uint16_t ip_id;
 	uint32_t frag_off; /* in bytes */
 	uint32_t l4_len;   /* bytes from l4_off to the datagram's end */
+	/*
+	 * The IPv4 packets on the wire this one stands for, and their bytes:
+	 * 1 and ip_len as parsed; more for a TCP segment its sender left to
+	 * cut (the VFR sets them from its offload header, net/offload.h).
+	 */
+	uint32_t wire_packets, wire_bytes;
 
 	/* IPv6: recognised only (PKT_REFUSED), these for the log */
 	uint8_t ip6_src[16], ip6_dst[16];
@@ -139,5 +145,12 @@ const char *pkt_tcp_flags_str(uint8_t flags, char *buf, size_t len);
 /* The RFC 1071 checksum of buf[0, len) (the value as read big-endian: 0 when a header sums right).
  */
 uint16_t pkt_csum(const uint8_t *buf, size_t len);
+/*
+ * The same in parts: s plus the ones' complement sum of buf[0, len) as
+ * big-endian words, not folded (at most 64 KiB and a pseudo-header in all),
+ * and the checksum of such a sum, folded and complemented.
+ */
+uint32_t pkt_sum(uint32_t s, const uint8_t *buf, size_t len);
+uint16_t pkt_sum_fold(uint32_t s);
 
 #endif

@@ -100,7 +100,15 @@ struct vfr {
 
 	int64_t wall_off; /* wall_ms - now of the latest call */
 
-	uint8_t fwd[VFR_FRAME_MAX]; /* the forwarded frame */
+	/*
+	 * The frame being forwarded, and what its sender left undone (a
+	 * partial checksum, a segment to cut): it leaves with the frame, which
+	 * counts as the wire frames it stands for.
+	 */
+	uint8_t fwd[VFR_GSO_FRAME_MAX];
+	bool in_has_off;
+	struct virtio_net_hdr in_off;
+	struct offload_segs in_segs;
 	uint8_t ans[VFR_FRAME_MAX]; /* answers: ARP, DHCP, RST, ICMP */
 };
 
@@ -125,30 +133,12 @@ static void put32(uint8_t *b, uint32_t v)
 	put16(b + 2, (uint16_t)v);
 }
 
-static uint32_t sum16(uint32_t s, const uint8_t *b, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < n; i += 2)
-		s += get16(b + i);
-	if (n & 1)
-		s += (uint32_t)b[n - 1] << 8;
-	return s;
-}
-
-static uint16_t fold(uint32_t s)
-{
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
 /* RFC 1624: the checksum at c after a 16-bit word of what it covers went from o to n. */
 static void csum_fix16(uint8_t *c, uint16_t o, uint16_t n)
 {
 	uint32_t s = (uint32_t)(uint16_t)~get16(c) + (uint16_t)~o + n;
 
-	put16(c, fold(s));
+	put16(c, pkt_sum_fold(s));
 }
 
 static void csum_fix32(uint8_t *c, uint32_t o, uint32_t n)
@@ -171,7 +161,7 @@ static void l4_csum(uint8_t *l4, size_t len, size_t at, uint32_t src, uint32_t d
 	uint16_t c;
 
 	put16(l4 + at, 0);
-	c = fold(sum16(s, l4, len));
+	c = pkt_sum_fold(pkt_sum(s, l4, len));
 	if (proto == PKT_PROTO_UDP && !c)
 		c = 0xffff;
 	put16(l4 + at, c);
@@ -364,6 +354,9 @@ static const char *port_label(struct vfr *v, uint32_t id, char *buf, size_t len)
 
 static void emit(struct vfr *v, uint32_t port, const uint8_t *f, size_t len)
 {
+	/* Only the forwarded frame carries its sender's offloads; answers are the VFR's own. */
+	const struct virtio_net_hdr *off = f == v->fwd && v->in_has_off ? &v->in_off : NULL;
+	bool segment = off && off->gso_type != VIRTIO_NET_HDR_GSO_NONE;
 	struct vfr_port_stats *st;
 	struct vfr_port *p;
 
@@ -375,10 +368,10 @@ static void emit(struct vfr *v, uint32_t port, const uint8_t *f, size_t len)
 			return;
 		st = &p->st;
 	}
-	st->tx_frames++;
-	st->tx_bytes += len;
+	st->tx_frames += segment ? v->in_segs.count : 1;
+	st->tx_bytes += segment ? v->in_segs.wire_bytes : len;
 	if (v->cb.emit)
-		v->cb.emit(v->cb.ctx, port, f, len);
+		v->cb.emit(v->cb.ctx, port, f, len, off);
 }
 
 /* Pads a frame to Ethernet's 60 bytes (without FCS). */
@@ -640,13 +633,20 @@ static uint32_t nat_of_flow(const struct vfr *v, const struct ct_flow *f)
 	return i != NIL && v->nat[i].domain == domain ? i : NIL;
 }
 
+/* Whether the frame being forwarded has its L4 checksum left partial by its sender. */
+static bool in_partial(const struct vfr *v)
+{
+	return v->in_has_off && (v->in_off.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
+}
+
 /*
  * Rewrites the source (src) or destination address and port of the IPv4
  * packet in f to addr/port, with its checksums; for an ICMP error the
  * quoted datagram's other end too (its destination when the source is
  * rewritten: the quote goes the other way).
  */
-static void nat_rewrite(uint8_t *f, const struct pkt *p, bool src, uint32_t addr, uint16_t port)
+static void nat_rewrite(uint8_t *f, const struct pkt *p, bool src, uint32_t addr, uint16_t port,
+			bool partial)
 {
 	uint8_t *ip = f + p->l3_off, *l4 = f + p->l4_off;
 	uint32_t old = get32(ip + (src ? 12 : 16));
@@ -661,6 +661,17 @@ static void nat_rewrite(uint8_t *f, const struct pkt *p, bool src, uint32_t addr
 		uint16_t oport = get16(pp);
 
 		put16(pp, port);
+		if (partial) {
+			/*
+			 * The field holds the pseudo-header's sum, not yet
+			 * complemented, for the receiver to complete over the
+			 * ports and all: only the address in that sum changes.
+			 */
+			put16(c, (uint16_t)~get16(c));
+			csum_fix32(c, old, addr);
+			put16(c, (uint16_t)~get16(c));
+			return;
+		}
 		if (p->proto == PKT_PROTO_UDP && !get16(c))
 			return; /* no checksum */
 		csum_fix32(c, old, addr);
@@ -1252,8 +1263,8 @@ static void deny_record(struct vfr *v, const struct pkt *p, const struct fw *w, 
 	    .src_port = w->m.sport,
 	    .dst_port = w->m.dport,
 	    .proto = p->proto,
-	    .packets = 1,
-	    .bytes = p->ip_len,
+	    .packets = p->wire_packets,
+	    .bytes = p->wire_bytes,
 	    .verdict = a == VFR_REJECT ? IPFIX_REJECT : IPFIX_DROP,
 	    .rule = rule,
 	};
@@ -1685,7 +1696,7 @@ static bool nat_out(struct vfr *v, struct vfr_port *pt, uint8_t *f, const struct
 		}
 	}
 	e->last_ms = now;
-	nat_rewrite(f, p, true, v->up.addr, e->ext_port);
+	nat_rewrite(f, p, true, v->up.addr, e->ext_port, in_partial(v));
 	return true;
 }
 
@@ -1881,12 +1892,15 @@ static void uplink_ipv4(struct vfr *v, const uint8_t *frame, const struct pkt *p
 				v->up_st.no_route++;
 				return;
 			}
-			nat_rewrite(v->fwd, p, false, v->nat[ni].in_addr, v->nat[ni].in_port);
+			nat_rewrite(v->fwd, p, false, v->nat[ni].in_addr, v->nat[ni].in_port,
+				    in_partial(v));
 			/* Conntrack and rules see the domain's side of the translation. */
 			if (pkt_parse(v->fwd, len, &np, NULL, 0) != PKT_OK) {
 				v->up_st.malformed++;
 				return;
 			}
+			np.wire_packets = p->wire_packets;
+			np.wire_bytes = p->wire_bytes;
 			view = &np;
 		} else {
 			struct rsip_packet r;
@@ -1962,16 +1976,73 @@ static void from_uplink(struct vfr *v, const uint8_t *frame, const struct pkt *p
 	uplink_ipv4(v, frame, p, now);
 }
 
+/*
+ * Whether the offload off of frame p (len bytes) is one the VFR carries,
+ * with why not; the frames it stands for go into p and v->in_segs.
+ */
+static bool offload_check(struct vfr *v, struct pkt *p, const uint8_t *frame, size_t len,
+			  const struct virtio_net_hdr *off, char *why, size_t whylen)
+{
+	bool partial = off->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+	v->in_off = *off;
+	v->in_off.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM; /* DATA_VALID: nothing to carry */
+	v->in_off.num_buffers = 0;
+	v->in_off.hdr_len = 0;
+	if (partial &&
+	    (p->l3 != PKT_L3_IPV4 || !(p->flags & PKT_F_L4) || (p->flags & PKT_F_FRAG) ||
+	     off->csum_start != p->l4_off ||
+	     off->csum_offset != (p->proto == PKT_PROTO_TCP ? 16 : p->proto == PKT_PROTO_UDP ? 6 : 0))) {
+		snprintf(why, whylen, "partial checksum at %u+%u is not the packet's TCP or UDP checksum",
+			 off->csum_start, off->csum_offset);
+		return false;
+	}
+	switch (off->gso_type) {
+	case VIRTIO_NET_HDR_GSO_NONE:
+		if (len > VFR_FRAME_MAX) {
+			snprintf(why, whylen, "frame of %zu bytes is no segment to cut", len);
+			return false;
+		}
+		v->in_has_off = partial;
+		return true;
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+		if (!partial || p->proto != PKT_PROTO_TCP) {
+			snprintf(why, whylen, "TCP segment without its partial checksum");
+			return false;
+		}
+		if (offload_tcp4_segs(frame, len, off->gso_size, PKT_ETH_HLEN + VFR_MTU, &v->in_segs, why,
+				      whylen) < 0)
+			return false;
+		/* The headers' true length, whatever the sender wrote: a hint the receiver may use. */
+		v->in_off.hdr_len = (uint16_t)v->in_segs.payload_off;
+		p->wire_packets = v->in_segs.count;
+		p->wire_bytes = v->in_segs.wire_bytes - v->in_segs.count * PKT_ETH_HLEN;
+		v->in_has_off = true;
+		return true;
+	default:
+		snprintf(why, whylen, "segment offload of type %u", off->gso_type);
+		return false;
+	}
+}
+
 void vfr_input(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len, uint64_t now,
 	       uint64_t wall_ms)
+{
+	vfr_input_offload(v, port, frame, len, NULL, now, wall_ms);
+}
+
+void vfr_input_offload(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len,
+		       const struct virtio_net_hdr *off, uint64_t now, uint64_t wall_ms)
 {
 	struct vfr_port_stats *st;
 	struct vfr_port *pt = NULL;
 	char why[PKT_REASON_MAX];
 	enum pkt_verdict vd;
+	uint64_t extra;
 	struct pkt p;
 
 	v->wall_off = (int64_t)wall_ms - (int64_t)now;
+	v->in_has_off = false;
 	if (port == VFR_UPLINK) {
 		if (!v->has_uplink)
 			return;
@@ -1992,11 +2063,13 @@ void vfr_input(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len, u
 		}
 		pt->tokens -= 1000;
 	}
-	if (!frame || len > VFR_FRAME_MAX) {
+	if (!frame || len > (offload_wanted(off) ? VFR_GSO_FRAME_MAX : VFR_FRAME_MAX)) {
 		st->malformed++;
 		return;
 	}
 	vd = pkt_parse(frame, len, &p, why, sizeof(why));
+	if (vd == PKT_OK && offload_wanted(off) && !offload_check(v, &p, frame, len, off, why, sizeof(why)))
+		vd = PKT_MALFORMED;
 	if (vd != PKT_OK) {
 		if (vd == PKT_MALFORMED) {
 			char lab[VFR_NAME_MAX + 16];
@@ -2007,7 +2080,21 @@ void vfr_input(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len, u
 		} else {
 			st->refused++;
 		}
+		v->in_has_off = false;
 		return;
+	}
+	/* A segment counts as the frames it stands for, and pays for them. */
+	extra = p.wire_packets - 1;
+	if (extra) {
+		st->rx_frames += extra;
+		st->rx_bytes += v->in_segs.wire_bytes - len;
+		if (pt && pt->cfg.rate_pps) {
+			if (pt->tokens < extra * 1000) {
+				st->rate_limited++;
+				return;
+			}
+			pt->tokens -= extra * 1000;
+		}
 	}
 	if (p.flags & PKT_F_VLAN) {
 		st->refused++; /* no port of the VFR is a trunk */

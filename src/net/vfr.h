@@ -40,6 +40,7 @@
 
 #include "net/conntrack.h"
 #include "net/ipfix.h"
+#include "net/offload.h"
 #include "net/rsip.h"
 #include "net/rules.h"
 
@@ -47,6 +48,8 @@
 #define VFR_UPLINK 0 /* the uplink's port id; a domain's port has its domain id */
 #define VFR_FRAME_MAX 1518 /* Ethernet, one VLAN tag, no FCS */
 #define VFR_MTU 1500
+/* A TCP/IPv4 segment a sender left to cut: an IPv4 packet of up to 64 KiB, no VLAN tag. */
+#define VFR_GSO_FRAME_MAX (14 + 65535)
 
 enum vfr_uplink_mode {
 	VFR_UPLINK_NONE = 0, /* a network of domains only */
@@ -94,8 +97,15 @@ struct vfr_port_stats {
 
 struct vfr_callbacks {
 	void *ctx;
-	/* A frame to deliver on port (VFR_UPLINK or a domain's id). Must not call back in. */
-	void (*emit)(void *ctx, uint32_t port, const uint8_t *frame, size_t len);
+	/*
+	 * A frame to deliver on port (VFR_UPLINK or a domain's id). off is
+	 * NULL, or what its sender left undone and the VFR kept (a partial
+	 * checksum, a TCP segment of up to 64 KiB: vfr_input_offload), for
+	 * the receiver to take or the caller to do (net/offload.h). Must not
+	 * call back in.
+	 */
+	void (*emit)(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
+		     const struct virtio_net_hdr *off);
 	/* One line for the deny log (already rate limited), no newline. May be NULL. */
 	void (*log)(void *ctx, const char *line);
 	/* A flow left the table (and denied first packets, verdict drop/reject). May be NULL. */
@@ -145,6 +155,19 @@ const struct vfr_ruleset *vfr_rules(const struct vfr *v);
  */
 void vfr_input(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len, uint64_t now,
 	       uint64_t wall_ms);
+/*
+ * The same for a frame whose sender left work to a device, as virtio-net's
+ * header says (off; NULL or asking nothing: vfr_input). Taken: a partial
+ * checksum that is the IPv4 packet's TCP or UDP checksum; a TCP/IPv4
+ * segment (VIRTIO_NET_HDR_GSO_TCPV4, the checksum partial) of up to
+ * VFR_GSO_FRAME_MAX bytes whose frames, cut at gso_size, fit the MTU.
+ * Anything else is malformed. The frame goes through switching, the
+ * firewall and NAT whole and leaves with the work still undone (emit's
+ * off); every counter (ports, flows, flow records, the rate limit) counts
+ * the frames it stands for.
+ */
+void vfr_input_offload(struct vfr *v, uint32_t port, const uint8_t *frame, size_t len,
+		       const struct virtio_net_hdr *off, uint64_t now, uint64_t wall_ms);
 /* Expires idle flows (records for them go to cb->flow). Call about once a second. */
 void vfr_tick(struct vfr *v, uint64_t now, uint64_t wall_ms);
 /*

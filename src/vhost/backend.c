@@ -238,6 +238,17 @@ int vhost_backend_pop(struct vhost_backend *b, unsigned qi, struct virtq_chain *
 	return ret;
 }
 
+int vhost_backend_unpop(struct vhost_backend *b, unsigned qi)
+{
+	struct vhost_queue *q = &b->q[qi];
+
+	/* An inflight area already marked it taken, and a resubmitted one is no new request. */
+	if (q->inflight || q->nresubmit)
+		return -EINVAL;
+	virtq_unpop_avail(&q->vq);
+	return 0;
+}
+
 int vhost_backend_push(struct vhost_backend *b, unsigned qi, uint16_t head, uint32_t len)
 {
 	struct vhost_queue *q = &b->q[qi];

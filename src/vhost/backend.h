@@ -135,6 +135,12 @@ int vhost_backend_pop(struct vhost_backend *b, unsigned q, struct virtq_chain *c
 /* Completes a request taken with vhost_backend_pop. */
 int vhost_backend_push(struct vhost_backend *b, unsigned q, uint16_t head, uint32_t len);
 /*
+ * Gives back, unused, the last new request taken from q (a queue without
+ * an inflight area: a device that found it needs more buffers than there
+ * are). 0, or -EINVAL for a queue with an inflight area.
+ */
+int vhost_backend_unpop(struct vhost_backend *b, unsigned q);
+/*
  * From now on the connection's descriptors live in epoll set epfd, their
  * events pointing to struct vhost_watch with w.kind = kind; queues started
  * later are added as they start. 0 or -errno.

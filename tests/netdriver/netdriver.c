@@ -59,7 +59,7 @@ static int start(struct netdrv *d, const char *socket, bool first, char *err, si
 	if ((ret = vhost_frontend_connect(&d->fe, socket, err, errlen)) < 0)
 		return ret;
 	if ((ret = vhost_frontend_get_config(&d->fe, config, sizeof(config), err, errlen)) < 0 ||
-	    (ret = vhost_frontend_setup(&d->fe, NETDRV_FEATURES & d->fe.features, &d->mem, err,
+	    (ret = vhost_frontend_setup(&d->fe, d->want & d->fe.features, &d->mem, err,
 					errlen)) < 0)
 		goto fail;
 	if (first) {
@@ -82,10 +82,17 @@ fail:
 int netdrv_open(struct netdrv *d, const char *socket, const uint8_t *mac, uint16_t qsize, char *err,
 		size_t errlen)
 {
+	return netdrv_open_features(d, socket, mac, qsize, NETDRV_FEATURES, err, errlen);
+}
+
+int netdrv_open_features(struct netdrv *d, const char *socket, const uint8_t *mac, uint16_t qsize,
+			 uint64_t features, char *err, size_t errlen)
+{
 	struct virtq_desc *rx;
 	int ret;
 
 	memset(d, 0, sizeof(*d));
+	d->want = features;
 	d->fe.sock = -1;
 	d->kick_fd[0] = d->kick_fd[1] = d->call_fd[0] = d->call_fd[1] = -1;
 	if (qsize == 0 || qsize > NETDRV_MAX_QSIZE || (qsize & (qsize - 1))) {
@@ -156,6 +163,11 @@ unsigned netdrv_tx_free(struct netdrv *d)
 
 int netdrv_send(struct netdrv *d, const void *frame, size_t len)
 {
+	return netdrv_send_hdr(d, NULL, frame, len);
+}
+
+int netdrv_send_hdr(struct netdrv *d, const void *hdr, const void *frame, size_t len)
+{
 	uint16_t slot;
 	uint8_t *buf;
 
@@ -165,7 +177,10 @@ int netdrv_send(struct netdrv *d, const void *frame, size_t len)
 		return -EAGAIN;
 	slot = netdrv_tx_slot(d);
 	buf = at(d, netdrv_tx_buf_gpa(d, slot));
-	memset(buf, 0, NETDRV_HDR_LEN);
+	if (hdr)
+		memcpy(buf, hdr, NETDRV_HDR_LEN);
+	else
+		memset(buf, 0, NETDRV_HDR_LEN);
 	memcpy(buf + NETDRV_HDR_LEN, frame, len);
 	netdrv_tx_desc(d)[slot] =
 	    (struct virtq_desc){netdrv_tx_buf_gpa(d, slot), (uint32_t)(NETDRV_HDR_LEN + len), 0, 0};
@@ -182,6 +197,11 @@ int netdrv_kick(struct netdrv *d)
 
 int netdrv_receive(struct netdrv *d, void *buf, size_t len, int timeout_ms)
 {
+	return netdrv_receive_hdr(d, NULL, buf, len, timeout_ms);
+}
+
+int netdrv_receive_hdr(struct netdrv *d, void *hdr, void *buf, size_t len, int timeout_ms)
+{
 	struct pollfd p = {.fd = d->call_fd[RX], .events = POLLIN};
 	uint32_t *used = (uint32_t *)((uint16_t *)at(d, USED_GPA(RX)) + 2);
 	uint64_t v;
@@ -193,6 +213,8 @@ int netdrv_receive(struct netdrv *d, void *buf, size_t len, int timeout_ms)
 			d->rx_seen++;
 			if (id >= d->qsize || n > NETDRV_BUF_LEN)
 				return -EPROTO;
+			if (hdr)
+				memcpy(hdr, at(d, rx_buf_gpa(d, (uint16_t)id)), NETDRV_HDR_LEN);
 			n = n >= NETDRV_HDR_LEN ? n - NETDRV_HDR_LEN : 0;
 			if (n > len)
 				n = (uint32_t)len;

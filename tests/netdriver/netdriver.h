@@ -3,8 +3,10 @@
  * "guest memory" is a memfd it shares with the back-end (domus-net), where
  * it lays out the receive ring (queue 0) and the transmit ring (queue 1)
  * by hand, one 2 KiB buffer per descriptor, kicks and calls on eventfds.
- * Features: VERSION_1, MAC, MTU, STATUS; no offloads, so each buffer is
- * the 12-byte virtio_net_hdr_v1 and a frame.
+ * Features: VERSION_1, MAC, MTU, STATUS (netdrv_open_features: those the
+ * caller asks for); each buffer is the 12-byte virtio_net_hdr_v1 and a
+ * frame, the header zero unless the caller writes one (netdrv_send_hdr).
+ * A frame received must fit one buffer.
  *
  * Guest-physical layout (qsize entries per ring, at most 256):
  *   0x0000 RX descriptors  0x1000 RX avail  0x2000 RX used
@@ -32,6 +34,7 @@ struct netdrv {
 	struct vhost_frontend fe;
 	struct guest_mem mem;
 	uint16_t qsize;
+	uint64_t want; /* features asked for */
 	int kick_fd[2], call_fd[2]; /* per queue: 0 receive, 1 transmit */
 	uint8_t mac[6];		    /* from the config space */
 	uint16_t status, mtu;
@@ -46,6 +49,9 @@ struct netdrv {
  */
 int netdrv_open(struct netdrv *d, const char *socket, const uint8_t *mac, uint16_t qsize, char *err,
 		size_t errlen);
+/* The same asking for features (of those the device offers). */
+int netdrv_open_features(struct netdrv *d, const char *socket, const uint8_t *mac, uint16_t qsize,
+			 uint64_t features, char *err, size_t errlen);
 /*
  * A back-end that died: connects again on socket and hands the new one the
  * same memory and rings, each queue resumed from its used index (frames
@@ -55,6 +61,8 @@ int netdrv_reconnect(struct netdrv *d, const char *socket, char *err, size_t err
 void netdrv_close(struct netdrv *d);
 /* Queues one frame on the transmit ring (no kick). 0, -EAGAIN when the ring is full, -EMSGSIZE. */
 int netdrv_send(struct netdrv *d, const void *frame, size_t len);
+/* The same behind the 12-byte header hdr (NULL: zeros). */
+int netdrv_send_hdr(struct netdrv *d, const void *hdr, const void *frame, size_t len);
 /* Tells the device the transmit ring has work. 0 or -errno. */
 int netdrv_kick(struct netdrv *d);
 /* Transmit chains completed so far are taken back; returns how many slots are free. */
@@ -65,6 +73,8 @@ unsigned netdrv_tx_free(struct netdrv *d);
  * or -errno.
  */
 int netdrv_receive(struct netdrv *d, void *buf, size_t len, int timeout_ms);
+/* The same with the buffer's 12-byte header copied into hdr (NULL: not). */
+int netdrv_receive_hdr(struct netdrv *d, void *hdr, void *buf, size_t len, int timeout_ms);
 /*
  * A 64-byte Ethernet frame into f (64 bytes): IPv4 from 10.0.0.src to
  * 10.0.0.dst (header checksum set), UDP 40000 to dport without a checksum,

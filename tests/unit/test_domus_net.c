@@ -37,8 +37,8 @@
 #define QSIZE 64
 
 static const uint8_t mac_a[6] = {0x02, 0, 0, 0, 0, 0x02}, mac_b[6] = {0x02, 0, 0, 0, 0, 0x03};
-static char dir[64], sock_a[128], sock_b[128], sock_c[128];
-static int state_fd, listen_a, listen_b, listen_c, ctl = -1;
+static char dir[64], sock_a[128], sock_b[128], sock_c[128], sock_d[128];
+static int state_fd, listen_a, listen_b, listen_c, listen_d, ctl = -1;
 static pid_t net_pid;
 static struct netdrv A, B;
 static char err[512], reply[NETCTL_MSG_MAX];
@@ -84,13 +84,15 @@ static int setup(void **state)
 	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
 	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
 	snprintf(sock_c, sizeof(sock_c), "%s/c.sock", dir);
+	snprintf(sock_d, sizeof(sock_d), "%s/d.sock", dir);
 	state_fd = memfd_create("vfr-state", MFD_CLOEXEC);
 	assert_true(state_fd >= 0);
 	assert_int_equal(ftruncate(state_fd, (off_t)vfr_state_size(CAPACITY)), 0);
 	listen_a = unix_listen(sock_a, SOCK_STREAM, 4);
 	listen_b = unix_listen(sock_b, SOCK_STREAM, 4);
 	listen_c = unix_listen(sock_c, SOCK_STREAM, 4);
-	assert_true(listen_a >= 0 && listen_b >= 0 && listen_c >= 0);
+	listen_d = unix_listen(sock_d, SOCK_STREAM, 4);
+	assert_true(listen_a >= 0 && listen_b >= 0 && listen_c >= 0 && listen_d >= 0);
 	start_net(true);
 	assert_int_equal(netdrv_open(&A, sock_a, mac_a, QSIZE, err, sizeof(err)), 0);
 	assert_int_equal(netdrv_open(&B, sock_b, mac_b, QSIZE, err, sizeof(err)), 0);
@@ -106,6 +108,7 @@ static int teardown(void **state)
 	unlink(sock_a);
 	unlink(sock_b);
 	unlink(sock_c);
+	unlink(sock_d);
 	rmdir(dir);
 	return 0;
 }
@@ -299,6 +302,210 @@ static void test_capture(void **state)
 	}
 }
 
+/* A TCP frame from 10.0.0.src to 10.0.0.dst into f: flags, seq, ack, n payload bytes; its length. */
+static size_t tcp_frame(uint8_t *f, const uint8_t *from, const uint8_t *to, uint8_t src,
+			uint8_t dst, uint8_t flags, uint32_t seq, uint32_t ack, size_t n)
+{
+	uint8_t *ip = f + 14, *t = f + 34;
+
+	memset(f, 0, 54 + n);
+	memcpy(f, to, 6);
+	memcpy(f + 6, from, 6);
+	f[12] = 0x08;
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((40 + n) >> 8);
+	ip[3] = (uint8_t)(40 + n);
+	ip[6] = 0x40;
+	ip[8] = 64;
+	ip[9] = 6;
+	ip[12] = ip[16] = 10;
+	ip[15] = src;
+	ip[19] = dst;
+	ip[10] = ip[11] = 0;
+	{
+		uint16_t c = pkt_csum(ip, 20);
+		ip[10] = (uint8_t)(c >> 8);
+		ip[11] = (uint8_t)c;
+	}
+	/* From the lower address's port 40000 to the higher's 5001, and back. */
+	t[src < dst ? 0 : 2] = 0x9c; /* 40000 */
+	t[src < dst ? 1 : 3] = 0x40;
+	t[src < dst ? 2 : 0] = 0x13; /* 5001 */
+	t[src < dst ? 3 : 1] = 0x89;
+	t[4] = (uint8_t)(seq >> 24);
+	t[5] = (uint8_t)(seq >> 16);
+	t[6] = (uint8_t)(seq >> 8);
+	t[7] = (uint8_t)seq;
+	t[8] = (uint8_t)(ack >> 24);
+	t[9] = (uint8_t)(ack >> 16);
+	t[10] = (uint8_t)(ack >> 8);
+	t[11] = (uint8_t)ack;
+	t[12] = 5 << 4;
+	t[13] = flags;
+	t[14] = 2;
+	for (size_t i = 0; i < n; i++)
+		t[20 + i] = (uint8_t)(i * 11);
+	return 54 + n;
+}
+
+/* The pseudo-header's sum (not complemented) into the TCP checksum field, as a sender leaves it. */
+static void leave_partial(uint8_t *f, size_t len)
+{
+	uint8_t ph[12];
+	uint16_t c;
+
+	memcpy(ph, f + 26, 8);
+	ph[8] = 0;
+	ph[9] = 6;
+	ph[10] = (uint8_t)((len - 34) >> 8);
+	ph[11] = (uint8_t)(len - 34);
+	c = (uint16_t)~pkt_csum(ph, 12);
+	f[50] = (uint8_t)(c >> 8);
+	f[51] = (uint8_t)c;
+}
+
+/* 0 when the TCP checksum of frame f sums right. */
+static uint16_t tcp_check(const uint8_t *f, size_t len)
+{
+	uint8_t b[12 + 2048];
+
+	memcpy(b, f + 26, 8);
+	b[8] = 0;
+	b[9] = 6;
+	b[10] = (uint8_t)((len - 34) >> 8);
+	b[11] = (uint8_t)(len - 34);
+	memcpy(b + 12, f + 34, len - 34);
+	return pkt_csum(b, 12 + len - 34);
+}
+
+static json_int_t virtio_counter(json_t *stats, int id, const char *name)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach(json_object_get(stats, "ports"), i, p)
+		if (json_integer_value(json_object_get(p, "id")) == id)
+			return json_integer_value(json_object_get(json_object_get(p, "virtio"), name));
+	return -1;
+}
+
+/*
+ * Offloads: C and D take them all, B none. A segment C leaves to cut goes
+ * to D whole with its header, to B cut into frames that sum right; a
+ * partial checksum reaches B completed; stats count frames on the wire.
+ */
+static void test_offloads(void **state)
+{
+	static const uint8_t mac_c[6] = {0x02, 0, 0, 0, 0, 0x08}, mac_d[6] = {0x02, 0, 0, 0, 0, 0x09};
+	const uint64_t offloads = (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+				  (1ULL << VIRTIO_NET_F_HOST_TSO4) |
+				  (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	struct virtio_net_hdr h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+				   .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+				   .gso_size = 500,
+				   .csum_start = 34,
+				   .csum_offset = 16},
+			      got_h;
+	uint8_t f[2048], got[2048];
+	struct netdrv C, D;
+	json_t *stats;
+	size_t len;
+	int n;
+
+	assert_int_equal(ask("port 8 c lan 02:00:00:00:00:08 10.0.0.8", &listen_c, 1), 0);
+	assert_int_equal(netdrv_open_features(&C, sock_c, mac_c, QSIZE, NETDRV_FEATURES | offloads,
+					      err, sizeof(err)),
+			 0);
+	assert_int_equal(C.fe.features & offloads, offloads);
+	assert_int_equal(ask("port 9 d lan 02:00:00:00:00:09 10.0.0.9", &listen_d, 1), 0);
+	assert_int_equal(netdrv_open_features(&D, sock_d, mac_d, QSIZE, NETDRV_FEATURES | offloads,
+					      err, sizeof(err)),
+			 0);
+
+	/* C to B: the handshake, then 1400 bytes cut at 500. */
+	len = tcp_frame(f, mac_c, mac_b, 8, 3, 0x02, 99, 0, 0);
+	assert_int_equal(netdrv_send(&C, f, len), 0);
+	assert_int_equal(netdrv_kick(&C), 0);
+	assert_int_equal(netdrv_receive(&B, got, sizeof(got), 2000), (int)len);
+	len = tcp_frame(f, mac_b, mac_c, 3, 8, 0x12, 7, 100, 0);
+	assert_int_equal(netdrv_send(&B, f, len), 0);
+	assert_int_equal(netdrv_kick(&B), 0);
+	assert_int_equal(netdrv_receive(&C, got, sizeof(got), 2000), (int)len);
+	len = tcp_frame(f, mac_c, mac_b, 8, 3, 0x18, 100, 8, 1400);
+	leave_partial(f, len);
+	assert_int_equal(netdrv_send_hdr(&C, &h, f, len), 0);
+	assert_int_equal(netdrv_kick(&C), 0);
+	for (unsigned i = 0, off = 0; i < 3; i++) {
+		size_t chunk = i < 2 ? 500 : 400;
+
+		n = netdrv_receive_hdr(&B, &got_h, got, sizeof(got), 2000);
+		assert_int_equal(n, (int)(54 + chunk));
+		assert_int_equal(got_h.flags, 0);
+		assert_int_equal(got_h.gso_type, 0);
+		assert_int_equal(tcp_check(got, (size_t)n), 0);
+		assert_int_equal(got[47] & 0x08, i == 2 ? 0x08 : 0); /* PSH on the last only */
+		assert_memory_equal(got + 54, f + 54 + off, chunk);
+		off += (unsigned)chunk;
+	}
+	/* A partial checksum alone reaches B completed. */
+	h.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+	h.gso_size = 0;
+	len = tcp_frame(f, mac_c, mac_b, 8, 3, 0x18, 1500, 8, 300);
+	leave_partial(f, len);
+	assert_int_equal(netdrv_send_hdr(&C, &h, f, len), 0);
+	assert_int_equal(netdrv_kick(&C), 0);
+	assert_int_equal(netdrv_receive(&B, got, sizeof(got), 2000), (int)len);
+	assert_int_equal(tcp_check(got, len), 0);
+
+	/* C to D: the segment arrives whole, its header saying what is left to do. */
+	len = tcp_frame(f, mac_c, mac_d, 8, 9, 0x02, 99, 0, 0);
+	assert_int_equal(netdrv_send(&C, f, len), 0);
+	assert_int_equal(netdrv_kick(&C), 0);
+	assert_int_equal(netdrv_receive(&D, got, sizeof(got), 2000), (int)len);
+	len = tcp_frame(f, mac_d, mac_c, 9, 8, 0x12, 7, 100, 0);
+	assert_int_equal(netdrv_send(&D, f, len), 0);
+	assert_int_equal(netdrv_kick(&D), 0);
+	assert_int_equal(netdrv_receive(&C, got, sizeof(got), 2000), (int)len);
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_size = 500;
+	len = tcp_frame(f, mac_c, mac_d, 8, 9, 0x18, 100, 8, 1400);
+	leave_partial(f, len);
+	assert_int_equal(netdrv_send_hdr(&C, &h, f, len), 0);
+	assert_int_equal(netdrv_kick(&C), 0);
+	n = netdrv_receive_hdr(&D, &got_h, got, sizeof(got), 2000);
+	assert_int_equal(n, (int)len);
+	assert_memory_equal(got + 12, f + 12, len - 12);
+	assert_int_equal(got_h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(got_h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	assert_int_equal(got_h.gso_size, 500);
+	assert_int_equal(got_h.csum_start, 34);
+	assert_int_equal(got_h.csum_offset, 16);
+	assert_int_equal(got_h.num_buffers, 1);
+
+	/* A header asking for what was not negotiated: B's frame dropped, counted. */
+	len = tcp_frame(f, mac_b, mac_c, 3, 8, 0x18, 8, 1800, 100);
+	assert_int_equal(netdrv_send_hdr(&B, &h, f, len), 0);
+	assert_int_equal(netdrv_kick(&B), 0);
+	assert_int_equal(netdrv_receive(&C, got, sizeof(got), 200), 0);
+
+	assert_int_equal(ask("stats", NULL, 0), 0);
+	stats = json_loads(reply, 0, NULL);
+	assert_non_null(stats);
+	/* Port c sent 2 handshakes, 2 segments of 3 frames each and one more frame. */
+	assert_int_equal(port_counter(stats, 8, "rx_frames"), 2 + 3 + 3 + 1);
+	assert_int_equal(virtio_counter(stats, 8, "tx_frames"), 5);
+	assert_int_equal(virtio_counter(stats, 8, "tx_offloaded"), 3);
+	assert_int_equal(virtio_counter(stats, 3, "rx_cut"), 1);
+	assert_int_equal(virtio_counter(stats, 3, "rx_csum_done"), 1);
+	assert_int_equal(virtio_counter(stats, 9, "rx_offloaded"), 1);
+	assert_int_equal(virtio_counter(stats, 3, "tx_bad"), 1);
+	json_decref(stats);
+	netdrv_close(&C);
+	netdrv_close(&D);
+	assert_int_equal(ask("unport 8", NULL, 0), 0);
+	assert_int_equal(ask("unport 9", NULL, 0), 0);
+}
+
 static void test_restart(void **state)
 {
 	/* Frames queued while nobody serves them are sent when the new process starts the ring. */
@@ -348,6 +555,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_messages),
 	    cmocka_unit_test(test_stats),
 	    cmocka_unit_test(test_capture),
+	    cmocka_unit_test(test_offloads),
 	    cmocka_unit_test(test_restart),
 	    cmocka_unit_test(test_hangup),
 	};

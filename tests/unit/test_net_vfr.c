@@ -24,7 +24,9 @@
 struct out {
 	uint32_t port;
 	size_t len;
-	uint8_t f[VFR_FRAME_MAX];
+	bool has_off;
+	struct virtio_net_hdr off;
+	uint8_t f[VFR_GSO_FRAME_MAX];
 };
 
 struct cap {
@@ -37,14 +39,18 @@ struct cap {
 	unsigned nflows;
 };
 
-static void cb_emit(void *ctx, uint32_t port, const uint8_t *f, size_t len)
+static void cb_emit(void *ctx, uint32_t port, const uint8_t *f, size_t len,
+		    const struct virtio_net_hdr *off)
 {
 	struct cap *c = ctx;
 
-	assert_true(len <= VFR_FRAME_MAX);
+	assert_true(len <= (off ? VFR_GSO_FRAME_MAX : VFR_FRAME_MAX));
 	if (c->nout < 16) {
 		c->out[c->nout].port = port;
 		c->out[c->nout].len = len;
+		c->out[c->nout].has_off = off != NULL;
+		if (off)
+			c->out[c->nout].off = *off;
 		memcpy(c->out[c->nout].f, f, len);
 	}
 	c->nout++;
@@ -188,7 +194,7 @@ static uint32_t get32(const uint8_t *b) { return (uint32_t)get16(b) << 16 | get1
 /* The TCP/UDP checksum check: 0 when the segment at ip's payload sums right. */
 static uint16_t l4_check(const uint8_t *ip)
 {
-	uint8_t buf[1600];
+	static uint8_t buf[12 + 65535];
 	size_t ihl = (size_t)(ip[0] & 0xf) * 4, len = get16(ip + 2) - ihl;
 
 	memcpy(buf, ip + 12, 8);
@@ -1070,6 +1076,213 @@ static void test_port_errors(void **state)
 	fix_free(x);
 }
 
+/*
+ * A TCP frame from src to dst of n payload bytes as a sender leaving the
+ * checksum partial writes it (the pseudo-header's sum in the field), and
+ * its header: NEEDS_CSUM, and cut at mss when mss is nonzero.
+ */
+static size_t tcp_partial(uint8_t *f, struct virtio_net_hdr *h, const uint8_t *dmac,
+			  const uint8_t *smac, uint32_t src, uint16_t sp, uint32_t dst, uint16_t dp,
+			  size_t n, uint16_t mss)
+{
+	size_t len = ip_frame(f, dmac, smac, PKT_PROTO_TCP, src, dst, 20 + n);
+	uint8_t *t = f + 34, ph[12];
+
+	put16(t, sp);
+	put16(t + 2, dp);
+	put32(t + 4, 1000);
+	put32(t + 8, 1);
+	t[12] = 5 << 4;
+	t[13] = PKT_TCP_ACK | PKT_TCP_PSH;
+	put16(t + 14, 512);
+	for (size_t i = 0; i < n; i++)
+		t[20 + i] = (uint8_t)(i * 13);
+	memcpy(ph, f + 26, 8);
+	ph[8] = 0;
+	ph[9] = PKT_PROTO_TCP;
+	put16(ph + 10, (uint16_t)(20 + n));
+	put16(t + 16, (uint16_t)~pkt_csum(ph, 12));
+	memset(h, 0, sizeof(*h));
+	h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h->csum_start = 34;
+	h->csum_offset = 16;
+	if (mss) {
+		h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		h->gso_size = mss;
+		h->hdr_len = 9999; /* the sender's hint: not trusted */
+	}
+	return len;
+}
+
+struct cut {
+	unsigned n;
+	size_t bytes;
+	struct out o;
+};
+
+static void cut_frame(void *ctx, const uint8_t *f, size_t len)
+{
+	struct cut *c = ctx;
+
+	c->o.len = len;
+	memcpy(c->o.f, f, len);
+	assert_valid(&c->o);
+	c->n++;
+	c->bytes += len;
+}
+
+static void input_off(struct fix *x, uint32_t port, const uint8_t *f, size_t len,
+		      const struct virtio_net_hdr *h, uint64_t now)
+{
+	vfr_input_offload(x->v, port, f, len, h, now, WALL + now);
+}
+
+static void test_offload(void **state)
+{
+	struct fix *x = fix_new();
+	static uint8_t f[VFR_GSO_FRAME_MAX], seg[1514];
+	struct virtio_net_hdr h;
+	uint8_t m2[6], m3[6];
+	const struct vfr_port_stats *s2, *s3;
+	size_t len;
+
+	mac_of(2, m2);
+	mac_of(3, m3);
+	len = tcp_frame(f, m3, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 1, 3), 5001, PKT_TCP_SYN, 999, 0);
+	input(x, 2, f, len, T0);
+	len = tcp_frame(f, m2, m3, IP(10, 0, 1, 3), 5001, IP(10, 0, 1, 2), 40000,
+			PKT_TCP_SYN | PKT_TCP_ACK, 0, 1000);
+	input(x, 3, f, len, T0);
+	assert_int_equal(x->c.nout, 2);
+
+	/* A segment of 4000 bytes cut at 1448 goes to db whole, with its offload: 3 frames' worth. */
+	reset(&x->c);
+	s2 = vfr_port_stats(x->v, 2);
+	s3 = vfr_port_stats(x->v, 3);
+	uint64_t rx0 = s2->rx_frames, rxb0 = s2->rx_bytes, tx0 = s3->tx_frames, txb0 = s3->tx_bytes;
+	len = tcp_partial(f, &h, m3, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 1, 3), 5001, 4000, 1448);
+	input_off(x, 2, f, len, &h, T0 + 1);
+	assert_int_equal(x->c.nout, 1);
+	assert_int_equal(x->c.out[0].port, 3);
+	assert_int_equal(x->c.out[0].len, len);
+	assert_memory_equal(x->c.out[0].f, f, len);
+	assert_true(x->c.out[0].has_off);
+	assert_int_equal(x->c.out[0].off.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(x->c.out[0].off.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	assert_int_equal(x->c.out[0].off.gso_size, 1448);
+	assert_int_equal(x->c.out[0].off.csum_start, 34);
+	assert_int_equal(x->c.out[0].off.csum_offset, 16);
+	assert_int_equal(x->c.out[0].off.hdr_len, 54);
+	assert_int_equal(s2->rx_frames - rx0, 3);
+	assert_int_equal(s2->rx_bytes - rxb0, len + 2 * 54);
+	assert_int_equal(s3->tx_frames - tx0, 3);
+	assert_int_equal(s3->tx_bytes - txb0, len + 2 * 54);
+	/* Cut as a receiver without TSO gets it: every frame sums right. */
+	struct cut cut = {0};
+
+	assert_int_equal(
+	    offload_tcp4_segment(x->c.out[0].f, len, 1448, seg, sizeof(seg), cut_frame, &cut), 0);
+	assert_int_equal(cut.n, 3);
+	assert_int_equal(cut.bytes, len + 2 * 54);
+
+	/* A partial checksum alone is carried too, and counts one frame. */
+	reset(&x->c);
+	len = tcp_partial(f, &h, m3, m2, IP(10, 0, 1, 2), 40000, IP(10, 0, 1, 3), 5001, 100, 0);
+	input_off(x, 2, f, len, &h, T0 + 2);
+	assert_int_equal(x->c.nout, 1);
+	assert_true(x->c.out[0].has_off);
+	assert_int_equal(x->c.out[0].off.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+	assert_int_equal(offload_csum_complete(x->c.out[0].f, len, 34, 16), 0);
+	assert_valid(&x->c.out[0]);
+
+	/*
+	 * The flow's record (made as web's port goes) counts every frame on the
+	 * wire: 1 SYN + 3 + 1 out, and their bytes.
+	 */
+	reset(&x->c);
+	assert_int_equal(vfr_remove_port(x->v, 2), 0);
+	assert_int_equal(x->c.nflows, 1);
+	assert_int_equal(x->c.flows[0].packets, 5);
+	assert_int_equal(x->c.flows[0].bytes, 40 + (4000 + 3 * 40) + (100 + 40));
+	assert_int_equal(x->c.flows[0].rev_packets, 1);
+
+	/* What the VFR does not carry is malformed, and nothing leaves (db's port here). */
+	reset(&x->c);
+	uint64_t bad0 = s3->malformed;
+	len = tcp_partial(f, &h, m2, m3, IP(10, 0, 1, 3), 5001, IP(10, 0, 1, 2), 40000, 3000, 1448);
+	h.csum_offset = 6;
+	input_off(x, 3, f, len, &h, T0 + 3); /* the checksum somewhere else */
+	h.csum_offset = 16;
+	h.gso_size = 1461;
+	input_off(x, 3, f, len, &h, T0 + 3); /* frames beyond the MTU */
+	h.gso_size = 1448;
+	h.gso_type = 3;
+	input_off(x, 3, f, len, &h, T0 + 3); /* UDP fragmentation offload */
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.flags = 0;
+	input_off(x, 3, f, len, &h, T0 + 3); /* a segment without its partial checksum */
+	h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+	input_off(x, 3, f, len, &h, T0 + 3); /* 3 KiB and no segment */
+	input(x, 3, f, len, T0 + 3);	     /* the same without a header */
+	assert_int_equal(x->c.nout, 0);
+	assert_int_equal(s3->malformed - bad0, 6);
+	assert_non_null(strstr(x->c.lines[0], "not the packet's TCP or UDP checksum"));
+	fix_free(x);
+}
+
+/* NAT rewrites a partial checksum's pseudo-header sum: the receiver's completion sums right. */
+static void test_offload_nat(void **state)
+{
+	struct fix *x = fix_new();
+	static uint8_t f[VFR_GSO_FRAME_MAX];
+	struct virtio_net_hdr h;
+	uint8_t m2[6];
+	uint16_t ext;
+	struct pkt p;
+	size_t len;
+
+	mac_of(2, m2);
+	len = tcp_frame(f, gw1, m2, IP(10, 0, 1, 2), 40000, IP(198, 51, 100, 9), 443, PKT_TCP_SYN, 999, 0);
+	input(x, 2, f, len, T0); /* the gateway asked for, the SYN dropped */
+	learn_gateway(x, T0 + 1);
+	reset(&x->c);
+	input(x, 2, f, len, T0 + 2);
+	assert_int_equal(x->c.nout, 1);
+	assert_int_equal(pkt_parse(x->c.out[0].f, x->c.out[0].len, &p, NULL, 0), PKT_OK);
+	ext = p.sport;
+	len = tcp_frame(f, up_mac, up_gw_mac, IP(198, 51, 100, 9), 443, IP(203, 0, 113, 7), ext,
+			PKT_TCP_SYN | PKT_TCP_ACK, 900, 1000);
+	input(x, VFR_UPLINK, f, len, T0 + 2);
+
+	reset(&x->c);
+	len = tcp_partial(f, &h, gw1, m2, IP(10, 0, 1, 2), 40000, IP(198, 51, 100, 9), 443, 5000, 1448);
+	input_off(x, 2, f, len, &h, T0 + 3);
+	assert_int_equal(x->c.nout, 1);
+	assert_int_equal(x->c.out[0].port, VFR_UPLINK);
+	assert_true(x->c.out[0].has_off);
+	assert_int_equal(pkt_parse(x->c.out[0].f, x->c.out[0].len, &p, NULL, 0), PKT_OK);
+	assert_int_equal(p.src, IP(203, 0, 113, 7));
+	assert_int_equal(p.sport, ext);
+	assert_int_equal(offload_csum_complete(x->c.out[0].f, x->c.out[0].len, 34, 16), 0);
+	assert_valid(&x->c.out[0]);
+	assert_int_equal(vfr_port_stats(x->v, VFR_UPLINK)->tx_frames, 1 + 1 + 4); /* ARP, SYN, segment */
+
+	/* Inbound, from the uplink's side, translated back. */
+	reset(&x->c);
+	len = tcp_partial(f, &h, up_mac, up_gw_mac, IP(198, 51, 100, 9), 443, IP(203, 0, 113, 7), ext,
+			  600, 0);
+	input_off(x, VFR_UPLINK, f, len, &h, T0 + 4);
+	assert_int_equal(x->c.nout, 1);
+	assert_int_equal(x->c.out[0].port, 2);
+	assert_int_equal(pkt_parse(x->c.out[0].f, x->c.out[0].len, &p, NULL, 0), PKT_OK);
+	assert_int_equal(p.dst, IP(10, 0, 1, 2));
+	assert_int_equal(p.dport, 40000);
+	assert_int_equal(offload_csum_complete(x->c.out[0].f, x->c.out[0].len, 34, 16), 0);
+	assert_valid(&x->c.out[0]);
+	fix_free(x);
+}
+
 static void test_rate_limit(void **state)
 {
 	struct fix *x = fix_new();
@@ -1110,6 +1323,8 @@ int main(void)
 	    cmocka_unit_test(test_corrupt_region),
 	    cmocka_unit_test(test_port_errors),
 	    cmocka_unit_test(test_rate_limit),
+	    cmocka_unit_test(test_offload),
+	    cmocka_unit_test(test_offload_nat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
