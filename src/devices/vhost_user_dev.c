@@ -104,8 +104,12 @@ static int start_backend(struct vhost_user_dev *u, char *err, size_t errlen)
 		return ret;
 	for (unsigned q = 0; q < u->nqueues; q++) {
 		struct virtq *vq = &vd->vqs[q];
-		uint16_t *used_idx = gmem_ptr(&vd->vm->mem, vq->used_gpa + 2, 2);
+		uint16_t *used_idx;
 
+		/* A queue the driver left off (a network driver without MQ uses one pair) is not started. */
+		if (!vq->enabled)
+			continue;
+		used_idx = gmem_ptr(&vd->vm->mem, vq->used_gpa + 2, 2);
 		if (!used_idx) {
 			snprintf(err, errlen, "queue %u: the used ring is outside guest memory", q);
 			return -EFAULT;
@@ -125,11 +129,10 @@ void vhost_user_dev_driver_ok(struct virtio_dev *vd)
 	struct vhost_user_dev *u = of(vd);
 	char err[256];
 
-	for (unsigned q = 0; q < u->nqueues; q++)
-		if (!u->vdev.vqs[q].enabled) {
-			virtio_needs_reset(&u->vdev, "DRIVER_OK with a queue not enabled");
-			return;
-		}
+	if (!u->vdev.vqs[0].enabled) {
+		virtio_needs_reset(&u->vdev, "DRIVER_OK with its first queue not enabled");
+		return;
+	}
 	u->started = true;
 	/* Without a back-end now, the next one is handed the queues when it comes. */
 	if (u->connected && start_backend(u, err, sizeof(err)) < 0)

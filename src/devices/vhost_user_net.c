@@ -8,7 +8,15 @@
 
 /* What the guest may see of the back-end's features; MAC is ours, from the domain's config. */
 #define NET_FEATURES_PASSED                                                                         \
-	((1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | VIRTIO_NET_OFFLOADS)
+	((1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | VIRTIO_NET_OFFLOADS |           \
+	 NET_FEATURES_MQ)
+/*
+ * Several queue pairs: the back-end serves the control queue as well (the
+ * number of pairs the driver uses is all it says there), so the device
+ * has its queues as the back-end counts them, the control queue last.
+ */
+#define NET_FEATURES_MQ ((1ULL << VIRTIO_NET_F_MQ) | (1ULL << VIRTIO_NET_F_CTRL_VQ))
+#define NET_PAIRS_MAX ((VIRTIO_MAX_QUEUES - 1) / 2)
 
 static struct vhost_user_net *of(struct virtio_dev *vd)
 {
@@ -58,20 +66,29 @@ int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path
 	struct virtio_net_config be = {0};
 	char err[256];
 	uint64_t features;
+	uint16_t pairs;
 	int ret;
 
 	memset(n, 0, sizeof(*n));
-	if ((ret = vhost_user_dev_open(&n->u, path, 2, &net_hooks, err, sizeof(err))) < 0 ||
-	    ((n->u.fe.features & (1ULL << VIRTIO_NET_F_MTU)) &&
+	if ((ret = vhost_user_dev_open(&n->u, path, 2 * NET_PAIRS_MAX + 1, &net_hooks, err,
+				       sizeof(err))) < 0 ||
+	    ((n->u.fe.features & ((1ULL << VIRTIO_NET_F_MTU) | NET_FEATURES_MQ)) &&
 	     (ret = vhost_frontend_get_config(&n->u.fe, &be, sizeof(be), err, sizeof(err))) < 0)) {
 		log_warnx("network %s: %s", path, err);
 		vhost_user_dev_close(&n->u);
 		return ret;
 	}
 	features = (n->u.fe.features & NET_FEATURES_PASSED) | (1ULL << VIRTIO_NET_F_MAC);
+	pairs = be.max_virtqueue_pairs < NET_PAIRS_MAX ? be.max_virtqueue_pairs : NET_PAIRS_MAX;
+	if ((features & NET_FEATURES_MQ) != NET_FEATURES_MQ || pairs < 2 ||
+	    n->u.fe.max_queues < 2u * pairs + 1) {
+		features &= ~NET_FEATURES_MQ;
+		pairs = 1;
+	}
+	n->u.nqueues = pairs > 1 ? 2u * pairs + 1 : 2;
 	memcpy(n->config.mac, mac, 6);
 	n->config.status = VIRTIO_NET_S_LINK_UP;
-	n->config.max_virtqueue_pairs = 1;
+	n->config.max_virtqueue_pairs = pairs;
 	n->config.mtu = (features & (1ULL << VIRTIO_NET_F_MTU)) ? be.mtu : 1500;
 	return vhost_user_dev_add(vm, &n->u, &vhost_user_net_ops, n, features);
 }

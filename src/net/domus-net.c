@@ -784,6 +784,17 @@ static int cmd_stats(struct request *r)
 		j = port_json(p->id, port_names[p->id], s);
 		json_object_set_new(j, "connected", json_boolean(p->connected));
 		json_object_set_new(j, "tx_broken", json_boolean(p->tx_broken));
+		json_object_set_new(j, "pairs", json_integer(p->pairs));
+		{
+			json_t *qs = json_array();
+
+			for (unsigned k = 0; k < NETPORT_PAIRS_MAX; k++)
+				json_array_append_new(qs, json_pack("{s:I,s:I}", "tx_frames",
+								    (json_int_t)p->n.tx_by_pair[k],
+								    "rx_frames",
+								    (json_int_t)p->n.rx_by_pair[k]));
+			json_object_set_new(j, "queue_pairs", qs);
+		}
 		json_object_set_new(
 		    j, "virtio",
 		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "tx_frames",
@@ -960,7 +971,7 @@ static int serve(int control_fd, int timer)
 		}
 		/* One round: at most TX_BUDGET frames from each port, then the receive signals. */
 		for (unsigned i = 0; i < nports; i++)
-			if (ports[port_ids[i]]->tx_pending)
+			if (ports[port_ids[i]]->tx_pending || ports[port_ids[i]]->ctrl_pending)
 				netport_tx(ports[port_ids[i]], TX_BUDGET);
 		for (unsigned i = 0; i < nports; i++)
 			netport_flush(ports[port_ids[i]]);

@@ -24,7 +24,7 @@ static int get_config(void *dev, uint8_t *buf, uint32_t off, uint32_t len)
 	struct netport *p = dev;
 	/* Room for the fields of features not offered (speed, duplex, RSS): zeros. */
 	uint8_t cfg[64] = {0};
-	uint16_t status = VIRTIO_NET_S_LINK_UP, pairs = 1, mtu = VFR_MTU;
+	uint16_t status = VIRTIO_NET_S_LINK_UP, pairs = NETPORT_PAIRS_MAX, mtu = VFR_MTU;
 
 	memcpy(cfg, p->mac, 6);
 	memcpy(cfg + 6, &status, 2);
@@ -45,14 +45,17 @@ static void queue_kicked(void *dev, struct vhost_backend *b, unsigned q)
 	 * flooding driver cannot hold the others (domus-net.c). New receive
 	 * buffers need nothing: frames are put in them as they come.
 	 */
-	if (q == NETPORT_TX)
+	if (q == NETPORT_CTRL)
+		p->ctrl_pending = true;
+	else if (q & 1)
 		p->tx_pending = true;
 }
 
 static const struct vhost_device_ops netport_ops = {
     .features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
 		(1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_NET_F_MAC) |
-		(1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | NETPORT_OFFLOADS,
+		(1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_STATUS) | NETPORT_OFFLOADS |
+		(1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ),
     .num_queues = NETPORT_QUEUES,
     .queue_size = NETPORT_QUEUE_SIZE,
     .no_inflight = true,
@@ -71,6 +74,7 @@ void netport_init(struct netport *p, uint32_t id, const uint8_t mac[6], int list
 	p->ctx = ctx;
 	p->b.sock = -1;
 	p->epfd = -1;
+	p->pairs = 1;
 }
 
 static int listen_watch(struct netport *p, int op)
@@ -96,7 +100,9 @@ void netport_disconnect(struct netport *p)
 
 	if (p->connected)
 		vhost_backend_close(&p->b);
-	p->connected = p->tx_pending = p->rx_notify = p->tx_broken = false;
+	p->connected = p->tx_pending = p->ctrl_pending = p->tx_broken = false;
+	p->rx_notify = 0;
+	p->pairs = 1;
 	/* The next front-end may come now. */
 	if (was && listen_watch(p, EPOLL_CTL_ADD) < 0)
 		log_warn("port %u: watching its socket again", p->id);
@@ -164,18 +170,17 @@ static bool queue_usable(struct netport *p, unsigned q)
 	return p->connected && p->b.q[q].started && !p->b.q[q].vq.broken;
 }
 
-unsigned netport_tx(struct netport *p, unsigned budget)
+static unsigned tx_queue(struct netport *p, unsigned q, unsigned budget)
 {
 	/* Static: one thread, a chain is 4 KiB of iovecs and a packet 64 KiB. */
 	static struct virtq_chain c;
 	static uint8_t packet[NETPORT_HDR_LEN + VFR_GSO_FRAME_MAX];
 	unsigned taken = 0;
 
-	p->tx_pending = false;
-	if (!queue_usable(p, NETPORT_TX))
+	if (!queue_usable(p, q))
 		return 0;
 	while (taken < budget) {
-		int got = vhost_backend_pop(&p->b, NETPORT_TX, &c);
+		int got = vhost_backend_pop(&p->b, q, &c);
 		struct virtio_net_hdr h;
 		uint64_t flen;
 
@@ -198,13 +203,14 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 			flen = 0;
 		memcpy(&h, packet, sizeof(h));
 		/* Copied out: the chain goes back before the VFR sees the frame. */
-		vhost_backend_push(&p->b, NETPORT_TX, c.head, 0);
+		vhost_backend_push(&p->b, q, c.head, 0);
 		if (!flen || flen > VFR_GSO_FRAME_MAX ||
 		    !virtio_net_tx_header_ok(&h, p->b.features, (size_t)flen)) {
 			p->n.tx_bad++;
 			continue;
 		}
 		p->n.tx_frames++;
+		p->n.tx_by_pair[q / 2]++;
 		if (offload_wanted(&h))
 			p->n.tx_offloaded++;
 		p->input(p->ctx, p, packet + NETPORT_HDR_LEN, (size_t)flen,
@@ -213,7 +219,55 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 	if (taken == budget)
 		p->tx_pending = true;
 	if (taken)
-		vhost_backend_notify(&p->b, NETPORT_TX);
+		vhost_backend_notify(&p->b, q);
+	return taken;
+}
+
+/* The control queue: the number of queue pairs, and nothing else (no other CTRL_ feature). */
+static void ctrl_serve(struct netport *p)
+{
+	static struct virtq_chain c;
+	bool any = false;
+	int got;
+
+	p->ctrl_pending = false;
+	while (queue_usable(p, NETPORT_CTRL) && (got = vhost_backend_pop(&p->b, NETPORT_CTRL, &c)) != 0) {
+		uint8_t cmd[4], ack = VIRTIO_NET_ERR;
+		uint16_t pairs;
+
+		if (got < 0) {
+			log_warnx("port %u: the driver broke the control ring's rules", p->id);
+			break;
+		}
+		/* class, command, then the command's data; the device writes one byte back. */
+		if (c.out_len == 4 && virtq_chain_read(&c, 0, cmd, 4) == 4 &&
+		    cmd[0] == VIRTIO_NET_CTRL_MQ && cmd[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
+		    FEATURE(p->b.features, VIRTIO_NET_F_MQ)) {
+			pairs = (uint16_t)(cmd[2] | cmd[3] << 8);
+			if (pairs >= 1 && pairs <= NETPORT_PAIRS_MAX) {
+				p->pairs = pairs;
+				ack = VIRTIO_NET_OK;
+			}
+		}
+		if (c.in_len >= 1)
+			virtq_chain_write(&c, 0, &ack, 1);
+		vhost_backend_push(&p->b, NETPORT_CTRL, c.head, c.in_len >= 1 ? 1 : 0);
+		any = true;
+	}
+	if (any)
+		vhost_backend_notify(&p->b, NETPORT_CTRL);
+}
+
+unsigned netport_tx(struct netport *p, unsigned budget)
+{
+	unsigned taken = 0;
+
+	p->tx_pending = false;
+	if (p->ctrl_pending)
+		ctrl_serve(p);
+	/* Every transmit queue the driver started, whatever it said of pairs: a frame is a frame. */
+	for (unsigned q = NETPORT_TX; q < NETPORT_CTRL && !p->tx_broken; q += 2)
+		taken += tx_queue(p, q, budget);
 	return taken;
 }
 
@@ -236,7 +290,8 @@ static void write_span(struct virtq_chain *c, uint64_t at, const uint8_t *hdr, c
  * or with MRG_RXBUF as many as it takes (none taken when there are too
  * few: they go back for the next frame).
  */
-static int rx_put(struct netport *p, const uint8_t *frame, size_t len, struct virtio_net_hdr *h)
+static int rx_put(struct netport *p, unsigned q, const uint8_t *frame, size_t len,
+		  struct virtio_net_hdr *h)
 {
 	static struct virtq_chain c;
 	bool mergeable = FEATURE(p->b.features, VIRTIO_NET_F_MRG_RXBUF);
@@ -247,16 +302,16 @@ static int rx_put(struct netport *p, const uint8_t *frame, size_t len, struct vi
 	int got;
 
 	h->num_buffers = 1; /* more: written into the first chain once all are filled */
-	if (!queue_usable(p, NETPORT_RX)) {
+	if (!queue_usable(p, q)) {
 		p->n.rx_no_buffer++;
 		return -ENOBUFS;
 	}
 	while (off < total) {
 		size_t chunk;
 
-		if (n == VIRTIO_NET_RX_CHAINS_MAX || (got = vhost_backend_pop(&p->b, NETPORT_RX, &c)) <= 0) {
+		if (n == VIRTIO_NET_RX_CHAINS_MAX || (got = vhost_backend_pop(&p->b, q, &c)) <= 0) {
 			while (n--)
-				vhost_backend_unpop(&p->b, NETPORT_RX);
+				vhost_backend_unpop(&p->b, q);
 			p->n.rx_no_buffer++;
 			return -ENOBUFS;
 		}
@@ -264,10 +319,10 @@ static int rx_put(struct netport *p, const uint8_t *frame, size_t len, struct vi
 		if ((!mergeable && chunk < total) || (n == 0 && chunk < NETPORT_HDR_LEN)) {
 			/* Too short for what the driver said it takes: it goes back empty. */
 			while (n--)
-				vhost_backend_unpop(&p->b, NETPORT_RX);
-			vhost_backend_push(&p->b, NETPORT_RX, c.head, 0);
+				vhost_backend_unpop(&p->b, q);
+			vhost_backend_push(&p->b, q, c.head, 0);
 			p->n.rx_too_long++;
-			p->rx_notify = true;
+			p->rx_notify |= 1u << (q / 2);
 			return -EMSGSIZE;
 		}
 		write_span(&c, 0, (const uint8_t *)h, frame, off, chunk);
@@ -279,19 +334,21 @@ static int rx_put(struct netport *p, const uint8_t *frame, size_t len, struct vi
 		/* The count goes into the first chain, which the loop no longer holds. */
 		uint16_t count = (uint16_t)n;
 
-		if (virtq_chain_at(&p->b.q[NETPORT_RX].vq, heads[0], &c) < 0)
+		if (virtq_chain_at(&p->b.q[q].vq, heads[0], &c) < 0)
 			return -EINVAL;
 		virtq_chain_write(&c, offsetof(struct virtio_net_hdr, num_buffers), &count, sizeof(count));
 	}
 	for (unsigned i = 0; i < n; i++)
-		vhost_backend_push(&p->b, NETPORT_RX, heads[i], lens[i]);
+		vhost_backend_push(&p->b, q, heads[i], lens[i]);
 	p->n.rx_frames++;
-	p->rx_notify = true;
+	p->n.rx_by_pair[q / 2]++;
+	p->rx_notify |= 1u << (q / 2);
 	return 0;
 }
 
 struct cut {
 	struct netport *p;
+	unsigned q;
 	int ret;
 };
 
@@ -299,10 +356,31 @@ static void rx_segment(void *ctx, const uint8_t *frame, size_t len)
 {
 	struct cut *k = ctx;
 	struct virtio_net_hdr none = {0};
-	int ret = rx_put(k->p, frame, len, &none);
+	int ret = rx_put(k->p, k->q, frame, len, &none);
 
 	if (ret < 0)
 		k->ret = ret;
+}
+
+/*
+ * The receive queue for a frame: the pair its IPv4 flow hashes to, the
+ * same for both directions and for every frame of a flow (so a flow's
+ * frames stay in order); pair 0 for the rest.
+ */
+static unsigned rx_queue(const struct netport *p, const uint8_t *f, size_t len)
+{
+	uint32_t h, ports = 0;
+	size_t ihl;
+
+	if (p->pairs <= 1 || len < 34 || f[12] != 0x08 || f[13] != 0x00)
+		return NETPORT_RX;
+	ihl = (size_t)(f[14] & 0xf) * 4;
+	if ((f[23] == 6 || f[23] == 17) && !((f[20] << 8 | f[21]) & 0x3fff) && len >= 14 + ihl + 4)
+		ports = (uint32_t)(f[14 + ihl] << 8 | f[15 + ihl]) ^ (uint32_t)(f[16 + ihl] << 8 | f[17 + ihl]);
+	h = ((uint32_t)f[26] << 24 | f[27] << 16 | f[28] << 8 | f[29]) ^
+	    ((uint32_t)f[30] << 24 | f[31] << 16 | f[32] << 8 | f[33]) ^ ports ^ f[23];
+	h *= 0x9e3779b1u; /* the high bits mixed from all of them */
+	return 2 * ((h >> 16) % p->pairs);
 }
 
 int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct virtio_net_hdr *off)
@@ -310,17 +388,18 @@ int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct
 	/* Static: one thread; a segment cut, or a frame whose checksum is completed. */
 	static uint8_t buf[VFR_GSO_FRAME_MAX];
 	struct virtio_net_hdr h = {0};
+	unsigned q = rx_queue(p, frame, len);
 
 	if (!offload_wanted(off))
-		return rx_put(p, frame, len, &h);
+		return rx_put(p, q, frame, len, &h);
 	if (virtio_net_rx_header_ok(off, p->b.features, len)) {
 		h = *off;
 		p->n.rx_offloaded++;
-		return rx_put(p, frame, len, &h);
+		return rx_put(p, q, frame, len, &h);
 	}
 	/* The driver does not take it: done here, as a NIC without the offload would need. */
 	if (off->gso_type == VIRTIO_NET_HDR_GSO_TCPV4) {
-		struct cut k = {p, 0};
+		struct cut k = {p, q, 0};
 
 		if (offload_tcp4_segment(frame, len, off->gso_size, buf, 14 + VFR_MTU, rx_segment, &k) < 0) {
 			p->n.rx_too_long++; /* the VFR checked it: not reached */
@@ -339,12 +418,13 @@ int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct
 		return -EMSGSIZE;
 	}
 	p->n.rx_csum_done++;
-	return rx_put(p, buf, len, &h);
+	return rx_put(p, q, buf, len, &h);
 }
 
 void netport_flush(struct netport *p)
 {
-	if (p->rx_notify && p->connected)
-		vhost_backend_notify(&p->b, NETPORT_RX);
-	p->rx_notify = false;
+	for (unsigned i = 0; i < NETPORT_PAIRS_MAX && p->connected; i++)
+		if (p->rx_notify & (1u << i))
+			vhost_backend_notify(&p->b, 2 * i);
+	p->rx_notify = 0;
 }

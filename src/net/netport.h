@@ -6,9 +6,12 @@
  * The device: VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU (1500)
  * and VIRTIO_NET_F_STATUS (link always up), one queue pair, and the
  * offloads of TCP/IPv4: CSUM, GUEST_CSUM, HOST_TSO4, GUEST_TSO4 and
- * MRG_RXBUF (net/offload.h).
+ * MRG_RXBUF (net/offload.h), and MQ with CTRL_VQ: up to NETPORT_PAIRS_MAX
+ * queue pairs. A frame for the domain goes to the receive queue of the
+ * pair its flow hashes to (addresses, protocol and ports, the same either
+ * way); every transmit queue is served.
  * Its config space (virtio 1.2, 5.1.4), little-endian:
- *   u8 mac[6]; u16 status (1: link up); u16 max_virtqueue_pairs (1); u16 mtu (1500)
+ *   u8 mac[6]; u16 status (1: link up); u16 max_virtqueue_pairs; u16 mtu (1500)
  * Every frame on either queue starts with struct virtio_net_hdr_v1 (12
  * bytes: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset,
  * num_buffers).
@@ -40,9 +43,17 @@
 #include "net/vfr.h"
 #include "vhost/backend.h"
 
+/*
+ * Queue pairs: a driver that negotiates MQ uses one per vCPU, up to
+ * NETPORT_PAIRS_MAX, and says how many on the control queue
+ * (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET). Pair i is receive queue 2i and
+ * transmit queue 2i + 1; the control queue comes after the last pair.
+ */
+#define NETPORT_PAIRS_MAX 4
 #define NETPORT_RX 0
 #define NETPORT_TX 1
-#define NETPORT_QUEUES 2
+#define NETPORT_CTRL (2 * NETPORT_PAIRS_MAX)
+#define NETPORT_QUEUES (2 * NETPORT_PAIRS_MAX + 1)
 #define NETPORT_QUEUE_SIZE 256
 #define NETPORT_HDR_LEN 12 /* struct virtio_net_hdr_v1 */
 
@@ -64,6 +75,7 @@ struct netport_counters {
 	uint64_t tx_offloaded; /* taken with a partial checksum or as a segment to cut */
 	uint64_t rx_offloaded; /* put in the receive queue that way */
 	uint64_t rx_cut, rx_csum_done; /* segments cut, checksums completed for the driver */
+	uint64_t tx_by_pair[NETPORT_PAIRS_MAX], rx_by_pair[NETPORT_PAIRS_MAX]; /* frames per queue */
 	uint64_t connects;
 };
 
@@ -72,8 +84,10 @@ struct netport {
 	uint8_t mac[6];
 	int listen_fd;
 	bool connected;
-	bool tx_pending; /* frames may be left in the transmit queue: serve it next round */
-	bool rx_notify;	 /* receive completions not yet signalled */
+	bool tx_pending;   /* frames may be left in a transmit queue: serve them next round */
+	bool ctrl_pending; /* the control queue was kicked */
+	uint32_t rx_notify; /* receive queues (a bit per pair) with completions not yet signalled */
+	uint16_t pairs;	    /* pairs the driver uses: 1 until it says more */
 	bool tx_broken;	 /* the driver broke the transmit ring's rules: it stops until reconnect */
 	struct vhost_backend b;
 	/*
@@ -109,8 +123,9 @@ void netport_listen_ready(struct netport *p);
 /* A vhost_kind event of the port's connection; drops the front-end if it must go. */
 void netport_vhost_ready(struct netport *p, const struct vhost_watch *w);
 /*
- * Takes up to budget frames from the transmit queue and hands each to
- * input; tx_pending says whether more may be there. Returns frames taken.
+ * Answers the control queue, then takes up to budget frames from each
+ * transmit queue and hands each to input; tx_pending says whether more
+ * may be there. Returns frames taken.
  */
 unsigned netport_tx(struct netport *p, unsigned budget);
 /*

@@ -23,6 +23,13 @@
 #define VIRTIO_NET_F_HOST_TSO6 12
 #define VIRTIO_NET_F_MRG_RXBUF 15 /* a received frame may span several buffers */
 #define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_F_CTRL_VQ 17 /* a control queue, the last one */
+#define VIRTIO_NET_F_MQ 22	/* several queue pairs, chosen over the control queue */
+/* The control queue's one command we take (virtio 1.2, 5.1.6.5.5), and its answers. */
+#define VIRTIO_NET_CTRL_MQ 4
+#define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
+#define VIRTIO_NET_OK 0
+#define VIRTIO_NET_ERR 1
 #define VIRTIO_NET_S_LINK_UP 1
 
 #define VIRTIO_NET_HDR_LEN 12	  /* struct virtio_net_hdr_v1, VERSION_1 */
