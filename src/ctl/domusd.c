@@ -167,7 +167,7 @@ static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
 	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang]\n"
-	"              [--blk-threads N] [--console-log] [-v]\n"
+	"              [--blk-threads N] [--blk-poll-us N] [--net-poll-us N] [--console-log] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -181,6 +181,8 @@ static const char usage_text[] =
 	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
 	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --blk-threads N   domus-blk's worker threads (default 1; docs/blk.md)\n"
+	"  --blk-poll-us N, --net-poll-us N  after a batch, domus-blk (domus-net) watches its\n"
+	"                    queues this many microseconds before it sleeps (default 0: off)\n"
 	"  --console-log     keep each domain's console in STATE-DIR/log/NAME.console.log too\n"
 	"                    (emptied as the domain is created; at most 16 MiB a domain)\n"
 	"  --sched-gran core|cpu  core (the default): no two domains' vCPUs on sibling\n"
@@ -208,6 +210,8 @@ int main(int argc, char **argv)
 		{"blk-cache-mib", required_argument, NULL, 'c'},
 		{"blk-sched", required_argument, NULL, 'S'},
 		{"blk-threads", required_argument, NULL, 'B'},
+		{"blk-poll-us", required_argument, NULL, 'p'},
+		{"net-poll-us", required_argument, NULL, 'q'},
 		{"sched-gran", required_argument, NULL, 'G'},
 		{"topology", required_argument, NULL, 'T'},
 		{"backend-weight", required_argument, NULL, 'W'},
@@ -270,6 +274,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			ctlproc_set_threads("domus-blk", (unsigned)strtoul(optarg, NULL, 10));
+			break;
+		case 'p':
+		case 'q':
+			errno = 0;
+			if (!*optarg || strtoul(optarg, &end, 10) > 1000000 || *end || errno ||
+			    optarg[0] == '-') {
+				fprintf(stderr, "domusd: --%s-poll-us '%s': 0 to 1000000\n",
+					opt == 'p' ? "blk" : "net", optarg);
+				return 2;
+			}
+			ctlproc_set_poll_us(opt == 'p' ? "domus-blk" : "domus-net",
+					    (unsigned)strtoul(optarg, NULL, 10));
 			break;
 		case 'W':
 			errno = 0;

@@ -30,27 +30,39 @@ void ctlproc_set_cgroup(const char *argv0, int dirfd)
 		}
 }
 
-static struct {
+/* What each kind of process is started with beyond its control socket. */
+static struct spawn_options {
 	const char *argv0;
-	unsigned n;
-} thread_counts[4];
+	unsigned threads, poll_us;
+} options[4];
+
+static struct spawn_options *options_of(const char *argv0, bool make)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (options[i].argv0 && !strcmp(options[i].argv0, argv0))
+			return &options[i];
+		if (!options[i].argv0 && make) {
+			options[i].argv0 = argv0;
+			return &options[i];
+		}
+	}
+	return NULL;
+}
 
 void ctlproc_set_threads(const char *argv0, unsigned n)
 {
-	for (size_t i = 0; i < sizeof(thread_counts) / sizeof(thread_counts[0]); i++)
-		if (!thread_counts[i].argv0 || !strcmp(thread_counts[i].argv0, argv0)) {
-			thread_counts[i].argv0 = argv0;
-			thread_counts[i].n = n;
-			return;
-		}
+	struct spawn_options *o = options_of(argv0, true);
+
+	if (o)
+		o->threads = n;
 }
 
-static unsigned threads_of(const char *argv0)
+void ctlproc_set_poll_us(const char *argv0, unsigned us)
 {
-	for (size_t i = 0; i < sizeof(thread_counts) / sizeof(thread_counts[0]); i++)
-		if (thread_counts[i].argv0 && !strcmp(thread_counts[i].argv0, argv0))
-			return thread_counts[i].n;
-	return 0;
+	struct spawn_options *o = options_of(argv0, true);
+
+	if (o)
+		o->poll_us = us;
 }
 
 static int cgroup_of(const char *argv0)
@@ -77,11 +89,27 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
 		  char *err, size_t errlen)
 {
 	int sp[2], cgroup = cgroup_of(argv0);
-	unsigned threads = threads_of(argv0);
-	char nthreads[16];
+	const struct spawn_options *o = options_of(argv0, false);
+	char nthreads[16], npoll[16];
+	const char *args[10];
+	unsigned n = 0;
 
-	/* Formatted here: the child calls only what is async-signal-safe. */
-	snprintf(nthreads, sizeof(nthreads), "%u", threads);
+	/* Made here: the child calls only what is async-signal-safe. */
+	args[n++] = argv0;
+	args[n++] = "--control-fd";
+	args[n++] = "3";
+	args[n++] = verbose ? "-v" : "--quiet";
+	if (o && o->threads) {
+		snprintf(nthreads, sizeof(nthreads), "%u", o->threads);
+		args[n++] = "--threads";
+		args[n++] = nthreads;
+	}
+	if (o && o->poll_us) {
+		snprintf(npoll, sizeof(npoll), "%u", o->poll_us);
+		args[n++] = "--poll-us";
+		args[n++] = npoll;
+	}
+	args[n] = NULL;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
@@ -107,12 +135,7 @@ int ctlproc_spawn(const char *program, const char *argv0, bool verbose, pid_t *p
 		if (dup2(sp[1], 3) < 0)
 			_exit(127);
 		syscall(SYS_close_range, 4, ~0U, 0);
-		if (threads)
-			execl(program, argv0, "--control-fd", "3", verbose ? "-v" : "--quiet",
-			      "--threads", nthreads, (char *)NULL);
-		else
-			execl(program, argv0, "--control-fd", "3", verbose ? "-v" : "--quiet",
-			      (char *)NULL);
+		execv(program, (char *const *)args);
 		_exit(127);
 	}
 	close(sp[1]);

@@ -32,6 +32,11 @@ void ctlproc_set_cgroup(const char *argv0, int dirfd);
  * none, its own default): domusd's --blk-threads for domus-blk.
  */
 void ctlproc_set_threads(const char *argv0, unsigned n);
+/*
+ * The same with `--poll-us us` (0: none): how long a back-end polls its
+ * queues after a batch (domusd's --blk-poll-us and --net-poll-us).
+ */
+void ctlproc_set_poll_us(const char *argv0, unsigned us);
 /* Moves the calling process into the cgroup dirfd is; async-signal-safe. 0 or -errno. */
 int ctlproc_join_cgroup(int dirfd);
 /*

@@ -3,7 +3,7 @@
  * the host serves every domain's virtio-net over vhost-user and the
  * uplink's TAP, with the datapath of net/vfr.h between them.
  *
- *   domus-net --control-fd N [--user NAME] [--no-sandbox] [-v] [-q]
+ *   domus-net --control-fd N [--user NAME] [--no-sandbox] [--poll-us N] [-v] [-q]
  *
  * Everything comes over the control socket (SOCK_SEQPACKET, net/netctl.h,
  * docs/net.md): the state memfd, the uplink's TAP, networks, ports with
@@ -18,7 +18,10 @@
  * every port waits. Fairness: each round takes at most
  * TX_BUDGET frames from each port's transmit queue (and from the TAP), so
  * a domain that floods gets its share and no more; a port with frames left
- * is served again next round without waiting for a kick.
+ * is served again next round without waiting for a kick. --poll-us N:
+ * after a round that took frames, the transmit rings are watched for N
+ * microseconds more before the loop sleeps, so the next frame of a
+ * request-answer exchange is taken without a kick's round through epoll.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,6 +92,7 @@ static char flow_names[FLOW_BATCH][2][VFR_NAME_MAX];
 static unsigned nflows;
 static uint64_t now_ms, wall_ms, wall_us;
 static bool quiet;
+static unsigned poll_us;
 
 static void clock_update(void)
 {
@@ -918,11 +922,38 @@ static void tap_read(void)
 	}
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
+}
+
+/* --poll-us: watches the ports' transmit rings; true once one has a frame (tx_pending set). */
+static bool busy_poll(void)
+{
+	uint64_t until = mono_us() + poll_us;
+	bool found = false;
+
+	while (!found && !stopping && mono_us() < until)
+		for (unsigned i = 0; i < nports; i++) {
+			struct netport *p = ports[port_ids[i]];
+
+			for (unsigned q = NETPORT_TX; p->connected && q < NETPORT_CTRL; q += 2)
+				if (!p->b.q[q].vq.broken && vhost_backend_has_avail(&p->b, q)) {
+					p->tx_pending = found = true;
+					break;
+				}
+		}
+	return found;
+}
+
 static int serve(int control_fd, int timer)
 {
 	static struct watch control_watch = {W_CONTROL, NULL}, timer_watch = {W_TIMER, NULL};
 	struct epoll_event ev[EVENTS_MAX];
-	bool rechecking = false;
+	bool rechecking = false, worked = false;
 
 	if (watch_fd(control_fd, &control_watch) < 0 || watch_fd(timer, &timer_watch) < 0) {
 		log_warn("epoll_ctl");
@@ -934,6 +965,8 @@ static int serve(int control_fd, int timer)
 
 		for (unsigned i = 0; i < nports; i++)
 			pending |= ports[port_ids[i]]->tx_pending;
+		if (!pending && worked && poll_us)
+			pending = busy_poll();
 		n = epoll_wait(epfd, ev, EVENTS_MAX, pending ? 0 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -970,9 +1003,10 @@ static int serve(int control_fd, int timer)
 			}
 		}
 		/* One round: at most TX_BUDGET frames from each port, then the receive signals. */
+		worked = false;
 		for (unsigned i = 0; i < nports; i++)
 			if (ports[port_ids[i]]->tx_pending || ports[port_ids[i]]->ctrl_pending)
-				netport_tx(ports[port_ids[i]], TX_BUDGET);
+				worked |= netport_tx(ports[port_ids[i]], TX_BUDGET) > 0;
 		for (unsigned i = 0; i < nports; i++)
 			netport_flush(ports[port_ids[i]]);
 		/* A rule change's recheck: a slice between rounds, until every flow is seen. */
@@ -997,6 +1031,7 @@ int main(int argc, char **argv)
 	    {"no-sandbox", no_argument, NULL, 'N'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"poll-us", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *user = NULL;
@@ -1028,6 +1063,14 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			quiet = true;
+			break;
+		case 'P':
+			v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v > 1000000) {
+				fprintf(stderr, "domus-net: --poll-us %s: 0 to 1000000\n", optarg);
+				return 2;
+			}
+			poll_us = (unsigned)v;
 			break;
 		default:
 			goto usage;
@@ -1073,6 +1116,6 @@ int main(int argc, char **argv)
 	close(timer);
 	return ret < 0 ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: domus-net --control-fd N [--user NAME] [--no-sandbox] [-v] [-q]\n");
+	fprintf(stderr, "usage: domus-net --control-fd N [--user NAME] [--no-sandbox] [--poll-us N] [-v] [-q]\n");
 	return 2;
 }

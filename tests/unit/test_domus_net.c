@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "../netdriver/netdriver.h"
+#include "lib/ctlproc.h"
 #include "lib/unix_socket.h"
 #include "net/netctl.h"
 #include "net/pcap.h"
@@ -55,6 +56,8 @@ static void start_net(bool fresh)
 	char program[4096];
 
 	netctl_find_program(program, sizeof(program), "/nonexistent/domusd");
+	/* The busy-polling loop (VM tests run the default, without). */
+	ctlproc_set_poll_us("domus-net", 50);
 	assert_int_equal(netctl_spawn(program, false, &net_pid, &ctl, err, sizeof(err)), 0);
 	assert_int_equal(ask("state capacity=1024", &state_fd, 1), 0);
 	if (fresh)
