@@ -164,9 +164,20 @@ wait_for() {
 	done
 	wait_failed "$what" "$start"
 }
+# vcpus_look: each domain's vCPUs as domusd sees them (state r or b, CPU time, exits).
+vcpus_look() {
+	local d
+	for d in $(api http://d/v1/domains 2>/dev/null | jq -r '.domains[]?.name' 2>/dev/null); do
+		echo "--- $d's vCPUs at $SECONDS s"
+		api "http://d/v1/domains/$d/vcpus" 2>/dev/null | jq -c '.vcpus[]? | {vcpu, state, time_s, exits}' 2>/dev/null || true
+	done
+}
 # wait_failed DESCRIPTION START: what explains a wait that ran out, and fail.
 wait_failed() {
 	echo "--- domusd log"; tail -n 30 "$work/domusd.log" 2>/dev/null || true
+	# Whether the domains' vCPUs run, spin or wait for an interrupt: two looks, 2 s apart.
+	[ ! -S "$work/sock" ] || vcpus_look
+	[ ! -S "$work/sock" ] || { nap 20; vcpus_look; }
 	# A test may define on_timeout to show what else explains the wait.
 	! declare -F on_timeout >/dev/null || on_timeout || true
 	fail "timed out after $((SECONDS - $2)) s waiting for $1"
