@@ -164,12 +164,17 @@ wait_for() {
 	done
 	wait_failed "$what" "$start"
 }
-# vcpus_look: each domain's vCPUs as domusd sees them (state r or b, CPU time, exits).
+# vcpus_look: each domain's vCPUs as domusd sees them (state r or b, CPU time, exits), and
+# the end of its console log.
 vcpus_look() {
 	local d
 	for d in $(api http://d/v1/domains 2>/dev/null | jq -r '.domains[]?.name' 2>/dev/null); do
 		echo "--- $d's vCPUs at $SECONDS s"
 		api "http://d/v1/domains/$d/vcpus" 2>/dev/null | jq -c '.vcpus[]? | {vcpu, state, time_s, exits}' 2>/dev/null || true
+		# What the VMM itself wrote of the console: beyond what a test's console client saw, the
+		# path to the client stopped, not the guest.
+		[ ! -f "$work/state/log/$d.console.log" ] ||
+			{ echo "--- the end of $d's console log"; tail -c 240 "$work/state/log/$d.console.log" | tr -d '\r'; echo; }
 	done
 }
 # wait_failed DESCRIPTION START: what explains a wait that ran out, and fail.
