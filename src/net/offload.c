@@ -114,7 +114,9 @@ int offload_tcp4_segs(const uint8_t *f, size_t len, uint16_t gso_size, size_t ma
 	s->l3_off = ETH_HLEN;
 	s->l4_off = (uint32_t)(ETH_HLEN + ihl);
 	s->payload_off = (uint32_t)(ETH_HLEN + ihl + doff);
-	if (gso_size == 0 || s->payload_off + (size_t)gso_size > max_frame)
+	if (gso_size < OFFLOAD_MSS_MIN)
+		return bad(why, whylen, "segment size %u below %u", gso_size, OFFLOAD_MSS_MIN);
+	if (s->payload_off + (size_t)gso_size > max_frame)
 		return bad(why, whylen, "segment size %u makes frames of %zu bytes, beyond %zu", gso_size,
 			   (size_t)s->payload_off + gso_size, max_frame);
 	payload = len - s->payload_off;

@@ -89,9 +89,10 @@ struct offload_segs {
  * The frames frame[0, len) (Ethernet, IPv4 without a VLAN tag, TCP) cut
  * into pieces of gso_size payload bytes makes. 0, or -EINVAL naming what
  * is wrong in why (may be NULL): not TCP/IPv4, a fragment, headers beyond
- * the frame, an IPv4 length that is not the frame's, a size of 0 or one
- * whose frames would exceed max_frame bytes.
+ * the frame, an IPv4 length that is not the frame's, a size below
+ * OFFLOAD_MSS_MIN or one whose frames would exceed max_frame bytes.
  */
+#define OFFLOAD_MSS_MIN 48 /* Linux's smallest TCP segment size: a frame cut into 1366 at most */
 int offload_tcp4_segs(const uint8_t *frame, size_t len, uint16_t gso_size, size_t max_frame,
 		      struct offload_segs *s, char *why, size_t whylen);
 

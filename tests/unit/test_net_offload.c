@@ -197,6 +197,11 @@ static void test_segs_refused(void **state)
 	assert_int_equal(offload_tcp4_segs(f, len, 1461, MTU_FRAME, &c, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "beyond"));
 	assert_int_equal(offload_tcp4_segs(f, len, 0, MTU_FRAME, &c, why, sizeof(why)), -EINVAL);
+	/* Nor so small a size that one frame makes thousands. */
+	assert_int_equal(offload_tcp4_segs(f, len, 47, MTU_FRAME, &c, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "below 48"));
+	assert_int_equal(offload_tcp4_segs(f, len, 48, MTU_FRAME, &c, why, sizeof(why)), 0);
+	assert_int_equal(c.count, 63);
 	/* The IPv4 length must be the frame's. */
 	assert_int_equal(offload_tcp4_segs(f, len - 1, 1448, MTU_FRAME, &c, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "length"));
