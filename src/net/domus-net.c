@@ -964,7 +964,7 @@ static int serve(int control_fd, int timer)
 		int n;
 
 		for (unsigned i = 0; i < nports; i++)
-			pending |= ports[port_ids[i]]->tx_pending;
+			pending |= ports[port_ids[i]]->tx_pending || ports[port_ids[i]]->ctrl_pending;
 		if (!pending && worked && poll_us)
 			pending = busy_poll();
 		n = epoll_wait(epfd, ev, EVENTS_MAX, pending ? 0 : -1);

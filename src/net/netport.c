@@ -227,11 +227,13 @@ static unsigned tx_queue(struct netport *p, unsigned q, unsigned budget)
 static void ctrl_serve(struct netport *p)
 {
 	static struct virtq_chain c;
-	bool any = false;
+	unsigned served = 0;
 	int got;
 
 	p->ctrl_pending = false;
-	while (queue_usable(p, NETPORT_CTRL) && (got = vhost_backend_pop(&p->b, NETPORT_CTRL, &c)) != 0) {
+	/* A ring's worth a round at most: a driver that keeps posting waits for the next one. */
+	while (served < NETPORT_QUEUE_SIZE && queue_usable(p, NETPORT_CTRL) &&
+	       (got = vhost_backend_pop(&p->b, NETPORT_CTRL, &c)) != 0) {
 		uint8_t cmd[4], ack = VIRTIO_NET_ERR;
 		uint16_t pairs;
 
@@ -252,9 +254,11 @@ static void ctrl_serve(struct netport *p)
 		if (c.in_len >= 1)
 			virtq_chain_write(&c, 0, &ack, 1);
 		vhost_backend_push(&p->b, NETPORT_CTRL, c.head, c.in_len >= 1 ? 1 : 0);
-		any = true;
+		served++;
 	}
-	if (any)
+	if (served == NETPORT_QUEUE_SIZE)
+		p->ctrl_pending = true;
+	if (served)
 		vhost_backend_notify(&p->b, NETPORT_CTRL);
 }
 
