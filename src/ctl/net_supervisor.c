@@ -80,7 +80,7 @@ int net_supervisor_start(struct net_supervisor *s, struct nic_config *nic, bool 
 		return -ENOENT;
 	}
 	make_messages(s, nic);
-	if (nic->v.have_uplink && (s->tap_fd = tap_open(nic->v.uplink_tap, err, sizeof(err))) < 0) {
+	if (nic->v.have_uplink && (s->tap_fd = tap_open_uplink(nic->v.uplink_tap, err, sizeof(err))) < 0) {
 		log_warnx("--net vfr uplink: %s", err);
 		ret = -EINVAL;
 		goto out;

@@ -208,7 +208,7 @@ int nethost_set_uplink(struct nethost *h, const char *spec, char *err, size_t er
 	}
 	if (h->tap_fd >= 0)
 		close(h->tap_fd);
-	h->tap_fd = tap_open(tap, err, errlen);
+	h->tap_fd = tap_open_uplink(tap, err, errlen);
 	if (h->tap_fd < 0)
 		return h->tap_fd;
 	strcpy(h->tap, tap);

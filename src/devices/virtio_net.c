@@ -286,7 +286,8 @@ const struct virtio_device_ops virtio_net_ops = {
 	.driver_ok = driver_ok,
 };
 
-static int open_tap(const char *name, bool vnet_hdr, char *err, size_t errlen)
+/* offloads: TUNSETOFFLOAD's flags, what the TAP may hand its reader. */
+static int open_tap(const char *name, unsigned offloads, char *err, size_t errlen)
 {
 	struct ifreq ifr = {0};
 	int fd, ret, hdr_len = VIRTIO_NET_HDR_LEN;
@@ -301,10 +302,10 @@ static int open_tap(const char *name, bool vnet_hdr, char *err, size_t errlen)
 		snprintf(err, errlen, "/dev/net/tun: %s", strerror(errno));
 		return ret;
 	}
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	strcpy(ifr.ifr_name, name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
-	    (vnet_hdr && (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0))) {
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 ||
+	    ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "TAP %s: %s", name, strerror(errno));
 		close(fd);
@@ -313,14 +314,14 @@ static int open_tap(const char *name, bool vnet_hdr, char *err, size_t errlen)
 	return fd;
 }
 
-int tap_open(const char *name, char *err, size_t errlen)
+int tap_open_uplink(const char *name, char *err, size_t errlen)
 {
-	return open_tap(name, false, err, errlen);
+	return open_tap(name, TUN_F_CSUM | TUN_F_TSO4, err, errlen);
 }
 
 int tap_open_vnet(const char *name, char *err, size_t errlen)
 {
-	return open_tap(name, true, err, errlen);
+	return open_tap(name, 0, err, errlen);
 }
 
 int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])

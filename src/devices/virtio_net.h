@@ -78,11 +78,14 @@ int vhost_user_net_add(struct vm *vm, struct vhost_user_net *n, const char *path
 void vhost_user_net_destroy(struct vhost_user_net *n);
 
 /*
- * Opens (creating if need be) the TAP interface name, IFF_TAP | IFF_NO_PI:
- * whole frames, as domus-net's uplink takes them. fd or -errno with err.
+ * Opens (creating if need be) the TAP interface name, IFF_TAP | IFF_NO_PI |
+ * IFF_VNET_HDR, each frame after a 12-byte virtio-net header, as domus-net's
+ * uplink takes them: it may hand over partial checksums and TCP/IPv4
+ * segments (TUN_F_CSUM | TUN_F_TSO4), which the VFR carries (net/vfr.h).
+ * fd or -errno with err.
  */
-int tap_open(const char *name, char *err, size_t errlen);
-/* The same with IFF_VNET_HDR and a 12-byte header, no offloads yet: the in-VMM device's. */
+int tap_open_uplink(const char *name, char *err, size_t errlen);
+/* The same with no offloads yet (set when the driver's are known): the in-VMM device's. */
 int tap_open_vnet(const char *name, char *err, size_t errlen);
 
 #endif

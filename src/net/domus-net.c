@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,8 +83,9 @@ static struct {
 	char name[VFR_NAME_MAX];
 } nets[VFR_NETWORKS_MAX];
 static unsigned nnets;
-static int tap_fd = -1;
+static int tap_fd = -1; /* each frame after a virtio-net header (tap_open_uplink) */
 static uint64_t tap_dropped; /* frames the TAP would not take */
+static uint64_t tap_tx_offloaded, tap_rx_offloaded; /* frames with work left to the other side */
 static int capture_fd[CT_MAX_DOMAINS];
 static int flow_json_fd = -1, flow_udp_fd = -1;
 static struct ipfix_exporter exporter;
@@ -149,8 +151,8 @@ static void capture_frame(void *ctx, const uint8_t *frame, size_t len)
 
 /*
  * A frame as the wire carries it: a segment its sender left to cut is
- * recorded as the frames it stands for, checksums complete, as the uplink
- * and a driver without TSO receive them (the same cut: the same bytes).
+ * recorded as the frames it stands for, checksums complete, as a driver
+ * without TSO receives them (the same cut: the same bytes).
  */
 static void capture(uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
@@ -162,9 +164,21 @@ static void capture(uint32_t port, const uint8_t *frame, size_t len,
 
 /* ---- the datapath's callbacks ---- */
 
-static void tap_write(void *ctx, const uint8_t *frame, size_t len)
+/*
+ * The TAP takes what the VFR kept (a partial checksum, a TCP/IPv4 segment)
+ * as it is: the host's stack, or the NIC behind it, does the work.
+ */
+static void tap_write(const uint8_t *frame, size_t len, const struct virtio_net_hdr *off)
 {
-	if (tap_fd < 0 || write(tap_fd, frame, len) != (ssize_t)len)
+	struct virtio_net_hdr hdr = {0};
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {(void *)frame, len}};
+
+	if (offload_wanted(off)) {
+		hdr = *off;
+		hdr.num_buffers = 0;
+		tap_tx_offloaded++;
+	}
+	if (tap_fd < 0 || writev(tap_fd, iov, 2) != (ssize_t)(sizeof(hdr) + len))
 		tap_dropped++;
 }
 
@@ -173,8 +187,7 @@ static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
 {
 	capture(port, frame, len, off);
 	if (port == VFR_UPLINK) {
-		/* The TAP takes whole frames: what the sender left undone is done here. */
-		wire_frames(frame, len, off, tap_write, NULL);
+		tap_write(frame, len, off);
 		return;
 	}
 	if (port < CT_MAX_DOMAINS && ports[port])
@@ -819,6 +832,8 @@ static int cmd_stats(struct request *r)
 	if (tap_fd >= 0 && (s = vfr_port_stats(vfr, VFR_UPLINK))) {
 		json_t *u = port_json(VFR_UPLINK, "uplink", s);
 		json_object_set_new(u, "tap_dropped", json_integer((json_int_t)tap_dropped));
+		json_object_set_new(u, "tap_tx_offloaded", json_integer((json_int_t)tap_tx_offloaded));
+		json_object_set_new(u, "tap_rx_offloaded", json_integer((json_int_t)tap_rx_offloaded));
 		json_object_set_new(o, "uplink", u);
 	}
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -907,18 +922,28 @@ static volatile sig_atomic_t stopping;
 
 static void on_signal(int sig) { stopping = 1; }
 
+/* The host's partial checksums and TCP segments (tap_open_uplink's offloads) go through whole. */
 static void tap_read(void)
 {
-	uint8_t frame[VFR_FRAME_MAX + 1];
+	static uint8_t frame[VFR_GSO_FRAME_MAX + 1];
+	struct virtio_net_hdr hdr;
+	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {frame, sizeof(frame)}};
 
 	for (unsigned i = 0; i < TX_BUDGET; i++) {
-		ssize_t n = read(tap_fd, frame, sizeof(frame));
+		ssize_t n = readv(tap_fd, iov, 2);
+		size_t len;
+
 		if (n < 0)
 			return;
-		if (n == 0 || n > VFR_FRAME_MAX)
-			continue; /* the TAP's MTU is ours; a longer frame is not forwarded */
-		capture(VFR_UPLINK, frame, (size_t)n, NULL);
-		vfr_input(vfr, VFR_UPLINK, frame, (size_t)n, now_ms, wall_ms);
+		if (n <= (ssize_t)sizeof(hdr))
+			continue;
+		len = (size_t)n - sizeof(hdr);
+		if (len > (offload_wanted(&hdr) ? VFR_GSO_FRAME_MAX : VFR_FRAME_MAX))
+			continue; /* the TAP's MTU and offloads are ours; a longer frame is not forwarded */
+		if (offload_wanted(&hdr))
+			tap_rx_offloaded++;
+		capture(VFR_UPLINK, frame, len, &hdr);
+		vfr_input_offload(vfr, VFR_UPLINK, frame, len, &hdr, now_ms, wall_ms);
 	}
 }
 
