@@ -7,6 +7,13 @@
  * receive kick rather than being dropped, and the TAP is not read until
  * it is delivered, so the host's queue (not ours) absorbs bursts.
  *
+ * Several queue pairs (a vCPU's each) sit on a multi-queue TAP
+ * (IFF_MULTI_QUEUE), one TAP queue and one receive thread per pair, so
+ * the host's kernel spreads flows over the pairs and each pair's
+ * interrupts go to its own vCPU. The driver says over the control queue
+ * how many it uses (VQ_PAIRS_SET); what a TAP queue beyond them reads goes
+ * to one it uses.
+ *
  * Offloads pass through: the TAP speaks virtio's own header (IFF_VNET_HDR),
  * so a TSO segment or a partial checksum from the guest goes to the host's
  * stack as it is, and the TAP hands the guest what its driver negotiated
@@ -52,9 +59,10 @@ static void config_write(struct virtio_dev *vd, unsigned off, const void *data, 
 
 #define FEATURE(f, bit) (((f) >> (bit)) & 1)
 
-static void transmit(struct virtio_net *n)
+static void transmit(struct virtio_net *n, unsigned pair)
 {
-	struct virtq *vq = &n->vdev.vqs[VIRTIO_NET_TX];
+	unsigned q = 2 * pair + 1;
+	struct virtq *vq = &n->vdev.vqs[q];
 	uint8_t *buf = n->tx_buf;
 	const size_t cap = VIRTIO_NET_HDR_LEN + VIRTIO_NET_GSO_FRAME_MAX;
 	struct virtq_chain c;
@@ -62,7 +70,7 @@ static void transmit(struct virtio_net *n)
 	unsigned served = 0;
 	int r = 0;
 
-	while (virtio_budget_left(&n->vdev, VIRTIO_NET_TX, &served, NET_TX_NOTIFY_BUDGET) &&
+	while (virtio_budget_left(&n->vdev, q, &served, NET_TX_NOTIFY_BUDGET) &&
 	       (r = virtq_pop_avail(vq, &c)) == 1) {
 		/* Copied first: the header checked is the header sent, whatever the guest does meanwhile. */
 		uint64_t len = c.out_len <= cap ? virtq_chain_read(&c, 0, buf, cap) : 0;
@@ -77,7 +85,7 @@ static void transmit(struct virtio_net *n)
 		 */
 		if (len < VIRTIO_NET_HDR_LEN + ETH_HEADER_LEN ||
 		    !virtio_net_tx_header_ok(&h, n->vdev.driver_features, len - VIRTIO_NET_HDR_LEN) ||
-		    write(n->tap_fd, buf, len) < 0)
+		    write(n->pair[pair].tap_fd, buf, len) < 0)
 			n->tx_dropped++;
 		if (virtq_push_used(vq, c.head, 0) < 0)
 			break;
@@ -86,7 +94,46 @@ static void transmit(struct virtio_net *n)
 	if (r < 0)
 		virtio_needs_reset(&n->vdev, "transmit queue broken");
 	if (any)
-		virtio_queue_interrupt(&n->vdev, VIRTIO_NET_TX);
+		virtio_queue_interrupt(&n->vdev, q);
+}
+
+/* The control queue (with more than one pair): how many pairs the driver uses, nothing else. */
+static void control(struct virtio_net *n)
+{
+	unsigned q = 2 * n->pairs;
+	struct virtq *vq = &n->vdev.vqs[q];
+	struct virtq_chain c;
+	unsigned served = 0;
+	bool any = false;
+	int r = 0;
+
+	while (virtio_budget_left(&n->vdev, q, &served, NET_TX_NOTIFY_BUDGET) &&
+	       (r = virtq_pop_avail(vq, &c)) == 1) {
+		uint8_t cmd[4], ack = VIRTIO_NET_ERR;
+		uint64_t len = c.out_len == sizeof(cmd) ? virtq_chain_read(&c, 0, cmd, sizeof(cmd)) : 0;
+		uint16_t pairs;
+
+		if (virtio_net_ctrl_pairs_set(cmd, len, n->vdev.driver_features, n->pairs, &pairs)) {
+			n->active_pairs = pairs;
+			ack = VIRTIO_NET_OK;
+		}
+		/* The device's answer: the first byte it may write. */
+		if (c.in_len >= 1)
+			virtq_chain_write(&c, 0, &ack, 1);
+		if (virtq_push_used(vq, c.head, c.in_len >= 1 ? 1 : 0) < 0)
+			break;
+		any = true;
+	}
+	if (r < 0)
+		virtio_needs_reset(&n->vdev, "control queue broken");
+	if (any)
+		virtio_queue_interrupt(&n->vdev, q);
+}
+
+/* The pair whose receive queue takes what TAP queue pair reads: itself, or one the driver uses. */
+static unsigned rx_pair(const struct virtio_net *n, unsigned pair)
+{
+	return pair < n->active_pairs ? pair : pair % n->active_pairs;
 }
 
 static void queue_notify(struct virtio_dev *vd, unsigned q)
@@ -94,10 +141,19 @@ static void queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtio_net *n = of(vd);
 	uint64_t one = 1;
 
-	if (q == VIRTIO_NET_TX)
-		transmit(n);
-	else if (write(n->stop_fd, &one, 8) < 0) /* buffers posted: the thread looks again */
-		log_warn("virtio-net: wake");
+	if (n->pairs > 1 && q == 2 * n->pairs) {
+		control(n);
+	} else if (q / 2 >= n->pairs) {
+		return; /* no such queue: the transport offers none */
+	} else if (q & 1) {
+		transmit(n, q / 2);
+	} else {
+		/* Buffers posted: the threads that deliver into this queue look again. */
+		for (unsigned i = 0; i < n->pairs; i++)
+			if (rx_pair(n, i) == q / 2 && n->pair[i].wake_fd >= 0 &&
+			    write(n->pair[i].wake_fd, &one, 8) < 0)
+				log_warn("virtio-net: wake");
+	}
 }
 
 /* What the TAP may hand the guest: what its driver takes, and no more. */
@@ -112,7 +168,8 @@ static void set_tap_offloads(struct virtio_net *n, uint64_t f)
 		if (FEATURE(f, VIRTIO_NET_F_GUEST_TSO6))
 			off |= TUN_F_TSO6;
 	}
-	if (ioctl(n->tap_fd, TUNSETOFFLOAD, off) < 0)
+	/* The offloads are the TAP device's, whichever queue sets them. */
+	if (ioctl(n->pair[0].tap_fd, TUNSETOFFLOAD, off) < 0)
 		log_warn("virtio-net: the TAP's offloads");
 }
 
@@ -123,8 +180,9 @@ static void driver_ok(struct virtio_dev *vd)
 
 static void reset(struct virtio_dev *vd)
 {
-	/* The next driver (a reboot, another kernel) may take no offloads. */
+	/* The next driver (a reboot, another kernel) may take no offloads, and one pair. */
 	set_tap_offloads(of(vd), 0);
+	of(vd)->active_pairs = 1;
 }
 
 /*
@@ -134,9 +192,10 @@ static void reset(struct virtio_dev *vd)
  * -EAGAIN too few buffers yet (none is used: those taken go back),
  * -EINVAL the queue is broken.
  */
-static int receive_into_buffers(struct virtio_net *n, const uint8_t *packet, size_t len)
+static int receive_into_buffers(struct virtio_net *n, unsigned q, const uint8_t *packet,
+				size_t len)
 {
-	struct virtq *vq = &n->vdev.vqs[VIRTIO_NET_RX];
+	struct virtq *vq = &n->vdev.vqs[q];
 	bool mergeable = FEATURE(n->vdev.driver_features, VIRTIO_NET_F_MRG_RXBUF);
 	uint16_t heads[VIRTIO_NET_RX_CHAINS_MAX];
 	uint32_t lens[VIRTIO_NET_RX_CHAINS_MAX];
@@ -170,7 +229,7 @@ static int receive_into_buffers(struct virtio_net *n, const uint8_t *packet, siz
 			 * is no second): it goes back empty.
 			 */
 			if (virtq_push_used(vq, c.head, 0) == 0)
-				virtio_queue_interrupt(&n->vdev, VIRTIO_NET_RX);
+				virtio_queue_interrupt(&n->vdev, q);
 			return 0;
 		}
 		virtq_chain_write(&c, 0, packet + off, chunk);
@@ -196,18 +255,21 @@ static int receive_into_buffers(struct virtio_net *n, const uint8_t *packet, siz
 	for (unsigned i = 0; i < taken; i++)
 		if (virtq_push_used(vq, heads[i], lens[i]) < 0)
 			return -EINVAL;
-	virtio_queue_interrupt(&n->vdev, VIRTIO_NET_RX);
+	virtio_queue_interrupt(&n->vdev, q);
 	return 1;
 }
 
-int virtio_net_receive_frame(struct virtio_net *n, const void *packet, size_t len)
+int virtio_net_receive_frame(struct virtio_net *n, unsigned pair, const void *packet, size_t len)
 {
-	struct virtq *vq = &n->vdev.vqs[VIRTIO_NET_RX];
 	const uint8_t *p = packet;
 	struct virtio_net_hdr h;
+	struct virtq *vq;
 	int ret = 0, r;
+	unsigned q;
 
 	pthread_mutex_lock(&n->vdev.lock);
+	q = 2 * rx_pair(n, pair < n->pairs ? pair : 0);
+	vq = &n->vdev.vqs[q];
 	if (len < VIRTIO_NET_HDR_LEN + ETH_HEADER_LEN) {
 		n->rx_dropped++; /* not a frame */
 	} else if (!virtio_driver_ready(&n->vdev) || !vq->enabled) {
@@ -217,7 +279,7 @@ int virtio_net_receive_frame(struct virtio_net *n, const void *packet, size_t le
 		/* Offloads the driver does not take: read before its TUNSETOFFLOAD, or too long. */
 		n->rx_dropped++;
 	} else {
-		r = receive_into_buffers(n, p, len);
+		r = receive_into_buffers(n, q, p, len);
 		if (r == -EAGAIN) {
 			ret = -EAGAIN;
 		} else if (r < 0) {
@@ -233,7 +295,8 @@ int virtio_net_receive_frame(struct virtio_net *n, const void *packet, size_t le
 
 static void *rx_thread(void *arg)
 {
-	struct virtio_net *n = arg;
+	struct virtio_net_pair *pr = arg;
+	struct virtio_net *n = pr->net;
 	/* A header and the largest frame, and a byte more: a read that fills it was too long. */
 	const size_t cap = VIRTIO_NET_HDR_LEN + VIRTIO_NET_GSO_FRAME_MAX + 1;
 	uint8_t *frame = malloc(cap);
@@ -249,25 +312,26 @@ static void *rx_thread(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		struct pollfd p[2] = {{.fd = n->stop_fd, .events = POLLIN},
-				      {.fd = pending ? -1 : n->tap_fd, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = pr->wake_fd, .events = POLLIN},
+				      {.fd = pending ? -1 : pr->tap_fd, .events = POLLIN}};
 		uint64_t v;
 
 		if (poll(p, 2, -1) < 0)
 			continue;
 		if (p[0].revents & POLLIN) {
-			if (read(n->stop_fd, &v, sizeof(v)) == sizeof(v) && !n->active) {
+			if (read(pr->wake_fd, &v, sizeof(v)) == sizeof(v) && !n->active) {
 				free(frame);
 				return NULL;
 			}
 		}
 		if (!pending && (p[1].revents & POLLIN))
-			pending = read(n->tap_fd, frame, cap);
+			pending = read(pr->tap_fd, frame, cap);
 		if (pending < 0) {
 			pending = 0; /* a read error: nothing to deliver */
 			continue;
 		}
-		if (pending && virtio_net_receive_frame(n, frame, (size_t)pending) != -EAGAIN)
+		if (pending &&
+		    virtio_net_receive_frame(n, pr->index, frame, (size_t)pending) != -EAGAIN)
 			pending = 0;
 	}
 }
@@ -286,8 +350,13 @@ const struct virtio_device_ops virtio_net_ops = {
 	.driver_ok = driver_ok,
 };
 
-/* offloads: TUNSETOFFLOAD's flags, what the TAP may hand its reader. */
-static int open_tap(const char *name, unsigned offloads, char *err, size_t errlen)
+/*
+ * A descriptor of the TAP interface name (IFF_MULTI_QUEUE: one of its
+ * queues), each frame behind a 12-byte virtio-net header; offloads:
+ * TUNSETOFFLOAD's flags, what the TAP may hand its reader.
+ */
+static int open_tap(const char *name, bool multi_queue, unsigned offloads, char *err,
+		    size_t errlen)
 {
 	struct ifreq ifr = {0};
 	int fd, ret, hdr_len = VIRTIO_NET_HDR_LEN;
@@ -302,7 +371,7 @@ static int open_tap(const char *name, unsigned offloads, char *err, size_t errle
 		snprintf(err, errlen, "/dev/net/tun: %s", strerror(errno));
 		return ret;
 	}
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multi_queue ? IFF_MULTI_QUEUE : 0);
 	strcpy(ifr.ifr_name, name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 ||
 	    ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
@@ -316,42 +385,71 @@ static int open_tap(const char *name, unsigned offloads, char *err, size_t errle
 
 int tap_open_uplink(const char *name, char *err, size_t errlen)
 {
-	return open_tap(name, TUN_F_CSUM | TUN_F_TSO4, err, errlen);
+	return open_tap(name, false, TUN_F_CSUM | TUN_F_TSO4, err, errlen);
 }
 
-int tap_open_vnet(const char *name, char *err, size_t errlen)
+int tap_open_vnet(const char *name, unsigned want, int *fds, char *err, size_t errlen)
 {
-	return open_tap(name, 0, err, errlen);
+	unsigned n = 0;
+	int fd;
+
+	if (want > 1) {
+		for (; n < want; n++) {
+			if ((fd = open_tap(name, true, 0, err, errlen)) < 0)
+				break;
+			fds[n] = fd;
+		}
+		if (n > 0)
+			return (int)n;
+		/* EINVAL: the TAP exists with one queue (made without IFF_MULTI_QUEUE). */
+		if (fd != -EINVAL)
+			return fd;
+	}
+	if ((fd = open_tap(name, false, 0, err, errlen)) < 0)
+		return fd;
+	fds[0] = fd;
+	return 1;
 }
 
-int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])
+int virtio_net_add(struct vm *vm, struct virtio_net *n, const int *tap_fds, unsigned ntaps,
+		   const uint8_t mac[6])
 {
+	uint64_t features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
+			    (1ULL << VIRTIO_NET_F_MTU) | VIRTIO_NET_OFFLOADS;
 	int ret;
 
+	if (ntaps < 1 || ntaps > VIRTIO_NET_PAIRS_MAX)
+		return -EINVAL;
 	memset(n, 0, sizeof(*n));
-	n->tap_fd = tap_fd;
+	n->pairs = ntaps;
+	n->active_pairs = 1;
+	for (unsigned i = 0; i < ntaps; i++)
+		n->pair[i] = (struct virtio_net_pair){.net = n, .index = i, .tap_fd = tap_fds[i],
+						      .wake_fd = -1};
 	memcpy(n->config.mac, mac, 6);
 	n->config.status = VIRTIO_NET_S_LINK_UP;
-	n->config.max_virtqueue_pairs = 1;
+	n->config.max_virtqueue_pairs = (uint16_t)ntaps;
 	n->config.mtu = 1500;
+	if (ntaps > 1)
+		features |= (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
 	n->tx_buf = malloc(VIRTIO_NET_HDR_LEN + VIRTIO_NET_GSO_FRAME_MAX);
 	if (!n->tx_buf)
 		return -ENOMEM;
-	n->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (n->stop_fd < 0) {
-		free(n->tx_buf);
-		return -errno;
-	}
-	ret = virtio_pci_add(vm, &n->vdev, &virtio_net_ops, n,
-			     (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
-				 (1ULL << VIRTIO_NET_F_MTU) | VIRTIO_NET_OFFLOADS);
+	ret = virtio_pci_add_queues(vm, &n->vdev, &virtio_net_ops, n, features,
+				    ntaps > 1 ? 2 * ntaps + 1 : 2);
 	n->active = true;
-	if (ret == 0 && pthread_create(&n->thread, NULL, rx_thread, n) != 0)
-		ret = -EAGAIN;
+	for (unsigned i = 0; ret == 0 && i < ntaps; i++) {
+		struct virtio_net_pair *p = &n->pair[i];
+
+		if ((p->wake_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+			ret = -errno;
+		else if (pthread_create(&p->thread, NULL, rx_thread, p) != 0)
+			ret = -EAGAIN;
+		else
+			p->started = true;
+	}
 	if (ret < 0) {
-		n->active = false;
-		close(n->stop_fd);
-		free(n->tx_buf);
+		virtio_net_destroy(n);
 		return ret;
 	}
 	return 0;
@@ -361,13 +459,22 @@ void virtio_net_destroy(struct virtio_net *n)
 {
 	uint64_t one = 1;
 
-	if (!n->active)
+	if (!n->tx_buf)
 		return;
 	n->active = false;
-	if (write(n->stop_fd, &one, 8) < 0)
-		log_warn("virtio-net: stop");
-	pthread_join(n->thread, NULL);
-	close(n->stop_fd);
+	for (unsigned i = 0; i < n->pairs; i++) {
+		struct virtio_net_pair *p = &n->pair[i];
+
+		if (p->started) {
+			if (write(p->wake_fd, &one, 8) < 0)
+				log_warn("virtio-net: stop");
+			pthread_join(p->thread, NULL);
+			p->started = false;
+		}
+		if (p->wake_fd >= 0)
+			close(p->wake_fd);
+		p->wake_fd = -1;
+	}
 	free(n->tx_buf);
 	n->tx_buf = NULL;
 }

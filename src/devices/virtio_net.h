@@ -1,10 +1,10 @@
 /*
- * virtio-net (virtio 1.2, section 5.1), one queue pair: the guest sends
+ * virtio-net (virtio 1.2, section 5.1): the guest sends
  * and receives Ethernet frames behind a 12-byte header. Two devices share
  * this header: the in-VMM one on a TAP device (virtio_net.c, the fallback
  * with no firewall-router on the path), which offers checksum offload,
- * TSO both ways and mergeable receive buffers, the TAP taking the same
- * header; and the one whose queues a vhost-user back-end serves
+ * TSO both ways, mergeable receive buffers and a queue pair per vCPU, the
+ * TAP taking the same header; and the one whose queues a vhost-user back-end serves
  * (vhost_user_net.c: domus-net, or any vhost-user-net back-end).
  */
 #ifndef DOMUS_VIRTIO_NET_H
@@ -39,12 +39,31 @@ struct virtio_net_config {
 	uint16_t mtu;
 } __attribute__((packed));
 
-/* The in-VMM device on a TAP: a thread moves what the TAP reads into the receive queue. */
+/*
+ * A queue pair of the in-VMM device: receive queue 2 * index, transmit
+ * queue 2 * index + 1, and its own queue of a multi-queue TAP, which its
+ * thread reads into the receive queue.
+ */
+struct virtio_net_pair {
+	struct virtio_net *net;
+	unsigned index;
+	int tap_fd;  /* this pair's queue of the TAP */
+	int wake_fd; /* an eventfd: buffers posted, or the device stops (-1: no thread) */
+	pthread_t thread;
+	bool started;
+};
+
+/*
+ * The in-VMM device on a TAP: a pair per queue of the TAP (one per vCPU,
+ * at most VIRTIO_NET_PAIRS_MAX), and with more than one pair a control
+ * queue (queue 2 * pairs) where the driver says how many it uses.
+ */
 struct virtio_net {
 	struct virtio_dev vdev;
 	struct virtio_net_config config;
-	int tap_fd, stop_fd;
-	pthread_t thread;
+	unsigned pairs;         /* offered */
+	uint16_t active_pairs;  /* the driver's (VQ_PAIRS_SET), 1 until it says */
+	struct virtio_net_pair pair[VIRTIO_NET_PAIRS_MAX];
 	bool active;
 	uint8_t *tx_buf; /* a header and a frame the driver sends, VIRTIO_NET_HDR_LEN + GSO max */
 	uint64_t rx_dropped, tx_dropped; /* no buffer, frames that did not fit */
@@ -53,19 +72,25 @@ struct virtio_net {
 /* The in-VMM device's operations (the fuzz target drives them directly). */
 extern const struct virtio_device_ops virtio_net_ops;
 
-/* Adds the device on tap_fd (from tap_open_vnet, kept by the caller across reboots). 0 or -errno. */
-int virtio_net_add(struct vm *vm, struct virtio_net *n, int tap_fd, const uint8_t mac[6])
-	__attribute__((warn_unused_result));
+/*
+ * Adds the device on the TAP's queues tap_fds[0, ntaps) (from
+ * tap_open_vnet, kept by the caller across reboots): a queue pair each.
+ * 0 or -errno.
+ */
+int virtio_net_add(struct vm *vm, struct virtio_net *n, const int *tap_fds, unsigned ntaps,
+		   const uint8_t mac[6]) __attribute__((warn_unused_result));
 void virtio_net_destroy(struct virtio_net *n);
 /*
- * Hands what one read from the TAP gave (a virtio_net_hdr, then the frame)
- * to the guest: what the receive thread does with each. Returns 0 once it
- * is delivered or dropped (no header, not an Ethernet frame, an offload
- * the driver did not negotiate, no driver, buffers too small, a broken
- * queue), -EAGAIN when the guest has not posted buffers enough: the caller
- * keeps it until the next receive kick.
+ * Hands what one read from pair's queue of the TAP gave (a virtio_net_hdr,
+ * then the frame) to the guest: what the receive threads do with each. It
+ * goes to that pair's receive queue, or, when the driver uses fewer pairs,
+ * to one it uses. Returns 0 once it is delivered or dropped (no header,
+ * not an Ethernet frame, an offload the driver did not negotiate, no
+ * driver, buffers too small, a broken queue), -EAGAIN when the guest has
+ * not posted buffers enough: the caller keeps it until the next receive
+ * kick.
  */
-int virtio_net_receive_frame(struct virtio_net *n, const void *packet, size_t len);
+int virtio_net_receive_frame(struct virtio_net *n, unsigned pair, const void *packet, size_t len);
 
 struct vhost_user_net {
 	struct vhost_user_dev u;
@@ -85,7 +110,12 @@ void vhost_user_net_destroy(struct vhost_user_net *n);
  * fd or -errno with err.
  */
 int tap_open_uplink(const char *name, char *err, size_t errlen);
-/* The same with no offloads yet (set when the driver's are known): the in-VMM device's. */
-int tap_open_vnet(const char *name, char *err, size_t errlen);
+/*
+ * The same with no offloads yet (set when the driver's are known), and
+ * up to want queues (IFF_MULTI_QUEUE), a descriptor each in fds: the
+ * in-VMM device's. A TAP that already exists with one queue gives one.
+ * The number of queues opened, or -errno with err.
+ */
+int tap_open_vnet(const char *name, unsigned want, int *fds, char *err, size_t errlen);
 
 #endif

@@ -592,6 +592,7 @@ static int cmd_port(struct request *r)
 		return ret;
 	}
 	netport_init(p, c.id, c.mac, take_fd(r, 0), on_port_frame, NULL);
+	p->kept_pairs = vfr_port_pairs_slot(vfr, c.id);
 	fcntl(p->listen_fd, F_SETFL, fcntl(p->listen_fd, F_GETFL) | O_NONBLOCK);
 	if ((ret = netport_watch(p, epfd, W_LISTEN, W_VHOST)) < 0) {
 		snprintf(r->err, r->errlen, "port %u: epoll_ctl: %s", c.id, strerror(-ret));

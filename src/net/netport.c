@@ -117,6 +117,13 @@ void netport_close(struct netport *p)
 	p->listen_fd = -1;
 }
 
+/* The front-end is gone, or replaced: the next one's driver says its pairs anew. */
+static void forget_pairs(struct netport *p)
+{
+	if (p->kept_pairs)
+		*p->kept_pairs = 0;
+}
+
 int netport_accept(struct netport *p)
 {
 	/* One thread serves every port: the back-end never waits on a front-end (vhost_user.h). */
@@ -126,7 +133,12 @@ int netport_accept(struct netport *p)
 
 	if (fd < 0)
 		return -errno;
+	if (p->connected)
+		forget_pairs(p);
 	netport_disconnect(p);
+	/* A front-end back after this process restarted: its driver's pairs, as it said them. */
+	if (p->kept_pairs && *p->kept_pairs >= 1 && *p->kept_pairs <= NETPORT_PAIRS_MAX)
+		p->pairs = *p->kept_pairs;
 	vhost_backend_init(&p->b, fd, &netport_ops, p);
 	if (p->epfd >= 0 && (ret = vhost_backend_watch(&p->b, p->epfd, p->vhost_kind)) < 0) {
 		vhost_backend_close(&p->b);
@@ -161,6 +173,7 @@ void netport_vhost_ready(struct netport *p, const struct vhost_watch *w)
 			log_debug("port %u: %s", p->id, p->b.err);
 		else
 			log_warnx("port %u: front-end dropped: %s", p->id, p->b.err);
+		forget_pairs(p);
 		netport_disconnect(p);
 	}
 }
@@ -236,20 +249,19 @@ static void ctrl_serve(struct netport *p)
 	       (got = vhost_backend_pop(&p->b, NETPORT_CTRL, &c)) != 0) {
 		uint8_t cmd[4], ack = VIRTIO_NET_ERR;
 		uint16_t pairs;
+		uint64_t len;
 
 		if (got < 0) {
 			log_warnx("port %u: the driver broke the control ring's rules", p->id);
 			break;
 		}
 		/* class, command, then the command's data; the device writes one byte back. */
-		if (c.out_len == 4 && virtq_chain_read(&c, 0, cmd, 4) == 4 &&
-		    cmd[0] == VIRTIO_NET_CTRL_MQ && cmd[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
-		    FEATURE(p->b.features, VIRTIO_NET_F_MQ)) {
-			pairs = (uint16_t)(cmd[2] | cmd[3] << 8);
-			if (pairs >= 1 && pairs <= NETPORT_PAIRS_MAX) {
-				p->pairs = pairs;
-				ack = VIRTIO_NET_OK;
-			}
+		len = c.out_len == sizeof(cmd) ? virtq_chain_read(&c, 0, cmd, sizeof(cmd)) : 0;
+		if (virtio_net_ctrl_pairs_set(cmd, len, p->b.features, NETPORT_PAIRS_MAX, &pairs)) {
+			p->pairs = pairs;
+			if (p->kept_pairs)
+				*p->kept_pairs = pairs;
+			ack = VIRTIO_NET_OK;
 		}
 		if (c.in_len >= 1)
 			virtq_chain_write(&c, 0, &ack, 1);
@@ -376,7 +388,8 @@ static unsigned rx_queue(const struct netport *p, const uint8_t *f, size_t len)
 	uint32_t h, ports = 0;
 	size_t ihl;
 
-	if (p->pairs <= 1 || len < 34 || f[12] != 0x08 || f[13] != 0x00)
+	if (p->pairs <= 1 || !FEATURE(p->b.features, VIRTIO_NET_F_MQ) || len < 34 || f[12] != 0x08 ||
+	    f[13] != 0x00)
 		return NETPORT_RX;
 	ihl = (size_t)(f[14] & 0xf) * 4;
 	if ((f[23] == 6 || f[23] == 17) && !((f[20] << 8 | f[21]) & 0x3fff) && len >= 14 + ihl + 4)

@@ -88,6 +88,13 @@ struct netport {
 	bool ctrl_pending; /* the control queue was kicked */
 	uint32_t rx_notify; /* receive queues (a bit per pair) with completions not yet signalled */
 	uint16_t pairs;	    /* pairs the driver uses: 1 until it says more */
+	/*
+	 * Where the driver's pairs outlive this process (a slot of the VFR's
+	 * state region, vfr_port_pairs_slot; NULL: nowhere): a restarted
+	 * domus-net's port takes them from there, since the driver, which
+	 * said it once, does not say it again. 0 once the front-end hangs up.
+	 */
+	uint16_t *kept_pairs;
 	bool tx_broken;	 /* the driver broke the transmit ring's rules: it stops until reconnect */
 	struct vhost_backend b;
 	/*

@@ -57,6 +57,21 @@ bool virtio_net_rx_header_ok(const struct virtio_net_hdr *h, uint64_t features, 
 	}
 }
 
+bool virtio_net_ctrl_pairs_set(const uint8_t *cmd, size_t len, uint64_t features,
+			       unsigned max_pairs, uint16_t *pairs)
+{
+	uint16_t n;
+
+	if (len != 4 || cmd[0] != VIRTIO_NET_CTRL_MQ || cmd[1] != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET ||
+	    !FEATURE(features, VIRTIO_NET_F_MQ))
+		return false;
+	n = (uint16_t)(cmd[2] | cmd[3] << 8); /* little-endian, as the driver writes it */
+	if (n < 1 || n > max_pairs)
+		return false;
+	*pairs = n;
+	return true;
+}
+
 static uint16_t get16(const uint8_t *b) { return (uint16_t)(b[0] << 8 | b[1]); }
 
 static void put16(uint8_t *b, uint16_t v)

@@ -30,6 +30,8 @@
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
 #define VIRTIO_NET_OK 0
 #define VIRTIO_NET_ERR 1
+/* Queue pairs a device may offer (the control queue makes the 16th of VIRTIO_MAX_QUEUES). */
+#define VIRTIO_NET_PAIRS_MAX 7
 #define VIRTIO_NET_S_LINK_UP 1
 
 #define VIRTIO_NET_HDR_LEN 12	  /* struct virtio_net_hdr_v1, VERSION_1 */
@@ -63,6 +65,14 @@ struct virtio_net_hdr {
 bool virtio_net_tx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
 /* The same for a header before a frame for the driver: GUEST_CSUM, GUEST_TSO4/6. */
 bool virtio_net_rx_header_ok(const struct virtio_net_hdr *h, uint64_t features, size_t frame_len);
+/*
+ * A control-queue command (cmd[0, len): class, command, data) as a
+ * device with max_pairs pairs takes it: VQ_PAIRS_SET with MQ negotiated
+ * and 1 to max_pairs pairs, the count in *pairs; false for anything else,
+ * which the device answers with VIRTIO_NET_ERR.
+ */
+bool virtio_net_ctrl_pairs_set(const uint8_t *cmd, size_t len, uint64_t features,
+			       unsigned max_pairs, uint16_t *pairs);
 
 /* Whether h asks a device for anything: a checksum to complete or a segment to cut. */
 static inline bool offload_wanted(const struct virtio_net_hdr *h)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define VFR_STATE_MAGIC 0x64766672u /* "dvfr" */
-#define VFR_STATE_VERSION 1
+#define VFR_STATE_VERSION 2
 #define VFR_NAT_PORT_MIN 1024 /* external ports NAT hands out: 1024-65535 */
 #define VFR_NEIGH_MAX 16      /* uplink neighbours (the gateway, hosts on the link) */
 #define VFR_NEIGH_TTL_MS 300000
@@ -28,6 +28,7 @@ struct vfr_state_hdr {
 	uint32_t magic, version;
 	uint32_t ct_capacity, nat_capacity;
 	uint64_t ct_off, nat_off, size;
+	uint16_t port_pairs[CT_MAX_DOMAINS]; /* vfr_port_pairs_slot */
 };
 
 /*
@@ -1079,7 +1080,13 @@ int vfr_remove_port(struct vfr *v, uint32_t id)
 		rsip_release(&v->rsip, id);
 	memset(p, 0, sizeof(*p));
 	v->port_of[id] = 0;
+	v->hdr->port_pairs[id] = 0;
 	return 0;
+}
+
+uint16_t *vfr_port_pairs_slot(struct vfr *v, uint32_t id)
+{
+	return id > 0 && id < CT_MAX_DOMAINS ? &v->hdr->port_pairs[id] : NULL;
 }
 
 static int lookup(void *ctx, enum vfr_name_kind kind, const char *name, uint32_t *id)

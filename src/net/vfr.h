@@ -131,8 +131,15 @@ int vfr_set_uplink(struct vfr *v, const struct vfr_uplink_config *u, char *err, 
 int vfr_add_net(struct vfr *v, const struct vfr_net_config *n, char *err, size_t errlen);
 /* Refused: unknown network, address outside it or taken, MAC taken, slice overlapping. */
 int vfr_add_port(struct vfr *v, const struct vfr_port_config *p, char *err, size_t errlen);
-/* Removes the port and its flows. 0 or -ENOENT. */
+/* Removes the port and its flows (and clears its pairs slot). 0 or -ENOENT. */
 int vfr_remove_port(struct vfr *v, uint32_t id);
+/*
+ * Port id's slot in the state region for the queue pairs its domain's
+ * driver uses (0: not known), which outlives the process as the flows do:
+ * the driver says it once, over the control queue, and not again to a
+ * restarted domus-net. NULL for an id out of range.
+ */
+uint16_t *vfr_port_pairs_slot(struct vfr *v, uint32_t id);
 
 /*
  * Rules: text as net/rules.h reads it, names resolved against the ports and

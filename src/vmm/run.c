@@ -264,24 +264,28 @@ int vmm_domain_open(struct vmm_domain *d, const struct vm_config *cfg)
 		d->res.disk_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_PMEM; i++)
 		d->res.pmem_fds[i] = -1;
-	for (unsigned i = 0; i < VM_MAX_NICS; i++)
-		d->res.tap_fds[i] = -1;
 	for (unsigned i = 0; i < VM_MAX_SHM; i++)
 		d->res.shms[i] = (struct ivshmem_backing){.fd = -1};
 	d->res.vsock_fd = -1;
 	if (check_config(cfg) < 0 || load_boot_files(cfg, &d->res) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nnics; i++) {
+		/* A queue pair per vCPU, as the TAP allows. */
+		unsigned want = cfg->vcpus < VIRTIO_NET_PAIRS_MAX ? cfg->vcpus : VIRTIO_NET_PAIRS_MAX;
 		char err[256];
-		int fd;
+		int n;
 
 		if (cfg->nics[i].socket[0] || cfg->nics[i].vfr)
 			continue;
-		if ((fd = tap_open_vnet(cfg->nics[i].tap, err, sizeof(err))) < 0) {
+		if ((n = tap_open_vnet(cfg->nics[i].tap, want, d->res.tap_fds[i], err, sizeof(err))) < 0) {
 			log_warnx("network interface %u: %s", i, err);
 			return -EINVAL;
 		}
-		d->res.tap_fds[i] = fd;
+		d->res.tap_queues[i] = (unsigned)n;
+		if (d->res.tap_queues[i] < want)
+			log_info("network interface %u: TAP %s gave %u queue(s) of %u (one made without "
+				 "multi_queue has one): as many queue pairs",
+				 i, cfg->nics[i].tap, d->res.tap_queues[i], want);
 	}
 	if (cfg->vsock.cid) {
 		char err[512];
@@ -357,8 +361,8 @@ void vmm_domain_close(struct vmm_domain *d)
 		if (d->res.pmem_fds[i] >= 0)
 			close(d->res.pmem_fds[i]);
 	for (unsigned i = 0; i < VM_MAX_NICS; i++)
-		if (d->res.tap_fds[i] >= 0)
-			close(d->res.tap_fds[i]);
+		for (unsigned q = 0; q < d->res.tap_queues[i]; q++)
+			close(d->res.tap_fds[i][q]);
 	for (unsigned i = 0; i < VM_MAX_SHM; i++)
 		ivshmem_backing_close(&d->res.shms[i]);
 	if (d->res.vsock_fd >= 0)

@@ -562,7 +562,8 @@ static int add_devices(struct domain *d, const struct vm_config *cfg, const stru
 		if (nc->socket[0])
 			ret = vhost_user_net_add(vm, &d->vnets[i], nc->socket, nc->mac);
 		else
-			ret = virtio_net_add(vm, &d->nets[i], res->tap_fds[i], nc->mac);
+			ret = virtio_net_add(vm, &d->nets[i], res->tap_fds[i], res->tap_queues[i],
+					     nc->mac);
 		if (ret < 0) {
 			log_errno(ret, "network interface %u (%s)", i, nc->socket[0] ? nc->socket : nc->tap);
 			return ret;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "devices/ivshmem.h"
+#include "net/offload.h"
 #include "vmm/boot.h"
 #include "vmm/bus.h"
 #include "vmm/config.h"
@@ -186,7 +187,9 @@ struct vm_resources {
 	struct blk_counters *disk_counters[VM_MAX_DISKS]; /* domus-blk's, for its disks */
 	int pmem_fds[VM_MAX_PMEM]; /* the pmem backing files, checked (pmem_open) */
 	uint64_t pmem_sizes[VM_MAX_PMEM];
-	int tap_fds[VM_MAX_NICS]; /* the in-VMM network devices' TAPs, -1 for vhost-user ones */
+	/* The in-VMM network devices' TAP queues (a queue pair each); none for vhost-user ones. */
+	int tap_fds[VM_MAX_NICS][VIRTIO_NET_PAIRS_MAX];
+	unsigned tap_queues[VM_MAX_NICS];
 	struct ivshmem_backing shms[VM_MAX_SHM]; /* the ivshmem devices' memory and servers */
 	int vsock_fd; /* vsock: the hybrid's listening socket or /dev/vhost-vsock; -1 without */
 };

@@ -959,6 +959,10 @@ static void test_restart(void **state)
 			8, 901);
 	input(x, 2, f, len, T0 + 3);
 	assert_int_equal(ct_count(vfr_conntrack(x->v)), 1);
+	/* Port 2's driver said it uses 3 queue pairs; port 3's nothing. */
+	assert_null(vfr_port_pairs_slot(x->v, 0));
+	assert_null(vfr_port_pairs_slot(x->v, CT_MAX_DOMAINS));
+	*vfr_port_pairs_slot(x->v, 2) = 3;
 
 	/* A new process on the same region, configured again. */
 	vfr_free(x->v);
@@ -967,6 +971,8 @@ static void test_restart(void **state)
 			 0);
 	configure(x);
 	assert_int_equal(ct_count(vfr_conntrack(x->v)), 1);
+	assert_int_equal(*vfr_port_pairs_slot(x->v, 2), 3);
+	assert_int_equal(*vfr_port_pairs_slot(x->v, 3), 0);
 	len = tcp_frame(f, up_mac, up_gw_mac, IP(198, 51, 100, 9), 443, IP(203, 0, 113, 7), ext,
 			PKT_TCP_ACK, 901, 8);
 	input(x, VFR_UPLINK, f, len, T0 + 4);
@@ -1068,7 +1074,9 @@ static void test_port_errors(void **state)
 	p.slice.start = 22000;
 	p.slice.end = 22999;
 	assert_int_equal(vfr_add_port(x->v, &p, err, sizeof(err)), 0);
+	*vfr_port_pairs_slot(x->v, 7) = 2;
 	assert_int_equal(vfr_remove_port(x->v, 7), 0);
+	assert_int_equal(*vfr_port_pairs_slot(x->v, 7), 0); /* the next domain's driver says its own */
 	assert_int_equal(vfr_remove_port(x->v, 7), -ENOENT);
 	/* Networks: overlapping subnets refused. */
 	assert_int_equal(vfr_add_net(x->v, &n, err, sizeof(err)), -EEXIST);

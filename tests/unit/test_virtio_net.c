@@ -4,7 +4,7 @@
  * mergeable receive buffers (and the count in the first), a frame waiting
  * for buffers enough, buffers too small without MRG_RXBUF, and a TSO
  * segment from the guest passed to the TAP whole, or refused when the
- * driver did not negotiate it.
+ * driver did not negotiate it; two queue pairs and the control queue.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,11 +25,13 @@
 #define DATA 0x100000
 #define RX_BUF 1526 /* what Linux posts for one frame: a header and 1514 bytes */
 
-/* The rings: the receive queue's in the first 12 KiB, the transmit queue's next. */
-static const uint64_t ring_gpas[2][3] = {
-	[VIRTIO_NET_RX] = {0x0000, 0x1000, 0x2000},
-	[VIRTIO_NET_TX] = {0x3000, 0x4000, 0x5000},
-};
+#define QUEUES 5 /* two pairs and the control queue, for the multiqueue case */
+
+/* Queue q's rings (part 0: descriptors, 1: available, 2: used), 12 KiB a queue from 0. */
+static uint64_t ring_gpa(unsigned q, unsigned part)
+{
+	return (uint64_t)q * 0x3000 + (uint64_t)part * 0x1000;
+}
 
 struct fixture {
 	uint8_t *ram;
@@ -37,7 +39,8 @@ struct fixture {
 	struct virtio_net net;
 	uint8_t tx_buf[VIRTIO_NET_HDR_LEN + VIRTIO_NET_GSO_FRAME_MAX];
 	int tap[2];          /* the device writes [0], the test reads [1] */
-	uint16_t next_desc[2];
+	int tap2[2];         /* the second pair's TAP queue, the multiqueue case */
+	uint16_t next_desc[QUEUES];
 	uint64_t next_data;
 };
 
@@ -53,22 +56,23 @@ static int setup(void **state)
 	f->net.vdev.ops = &virtio_net_ops;
 	f->net.vdev.priv = &f->net;
 	pthread_mutex_init(&f->net.vdev.lock, NULL);
-	f->net.tap_fd = f->tap[0];
-	f->net.stop_fd = -1;
+	f->net.pairs = f->net.active_pairs = 1;
+	f->net.pair[0] = (struct virtio_net_pair){.net = &f->net, .tap_fd = f->tap[0], .wake_fd = -1};
 	f->net.tx_buf = f->tx_buf;
 	f->net.vdev.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
 			     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
 	f->net.vdev.driver_features = VIRTIO_NET_OFFLOADS;
-	for (unsigned q = 0; q < 2; q++) {
+	for (unsigned q = 0; q < QUEUES; q++) {
 		struct virtq *vq = &f->net.vdev.vqs[q];
 
 		virtq_init(vq, &f->mem, QSIZE);
 		vq->size = QSIZE;
-		vq->desc_gpa = ring_gpas[q][0];
-		vq->avail_gpa = ring_gpas[q][1];
-		vq->used_gpa = ring_gpas[q][2];
+		vq->desc_gpa = ring_gpa(q, 0);
+		vq->avail_gpa = ring_gpa(q, 1);
+		vq->used_gpa = ring_gpa(q, 2);
 		assert_int_equal(virtq_enable(vq), 0);
 	}
+	f->tap2[0] = f->tap2[1] = -1;
 	f->next_data = DATA;
 	*state = f;
 	return 0;
@@ -81,6 +85,10 @@ static int teardown(void **state)
 	pthread_mutex_destroy(&f->net.vdev.lock);
 	close(f->tap[0]);
 	close(f->tap[1]);
+	if (f->tap2[0] >= 0) {
+		close(f->tap2[0]);
+		close(f->tap2[1]);
+	}
 	free(f->ram);
 	free(f);
 	return 0;
@@ -88,26 +96,26 @@ static int teardown(void **state)
 
 static struct virtq_desc *desc(struct fixture *f, unsigned q, unsigned i)
 {
-	return (struct virtq_desc *)(f->ram + ring_gpas[q][0]) + i;
+	return (struct virtq_desc *)(f->ram + ring_gpa(q, 0)) + i;
 }
 
 static uint16_t *avail(struct fixture *f, unsigned q)
 {
-	return (uint16_t *)(f->ram + ring_gpas[q][1]);
+	return (uint16_t *)(f->ram + ring_gpa(q, 1));
 }
 
 static uint16_t used_idx(struct fixture *f, unsigned q)
 {
 	uint16_t idx;
 
-	memcpy(&idx, f->ram + ring_gpas[q][2] + 2, 2);
+	memcpy(&idx, f->ram + ring_gpa(q, 2) + 2, 2);
 	return idx;
 }
 
 /* The used ring's entry i: the head and the length the device wrote. */
 static void used_elem(struct fixture *f, unsigned q, unsigned i, uint32_t *id, uint32_t *len)
 {
-	const uint8_t *e = f->ram + ring_gpas[q][2] + 4 + 8 * (i % QSIZE);
+	const uint8_t *e = f->ram + ring_gpa(q, 2) + 4 + 8 * (i % QSIZE);
 
 	memcpy(id, e, 4);
 	memcpy(len, e + 4, 4);
@@ -135,18 +143,23 @@ static uint64_t offer(struct fixture *f, unsigned q, const uint32_t *lens, unsig
 	return first;
 }
 
-/* Receive buffers as Linux posts them with MRG_RXBUF: one writable descriptor each. */
-static uint64_t post_rx(struct fixture *f, unsigned count)
+/* Receive buffers as Linux posts them with MRG_RXBUF: one writable descriptor each, on queue q. */
+static uint64_t post_rx_on(struct fixture *f, unsigned q, unsigned count)
 {
 	uint32_t len = RX_BUF;
 	uint64_t first = 0;
 
 	for (unsigned i = 0; i < count; i++) {
-		uint64_t at = offer(f, VIRTIO_NET_RX, &len, 1, VIRTQ_DESC_F_WRITE);
+		uint64_t at = offer(f, q, &len, 1, VIRTQ_DESC_F_WRITE);
 		if (i == 0)
 			first = at;
 	}
 	return first;
+}
+
+static uint64_t post_rx(struct fixture *f, unsigned count)
+{
+	return post_rx_on(f, VIRTIO_NET_RX, count);
 }
 
 /* A header and a frame of len bytes (a pattern the test can check), as the TAP hands them. */
@@ -243,7 +256,7 @@ static void test_tso_spans_mergeable_buffers(void **state)
 	uint64_t first = post_rx(f, 8);
 	uint32_t id, ulen, total = 0;
 
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, len), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, len), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), need);
 	for (unsigned i = 0; i < need; i++) {
 		used_elem(f, VIRTIO_NET_RX, i, &id, &ulen);
@@ -259,7 +272,7 @@ static void test_tso_spans_mergeable_buffers(void **state)
 	/* A plain frame after it takes one buffer of those left, and says so. */
 	free(pkt);
 	pkt = packet(VIRTIO_NET_HDR_GSO_NONE, 0, 1000);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 1000), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, VIRTIO_NET_HDR_LEN + 1000), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), need + 1);
 	assert_int_equal(num_buffers_at(f, first + (uint64_t)need * RX_BUF), 1);
 	free(pkt);
@@ -273,10 +286,10 @@ static void test_frame_waits_for_buffers_enough(void **state)
 	uint64_t first = post_rx(f, 2);
 
 	/* Two buffers hold 3052 bytes: nothing is used, the frame waits for the next kick. */
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, len), -EAGAIN);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, len), -EAGAIN);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 0);
 	post_rx(f, 3);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, len), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, len), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 4);
 	assert_int_equal(num_buffers_at(f, first), 4);
 	expect_frame_in(f, first, pkt, len);
@@ -294,7 +307,7 @@ static void test_small_buffer_without_mergeable(void **state)
 	/* TSO taken but not MRG_RXBUF: the driver must post buffers for a whole segment. */
 	f->net.vdev.driver_features = VIRTIO_NET_OFFLOADS & ~(1ULL << VIRTIO_NET_F_MRG_RXBUF);
 	post_rx(f, 1);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, len), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, len), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 1);
 	used_elem(f, VIRTIO_NET_RX, 0, &id, &ulen);
 	assert_int_equal(ulen, 0); /* it goes back empty */
@@ -302,7 +315,7 @@ static void test_small_buffer_without_mergeable(void **state)
 
 	/* A buffer big enough (Linux's "big packets", several descriptors) takes it whole. */
 	at = offer(f, VIRTIO_NET_RX, &big, 1, VIRTQ_DESC_F_WRITE);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, len), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, len), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 2);
 	used_elem(f, VIRTIO_NET_RX, 1, &id, &ulen);
 	assert_int_equal(ulen, len);
@@ -319,7 +332,7 @@ static void test_offload_not_negotiated_is_dropped(void **state)
 	/* A TAP that still had offloads on from the driver before (the reset turns them off). */
 	f->net.vdev.driver_features = 0;
 	post_rx(f, 8);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 9000), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, VIRTIO_NET_HDR_LEN + 9000), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 0);
 	assert_int_equal(f->net.rx_dropped, 1);
 	free(pkt);
@@ -334,28 +347,38 @@ static void test_data_valid_only_with_guest_csum(void **state)
 
 	pkt[offsetof(struct virtio_net_hdr, flags)] = VIRTIO_NET_HDR_F_DATA_VALID;
 	at = post_rx(f, 1);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
 	assert_int_equal(f->ram[at + offsetof(struct virtio_net_hdr, flags)], VIRTIO_NET_HDR_F_DATA_VALID);
 
 	f->net.vdev.driver_features = 0;
 	at = post_rx(f, 1);
-	assert_int_equal(virtio_net_receive_frame(&f->net, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
+	assert_int_equal(virtio_net_receive_frame(&f->net, 0, pkt, VIRTIO_NET_HDR_LEN + 600), 0);
 	assert_int_equal(used_idx(f, VIRTIO_NET_RX), 2);
 	assert_int_equal(f->ram[at + offsetof(struct virtio_net_hdr, flags)], 0);
 	assert_memory_equal(f->ram + at + VIRTIO_NET_HDR_LEN, pkt + VIRTIO_NET_HDR_LEN, 600);
 	free(pkt);
 }
 
-/* Sends header + frame as the guest would (header and frame in two descriptors) and kicks. */
-static void guest_sends(struct fixture *f, const uint8_t *pkt, size_t len)
+static void kick(struct fixture *f, unsigned q)
+{
+	pthread_mutex_lock(&f->net.vdev.lock);
+	virtio_net_ops.queue_notify(&f->net.vdev, q);
+	pthread_mutex_unlock(&f->net.vdev.lock);
+}
+
+/* Sends header + frame as the guest would (header and frame in two descriptors) on queue q. */
+static void guest_sends_on(struct fixture *f, unsigned q, const uint8_t *pkt, size_t len)
 {
 	uint32_t lens[2] = {VIRTIO_NET_HDR_LEN, (uint32_t)(len - VIRTIO_NET_HDR_LEN)};
-	uint64_t at = offer(f, VIRTIO_NET_TX, lens, 2, 0);
+	uint64_t at = offer(f, q, lens, 2, 0);
 
 	memcpy(f->ram + at, pkt, len);
-	pthread_mutex_lock(&f->net.vdev.lock);
-	virtio_net_ops.queue_notify(&f->net.vdev, VIRTIO_NET_TX);
-	pthread_mutex_unlock(&f->net.vdev.lock);
+	kick(f, q);
+}
+
+static void guest_sends(struct fixture *f, const uint8_t *pkt, size_t len)
+{
+	guest_sends_on(f, VIRTIO_NET_TX, pkt, len);
 }
 
 static void test_tso_segment_goes_to_the_tap_whole(void **state)
@@ -382,6 +405,94 @@ static void test_tso_segment_goes_to_the_tap_whole(void **state)
 	free(pkt);
 }
 
+/*
+ * The driver's command on the control queue (queue 4 of two pairs): class,
+ * command, the pair count, then a byte for the device's answer. Returns it.
+ */
+static uint8_t control(struct fixture *f, uint8_t class, uint8_t cmd, uint16_t pairs)
+{
+	uint32_t lens[2] = {4, 1};
+	uint64_t at = f->next_data;
+	uint8_t msg[4] = {class, cmd, (uint8_t)pairs, (uint8_t)(pairs >> 8)};
+	uint16_t head = f->next_desc[4], idx = avail(f, 4)[1];
+
+	/* Readable then writable: offer() makes all alike, so the chain is built here. */
+	for (unsigned i = 0; i < 2; i++) {
+		*desc(f, 4, f->next_desc[4] % QSIZE) = (struct virtq_desc){
+		    .addr = f->next_data,
+		    .len = lens[i],
+		    .flags = (uint16_t)(i == 0 ? VIRTQ_DESC_F_NEXT : VIRTQ_DESC_F_WRITE),
+		    .next = (uint16_t)((f->next_desc[4] + 1) % QSIZE),
+		};
+		f->next_desc[4]++;
+		f->next_data += lens[i];
+	}
+	memcpy(f->ram + at, msg, 4);
+	f->ram[at + 4] = 0xee;
+	avail(f, 4)[2 + idx % QSIZE] = (uint16_t)(head % QSIZE);
+	avail(f, 4)[1] = (uint16_t)(idx + 1);
+	kick(f, 4);
+	return f->ram[at + 4];
+}
+
+/*
+ * Two queue pairs on two TAP queues: until the driver says it uses both,
+ * what the second TAP queue reads goes to the first pair; then to the
+ * second; the second pair's transmit queue goes to its TAP queue; a count
+ * out of range, or another command, is refused and changes nothing.
+ */
+static void test_queue_pairs(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = VIRTIO_NET_HDR_LEN + 600;
+	uint8_t *pkt = packet(0, 0, 600);
+	uint8_t got[VIRTIO_NET_HDR_LEN + 601];
+	uint64_t at0, at1;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->tap2), 0);
+	f->net.pairs = 2;
+	f->net.pair[1] = (struct virtio_net_pair){.net = &f->net, .index = 1, .tap_fd = f->tap2[0],
+						  .wake_fd = -1};
+	f->net.vdev.driver_features =
+	    VIRTIO_NET_OFFLOADS | (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
+	at0 = post_rx_on(f, 0, 2);
+	at1 = post_rx_on(f, 2, 1);
+
+	/* One pair in use: the second TAP queue's frame goes to the first pair. */
+	assert_int_equal(virtio_net_receive_frame(&f->net, 1, pkt, len), 0);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(used_idx(f, 2), 0);
+	expect_frame_in(f, at0, pkt, len);
+
+	assert_int_equal(control(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 2), VIRTIO_NET_OK);
+	assert_int_equal(f->net.active_pairs, 2);
+	assert_int_equal(used_idx(f, 4), 1);
+	pkt[VIRTIO_NET_HDR_LEN] ^= 0xff; /* another frame */
+	assert_int_equal(virtio_net_receive_frame(&f->net, 1, pkt, len), 0);
+	assert_int_equal(used_idx(f, 2), 1);
+	assert_int_equal(used_idx(f, 0), 1);
+	expect_frame_in(f, at1, pkt, len);
+
+	/* The second pair sends on its own TAP queue. */
+	guest_sends_on(f, 3, pkt, len);
+	assert_int_equal(recv(f->tap2[1], got, sizeof(got), MSG_DONTWAIT), (ssize_t)len);
+	assert_memory_equal(got, pkt, len);
+	assert_int_equal(recv(f->tap[1], got, sizeof(got), MSG_DONTWAIT), -1);
+	assert_int_equal(used_idx(f, 3), 1);
+
+	/* Three pairs of two, none, another class: refused, still two. */
+	assert_int_equal(control(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 3), VIRTIO_NET_ERR);
+	assert_int_equal(control(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 0), VIRTIO_NET_ERR);
+	assert_int_equal(control(f, 0 /* RX mode */, 0, 1), VIRTIO_NET_ERR);
+	assert_int_equal(f->net.active_pairs, 2);
+	/* Without MQ negotiated, no count is taken. */
+	f->net.vdev.driver_features &= ~(1ULL << VIRTIO_NET_F_MQ);
+	assert_int_equal(control(f, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 1), VIRTIO_NET_ERR);
+	assert_int_equal(f->net.active_pairs, 2);
+	assert_int_equal(used_idx(f, 4), 5);
+	free(pkt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +503,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_offload_not_negotiated_is_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_data_valid_only_with_guest_csum, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tso_segment_goes_to_the_tap_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_pairs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
