@@ -10,7 +10,23 @@ GUEST_KERNEL=${GUEST_KERNEL:-$IMAGES/vmlinux-cloud}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# fail MESSAGE: the test fails. What domusd and each domain's VMM said last
+# goes with it (the work directory, where they are, goes with the test): a
+# domain that vanished says why there.
+fail() {
+	local f
+	echo "FAIL: $*" >&2
+	if [ -n "${work:-}" ] && [ -s "$work/domusd.log" ]; then
+		echo "--- domusd's log ends" >&2
+		tail -n 20 "$work/domusd.log" >&2
+		for f in "$work"/state/log/*.log; do
+			[ -e "$f" ] && [[ $f != *.console.log ]] || continue
+			echo "--- ${f##*/} ends" >&2
+			tail -n 8 "$f" >&2
+		done
+	fi
+	exit 1
+}
 
 # guest_cmdline CMD: a kernel command line that makes the default image run CMD.
 # cryptomgr.notests: the guest kernel's crypto self-tests test nothing of
@@ -179,7 +195,7 @@ vcpus_look() {
 }
 # wait_failed DESCRIPTION START: what explains a wait that ran out, and fail.
 wait_failed() {
-	echo "--- domusd log"; tail -n 30 "$work/domusd.log" 2>/dev/null || true
+	# (fail shows the end of domusd's log and of each domain's.)
 	# Whether the domains' vCPUs run, spin or wait for an interrupt: two looks, 2 s apart.
 	[ ! -S "$work/sock" ] || vcpus_look
 	[ ! -S "$work/sock" ] || { nap 20; vcpus_look; }
