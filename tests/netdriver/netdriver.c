@@ -44,6 +44,20 @@ static void publish(struct netdrv *d, unsigned q, uint16_t *idx, uint16_t head)
 
 void netdrv_tx_submit_head(struct netdrv *d, uint16_t head) { publish(d, TX, &d->tx_avail, head); }
 
+/*
+ * Whether the device should interrupt for queue q (the available ring's
+ * flags, VIRTQ_AVAIL_F_NO_INTERRUPT), with the ordering the change needs.
+ */
+static void interrupts(struct netdrv *d, unsigned q, bool on)
+{
+	uint16_t *avail = at(d, AVAIL_GPA(q));
+
+	atomic_store_explicit((_Atomic uint16_t *)&avail[0], on ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT,
+			      memory_order_release);
+	/* The flag before the used index is read again (the device: its index, then the flag). */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
 static uint16_t used_idx(struct netdrv *d, unsigned q)
 {
 	uint16_t *used = at(d, USED_GPA(q));
@@ -114,6 +128,14 @@ int netdrv_open_features(struct netdrv *d, const char *socket, const uint8_t *ma
 			return -errno;
 		}
 	}
+	/*
+	 * As Linux's driver under load: transmit completions are taken back
+	 * when slots are needed (netdrv_tx_free), never by interrupt, and the
+	 * receive interrupt is on only while netdrv_receive waits (NAPI's
+	 * pattern), so the device does not signal what nobody waits for.
+	 */
+	interrupts(d, TX, false);
+	interrupts(d, RX, false);
 	/* Every receive buffer offered before the device starts. */
 	rx = at(d, DESC_GPA(RX));
 	for (uint16_t i = 0; i < qsize; i++) {
@@ -205,6 +227,7 @@ int netdrv_receive_hdr(struct netdrv *d, void *hdr, void *buf, size_t len, int t
 	struct pollfd p = {.fd = d->call_fd[RX], .events = POLLIN};
 	uint32_t *used = (uint32_t *)((uint16_t *)at(d, USED_GPA(RX)) + 2);
 	uint64_t v;
+	int ready;
 
 	for (;;) {
 		if (d->rx_seen != used_idx(d, RX)) {
@@ -223,7 +246,17 @@ int netdrv_receive_hdr(struct netdrv *d, void *hdr, void *buf, size_t len, int t
 			publish(d, RX, &d->rx_avail, (uint16_t)id);
 			return (int)n;
 		}
-		if (timeout_ms == 0 || poll(&p, 1, timeout_ms) <= 0)
+		if (timeout_ms == 0)
+			return 0;
+		/* Asked for before the last look: a frame that came meanwhile is seen, or signalled. */
+		interrupts(d, RX, true);
+		if (d->rx_seen != used_idx(d, RX)) {
+			interrupts(d, RX, false);
+			continue;
+		}
+		ready = poll(&p, 1, timeout_ms);
+		interrupts(d, RX, false);
+		if (ready <= 0)
 			return 0;
 		if (read(d->call_fd[RX], &v, 8) < 0 && errno != EAGAIN)
 			return -errno;

@@ -6,7 +6,9 @@
  * Features: VERSION_1, MAC, MTU, STATUS (netdrv_open_features: those the
  * caller asks for); each buffer is the 12-byte virtio_net_hdr_v1 and a
  * frame, the header zero unless the caller writes one (netdrv_send_hdr).
- * A frame received must fit one buffer.
+ * A frame received must fit one buffer. As Linux's driver under load, it
+ * asks for no transmit interrupt and for a receive one only while it
+ * waits (VIRTQ_AVAIL_F_NO_INTERRUPT otherwise).
  *
  * Guest-physical layout (qsize entries per ring, at most 256):
  *   0x0000 RX descriptors  0x1000 RX avail  0x2000 RX used
