@@ -167,7 +167,8 @@ static const char usage_text[] =
 	"usage: domusd [--socket PATH] [--state-dir DIR] [--group NAME] [--memory MIB]\n"
 	"              [--vmm PATH] [--no-reclaim] [--blk-cache-mib MIB] [--blk-sched SETTINGS]\n"
 	"              [--sched-gran core|cpu] [--topology DIR] [--backend-weight N] [--gang]\n"
-	"              [--blk-threads N] [--blk-poll-us N] [--net-poll-us N] [--console-log] [-v]\n"
+	"              [--blk-threads N] [--blk-poll-us N] [--net-threads N] [--net-poll-us N]\n"
+	"              [--console-log] [-v]\n"
 	"  --socket PATH     the API socket (default " DEFAULT_SOCKET ")\n"
 	"  --state-dir DIR   domain records, sockets and logs (default " DEFAULT_STATE_DIR ")\n"
 	"  --group NAME      members may use the API besides root (default domus)\n"
@@ -181,6 +182,7 @@ static const char usage_text[] =
 	"                    may take, requests in flight (docs/blk.md: bench/blk-qos measures them);\n"
 	"                    delay-us holds each request that long, a slow disk for tests\n"
 	"  --blk-threads N   domus-blk's worker threads (default 1; docs/blk.md)\n"
+	"  --net-threads N   domus-net's worker threads (default 1, at most 16; docs/net.md)\n"
 	"  --blk-poll-us N, --net-poll-us N  after a batch, domus-blk (domus-net) watches its\n"
 	"                    queues this many microseconds before it sleeps (default 0: off)\n"
 	"  --console-log     keep each domain's console in STATE-DIR/log/NAME.console.log too\n"
@@ -198,6 +200,23 @@ static const char usage_text[] =
 	"                    a network of domains (repeatable; \"default\" is 10.0.2.0/24 unless given)\n"
 	"  --ipfix ADDR:PORT send flow records as IPFIX to this collector\n";
 
+/* --blk-threads, --net-threads: 1 to max worker threads for domus-KIND. */
+static int set_threads(const char *kind, const char *arg, unsigned long max)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(arg, &end, 10);
+	if (!*arg || *end || errno || n < 1 || n > max) {
+		fprintf(stderr, "domusd: --%s-threads '%s': 1 to %lu\n", kind, arg, max);
+		return -EINVAL;
+	}
+	/* The name is kept, not copied: a literal. */
+	ctlproc_set_threads(!strcmp(kind, "blk") ? "domus-blk" : "domus-net", (unsigned)n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -212,6 +231,7 @@ int main(int argc, char **argv)
 		{"blk-threads", required_argument, NULL, 'B'},
 		{"blk-poll-us", required_argument, NULL, 'p'},
 		{"net-poll-us", required_argument, NULL, 'q'},
+		{"net-threads", required_argument, NULL, 'Q'},
 		{"sched-gran", required_argument, NULL, 'G'},
 		{"topology", required_argument, NULL, 'T'},
 		{"backend-weight", required_argument, NULL, 'W'},
@@ -267,13 +287,9 @@ int main(int argc, char **argv)
 		case 'R': reclaim = false; break;
 		case 'S': blk_sched = optarg; break;
 		case 'B':
-			errno = 0;
-			if (!*optarg || strtoul(optarg, &end, 10) < 1 || strtoul(optarg, NULL, 10) > 64 ||
-			    *end || errno) {
-				fprintf(stderr, "domusd: --blk-threads '%s': 1 to 64\n", optarg);
+		case 'Q':
+			if (set_threads(opt == 'B' ? "blk" : "net", optarg, opt == 'B' ? 64 : 16) < 0)
 				return 2;
-			}
-			ctlproc_set_threads("domus-blk", (unsigned)strtoul(optarg, NULL, 10));
 			break;
 		case 'p':
 		case 'q':

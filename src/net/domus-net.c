@@ -3,19 +3,35 @@
  * the host serves every domain's virtio-net over vhost-user and the
  * uplink's TAP, with the datapath of net/vfr.h between them.
  *
- *   domus-net --control-fd N [--user NAME] [--no-sandbox] [--poll-us N] [-v] [-q]
+ *   domus-net --control-fd N [--user NAME] [--no-sandbox] [--threads N] [--poll-us N]
+ *             [-v] [-q]
  *
  * Everything comes over the control socket (SOCK_SEQPACKET, net/netctl.h,
  * docs/net.md): the state memfd, the uplink's TAP, networks, ports with
  * their listening sockets, rules, flow outputs and captures. It exits when
  * that socket hangs up, and with its parent (PR_SET_PDEATHSIG).
  *
- * One thread, one epoll set: the control socket, a 1 s timerfd (vfr_tick,
- * flow export), the TAP, and per port its listening socket or its
+ * Threads: the main thread reads the supervisor's messages and keeps the
+ * 1 s tick (vfr_tick, flow export); --threads N workers (default 1) move
+ * the frames. Each port is served by one worker, the one with fewest ports
+ * when it came, from that worker's epoll set: its listening socket or its
  * front-end's connection and kicks, each descriptor added when it comes
- * and removed when it goes, never per wake-up. A rule change rechecks the
- * flows a few at a time between rounds (vfr_recheck_step), never while
- * every port waits. Fairness: each round takes at most
+ * and removed when it goes, never per wake-up; worker 0 also reads the
+ * TAP. Locks, outermost first:
+ *   world: a writer-first rwlock. A worker holds it shared for a round,
+ *     the tick likewise; the main thread holds it alone while it carries
+ *     out a message (ports, rules, captures, stats), so no round sees a
+ *     port come or go, and counters are read whole.
+ *   vfr_lock: the VFR's tables (conntrack, NAT, neighbours, its log, flow
+ *     records) are one router's. A worker holds it for one frame's
+ *     vfr_input; what the VFR sends is queued (struct outbox) and put in
+ *     the receivers' rings after, outside it, so that the copies out of
+ *     the senders' memory and into the receivers' of several workers run
+ *     at once.
+ *   a port's rx_lock (net/netport.h): whoever fills its receive queues.
+ * A rule change rechecks the flows a few at a time between worker 0's
+ * rounds (vfr_recheck_step), never while every port waits. Fairness: each
+ * round takes at most
  * TX_BUDGET frames from each port's transmit queue (and from the TAP), so
  * a domain that floods gets its share and no more; a port with frames left
  * is served again next round without waiting for a kick. --poll-us N:
@@ -30,11 +46,14 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -57,19 +76,42 @@
 #define FLOW_BATCH 64  /* flow records kept for one IPFIX export */
 #define IPFIX_MTU 1500 /* path MTU assumed towards the collector */
 #define EVENTS_MAX 64 /* epoll events taken per wake-up */
+#define WORKERS_MAX 16
+/* What the VFR sends for one frame, queued to be delivered outside vfr_lock. */
+#define OUTBOX_FRAMES 8
+#define OUTBOX_BYTES (2 * VFR_GSO_FRAME_MAX + 4 * VFR_FRAME_MAX)
 
 /* What an epoll event is of (struct watch's kind). */
-enum { W_CONTROL = 1, W_TIMER, W_TAP, W_LISTEN, W_VHOST };
+enum { W_CONTROL = 1, W_TIMER, W_TAP, W_LISTEN, W_VHOST, W_WAKE };
 
-static int epfd = -1;
 static struct watch tap_watch = {W_TAP, NULL};
 
-static int watch_fd(int fd, struct watch *w)
+static int watch_fd(int epfd, int fd, struct watch *w)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
+
+struct net_worker {
+	unsigned index;
+	pthread_t thread;
+	int epfd;
+	int wake_fd; /* an eventfd: the main thread's word that there is work, or an end */
+	struct watch wake_watch;
+	uint32_t port_ids[VFR_MAX_PORTS]; /* the ports it serves (changed under world, alone) */
+	unsigned nports;
+};
+
+static struct net_worker workers[WORKERS_MAX];
+static unsigned nworkers = 1;
+static struct net_worker *port_worker[CT_MAX_DOMAINS];
+static pthread_rwlock_t world;
+static pthread_mutex_t vfr_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Bumped (under world, alone) when a port goes: events read before may point to it. */
+static uint64_t world_gen;
+static atomic_bool rechecking; /* a rule change's sweep is under way: worker 0 steps it */
+static atomic_int stopping;
 
 static struct vfr *vfr;
 static void *state_map;
@@ -84,15 +126,20 @@ static struct {
 } nets[VFR_NETWORKS_MAX];
 static unsigned nnets;
 static int tap_fd = -1; /* each frame after a virtio-net header (tap_open_uplink) */
-static uint64_t tap_dropped; /* frames the TAP would not take */
-static uint64_t tap_tx_offloaded, tap_rx_offloaded; /* frames with work left to the other side */
+static atomic_uint_fast64_t tap_dropped; /* frames the TAP would not take */
+/* Frames with work left to the other side (written by every worker, and by worker 0). */
+static atomic_uint_fast64_t tap_tx_offloaded;
+static uint64_t tap_rx_offloaded;
+/* Captures are written by every worker, in turn. */
+static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint capturing; /* how many capture_fd are open */
 static int capture_fd[CT_MAX_DOMAINS];
 static int flow_json_fd = -1, flow_udp_fd = -1;
 static struct ipfix_exporter exporter;
 static struct ipfix_flow flow_batch[FLOW_BATCH];
 static char flow_names[FLOW_BATCH][2][VFR_NAME_MAX];
 static unsigned nflows;
-static uint64_t now_ms, wall_ms, wall_us;
+static _Thread_local uint64_t now_ms, wall_ms, wall_us;
 static bool quiet;
 static unsigned poll_us;
 
@@ -118,7 +165,7 @@ static void clock_update(void)
 static void wire_frames(const uint8_t *frame, size_t len, const struct virtio_net_hdr *off,
 			offload_out_fn out, void *ctx)
 {
-	static uint8_t buf[VFR_GSO_FRAME_MAX];
+	static _Thread_local uint8_t buf[VFR_GSO_FRAME_MAX];
 
 	if (!offload_wanted(off)) {
 		out(ctx, frame, len);
@@ -146,6 +193,7 @@ static void capture_frame(void *ctx, const uint8_t *frame, size_t len)
 		log_errno(ret, "capture of port %u stops", port);
 		close(capture_fd[port]);
 		capture_fd[port] = -1;
+		atomic_fetch_sub(&capturing, 1);
 	}
 }
 
@@ -157,9 +205,12 @@ static void capture_frame(void *ctx, const uint8_t *frame, size_t len)
 static void capture(uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
 {
-	if (port >= CT_MAX_DOMAINS || capture_fd[port] < 0)
+	if (port >= CT_MAX_DOMAINS || !atomic_load_explicit(&capturing, memory_order_relaxed))
 		return;
-	wire_frames(frame, len, off, capture_frame, &port);
+	pthread_mutex_lock(&capture_lock);
+	if (capture_fd[port] >= 0)
+		wire_frames(frame, len, off, capture_frame, &port);
+	pthread_mutex_unlock(&capture_lock);
 }
 
 /* ---- the datapath's callbacks ---- */
@@ -176,13 +227,21 @@ static void tap_write(const uint8_t *frame, size_t len, const struct virtio_net_
 	if (offload_wanted(off)) {
 		hdr = *off;
 		hdr.num_buffers = 0;
-		tap_tx_offloaded++;
+		atomic_fetch_add_explicit(&tap_tx_offloaded, 1, memory_order_relaxed);
 	}
 	if (tap_fd < 0 || writev(tap_fd, iov, 2) != (ssize_t)(sizeof(hdr) + len))
-		tap_dropped++;
+		atomic_fetch_add_explicit(&tap_dropped, 1, memory_order_relaxed);
 }
 
-static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
+/*
+ * The ports this thread put frames in since it last signalled them: each
+ * is signalled once a round (touched_flush), not once a frame.
+ */
+static _Thread_local uint32_t touched[VFR_MAX_PORTS];
+static _Thread_local unsigned ntouched;
+static _Thread_local uint8_t touched_mark[CT_MAX_DOMAINS];
+
+static void deliver(uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
 {
 	capture(port, frame, len, off);
@@ -190,8 +249,69 @@ static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
 		tap_write(frame, len, off);
 		return;
 	}
-	if (port < CT_MAX_DOMAINS && ports[port])
-		netport_rx(ports[port], frame, len, off); /* a drop is counted by the port */
+	if (port >= CT_MAX_DOMAINS || !ports[port])
+		return;
+	netport_rx(ports[port], frame, len, off); /* a drop is counted by the port */
+	if (!touched_mark[port] && ntouched < VFR_MAX_PORTS) {
+		touched_mark[port] = 1;
+		touched[ntouched++] = port;
+	}
+}
+
+/* Under world (shared or alone). */
+static void touched_flush(void)
+{
+	for (unsigned i = 0; i < ntouched; i++) {
+		if (ports[touched[i]])
+			netport_flush(ports[touched[i]]);
+		touched_mark[touched[i]] = 0;
+	}
+	ntouched = 0;
+}
+
+/* The frames the VFR sent while this thread held vfr_lock, in order. */
+struct outbox {
+	unsigned n;
+	size_t used;
+	struct {
+		uint32_t port;
+		bool has_off;
+		struct virtio_net_hdr off;
+		size_t at, len;
+	} f[OUTBOX_FRAMES];
+	uint8_t bytes[OUTBOX_BYTES];
+};
+
+static _Thread_local struct outbox outbox;
+
+/* Delivers what is queued: outside vfr_lock, under world. */
+static void outbox_deliver(void)
+{
+	for (unsigned i = 0; i < outbox.n; i++)
+		deliver(outbox.f[i].port, outbox.bytes + outbox.f[i].at, outbox.f[i].len,
+			outbox.f[i].has_off ? &outbox.f[i].off : NULL);
+	outbox.n = 0;
+	outbox.used = 0;
+}
+
+static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
+		    const struct virtio_net_hdr *off)
+{
+	if (outbox.n == OUTBOX_FRAMES || len > sizeof(outbox.bytes) - outbox.used) {
+		/* No room (not seen: a frame makes at most two): in order, now. */
+		outbox_deliver();
+		deliver(port, frame, len, off);
+		return;
+	}
+	outbox.f[outbox.n].port = port;
+	outbox.f[outbox.n].has_off = off != NULL;
+	if (off)
+		outbox.f[outbox.n].off = *off;
+	outbox.f[outbox.n].at = outbox.used;
+	outbox.f[outbox.n].len = len;
+	memcpy(outbox.bytes + outbox.used, frame, len);
+	outbox.used += len;
+	outbox.n++;
 }
 
 static void on_log(void *ctx, const char *line) { log_info("%s", line); }
@@ -240,7 +360,10 @@ static void on_port_frame(void *ctx, struct netport *p, const uint8_t *frame, si
 			  const struct virtio_net_hdr *off)
 {
 	capture(p->id, frame, len, off);
+	pthread_mutex_lock(&vfr_lock);
 	vfr_input_offload(vfr, p->id, frame, len, off, now_ms, wall_ms);
+	pthread_mutex_unlock(&vfr_lock);
+	outbox_deliver();
 }
 
 /* ---- parsing the supervisor's words ---- */
@@ -437,7 +560,7 @@ static int cmd_uplink(struct request *r)
 	tap_fd = take_fd(r, 0);
 	/* A TAP that cannot take a frame drops it: the loop never waits on it. */
 	fcntl(tap_fd, F_SETFL, fcntl(tap_fd, F_GETFL) | O_NONBLOCK);
-	if ((ret = watch_fd(tap_fd, &tap_watch)) < 0) {
+	if ((ret = watch_fd(workers[0].epfd, tap_fd, &tap_watch)) < 0) {
 		snprintf(r->err, r->errlen, "uplink: epoll_ctl: %s", strerror(-ret));
 		close(tap_fd);
 		tap_fd = -1;
@@ -531,6 +654,7 @@ static int cmd_port(struct request *r)
 	unsigned n = split(r->args, w, 8);
 	struct vfr_port_config c = {0};
 	struct netport *p;
+	struct net_worker *wk;
 	int ret, listening = 0;
 	socklen_t sl = sizeof(listening);
 
@@ -594,7 +718,11 @@ static int cmd_port(struct request *r)
 	netport_init(p, c.id, c.mac, take_fd(r, 0), on_port_frame, NULL);
 	p->kept_pairs = vfr_port_pairs_slot(vfr, c.id);
 	fcntl(p->listen_fd, F_SETFL, fcntl(p->listen_fd, F_GETFL) | O_NONBLOCK);
-	if ((ret = netport_watch(p, epfd, W_LISTEN, W_VHOST)) < 0) {
+	wk = &workers[0];
+	for (unsigned i = 1; i < nworkers; i++)
+		if (workers[i].nports < wk->nports)
+			wk = &workers[i];
+	if ((ret = netport_watch(p, wk->epfd, W_LISTEN, W_VHOST)) < 0) {
 		snprintf(r->err, r->errlen, "port %u: epoll_ctl: %s", c.id, strerror(-ret));
 		netport_close(p);
 		free(p);
@@ -603,6 +731,8 @@ static int cmd_port(struct request *r)
 	}
 	ports[c.id] = p;
 	port_ids[nports++] = c.id;
+	port_worker[c.id] = wk;
+	wk->port_ids[wk->nports++] = c.id;
 	snprintf(port_names[c.id], VFR_NAME_MAX, "%s", c.name);
 	if (!quiet)
 		log_info("port %u (%s) on network %u", c.id, c.name, c.net);
@@ -611,14 +741,19 @@ static int cmd_port(struct request *r)
 
 static void stop_capture(uint32_t id)
 {
-	if (capture_fd[id] >= 0)
+	pthread_mutex_lock(&capture_lock);
+	if (capture_fd[id] >= 0) {
 		close(capture_fd[id]);
+		atomic_fetch_sub(&capturing, 1);
+	}
 	capture_fd[id] = -1;
+	pthread_mutex_unlock(&capture_lock);
 }
 
 /* "unport ID" */
 static int cmd_unport(struct request *r)
 {
+	struct net_worker *w;
 	uint32_t id;
 	int ret;
 
@@ -632,10 +767,18 @@ static int cmd_unport(struct request *r)
 	netport_close(ports[id]);
 	free(ports[id]);
 	ports[id] = NULL;
+	world_gen++;
 	stop_capture(id);
 	for (unsigned i = 0; i < nports; i++)
 		if (port_ids[i] == id) {
 			port_ids[i] = port_ids[--nports];
+			break;
+		}
+	w = port_worker[id];
+	port_worker[id] = NULL;
+	for (unsigned i = 0; w && i < w->nports; i++)
+		if (w->port_ids[i] == id) {
+			w->port_ids[i] = w->port_ids[--w->nports];
 			break;
 		}
 	return 0;
@@ -764,7 +907,10 @@ static int cmd_capture(struct request *r, bool start)
 		return ret;
 	}
 	stop_capture(id);
+	pthread_mutex_lock(&capture_lock);
 	capture_fd[id] = take_fd(r, 0);
+	atomic_fetch_add(&capturing, 1);
+	pthread_mutex_unlock(&capture_lock);
 	return 0;
 }
 
@@ -803,6 +949,7 @@ static int cmd_stats(struct request *r)
 		json_object_set_new(j, "connected", json_boolean(p->connected));
 		json_object_set_new(j, "tx_broken", json_boolean(p->tx_broken));
 		json_object_set_new(j, "pairs", json_integer(p->pairs));
+		json_object_set_new(j, "worker", json_integer(port_worker[p->id]->index));
 		{
 			json_t *qs = json_array();
 
@@ -826,14 +973,16 @@ static int cmd_stats(struct request *r)
 			      "rx_csum_done", (json_int_t)p->n.rx_csum_done));
 		json_array_append_new(list, j);
 	}
-	o = json_pack("{s:o,s:{s:I,s:I},s:{s:I,s:I,s:I}}", "ports", list, "conntrack", "count",
+	o = json_pack("{s:o,s:{s:I,s:I},s:{s:I,s:I,s:I},s:I}", "ports", list, "conntrack", "count",
 		      (json_int_t)ct_count(ct), "capacity", (json_int_t)ct_capacity(ct), "flows",
 		      "logged", (json_int_t)flows_logged, "ipfix_records_sent",
-		      (json_int_t)exporter.seq, "ipfix_pending", (json_int_t)nflows);
+		      (json_int_t)exporter.seq, "ipfix_pending", (json_int_t)nflows, "threads",
+		      (json_int_t)nworkers);
 	if (tap_fd >= 0 && (s = vfr_port_stats(vfr, VFR_UPLINK))) {
 		json_t *u = port_json(VFR_UPLINK, "uplink", s);
-		json_object_set_new(u, "tap_dropped", json_integer((json_int_t)tap_dropped));
-		json_object_set_new(u, "tap_tx_offloaded", json_integer((json_int_t)tap_tx_offloaded));
+		json_object_set_new(u, "tap_dropped", json_integer((json_int_t)atomic_load(&tap_dropped)));
+		json_object_set_new(u, "tap_tx_offloaded",
+				    json_integer((json_int_t)atomic_load(&tap_tx_offloaded)));
 		json_object_set_new(u, "tap_rx_offloaded", json_integer((json_int_t)tap_rx_offloaded));
 		json_object_set_new(o, "uplink", u);
 	}
@@ -887,14 +1036,24 @@ static int control_handle(int sock)
 		r.args = text + len + (text[len] == ' ');
 		text[len] = 0;
 		if (!strcmp(text, "capture") || !strcmp(text, "uncapture")) {
+			pthread_rwlock_wrlock(&world);
 			ret = cmd_capture(&r, text[0] == 'c');
+			pthread_rwlock_unlock(&world);
 		} else {
 			size_t i;
 			for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 				if (!strcmp(text, commands[i].name))
 					break;
 			if (i < sizeof(commands) / sizeof(commands[0])) {
+				/* Alone: no worker is in a round while ports, rules or counters change. */
+				pthread_rwlock_wrlock(&world);
 				ret = commands[i].fn(&r);
+				outbox_deliver();
+				touched_flush();
+				/* A rule the message changed: its sweep starts now, without waiting for a frame. */
+				if (vfr && vfr_recheck_step(vfr, 0))
+					atomic_store(&rechecking, true);
+				pthread_rwlock_unlock(&world);
 				multiline =
 				    commands[i].fn == cmd_rules || commands[i].fn == cmd_stats;
 			} else {
@@ -917,16 +1076,22 @@ static int control_handle(int sock)
 	return unix_send_fds(sock, reply, strlen(reply), NULL, 0) < 0 ? -EPIPE : 0;
 }
 
-/* ---- the loop ---- */
+/* ---- the loops ---- */
 
-static volatile sig_atomic_t stopping;
+static void on_signal(int sig) { atomic_store(&stopping, 1); }
 
-static void on_signal(int sig) { stopping = 1; }
+static void worker_wake(struct net_worker *w)
+{
+	uint64_t one = 1;
 
-/* The host's partial checksums and TCP segments (tap_open_uplink's offloads) go through whole. */
+	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("waking worker %u", w->index);
+}
+
+/* Worker 0's: the host's partial checksums and TCP segments (tap_open_uplink's offloads) go through whole. */
 static void tap_read(void)
 {
-	static uint8_t frame[VFR_GSO_FRAME_MAX + 1];
+	static _Thread_local uint8_t frame[VFR_GSO_FRAME_MAX + 1];
 	struct virtio_net_hdr hdr;
 	struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {frame, sizeof(frame)}};
 
@@ -944,7 +1109,10 @@ static void tap_read(void)
 		if (offload_wanted(&hdr))
 			tap_rx_offloaded++;
 		capture(VFR_UPLINK, frame, len, &hdr);
+		pthread_mutex_lock(&vfr_lock);
 		vfr_input_offload(vfr, VFR_UPLINK, frame, len, &hdr, now_ms, wall_ms);
+		pthread_mutex_unlock(&vfr_lock);
+		outbox_deliver();
 	}
 }
 
@@ -956,15 +1124,15 @@ static uint64_t mono_us(void)
 	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
 }
 
-/* --poll-us: watches the ports' transmit rings; true once one has a frame (tx_pending set). */
-static bool busy_poll(void)
+/* --poll-us: watches w's ports' transmit rings; true once one has a frame (tx_pending set). */
+static bool busy_poll(struct net_worker *w)
 {
 	uint64_t until = mono_us() + poll_us;
 	bool found = false;
 
-	while (!found && !stopping && mono_us() < until)
-		for (unsigned i = 0; i < nports; i++) {
-			struct netport *p = ports[port_ids[i]];
+	while (!found && !atomic_load(&stopping) && mono_us() < until)
+		for (unsigned i = 0; i < w->nports; i++) {
+			struct netport *p = ports[w->port_ids[i]];
 
 			for (unsigned q = NETPORT_TX; p->connected && q < NETPORT_CTRL; q += 2)
 				if (!p->b.q[q].vq.broken && vhost_backend_has_avail(&p->b, q)) {
@@ -975,25 +1143,99 @@ static bool busy_poll(void)
 	return found;
 }
 
-static int serve(int control_fd, int timer)
+static void *worker_main(void *arg)
 {
-	static struct watch control_watch = {W_CONTROL, NULL}, timer_watch = {W_TIMER, NULL};
+	struct net_worker *w = arg;
 	struct epoll_event ev[EVENTS_MAX];
-	bool rechecking = false, worked = false;
+	bool worked = false;
 
-	if (watch_fd(control_fd, &control_watch) < 0 || watch_fd(timer, &timer_watch) < 0) {
-		log_warn("epoll_ctl");
-		return -errno;
-	}
-	while (!stopping) {
-		bool pending = rechecking, control = false;
+	pthread_rwlock_rdlock(&world);
+	while (!atomic_load(&stopping)) {
+		bool pending = w->index == 0 && atomic_load(&rechecking);
+		uint64_t gen = world_gen;
 		int n;
 
-		for (unsigned i = 0; i < nports; i++)
-			pending |= ports[port_ids[i]]->tx_pending || ports[port_ids[i]]->ctrl_pending;
+		for (unsigned i = 0; i < w->nports; i++)
+			pending |= ports[w->port_ids[i]]->tx_pending || ports[w->port_ids[i]]->ctrl_pending;
 		if (!pending && worked && poll_us)
-			pending = busy_poll();
-		n = epoll_wait(epfd, ev, EVENTS_MAX, pending ? 0 : -1);
+			pending = busy_poll(w);
+		/* Asleep, it holds nothing: the main thread changes ports and rules then. */
+		pthread_rwlock_unlock(&world);
+		n = epoll_wait(w->epfd, ev, EVENTS_MAX, pending ? 0 : -1);
+		pthread_rwlock_rdlock(&world);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("worker %u: epoll_wait", w->index);
+			break;
+		}
+		/* A port went meanwhile: its events may point to it. The set gives the others again. */
+		if (world_gen != gen)
+			n = 0;
+		clock_update();
+		for (int i = 0; i < n; i++) {
+			struct watch *wt = ev[i].data.ptr;
+			uint64_t word;
+
+			switch (wt->kind) {
+			case W_WAKE:
+				if (read(w->wake_fd, &word, sizeof(word)) < 0 && errno != EAGAIN)
+					log_warn("worker %u: its eventfd", w->index);
+				break;
+			case W_TAP:
+				if (tap_fd >= 0)
+					tap_read();
+				break;
+			case W_LISTEN:
+				netport_listen_ready(wt->ptr);
+				break;
+			case W_VHOST: {
+				const struct vhost_watch *vw = (const struct vhost_watch *)wt;
+				netport_vhost_ready(vw->b->dev, vw);
+				break;
+			}
+			}
+		}
+		/* One round: at most TX_BUDGET frames from each port, then the receive signals. */
+		worked = false;
+		for (unsigned i = 0; i < w->nports; i++) {
+			struct netport *p = ports[w->port_ids[i]];
+
+			if (p->tx_pending || p->ctrl_pending)
+				worked |= netport_tx(p, TX_BUDGET) > 0;
+		}
+		touched_flush();
+		/* A rule change's recheck: a slice between rounds, until every flow is seen. */
+		if (w->index == 0 && atomic_load(&rechecking) && vfr) {
+			bool more;
+
+			pthread_mutex_lock(&vfr_lock);
+			more = vfr_recheck_step(vfr, VFR_RECHECK_BUDGET);
+			pthread_mutex_unlock(&vfr_lock);
+			outbox_deliver();
+			touched_flush();
+			if (!more)
+				atomic_store(&rechecking, false);
+		}
+	}
+	pthread_rwlock_unlock(&world);
+	return NULL;
+}
+
+/* The main thread's: the supervisor's messages and the tick. */
+static int serve(int epfd, int control_fd, int timer)
+{
+	static struct watch control_watch = {W_CONTROL, NULL}, timer_watch = {W_TIMER, NULL};
+	struct epoll_event ev[2];
+
+	if (watch_fd(epfd, control_fd, &control_watch) < 0 ||
+	    watch_fd(epfd, timer, &timer_watch) < 0) {
+		log_warn("the main thread's epoll set");
+		return -errno;
+	}
+	while (!atomic_load(&stopping)) {
+		int n = epoll_wait(epfd, ev, 2, -1);
+
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1005,48 +1247,72 @@ static int serve(int control_fd, int timer)
 			struct watch *w = ev[i].data.ptr;
 			uint64_t ticks;
 
-			switch (w->kind) {
-			case W_CONTROL:
-				control = true; /* last: it may remove ports other events point to */
-				break;
-			case W_TIMER:
-				if (read(timer, &ticks, sizeof(ticks)) == sizeof(ticks) && vfr)
+			if (w->kind == W_TIMER) {
+				if (read(timer, &ticks, sizeof(ticks)) != sizeof(ticks))
+					continue;
+				pthread_rwlock_rdlock(&world);
+				pthread_mutex_lock(&vfr_lock);
+				if (vfr)
 					vfr_tick(vfr, now_ms, wall_ms);
 				flows_flush();
-				break;
-			case W_TAP:
-				if (tap_fd >= 0)
-					tap_read();
-				break;
-			case W_LISTEN:
-				netport_listen_ready(w->ptr);
-				break;
-			case W_VHOST: {
-				const struct vhost_watch *vw = (const struct vhost_watch *)w;
-				netport_vhost_ready(vw->b->dev, vw);
-				break;
-			}
+				pthread_mutex_unlock(&vfr_lock);
+				outbox_deliver();
+				touched_flush();
+				pthread_rwlock_unlock(&world);
+			} else if (control_handle(control_fd) < 0) {
+				if (!quiet)
+					log_info("the supervisor has gone; stopping");
+				return 0;
+			} else if (atomic_load(&rechecking)) {
+				worker_wake(&workers[0]);
 			}
 		}
-		/* One round: at most TX_BUDGET frames from each port, then the receive signals. */
-		worked = false;
-		for (unsigned i = 0; i < nports; i++)
-			if (ports[port_ids[i]]->tx_pending || ports[port_ids[i]]->ctrl_pending)
-				worked |= netport_tx(ports[port_ids[i]], TX_BUDGET) > 0;
-		for (unsigned i = 0; i < nports; i++)
-			netport_flush(ports[port_ids[i]]);
-		/* A rule change's recheck: a slice between rounds, until every flow is seen. */
-		rechecking = vfr && vfr_recheck_step(vfr, VFR_RECHECK_BUDGET);
-		if (control && control_handle(control_fd) < 0) {
-			if (!quiet)
-				log_info("the supervisor has gone; stopping");
-			break;
-		}
-		/* A rule the message changed: its sweep starts next round, without waiting for a frame. */
-		if (control && vfr)
-			rechecking = vfr_recheck_step(vfr, 0);
 	}
 	return 0;
+}
+
+/* Workers and their epoll sets: made before the sandbox, which has no epoll_create or clone. */
+static int workers_start(void)
+{
+	pthread_rwlockattr_t attr;
+	sigset_t all, old;
+	int ret = 0;
+
+	/* Writer first: a worker always coming back for its round would hold messages off for good. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&world, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	/* Signals are the main thread's: workers start with them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (unsigned i = 0; i < nworkers && ret == 0; i++) {
+		struct net_worker *w = &workers[i];
+
+		w->index = i;
+		w->wake_watch = (struct watch){W_WAKE, w};
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (w->epfd < 0 || w->wake_fd < 0 || watch_fd(w->epfd, w->wake_fd, &w->wake_watch) < 0) {
+			ret = -errno;
+			log_warn("worker %u", i);
+		} else if ((ret = -pthread_create(&w->thread, NULL, worker_main, w)) < 0) {
+			log_errno(ret, "worker %u", i);
+		}
+		if (ret < 0)
+			nworkers = i; /* the ones started are stopped */
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+static void workers_stop(void)
+{
+	atomic_store(&stopping, 1);
+	for (unsigned i = 0; i < nworkers; i++)
+		worker_wake(&workers[i]);
+	for (unsigned i = 0; i < nworkers; i++)
+		pthread_join(workers[i].thread, NULL);
 }
 
 int main(int argc, char **argv)
@@ -1058,10 +1324,11 @@ int main(int argc, char **argv)
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"poll-us", required_argument, NULL, 'P'},
+	    {"threads", required_argument, NULL, 'T'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *user = NULL;
-	int opt, verbose = 0, control_fd = -1, ret, timer;
+	int opt, verbose = 0, control_fd = -1, ret, timer, main_epfd;
 	struct itimerspec second = {{1, 0}, {1, 0}};
 	bool no_sandbox = false;
 	char err[512];
@@ -1098,6 +1365,14 @@ int main(int argc, char **argv)
 			}
 			poll_us = (unsigned)v;
 			break;
+		case 'T':
+			v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > WORKERS_MAX) {
+				fprintf(stderr, "domus-net: --threads %s: 1 to %d\n", optarg, WORKERS_MAX);
+				return 2;
+			}
+			nworkers = (unsigned)v;
+			break;
 		default:
 			goto usage;
 		}
@@ -1119,19 +1394,25 @@ int main(int argc, char **argv)
 		log_warn("timerfd");
 		return 1;
 	}
-	/* The loop's epoll set: made before the sandbox, which has no epoll_create. */
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0) {
+	/* Epoll sets, the workers' and this thread's: made before the sandbox, which has no epoll_create. */
+	main_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (main_epfd < 0) {
 		log_warn("epoll_create1");
+		return 1;
+	}
+	if (workers_start() < 0) {
+		workers_stop();
 		return 1;
 	}
 	/* jansson seeds its hash tables from /dev/urandom at first use: before the sandbox, not in it. */
 	json_object_seed(0);
 	if (!no_sandbox && net_sandbox_enter(user, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
+		workers_stop();
 		return 1;
 	}
-	ret = serve(control_fd, timer);
+	ret = serve(main_epfd, control_fd, timer);
+	workers_stop();
 	for (unsigned i = 0; i < nports; i++) {
 		netport_close(ports[port_ids[i]]);
 		free(ports[port_ids[i]]);
@@ -1142,6 +1423,7 @@ int main(int argc, char **argv)
 	close(timer);
 	return ret < 0 ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: domus-net --control-fd N [--user NAME] [--no-sandbox] [--poll-us N] [-v] [-q]\n");
+	fprintf(stderr, "usage: domus-net --control-fd N [--user NAME] [--no-sandbox] [--threads N]\n"
+			"                 [--poll-us N] [-v] [-q]\n");
 	return 2;
 }

@@ -75,6 +75,7 @@ void netport_init(struct netport *p, uint32_t id, const uint8_t mac[6], int list
 	p->b.sock = -1;
 	p->epfd = -1;
 	p->pairs = 1;
+	pthread_mutex_init(&p->rx_lock, NULL);
 }
 
 static int listen_watch(struct netport *p, int op)
@@ -115,6 +116,7 @@ void netport_close(struct netport *p)
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);
 	p->listen_fd = -1;
+	pthread_mutex_destroy(&p->rx_lock);
 }
 
 /* The front-end is gone, or replaced: the next one's driver says its pairs anew. */
@@ -157,7 +159,9 @@ void netport_listen_ready(struct netport *p)
 
 	if (p->connected)
 		return; /* an event from before it connected */
+	pthread_mutex_lock(&p->rx_lock);
 	ret = netport_accept(p);
+	pthread_mutex_unlock(&p->rx_lock);
 	if (ret < 0 && ret != -EAGAIN)
 		log_errno(ret, "port %u: accept", p->id);
 }
@@ -168,6 +172,7 @@ void netport_vhost_ready(struct netport *p, const struct vhost_watch *w)
 
 	if (!p->connected)
 		return; /* dropped by an earlier event of this wake-up */
+	pthread_mutex_lock(&p->rx_lock);
 	if ((ret = vhost_backend_event(w)) < 0) {
 		if (ret == -EPIPE)
 			log_debug("port %u: %s", p->id, p->b.err);
@@ -176,6 +181,7 @@ void netport_vhost_ready(struct netport *p, const struct vhost_watch *w)
 		forget_pairs(p);
 		netport_disconnect(p);
 	}
+	pthread_mutex_unlock(&p->rx_lock);
 }
 
 static bool queue_usable(struct netport *p, unsigned q)
@@ -185,9 +191,9 @@ static bool queue_usable(struct netport *p, unsigned q)
 
 static unsigned tx_queue(struct netport *p, unsigned q, unsigned budget)
 {
-	/* Static: one thread, a chain is 4 KiB of iovecs and a packet 64 KiB. */
-	static struct virtq_chain c;
-	static uint8_t packet[NETPORT_HDR_LEN + VFR_GSO_FRAME_MAX];
+	/* Not on the stack: a chain is 4 KiB of iovecs and a packet 64 KiB. */
+	static _Thread_local struct virtq_chain c;
+	static _Thread_local uint8_t packet[NETPORT_HDR_LEN + VFR_GSO_FRAME_MAX];
 	unsigned taken = 0;
 
 	if (!queue_usable(p, q))
@@ -239,7 +245,7 @@ static unsigned tx_queue(struct netport *p, unsigned q, unsigned budget)
 /* The control queue: the number of queue pairs, and nothing else (no other CTRL_ feature). */
 static void ctrl_serve(struct netport *p)
 {
-	static struct virtq_chain c;
+	static _Thread_local struct virtq_chain c;
 	unsigned served = 0;
 	int got;
 
@@ -279,8 +285,12 @@ unsigned netport_tx(struct netport *p, unsigned budget)
 	unsigned taken = 0;
 
 	p->tx_pending = false;
-	if (p->ctrl_pending)
+	if (p->ctrl_pending) {
+		/* The pair count it sets is what netport_rx picks queues by. */
+		pthread_mutex_lock(&p->rx_lock);
 		ctrl_serve(p);
+		pthread_mutex_unlock(&p->rx_lock);
+	}
 	/* Every transmit queue the driver started, whatever it said of pairs: a frame is a frame. */
 	for (unsigned q = NETPORT_TX; q < NETPORT_CTRL && !p->tx_broken; q += 2)
 		taken += tx_queue(p, q, budget);
@@ -309,7 +319,7 @@ static void write_span(struct virtq_chain *c, uint64_t at, const uint8_t *hdr, c
 static int rx_put(struct netport *p, unsigned q, const uint8_t *frame, size_t len,
 		  struct virtio_net_hdr *h)
 {
-	static struct virtq_chain c;
+	static _Thread_local struct virtq_chain c;
 	bool mergeable = FEATURE(p->b.features, VIRTIO_NET_F_MRG_RXBUF);
 	uint16_t heads[VIRTIO_NET_RX_CHAINS_MAX];
 	uint32_t lens[VIRTIO_NET_RX_CHAINS_MAX];
@@ -400,10 +410,11 @@ static unsigned rx_queue(const struct netport *p, const uint8_t *f, size_t len)
 	return 2 * ((h >> 16) % p->pairs);
 }
 
-int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct virtio_net_hdr *off)
+static int rx_frame(struct netport *p, const uint8_t *frame, size_t len,
+		    const struct virtio_net_hdr *off)
 {
-	/* Static: one thread; a segment cut, or a frame whose checksum is completed. */
-	static uint8_t buf[VFR_GSO_FRAME_MAX];
+	/* A segment cut, or a frame whose checksum is completed. */
+	static _Thread_local uint8_t buf[VFR_GSO_FRAME_MAX];
 	struct virtio_net_hdr h = {0};
 	unsigned q = rx_queue(p, frame, len);
 
@@ -438,10 +449,22 @@ int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct
 	return rx_put(p, q, buf, len, &h);
 }
 
+int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct virtio_net_hdr *off)
+{
+	int ret;
+
+	pthread_mutex_lock(&p->rx_lock);
+	ret = rx_frame(p, frame, len, off);
+	pthread_mutex_unlock(&p->rx_lock);
+	return ret;
+}
+
 void netport_flush(struct netport *p)
 {
+	pthread_mutex_lock(&p->rx_lock);
 	for (unsigned i = 0; i < NETPORT_PAIRS_MAX && p->connected; i++)
 		if (p->rx_notify & (1u << i))
 			vhost_backend_notify(&p->b, 2 * i);
 	p->rx_notify = 0;
+	pthread_mutex_unlock(&p->rx_lock);
 }

@@ -35,6 +35,7 @@
 #define DOMUS_NET_NETPORT_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -79,8 +80,17 @@ struct netport_counters {
 	uint64_t connects;
 };
 
+/*
+ * Threads (domus-net --threads): a port's transmit queues, its connection
+ * and its kicks are served by one thread, its owner; any thread may put
+ * frames in its receive queues. rx_lock orders the two: netport_rx and
+ * netport_flush take it, and the owner holds it while it changes what
+ * they use (the connection's messages, which map memory and set rings,
+ * a disconnect, the pair count the control queue sets).
+ */
 struct netport {
 	uint32_t id;
+	pthread_mutex_t rx_lock;
 	uint8_t mac[6];
 	int listen_fd;
 	bool connected;
@@ -113,7 +123,7 @@ struct netport {
 /* A port on listen_fd (taken over), its frames to input. */
 void netport_init(struct netport *p, uint32_t id, const uint8_t mac[6], int listen_fd,
 		  netport_input_fn input, void *ctx);
-/* Drops the front-end and closes the listening socket. */
+/* Drops the front-end and closes the listening socket (no other thread may use it then). */
 void netport_close(struct netport *p);
 /* Accepts a front-end (after the previous one has gone); 0 or -errno. */
 int netport_accept(struct netport *p);

@@ -5,7 +5,8 @@
  * one port arrives on the other (bytes checked), hostile transmit chains
  * (oversized, empty, outside memory) are survived and the other port goes
  * on, bad control messages are answered with the reason, `stats` counts
- * the frames, a capture is a pcap file with them, and after SIGKILL a new
+ * the frames (the two ports served by two worker threads, so every frame
+ * crosses from one thread's port to the other's), a capture is a pcap file with them, and after SIGKILL a new
  * domus-net handed the same messages, state memfd and sockets serves the
  * reconnected front-ends again.
  */
@@ -56,8 +57,12 @@ static void start_net(bool fresh)
 	char program[4096];
 
 	netctl_find_program(program, sizeof(program), "/nonexistent/domusd");
-	/* The busy-polling loop (VM tests run the default, without). */
+	/*
+	 * The busy-polling loop, and two workers (VM tests run the default:
+	 * one, without polling).
+	 */
 	ctlproc_set_poll_us("domus-net", 50);
+	ctlproc_set_threads("domus-net", 2);
 	assert_int_equal(netctl_spawn(program, false, &net_pid, &ctl, err, sizeof(err)), 0);
 	assert_int_equal(ask("state capacity=1024", &state_fd, 1), 0);
 	if (fresh)
@@ -263,6 +268,9 @@ static void test_stats(void **state)
 			 10);
 	assert_int_equal(port_counter(after, 3, "tx_frames") - port_counter(before, 3, "tx_frames"),
 			 10);
+	/* Each port on its own worker: the frames above went from one thread's port to the other's. */
+	assert_int_equal(json_integer_value(json_object_get(after, "threads")), 2);
+	assert_int_not_equal(port_counter(after, 2, "worker"), port_counter(after, 3, "worker"));
 	json_decref(before);
 	json_decref(after);
 }
