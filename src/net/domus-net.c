@@ -45,6 +45,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1400,6 +1401,12 @@ int main(int argc, char **argv)
 		log_warn("epoll_create1");
 		return 1;
 	}
+	/*
+	 * One malloc arena for every thread: a worker's own arena would grow by
+	 * mprotect, which the sandbox does not allow (a front-end's messages
+	 * allocate on the worker that serves its port).
+	 */
+	mallopt(M_ARENA_MAX, 1);
 	if (workers_start() < 0) {
 		workers_stop();
 		return 1;
