@@ -1,12 +1,17 @@
 /*
  * vfr-pps: domus-net's frames per second, on the host without a VM.
  *
- *   vfr-pps [--frames N] [--program DOMUS-NET]
- *       starts domus-net (netctl_spawn, sandboxed as under domusd), makes
- *       one network with default=drop and a rule accepting UDP from port a
- *       to port b on 5001 (so the rules and conntrack are on the path), and
- *       drives it with two tests/netdriver front-ends: a blasts 64-byte UDP
- *       frames, b receives. Prints one line of key=value: frames delivered,
+ *   vfr-pps [--frames N] [--program DOMUS-NET] [--pairs P] [--threads T]
+ *       starts domus-net (netctl_spawn, sandboxed as under domusd) with T
+ *       worker threads (default 1), makes one network with default=drop and
+ *       a rule accepting UDP from port a to port b on 5001 (so the rules and
+ *       conntrack are on the path), and drives it with two tests/netdriver
+ *       front-ends: a blasts 64-byte UDP frames, b receives. With P pairs
+ *       (1 to 4) there are P such senders and receivers, each pair driven
+ *       by its own thread, the senders' ports added first so that they
+ *       spread over the workers (a frame's whole way through domus-net is
+ *       the work of its sender's worker); N frames in all. Prints one line
+ *       of key=value: pairs, threads, frames delivered,
  *       wall time, domus-net's CPU time (utime+stime from /proc/PID/stat)
  *       and frames per CPU second of domus-net, and the whole host's busy
  *       CPU time (/proc/stat) per frame, which covers the synthetic
@@ -26,6 +31,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +43,14 @@
 #include <unistd.h>
 
 #include "../tests/netdriver/netdriver.h"
+#include "lib/ctlproc.h"
 #include "lib/unix_socket.h"
 #include "net/netctl.h"
 #include "net/vfr.h"
 
 #define QSIZE 256
 #define PORT 5001
+#define PAIRS_MAX 4
 
 static double now_s(void)
 {
@@ -148,22 +156,61 @@ static int udp_recv(double seconds)
 	return 0;
 }
 
+/* One sender and its receiver, driven by one thread. */
+struct pair {
+	struct netdrv a, b;
+	uint8_t id_a, id_b;
+	unsigned long frames, sent, got;
+	pthread_t thread;
+};
+
+static double t_start;
+
+/* Fills a's ring, kicks, drains b's, until enough arrived (or 60 s). */
+static void *drive(void *arg)
+{
+	struct pair *p = arg;
+	uint8_t f[64], buf[2048];
+
+	while (p->got < p->frames && now_s() - t_start < 60) {
+		unsigned queued = 0;
+		int n;
+		while (p->sent < p->frames &&
+		       netdrv_send(&p->a, f,
+				   netdrv_udp_frame(f, p->a.mac, p->b.mac, p->id_a, p->id_b, PORT,
+						    (uint32_t)p->sent)) == 0)
+			p->sent++, queued++;
+		if (queued)
+			netdrv_kick(&p->a);
+		while ((n = netdrv_receive(&p->b, buf, sizeof(buf), 0)) > 0)
+			p->got++;
+		if (!queued && netdrv_receive(&p->b, buf, sizeof(buf), 1) > 0)
+			p->got++;
+		if (p->sent >= p->frames && netdrv_tx_free(&p->a) == QSIZE &&
+		    netdrv_receive(&p->b, buf, sizeof(buf), 50) == 0)
+			break; /* everything sent and nothing more coming */
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"frames", required_argument, NULL, 'n'},
 	    {"program", required_argument, NULL, 'p'},
+	    {"pairs", required_argument, NULL, 'P'},
+	    {"threads", required_argument, NULL, 'T'},
 	    {"udp-send", required_argument, NULL, 's'},
 	    {"udp-recv", required_argument, NULL, 'r'},
 	    {NULL, 0, NULL, 0},
 	};
-	static const uint8_t mac_a[6] = {2, 0, 0, 0, 0, 2}, mac_b[6] = {2, 0, 0, 0, 0, 3};
-	unsigned long frames = 2000000, sent = 0, got = 0;
-	char program[PATH_MAX] = "", dir[64] = "/tmp/vfr-pps.XXXXXX", sa[128], sb[128], err[512];
+	static struct pair pairs[PAIRS_MAX];
+	unsigned long frames = 2000000, sent = 0, got = 0, threads = 1, npairs = 1;
+	char program[PATH_MAX] = "", dir[64] = "/tmp/vfr-pps.XXXXXX", err[512], text[256];
+	char socks[2 * PAIRS_MAX][128];
 	const char *send_to = NULL;
-	double recv_s = 0, t0, t1, c0, c1, h0, h1;
-	int opt, ctl, state, la, lb, status;
-	struct netdrv A, B;
+	double recv_s = 0, t1, c0, c1, h0, h1;
+	int opt, ctl, state, listen[2 * PAIRS_MAX], status;
 	uint8_t f[64], buf[2048];
 	pid_t pid;
 
@@ -175,6 +222,12 @@ int main(int argc, char **argv)
 		case 'p':
 			snprintf(program, sizeof(program), "%s", optarg);
 			break;
+		case 'P':
+			npairs = strtoul(optarg, NULL, 10);
+			break;
+		case 'T':
+			threads = strtoul(optarg, NULL, 10);
+			break;
 		case 's':
 			send_to = optarg;
 			break;
@@ -182,17 +235,15 @@ int main(int argc, char **argv)
 			recv_s = strtod(optarg, NULL);
 			break;
 		default:
-			fprintf(
-			    stderr,
-			    "usage: vfr-pps [--frames N] [--program DOMUS-NET] | --udp-send ADDR "
-			    "[--frames N] | --udp-recv SECONDS\n");
-			return 2;
+			goto usage;
 		}
 	}
 	if (send_to)
 		return udp_send(send_to, frames);
 	if (recv_s > 0)
 		return udp_recv(recv_s);
+	if (npairs < 1 || npairs > PAIRS_MAX || threads < 1 || threads > 16 || frames < npairs)
+		goto usage;
 	if (!program[0]) {
 		netctl_find_program(program, sizeof(program), argv[0]);
 		if (access(program, X_OK) < 0) {
@@ -204,73 +255,92 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!mkdtemp(dir))
 		return 1;
-	snprintf(sa, sizeof(sa), "%s/a.sock", dir);
-	snprintf(sb, sizeof(sb), "%s/b.sock", dir);
 	state = memfd_create("vfr-state", MFD_CLOEXEC);
-	la = unix_listen(sa, SOCK_STREAM, 4);
-	lb = unix_listen(sb, SOCK_STREAM, 4);
-	if (state < 0 || la < 0 || lb < 0 ||
-	    ftruncate(state, (off_t)vfr_state_size(NETCTL_CT_CAPACITY)) < 0 ||
+	ctlproc_set_threads("domus-net", (unsigned)threads);
+	if (state < 0 || ftruncate(state, (off_t)vfr_state_size(NETCTL_CT_CAPACITY)) < 0 ||
 	    netctl_spawn(program, false, &pid, &ctl, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vfr-pps: setting up %s failed\n", program);
 		return 1;
 	}
 	if (ask(ctl, "state", &state, 1) < 0 ||
-	    ask(ctl, "net lan 1 10.0.0.0/24 10.0.0.1 mode=none default=drop", NULL, 0) < 0 ||
-	    ask(ctl, "port 2 a lan 02:00:00:00:00:02 10.0.0.2", &la, 1) < 0 ||
-	    ask(ctl, "port 3 b lan 02:00:00:00:00:03 10.0.0.3", &lb, 1) < 0 ||
-	    ask(ctl, "rule add end accept proto udp from domain a to domain b port 5001", NULL, 0) <
-		0)
+	    ask(ctl, "net lan 1 10.0.0.0/24 10.0.0.1 mode=none default=drop", NULL, 0) < 0)
 		return 1;
-	if (netdrv_open(&A, sa, mac_a, QSIZE, err, sizeof(err)) < 0 ||
-	    netdrv_open(&B, sb, mac_b, QSIZE, err, sizeof(err)) < 0) {
-		fprintf(stderr, "vfr-pps: %s\n", err);
-		return 1;
+	/*
+	 * Ports: senders a0.. (ids 2, 4, ..) first, then receivers b0.. (3, 5, ..),
+	 * so that with T workers the senders go to workers 0, 1, .. in turn.
+	 */
+	for (unsigned i = 0; i < 2 * npairs; i++) {
+		bool sender = i < npairs;
+		unsigned k = sender ? i : i - (unsigned)npairs, id = 2 + 2 * k + !sender;
+
+		snprintf(socks[i], sizeof(socks[i]), "%s/%c%u.sock", dir, sender ? 'a' : 'b', k);
+		listen[i] = unix_listen(socks[i], SOCK_STREAM, 4);
+		snprintf(text, sizeof(text), "port %u %c%u lan 02:00:00:00:00:%02x 10.0.0.%u", id,
+			 sender ? 'a' : 'b', k, id, id);
+		if (listen[i] < 0 || ask(ctl, text, &listen[i], 1) < 0)
+			return 1;
 	}
-	/* A first frame through, so that the flow exists and the rings are running. */
-	netdrv_udp_frame(f, mac_a, mac_b, 2, 3, PORT, 0);
-	netdrv_send(&A, f, 64);
-	netdrv_kick(&A);
-	if (netdrv_receive(&B, buf, sizeof(buf), 2000) != 64) {
-		fprintf(stderr, "vfr-pps: the first frame did not arrive\n");
-		return 1;
+	for (unsigned k = 0; k < npairs; k++) {
+		struct pair *p = &pairs[k];
+		uint8_t mac_a[6] = {2, 0, 0, 0, 0, (uint8_t)(2 + 2 * k)},
+			mac_b[6] = {2, 0, 0, 0, 0, (uint8_t)(3 + 2 * k)};
+
+		p->id_a = (uint8_t)(2 + 2 * k);
+		p->id_b = (uint8_t)(3 + 2 * k);
+		p->frames = frames / npairs;
+		snprintf(text, sizeof(text),
+			 "rule add end accept proto udp from domain a%u to domain b%u port 5001", k, k);
+		if (ask(ctl, text, NULL, 0) < 0)
+			return 1;
+		if (netdrv_open(&p->a, socks[k], mac_a, QSIZE, err, sizeof(err)) < 0 ||
+		    netdrv_open(&p->b, socks[npairs + k], mac_b, QSIZE, err, sizeof(err)) < 0) {
+			fprintf(stderr, "vfr-pps: %s\n", err);
+			return 1;
+		}
+		/* A first frame through, so that the flow exists and the rings are running. */
+		netdrv_udp_frame(f, mac_a, mac_b, p->id_a, p->id_b, PORT, 0);
+		netdrv_send(&p->a, f, 64);
+		netdrv_kick(&p->a);
+		if (netdrv_receive(&p->b, buf, sizeof(buf), 2000) != 64) {
+			fprintf(stderr, "vfr-pps: the first frame of pair %u did not arrive\n", k);
+			return 1;
+		}
 	}
-	t0 = now_s();
+	t_start = now_s();
 	c0 = proc_cpu(pid);
 	h0 = host_busy();
-	/* One thread drives both ends: fill a's ring, kick, drain b's, until enough arrived. */
-	while (got < frames && now_s() - t0 < 60) {
-		unsigned queued = 0;
-		int n;
-		while (sent < frames && netdrv_send(&A, f,
-						    netdrv_udp_frame(f, mac_a, mac_b, 2, 3, PORT,
-								     (uint32_t)sent)) == 0)
-			sent++, queued++;
-		if (queued)
-			netdrv_kick(&A);
-		while ((n = netdrv_receive(&B, buf, sizeof(buf), 0)) > 0)
-			got++;
-		if (!queued && netdrv_receive(&B, buf, sizeof(buf), 1) > 0)
-			got++;
-		if (sent >= frames && netdrv_tx_free(&A) == QSIZE &&
-		    netdrv_receive(&B, buf, sizeof(buf), 50) == 0)
-			break; /* everything sent and nothing more coming */
+	for (unsigned k = 0; k < npairs; k++)
+		if (pthread_create(&pairs[k].thread, NULL, drive, &pairs[k]) != 0) {
+			fprintf(stderr, "vfr-pps: pthread_create\n");
+			return 1;
+		}
+	for (unsigned k = 0; k < npairs; k++) {
+		pthread_join(pairs[k].thread, NULL);
+		sent += pairs[k].sent;
+		got += pairs[k].got;
 	}
 	t1 = now_s();
 	c1 = proc_cpu(pid);
 	h1 = host_busy();
-	netdrv_close(&A);
-	netdrv_close(&B);
+	for (unsigned k = 0; k < npairs; k++) {
+		netdrv_close(&pairs[k].a);
+		netdrv_close(&pairs[k].b);
+	}
 	close(ctl);
 	waitpid(pid, &status, 0);
-	unlink(sa);
-	unlink(sb);
+	for (unsigned i = 0; i < 2 * npairs; i++)
+		unlink(socks[i]);
 	rmdir(dir);
 	/* Printed once domus-net is gone (the benchmarks' rule). */
-	printf("vfr-pps frames_sent=%lu frames_delivered=%lu wall_s=%.3f pps=%.0f "
-	       "domus_net_cpu_s=%.3f "
-	       "pps_per_domus_net_cpu=%.0f host_cpu_s=%.3f pps_per_host_cpu=%.0f\n",
-	       sent, got, t1 - t0, got / (t1 - t0), c1 - c0, c1 > c0 ? got / (c1 - c0) : 0.0,
-	       h1 - h0, h1 > h0 ? got / (h1 - h0) : 0.0);
+	printf("vfr-pps pairs=%lu threads=%lu frames_sent=%lu frames_delivered=%lu wall_s=%.3f "
+	       "pps=%.0f domus_net_cpu_s=%.3f pps_per_domus_net_cpu=%.0f host_cpu_s=%.3f "
+	       "pps_per_host_cpu=%.0f\n",
+	       npairs, threads, sent, got, t1 - t_start, got / (t1 - t_start), c1 - c0,
+	       c1 > c0 ? got / (c1 - c0) : 0.0, h1 - h0, h1 > h0 ? got / (h1 - h0) : 0.0);
 	return got ? 0 : 1;
+usage:
+	fprintf(stderr,
+		"usage: vfr-pps [--frames N] [--program DOMUS-NET] [--pairs 1-4] [--threads 1-16]\n"
+		"       vfr-pps --udp-send ADDR [--frames N] | --udp-recv SECONDS\n");
+	return 2;
 }
