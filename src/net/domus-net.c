@@ -23,11 +23,11 @@
  *     out a message (ports, rules, captures, stats), so no round sees a
  *     port come or go, and counters are read whole.
  *   vfr_lock: the VFR's tables (conntrack, NAT, neighbours, its log, flow
- *     records) are one router's. A worker holds it for one frame's
- *     vfr_input; what the VFR sends is queued (struct outbox) and put in
- *     the receivers' rings after, outside it, so that the copies out of
- *     the senders' memory and into the receivers' of several workers run
- *     at once.
+ *     records) are one router's. A worker holds it while a batch (a port's
+ *     transmit queues, the TAP) goes through vfr_input, taken once for
+ *     the batch; what the VFR sends is queued (struct outbox) and put in
+ *     the receivers' rings after, outside it, so that the copies into the
+ *     receivers' memory of several workers run at once.
  *   a port's rx_lock (net/netport.h): whoever fills its receive queues.
  * A rule change rechecks the flows a few at a time between worker 0's
  * rounds (vfr_recheck_step), never while every port waits. Fairness: each
@@ -78,9 +78,14 @@
 #define IPFIX_MTU 1500 /* path MTU assumed towards the collector */
 #define EVENTS_MAX 64 /* epoll events taken per wake-up */
 #define WORKERS_MAX 16
-/* What the VFR sends for one frame, queued to be delivered outside vfr_lock. */
-#define OUTBOX_FRAMES 8
-#define OUTBOX_BYTES (2 * VFR_GSO_FRAME_MAX + 4 * VFR_FRAME_MAX)
+/*
+ * What the VFR sends for one batch (TX_BUDGET frames from each of a port's
+ * transmit queues, or from the TAP), queued to be delivered outside
+ * vfr_lock: room for an answer besides each frame, and for each frame at
+ * MTU size (a batch of 64 KiB segments is delivered in parts).
+ */
+#define OUTBOX_FRAMES (2 * TX_BUDGET * NETPORT_PAIRS_MAX)
+#define OUTBOX_BYTES (TX_BUDGET * NETPORT_PAIRS_MAX * VFR_FRAME_MAX)
 
 /* What an epoll event is of (struct watch's kind). */
 enum { W_CONTROL = 1, W_TIMER, W_TAP, W_LISTEN, W_VHOST, W_WAKE };
@@ -102,13 +107,15 @@ struct net_worker {
 	struct watch wake_watch;
 	uint32_t port_ids[VFR_MAX_PORTS]; /* the ports it serves (changed under world, alone) */
 	unsigned nports;
+	struct outbox *outbox; /* its thread's, made before it starts */
 };
 
 static struct net_worker workers[WORKERS_MAX];
 static unsigned nworkers = 1;
 static struct net_worker *port_worker[CT_MAX_DOMAINS];
 static pthread_rwlock_t world;
-static pthread_mutex_t vfr_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Adaptive: a worker spins a little before it sleeps, since the holder lets go within a batch. */
+static pthread_mutex_t vfr_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 /* Bumped (under world, alone) when a port goes: events read before may point to it. */
 static uint64_t world_gen;
 static atomic_bool rechecking; /* a rule change's sweep is under way: worker 0 steps it */
@@ -283,36 +290,62 @@ struct outbox {
 	uint8_t bytes[OUTBOX_BYTES];
 };
 
-static _Thread_local struct outbox outbox;
+/* Each thread's, from the heap (too large for thread-local storage): outbox_new. */
+static _Thread_local struct outbox *outbox;
+
+static struct outbox *outbox_new(void) { return calloc(1, sizeof(struct outbox)); }
+
+static _Thread_local bool vfr_held;
+
+/* A batch's frames go through the VFR under one taking of vfr_lock, not one each. */
+static void vfr_enter(void)
+{
+	if (!vfr_held) {
+		pthread_mutex_lock(&vfr_lock);
+		vfr_held = true;
+	}
+}
+
+static void outbox_deliver(void);
+
+/* The batch is over: the VFR goes, then what it sent is delivered (under world). */
+static void vfr_leave(void)
+{
+	if (vfr_held) {
+		pthread_mutex_unlock(&vfr_lock);
+		vfr_held = false;
+	}
+	outbox_deliver();
+}
 
 /* Delivers what is queued: outside vfr_lock, under world. */
 static void outbox_deliver(void)
 {
-	for (unsigned i = 0; i < outbox.n; i++)
-		deliver(outbox.f[i].port, outbox.bytes + outbox.f[i].at, outbox.f[i].len,
-			outbox.f[i].has_off ? &outbox.f[i].off : NULL);
-	outbox.n = 0;
-	outbox.used = 0;
+	for (unsigned i = 0; i < outbox->n; i++)
+		deliver(outbox->f[i].port, outbox->bytes + outbox->f[i].at, outbox->f[i].len,
+			outbox->f[i].has_off ? &outbox->f[i].off : NULL);
+	outbox->n = 0;
+	outbox->used = 0;
 }
 
 static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
 {
-	if (outbox.n == OUTBOX_FRAMES || len > sizeof(outbox.bytes) - outbox.used) {
-		/* No room (not seen: a frame makes at most two): in order, now. */
+	if (outbox->n == OUTBOX_FRAMES || len > sizeof(outbox->bytes) - outbox->used) {
+		/* No room (segments of 64 KiB): what is queued, then this, in order, now. */
 		outbox_deliver();
 		deliver(port, frame, len, off);
 		return;
 	}
-	outbox.f[outbox.n].port = port;
-	outbox.f[outbox.n].has_off = off != NULL;
+	outbox->f[outbox->n].port = port;
+	outbox->f[outbox->n].has_off = off != NULL;
 	if (off)
-		outbox.f[outbox.n].off = *off;
-	outbox.f[outbox.n].at = outbox.used;
-	outbox.f[outbox.n].len = len;
-	memcpy(outbox.bytes + outbox.used, frame, len);
-	outbox.used += len;
-	outbox.n++;
+		outbox->f[outbox->n].off = *off;
+	outbox->f[outbox->n].at = outbox->used;
+	outbox->f[outbox->n].len = len;
+	memcpy(outbox->bytes + outbox->used, frame, len);
+	outbox->used += len;
+	outbox->n++;
 }
 
 static void on_log(void *ctx, const char *line) { log_info("%s", line); }
@@ -361,10 +394,8 @@ static void on_port_frame(void *ctx, struct netport *p, const uint8_t *frame, si
 			  const struct virtio_net_hdr *off)
 {
 	capture(p->id, frame, len, off);
-	pthread_mutex_lock(&vfr_lock);
+	vfr_enter(); /* left at the end of the port's batch (worker_main) */
 	vfr_input_offload(vfr, p->id, frame, len, off, now_ms, wall_ms);
-	pthread_mutex_unlock(&vfr_lock);
-	outbox_deliver();
 }
 
 /* ---- parsing the supervisor's words ---- */
@@ -1101,7 +1132,7 @@ static void tap_read(void)
 		size_t len;
 
 		if (n < 0)
-			return;
+			break;
 		if (n <= (ssize_t)sizeof(hdr))
 			continue;
 		len = (size_t)n - sizeof(hdr);
@@ -1110,11 +1141,10 @@ static void tap_read(void)
 		if (offload_wanted(&hdr))
 			tap_rx_offloaded++;
 		capture(VFR_UPLINK, frame, len, &hdr);
-		pthread_mutex_lock(&vfr_lock);
+		vfr_enter();
 		vfr_input_offload(vfr, VFR_UPLINK, frame, len, &hdr, now_ms, wall_ms);
-		pthread_mutex_unlock(&vfr_lock);
-		outbox_deliver();
 	}
+	vfr_leave();
 }
 
 static uint64_t mono_us(void)
@@ -1150,6 +1180,7 @@ static void *worker_main(void *arg)
 	struct epoll_event ev[EVENTS_MAX];
 	bool worked = false;
 
+	outbox = w->outbox;
 	pthread_rwlock_rdlock(&world);
 	while (!atomic_load(&stopping)) {
 		bool pending = w->index == 0 && atomic_load(&rechecking);
@@ -1202,18 +1233,19 @@ static void *worker_main(void *arg)
 		for (unsigned i = 0; i < w->nports; i++) {
 			struct netport *p = ports[w->port_ids[i]];
 
-			if (p->tx_pending || p->ctrl_pending)
+			if (p->tx_pending || p->ctrl_pending) {
 				worked |= netport_tx(p, TX_BUDGET) > 0;
+				vfr_leave();
+			}
 		}
 		touched_flush();
 		/* A rule change's recheck: a slice between rounds, until every flow is seen. */
 		if (w->index == 0 && atomic_load(&rechecking) && vfr) {
 			bool more;
 
-			pthread_mutex_lock(&vfr_lock);
+			vfr_enter();
 			more = vfr_recheck_step(vfr, VFR_RECHECK_BUDGET);
-			pthread_mutex_unlock(&vfr_lock);
-			outbox_deliver();
+			vfr_leave();
 			touched_flush();
 			if (!more)
 				atomic_store(&rechecking, false);
@@ -1294,7 +1326,12 @@ static int workers_start(void)
 		w->wake_watch = (struct watch){W_WAKE, w};
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
 		w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (w->epfd < 0 || w->wake_fd < 0 || watch_fd(w->epfd, w->wake_fd, &w->wake_watch) < 0) {
+		w->outbox = outbox_new();
+		if (!w->outbox) {
+			ret = -ENOMEM;
+			log_warnx("worker %u: out of memory", i);
+		} else if (w->epfd < 0 || w->wake_fd < 0 ||
+			   watch_fd(w->epfd, w->wake_fd, &w->wake_watch) < 0) {
 			ret = -errno;
 			log_warn("worker %u", i);
 		} else if ((ret = -pthread_create(&w->thread, NULL, worker_main, w)) < 0) {
@@ -1312,8 +1349,10 @@ static void workers_stop(void)
 	atomic_store(&stopping, 1);
 	for (unsigned i = 0; i < nworkers; i++)
 		worker_wake(&workers[i]);
-	for (unsigned i = 0; i < nworkers; i++)
+	for (unsigned i = 0; i < nworkers; i++) {
 		pthread_join(workers[i].thread, NULL);
+		free(workers[i].outbox);
+	}
 }
 
 int main(int argc, char **argv)
@@ -1407,6 +1446,10 @@ int main(int argc, char **argv)
 	 * allocate on the worker that serves its port).
 	 */
 	mallopt(M_ARENA_MAX, 1);
+	if (!(outbox = outbox_new())) {
+		log_warnx("out of memory");
+		return 1;
+	}
 	if (workers_start() < 0) {
 		workers_stop();
 		return 1;
@@ -1427,6 +1470,7 @@ int main(int argc, char **argv)
 	flows_flush();
 	if (vfr)
 		vfr_free(vfr);
+	free(outbox);
 	close(timer);
 	return ret < 0 ? 1 : 0;
 usage:
