@@ -249,17 +249,37 @@ static _Thread_local uint32_t touched[VFR_MAX_PORTS];
 static _Thread_local unsigned ntouched;
 static _Thread_local uint8_t touched_mark[CT_MAX_DOMAINS];
 
+/*
+ * The port whose rx_lock this thread holds across consecutive frames to it
+ * (deliver), so that a batch to one port takes the lock once; NULL: none.
+ */
+static _Thread_local struct netport *rx_held;
+
+static void rx_release(void)
+{
+	if (rx_held)
+		pthread_mutex_unlock(&rx_held->rx_lock);
+	rx_held = NULL;
+}
+
 static void deliver(uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
 {
+	struct netport *p;
+
 	capture(port, frame, len, off);
 	if (port == VFR_UPLINK) {
 		tap_write(frame, len, off);
 		return;
 	}
-	if (port >= CT_MAX_DOMAINS || !ports[port])
+	if (port >= CT_MAX_DOMAINS || !(p = ports[port]))
 		return;
-	netport_rx(ports[port], frame, len, off); /* a drop is counted by the port */
+	if (rx_held != p) {
+		rx_release();
+		pthread_mutex_lock(&p->rx_lock);
+		rx_held = p;
+	}
+	netport_rx_locked(p, frame, len, off); /* a drop is counted by the port */
 	if (!touched_mark[port] && ntouched < VFR_MAX_PORTS) {
 		touched_mark[port] = 1;
 		touched[ntouched++] = port;
@@ -324,6 +344,7 @@ static void outbox_deliver(void)
 	for (unsigned i = 0; i < outbox->n; i++)
 		deliver(outbox->f[i].port, outbox->bytes + outbox->f[i].at, outbox->f[i].len,
 			outbox->f[i].has_off ? &outbox->f[i].off : NULL);
+	rx_release();
 	outbox->n = 0;
 	outbox->used = 0;
 }
@@ -335,6 +356,7 @@ static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
 		/* No room (segments of 64 KiB): what is queued, then this, in order, now. */
 		outbox_deliver();
 		deliver(port, frame, len, off);
+		rx_release();
 		return;
 	}
 	outbox->f[outbox->n].port = port;

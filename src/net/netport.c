@@ -410,8 +410,8 @@ static unsigned rx_queue(const struct netport *p, const uint8_t *f, size_t len)
 	return 2 * ((h >> 16) % p->pairs);
 }
 
-static int rx_frame(struct netport *p, const uint8_t *frame, size_t len,
-		    const struct virtio_net_hdr *off)
+int netport_rx_locked(struct netport *p, const uint8_t *frame, size_t len,
+		      const struct virtio_net_hdr *off)
 {
 	/* A segment cut, or a frame whose checksum is completed. */
 	static _Thread_local uint8_t buf[VFR_GSO_FRAME_MAX];
@@ -454,7 +454,7 @@ int netport_rx(struct netport *p, const uint8_t *frame, size_t len, const struct
 	int ret;
 
 	pthread_mutex_lock(&p->rx_lock);
-	ret = rx_frame(p, frame, len, off);
+	ret = netport_rx_locked(p, frame, len, off);
 	pthread_mutex_unlock(&p->rx_lock);
 	return ret;
 }

@@ -152,6 +152,9 @@ unsigned netport_tx(struct netport *p, unsigned budget);
  */
 int netport_rx(struct netport *p, const uint8_t *frame, size_t len,
 	       const struct virtio_net_hdr *off);
+/* The same, for a caller holding rx_lock across several frames to the port. */
+int netport_rx_locked(struct netport *p, const uint8_t *frame, size_t len,
+		      const struct virtio_net_hdr *off);
 /* Signals the receive completions made since the last call, if the driver wants them. */
 void netport_flush(struct netport *p);
 
