@@ -25,9 +25,10 @@
  *   vfr_lock: the VFR's tables (conntrack, NAT, neighbours, its log, flow
  *     records) are one router's. A worker holds it while a batch (a port's
  *     transmit queues, the TAP) goes through vfr_input, taken once for
- *     the batch; what the VFR sends is queued (struct outbox) and put in
- *     the receivers' rings after, outside it, so that the copies into the
- *     receivers' memory of several workers run at once.
+ *     the batch; with more than one worker what the VFR sends is queued
+ *     (struct outbox) and put in the receivers' rings after, outside it,
+ *     so that the copies into the receivers' memory of several workers
+ *     run at once (one worker delivers at once, under it).
  *   a port's rx_lock (net/netport.h): whoever fills its receive queues.
  * A rule change rechecks the flows a few at a time between worker 0's
  * rounds (vfr_recheck_step), never while every port waits. Fairness: each
@@ -352,6 +353,15 @@ static void outbox_deliver(void)
 static void on_emit(void *ctx, uint32_t port, const uint8_t *frame, size_t len,
 		    const struct virtio_net_hdr *off)
 {
+	/*
+	 * One worker: nothing else would use the lock meanwhile, so the frame
+	 * goes now, without the outbox's copy (the receiving port's lock is
+	 * kept for the next frames to it, let go with the batch).
+	 */
+	if (nworkers == 1) {
+		deliver(port, frame, len, off);
+		return;
+	}
 	if (outbox->n == OUTBOX_FRAMES || len > sizeof(outbox->bytes) - outbox->used) {
 		/* No room (segments of 64 KiB): what is queued, then this, in order, now. */
 		outbox_deliver();
